@@ -1,0 +1,146 @@
+/*
+ * shadowtee comparator: the public API of the diff engine.
+ *
+ * Pure computation on plain bytes: no I/O, no libuv, no hiredis, no globals.
+ * The proxy hands it the stable (primary) and shadow responses of one
+ * mirrored request (and optionally the noise replica's); it returns the list
+ * of differences. Everything it returns is owned by the caller and freed with
+ * the matching _free function.
+ */
+#ifndef SHADOWTEE_COMPARATOR_H
+#define SHADOWTEE_COMPARATOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- rules ------------------------------------------------------------ */
+
+typedef struct st_rules st_rules_t; /* opaque, immutable once loaded */
+
+/* Loads rules from a JSON file (format documented in README.md).
+ * Returns 0 and sets *out, or -1 and writes one clear message into err
+ * (e.g. "rules.json: $.endpoints[2].ignore: expected an array of strings"). */
+int st_rules_load(const char *path, st_rules_t **out, char *err, size_t errlen);
+/* The same from a JSON text in memory (tests, embedded defaults). */
+int st_rules_parse(const char *json, size_t len, st_rules_t **out, char *err, size_t errlen);
+/* Built-in defaults: default header ignore list, no tolerance, no ignores. */
+st_rules_t *st_rules_default(void);
+void st_rules_free(st_rules_t *rules);
+
+/* Extra header names to redact in stored samples (besides Authorization,
+ * Cookie, Set-Cookie, Proxy-Authorization) and JSON paths to redact. */
+size_t st_rules_redact_headers(const st_rules_t *rules, const char *const **names);
+
+/* ---- endpoints -------------------------------------------------------- */
+
+/* Writes the endpoint key for a request into out (NUL-terminated), e.g.
+ * "POST /v1/models/{id}/predict": method + path template. Numeric, UUID and
+ * long hex segments collapse to {id}; the query is dropped; explicit
+ * templates from the rules win. Returns the key length, or the length it
+ * would need when outlen is too small (like snprintf). */
+size_t st_endpoint_key(const st_rules_t *rules, const char *method, size_t method_len,
+                       const char *path, size_t path_len, char *out, size_t outlen);
+
+/* Bounded set of endpoint keys: at most `cap` distinct keys, later keys map to
+ * "{other}" (the string ST_ENDPOINT_OTHER). Not thread-safe: one per worker. */
+#define ST_ENDPOINT_OTHER "{other}"
+typedef struct st_endpoint_set st_endpoint_set_t;
+st_endpoint_set_t *st_endpoint_set_new(size_t cap);
+void st_endpoint_set_free(st_endpoint_set_t *set);
+/* Returns a stable pointer (valid until the set is freed) to the interned
+ * key, or to "{other}" once the cap is reached. */
+const char *st_endpoint_set_intern(st_endpoint_set_t *set, const char *key);
+
+/* ---- responses and diffs --------------------------------------------- */
+
+typedef struct {
+    const char *name; /* not NUL-terminated */
+    size_t name_len;
+    const char *value; /* not NUL-terminated */
+    size_t value_len;
+} st_header_t;
+
+typedef struct {
+    int status; /* HTTP status; 0 when the response failed (see error) */
+    const st_header_t *headers;
+    size_t nheaders;
+    const char *body; /* captured body bytes (binary safe) */
+    size_t body_len;
+    int body_truncated; /* 1: the body was larger than the capture limit */
+    const char *error;  /* NULL, or why there is no response ("timeout", "connect", "reset") */
+} st_response_t;
+
+typedef enum {
+    ST_DIFF_STATUS = 0,     /* status codes differ */
+    ST_DIFF_HEADER,         /* a header differs, is missing or extra (path "header:<name>") */
+    ST_DIFF_VALUE,          /* same JSON type, different value */
+    ST_DIFF_TYPE,           /* JSON type changed */
+    ST_DIFF_MISSING,        /* present in stable, missing in shadow */
+    ST_DIFF_EXTRA,          /* present in shadow only */
+    ST_DIFF_ARRAY_LEN,      /* arrays of different length */
+    ST_DIFF_BYTES,          /* non-JSON bodies differ (path "$body", offset in a/b) */
+    ST_DIFF_TOO_LARGE,      /* a body exceeded the capture limit: not compared */
+    ST_DIFF_INVALID_JSON,   /* one side is JSON, the other is not parseable */
+    ST_DIFF_TOO_DEEP,       /* nesting beyond the limit: compared as bytes */
+    ST_DIFF_ARGMAX,         /* argmax / top-k rule: winning class(es) differ */
+    ST_DIFF_KIND_COUNT
+} st_diff_kind_t;
+
+/* Stable lower-case names used in Redis and reports:
+ * "status","header","value","type","missing","extra","array_length","bytes",
+ * "too_large","invalid_json","too_deep","argmax". */
+const char *st_diff_kind_name(st_diff_kind_t kind);
+
+typedef struct {
+    st_diff_kind_t kind;
+    char *path;    /* JSONPath, e.g. "$.predictions[3].score"; "status"; "header:x-model" */
+    char *a;       /* stable value as compact JSON text (truncated to ~256 bytes), or NULL */
+    char *b;       /* shadow value, same */
+    double delta;  /* largest absolute numeric delta under this path (0 if none) */
+    int noise;     /* 1: the same path also differs between primary and noise replica */
+} st_diff_entry_t;
+
+typedef enum {
+    ST_VERDICT_MATCH = 0, /* no difference (after rules and tolerance) */
+    ST_VERDICT_DIVERGED,  /* at least one non-noise difference */
+    ST_VERDICT_NOISE,     /* differences, but all of them are noise */
+    ST_VERDICT_ERROR      /* the shadow (or primary) gave no response to compare */
+} st_verdict_t;
+const char *st_verdict_name(st_verdict_t v); /* "match","diverged","noise","error" */
+
+typedef struct {
+    st_verdict_t verdict;
+    st_diff_entry_t *entries; /* first `nentries` differences (capped, see total) */
+    size_t nentries;
+    size_t total;     /* all differences found, >= nentries */
+    double max_delta; /* largest numeric delta seen anywhere (within tolerance or not) */
+} st_diff_result_t;
+
+/* Compares primary against shadow under the rules for `endpoint` (the key from
+ * st_endpoint_key). When noise is non-NULL (a second stable replica's answer),
+ * differences that also appear between primary and noise are marked noise=1
+ * and do not count for the verdict. Returns 0, or -1 on allocation failure.
+ * result must be freed with st_diff_result_free even on failure. */
+int st_compare(const st_rules_t *rules, const char *endpoint, const st_response_t *primary,
+               const st_response_t *shadow, const st_response_t *noise, st_diff_result_t *result);
+void st_diff_result_free(st_diff_result_t *result);
+
+/* ---- redaction -------------------------------------------------------- */
+
+/* Returns a newly malloc'ed copy of `body` (at most max_len bytes kept; the
+ * copy ends with "...[truncated N bytes]" when cut) where JSON values at the
+ * rules' redact paths are replaced by "[REDACTED]". Non-JSON bodies are only
+ * truncated. *out_len receives the length. */
+char *st_redact_body(const st_rules_t *rules, const char *body, size_t len, size_t max_len,
+                     size_t *out_len);
+/* 1 when the header must be redacted in samples (built-in list + rules). */
+int st_redact_header(const st_rules_t *rules, const char *name, size_t name_len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
