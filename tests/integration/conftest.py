@@ -1,0 +1,189 @@
+"""Shared fixtures for the integration suite.
+
+Everything runs on loopback with ports picked free at run time. Processes
+are started through `Proc`, which waits on readiness (a port that answers),
+never on fixed sleeps, and on teardown checks the sanitizer / valgrind
+output of our own binaries so a leak or UB report fails the test.
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("SHADOWTEE_BUILD", os.path.join(ROOT, "build"))
+PY = "/usr/bin/python3"
+sys.path.insert(0, os.path.dirname(__file__))
+
+SANITIZER_MARKERS = (
+    "ERROR: AddressSanitizer",
+    "ERROR: LeakSanitizer",
+    "runtime error:",
+    "== ERROR SUMMARY: [1-9]",
+)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, host="127.0.0.1", timeout=15.0, proc=None):
+    """Waits until a TCP connect to host:port succeeds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("process exited with %s before port %d answered" % (proc.returncode, port))
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError("port %d did not answer within %.1fs" % (port, timeout))
+
+
+class Proc:
+    """A child process with its stderr kept in a temp file."""
+
+    def __init__(self, argv, env=None, wait_ports=(), timeout=15.0, ours=False):
+        self.argv = list(argv)
+        self.ours = ours
+        self.errfile = tempfile.NamedTemporaryFile(prefix="st-", suffix=".err", delete=False)
+        e = dict(os.environ)
+        e.update(env or {})
+        if ours:
+            e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+            if os.environ.get("SHADOWTEE_VALGRIND") == "1":
+                self.argv = ["valgrind", "-q", "--leak-check=full", "--errors-for-leak-kinds=definite",
+                             "--error-exitcode=99"] + self.argv
+                timeout = max(timeout, 60.0)
+        self.p = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=self.errfile, env=e,
+                                  stdin=subprocess.DEVNULL)
+        for port in wait_ports:
+            wait_port(port, timeout=timeout, proc=self.p)
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def stderr(self):
+        with open(self.errfile.name, "r", errors="replace") as f:
+            return f.read()
+
+    def signal(self, sig):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+
+    def wait(self, timeout=30):
+        return self.p.wait(timeout=timeout)
+
+    def stop(self, timeout=30):
+        """SIGTERM, wait, SIGKILL if needed. Returns the exit code."""
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        return self.p.returncode
+
+    def sanitizer_report(self):
+        import re
+        text = self.stderr()
+        for m in SANITIZER_MARKERS:
+            if re.search(m, text):
+                return text
+        return None
+
+    def close(self):
+        self.stop()
+        report = self.sanitizer_report() if self.ours else None
+        os.unlink(self.errfile.name)
+        return report
+
+
+@pytest.fixture
+def procs():
+    """Starts processes for one test and stops them all at the end; a
+    sanitizer or valgrind report from our binaries fails the test."""
+    started = []
+
+    def start(argv, **kw):
+        p = Proc(argv, **kw)
+        started.append(p)
+        return p
+
+    yield start
+    reports = []
+    for p in reversed(started):
+        r = p.close()
+        if r:
+            reports.append(r)
+    assert not reports, "sanitizer/valgrind report:\n" + "\n".join(reports)
+
+
+def shadowtee_bin(name="shadowtee"):
+    path = os.path.join(BUILD, name)
+    assert os.path.exists(path), "%s is not built (run make)" % path
+    return path
+
+
+@pytest.fixture
+def shadowtee(procs):
+    """shadowtee(primary="127.0.0.1:PORT", **flags) starts the real binary on
+    free ports and returns an object with .port, .admin_port, .proc."""
+
+    class Running:
+        pass
+
+    def start(primary, workers=1, extra=(), env=None, **flags):
+        r = Running()
+        r.port = free_port()
+        r.admin_port = free_port()
+        argv = [shadowtee_bin(), "--listen", "127.0.0.1:%d" % r.port, "--primary", primary,
+                "--admin", "127.0.0.1:%d" % r.admin_port, "--workers", str(workers)]
+        for k, v in flags.items():
+            flag = "--" + k.replace("_", "-")
+            if v is True:
+                argv.append(flag)
+            else:
+                argv += [flag, str(v)]
+        argv += list(extra)
+        r.proc = procs(argv, env=env, wait_ports=(r.port, r.admin_port), ours=True)
+        return r
+
+    return start
+
+
+@pytest.fixture
+def redis_server(procs):
+    """A real redis-server on a free loopback port, no persistence."""
+    exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+    d = tempfile.mkdtemp(prefix="st-redis-")
+
+    class R:
+        pass
+
+    r = R()
+    r.port = free_port()
+    r.dir = d
+
+    def start():
+        r.proc = procs([exe, "--port", str(r.port), "--bind", "127.0.0.1", "--save", "",
+                        "--appendonly", "no", "--dir", d], wait_ports=(r.port,))
+        return r
+
+    r.start = start
+    start()
+    yield r
+    shutil.rmtree(d, ignore_errors=True)
