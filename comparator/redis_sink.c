@@ -1,0 +1,377 @@
+/*
+ * redis_sink.c: the stats' connection to Redis (hiredis 0.14 async on the
+ * worker's libuv loop) and the batched flush.
+ *
+ * States (st_sink_state_t):
+ *   OFF         no Redis configured: only in-memory counters.
+ *   WAIT        no context; ctl_timer fires the next connect (backoff
+ *               100 ms doubling to 5 s).
+ *   CONNECTING  redisAsyncConnect issued; ctl_timer is the connect timeout
+ *               (hiredis 0.14 has none for async connects).
+ *   READY       connected; AUTH/SELECT pipelined first (setup_pending), then
+ *               one batch at a time is in flight. A batch without all its
+ *               replies after ST_SINK_REPLY_TIMEOUT_MS means Redis is stuck:
+ *               the connection is torn down and re-established.
+ *   CLOSED      st_stats_close ran its final flush; no more connects.
+ *
+ * hiredis lifetimes: the context is only ever freed by us from ctl_timer
+ * (never inside one of its own callbacks); when hiredis frees it itself (a
+ * failed connect, a dropped connection) we learn it in on_connect /
+ * on_disconnect and forget the pointer. Replies of a batch still in flight
+ * when the connection drops never arrive: their deltas are counted as lost.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include "stats_internal.h"
+
+#define ST_SINK_CONNECT_TIMEOUT_MS 2000
+#define ST_SINK_REPLY_TIMEOUT_MS   5000
+#define ST_SINK_BACKOFF_MIN_MS     100
+#define ST_SINK_BACKOFF_MAX_MS     5000
+#define ST_SINK_CLOSE_WAIT_MS      1000
+
+static void on_ctl(uv_timer_t *t);
+static void send_batch(st_stats_t *s);
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void log_down(st_stats_t *s, const char *reason)
+{
+    if (s->logged_down) return;
+    s->logged_down = 1;
+    fprintf(stderr, "shadowtee stats: event=redis_down service=%s redis=%s:%d reason=\"%s\"\n",
+            s->cfg.service, s->cfg.redis_host, s->cfg.redis_port, reason);
+}
+
+static void ctl_arm(st_stats_t *s, uint64_t ms)
+{
+    uv_timer_start(&s->ctl_timer, on_ctl, ms, 0);
+}
+
+static void schedule_reconnect(st_stats_t *s)
+{
+    s->state = ST_SINK_WAIT;
+    ctl_arm(s, s->backoff_ms);
+    s->backoff_ms *= 2;
+    if (s->backoff_ms > ST_SINK_BACKOFF_MAX_MS) s->backoff_ms = ST_SINK_BACKOFF_MAX_MS;
+}
+
+/* Asks ctl_timer to free the context on the next loop turn (safe from any
+ * hiredis callback). */
+static void request_teardown(st_stats_t *s)
+{
+    s->teardown = 1;
+    ctl_arm(s, 0);
+}
+
+/* Forgets the in-flight batch; whatever had no reply is lost. */
+static void inflight_drop(st_stats_t *s)
+{
+    if (s->inflight_deltas)
+        atomic_fetch_add_explicit(&s->lost, s->inflight_deltas, memory_order_relaxed);
+    st_batch_free(&s->inflight);
+    s->inflight_left = s->inflight_deltas = 0;
+}
+
+/* ---- hiredis callbacks --------------------------------------------------- */
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    st_stats_t *s = ac->data;
+    s->ac = NULL; /* hiredis frees it after this returns */
+    atomic_store_explicit(&s->connected, 0, memory_order_relaxed);
+    inflight_drop(s);
+    if (s->in_free) return; /* our own teardown decides what comes next */
+    log_down(s, status == REDIS_OK ? "closed" : ac->errstr);
+    if (s->closing) {
+        request_teardown(s);
+        return;
+    }
+    atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
+    schedule_reconnect(s);
+}
+
+static void finish_if_done(st_stats_t *s)
+{
+    if (s->closing && s->inflight_left == 0) {
+        if (st_stats__pending(s) > 0) send_batch(s);
+        if (s->inflight_left == 0) request_teardown(s);
+    }
+}
+
+static void on_setup_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    st_stats_t *s = priv;
+    redisReply *reply = r;
+    if (!reply) return; /* context going away: on_disconnect handles it */
+    if (reply->type == REDIS_REPLY_ERROR) {
+        atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
+        log_down(s, reply->str);
+        request_teardown(s);
+        return;
+    }
+    if (s->setup_pending && --s->setup_pending == 0) {
+        s->backoff_ms = ST_SINK_BACKOFF_MIN_MS;
+        if (s->logged_down)
+            fprintf(stderr, "shadowtee stats: event=redis_up service=%s\n", s->cfg.service);
+        s->logged_down = 0;
+        if (s->closing) finish_if_done(s);
+    }
+    (void)ac;
+}
+
+static void on_batch_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    st_stats_t *s = priv;
+    redisReply *reply = r;
+    if (!reply || s->inflight_left == 0)
+        return; /* dropped connection: on_disconnect counts the loss */
+    size_t idx = s->inflight.ncmds - s->inflight_left;
+    size_t nd = s->inflight.cmds[idx].ndeltas;
+    s->inflight_deltas -= nd;
+    if (reply->type == REDIS_REPLY_ERROR) { /* e.g. WRONGTYPE, OOM: not applied */
+        atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->lost, nd, memory_order_relaxed);
+    }
+    if (--s->inflight_left == 0) {
+        atomic_fetch_add_explicit(&s->flushes, 1, memory_order_relaxed);
+        st_batch_free(&s->inflight);
+        finish_if_done(s);
+    }
+    (void)ac;
+}
+
+static void on_connect(const redisAsyncContext *cac, int status)
+{
+    st_stats_t *s = cac->data;
+    redisAsyncContext *ac = s->ac;
+    uv_timer_stop(&s->ctl_timer);
+    if (status != REDIS_OK) { /* hiredis frees the context after this */
+        s->ac = NULL;
+        atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
+        log_down(s, cac->errstr);
+        if (s->closing)
+            request_teardown(s);
+        else
+            schedule_reconnect(s);
+        return;
+    }
+    s->state = ST_SINK_READY;
+    s->meta_sent = 0;
+    s->setup_pending = 0;
+    atomic_store_explicit(&s->connected, 1, memory_order_relaxed);
+    if (s->cfg.redis_password && *s->cfg.redis_password) {
+        const char *argv[] = {"AUTH", s->cfg.redis_password};
+        size_t lens[] = {4, strlen(s->cfg.redis_password)};
+        if (redisAsyncCommandArgv(ac, on_setup_reply, s, 2, argv, lens) == REDIS_OK)
+            s->setup_pending++;
+    }
+    if (s->cfg.redis_db != 0) {
+        char db[16];
+        snprintf(db, sizeof(db), "%d", s->cfg.redis_db);
+        const char *argv[] = {"SELECT", db};
+        size_t lens[] = {6, strlen(db)};
+        if (redisAsyncCommandArgv(ac, on_setup_reply, s, 2, argv, lens) == REDIS_OK)
+            s->setup_pending++;
+    }
+    /* PING confirms the connection even without AUTH/SELECT */
+    if (redisAsyncCommand(ac, on_setup_reply, s, "PING") == REDIS_OK) s->setup_pending++;
+}
+
+/* ---- connection ------------------------------------------------------- */
+
+static void connect_now(st_stats_t *s)
+{
+    if (s->closing) return;
+    redisAsyncContext *ac = redisAsyncConnect(s->cfg.redis_host, s->cfg.redis_port);
+    if (!ac || ac->err) {
+        atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
+        log_down(s, ac ? ac->errstr : "out of memory");
+        if (ac) redisAsyncFree(ac);
+        schedule_reconnect(s);
+        return;
+    }
+    ac->data = s;
+    if (redisLibuvAttach(ac, s->loop) != REDIS_OK) {
+        log_down(s, "libuv attach failed");
+        redisAsyncFree(ac);
+        schedule_reconnect(s);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    s->ac = ac;
+    s->state = ST_SINK_CONNECTING;
+    ctl_arm(s, ST_SINK_CONNECT_TIMEOUT_MS);
+}
+
+/* Frees our context (from ctl_timer only). */
+static void free_context(st_stats_t *s)
+{
+    if (s->ac) {
+        s->in_free = 1;
+        redisAsyncFree(s->ac); /* runs on_disconnect when it was connected */
+        s->in_free = 0;
+        s->ac = NULL;
+    }
+    inflight_drop(s);
+    atomic_store_explicit(&s->connected, 0, memory_order_relaxed);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    st_stats_t *s = h->data;
+    if (--s->handles_open > 0) return;
+    void (*cb)(void *) = s->close_cb;
+    void *arg = s->close_arg;
+    st_stats__free(s);
+    if (cb) cb(arg);
+}
+
+static void on_ctl(uv_timer_t *t)
+{
+    st_stats_t *s = t->data;
+    if (s->close_stage == 2) { /* the context's poll handle is closed by now */
+        uv_close((uv_handle_t *)&s->flush_timer, on_handle_closed);
+        uv_close((uv_handle_t *)&s->ctl_timer, on_handle_closed);
+        return;
+    }
+    if (s->teardown || s->closing) {
+        s->teardown = 0;
+        free_context(s);
+        if (s->closing) {
+            s->state = ST_SINK_CLOSED;
+            s->close_stage = 2;
+            ctl_arm(s, 0);
+        } else {
+            schedule_reconnect(s);
+        }
+        return;
+    }
+    switch (s->state) {
+    case ST_SINK_WAIT:
+        atomic_fetch_add_explicit(&s->reconnects, 1, memory_order_relaxed);
+        connect_now(s);
+        break;
+    case ST_SINK_CONNECTING:
+        atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
+        log_down(s, "connect timeout");
+        free_context(s);
+        schedule_reconnect(s);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- flushing --------------------------------------------------------- */
+
+static void send_batch(st_stats_t *s)
+{
+    if (!s->ac || s->state != ST_SINK_READY || s->setup_pending || s->inflight_left ||
+        st_stats__pending(s) == 0)
+        return;
+    st_batch_init(&s->inflight);
+    st_stats__build_batch(s, &s->inflight, !s->meta_sent, wall_ms());
+    s->meta_sent = 1;
+    s->inflight_deltas = s->inflight.ndeltas;
+    s->inflight_since = uv_now(s->loop);
+    size_t sent = 0;
+    for (; sent < s->inflight.ncmds; sent++) {
+        st_cmd_t *c = &s->inflight.cmds[sent];
+        if (redisAsyncCommandArgv(s->ac, on_batch_reply, s, c->argc, (const char **)c->argv,
+                                  c->argvlen) != REDIS_OK)
+            break;
+    }
+    for (size_t i = sent; i < s->inflight.ncmds; i++) { /* refused (disconnecting) */
+        atomic_fetch_add_explicit(&s->lost, s->inflight.cmds[i].ndeltas, memory_order_relaxed);
+        s->inflight_deltas -= s->inflight.cmds[i].ndeltas;
+    }
+    s->inflight_left = sent;
+    if (sent == 0) st_batch_free(&s->inflight);
+}
+
+/* The libuv adapter ignores a poll error (libuv reports POLLERR, e.g. a
+ * refused connect or a reset, by stopping the handle and passing a status
+ * the adapter drops): hiredis would wait forever. A stopped poll handle that
+ * still has events wanted means exactly that; the reason is in SO_ERROR. */
+static int poll_broken(const st_stats_t *s, char *why, size_t whylen)
+{
+    if (!s->ac || !s->ac->ev.data) return 0;
+    const redisLibuvEvents *p = s->ac->ev.data;
+    if (!p->events || uv_is_active((const uv_handle_t *)&p->handle)) return 0;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(s->ac->c.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0)
+        err = ECONNRESET;
+    snprintf(why, whylen, "%s", strerror(err));
+    return 1;
+}
+
+static void on_flush(uv_timer_t *t)
+{
+    st_stats_t *s = t->data;
+    char why[128];
+    if ((s->state == ST_SINK_CONNECTING || s->state == ST_SINK_READY) && !s->teardown &&
+        poll_broken(s, why, sizeof(why))) {
+        atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
+        log_down(s, why);
+        free_context(s);
+        schedule_reconnect(s);
+        return;
+    }
+    if (s->state != ST_SINK_READY) return;
+    if (s->inflight_left && uv_now(s->loop) - s->inflight_since > ST_SINK_REPLY_TIMEOUT_MS &&
+        !s->teardown) {
+        atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
+        log_down(s, "reply timeout");
+        request_teardown(s);
+        return;
+    }
+    send_batch(s);
+}
+
+int st_sink_start(st_stats_t *s)
+{
+    uv_timer_init(s->loop, &s->flush_timer);
+    uv_timer_init(s->loop, &s->ctl_timer);
+    s->flush_timer.data = s->ctl_timer.data = s;
+    s->handles_open = 2;
+    s->backoff_ms = ST_SINK_BACKOFF_MIN_MS;
+    if (!s->cfg.redis_host) {
+        s->state = ST_SINK_OFF;
+        return 0;
+    }
+    uv_timer_start(&s->flush_timer, on_flush, s->cfg.flush_interval_ms, s->cfg.flush_interval_ms);
+    connect_now(s);
+    return 0;
+}
+
+void st_sink_close(st_stats_t *s)
+{
+    if (s->closing) return;
+    s->closing = 1;
+    s->close_stage = 1;
+    uv_timer_stop(&s->flush_timer);
+    if (s->state == ST_SINK_READY && s->ac) {
+        send_batch(s); /* no-op while setup or another batch is in flight */
+        if (s->inflight_left || s->setup_pending) {
+            ctl_arm(s, ST_SINK_CLOSE_WAIT_MS); /* bounded wait; replies may finish earlier */
+            return;
+        }
+    }
+    request_teardown(s);
+}

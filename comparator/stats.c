@@ -1,0 +1,840 @@
+/*
+ * stats.c: per-worker aggregation of comparison results (no I/O).
+ *
+ * st_stats_record() adds one comparison to atomics (for Prometheus) and to a
+ * table of pending Redis deltas keyed by (key, field); the Redis sink
+ * (redis_sink.c) turns that table into one pipelined batch per flush with
+ * st_stats__build_batch(). The key schema is in docs/ARCHITECTURE.md
+ * ("Redis key schema"); every key and field written here is listed there.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "stats_internal.h"
+
+#define EP_NAME_MAX      256 /* longer endpoint keys are cut */
+#define SAMPLE_MAX_DIFFS 50  /* differing entries kept in one sample */
+#define SAMPLE_MAX_HDRS  64  /* headers kept per side in one sample */
+#define SAMPLE_HDR_MAX   256 /* bytes of one header value kept */
+
+/* 1 ms .. 60 s, 9 bounds per decade. */
+const double st_stats_hist_bounds_ms[ST_HIST_NBOUNDS] = {
+    1,    1.5,  2,    2.5,  3,    4,    5,     6,     8,     10,    15,    20,    25,    30,   40,
+    50,   60,   80,   100,  150,  200,  250,   300,   400,   500,   600,   800,   1000,  1500, 2000,
+    2500, 3000, 4000, 5000, 6000, 8000, 10000, 15000, 20000, 25000, 30000, 40000, 50000, 60000};
+
+void st_stats_config_init(st_stats_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->redis_host = NULL;
+    cfg->redis_port = 6379;
+    cfg->redis_password = NULL;
+    cfg->redis_db = 0;
+    cfg->service = "default";
+    cfg->flush_interval_ms = 100;
+    cfg->max_backlog = 100000;
+    cfg->samples_per_endpoint = 20;
+    cfg->sample_body_max = 4096;
+    cfg->bucket_ttl_s = 7 * 24 * 3600;
+    cfg->max_endpoints = 200;
+    cfg->rules = NULL;
+}
+
+size_t st_stats__hist_bucket(double ms)
+{
+    size_t lo = 0, hi = ST_HIST_NBOUNDS; /* first bound >= ms */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (st_stats_hist_bounds_ms[mid] < ms)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static uint64_t hash_bytes(uint64_t h, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+/* ---- batch ------------------------------------------------------------- */
+
+void st_batch_init(st_batch_t *b)
+{
+    memset(b, 0, sizeof(*b));
+}
+
+void st_batch_free(st_batch_t *b)
+{
+    for (size_t i = 0; i < b->ncmds; i++) {
+        for (int j = 0; j < b->cmds[i].argc; j++)
+            free(b->cmds[i].argv[j]);
+        free(b->cmds[i].argv);
+        free(b->cmds[i].argvlen);
+    }
+    free(b->cmds);
+    st_batch_init(b);
+}
+
+int st_batch_add(st_batch_t *b, size_t ndeltas, int argc, const char *const *argv)
+{
+    if (b->ncmds == b->cap) {
+        size_t ncap = b->cap ? b->cap * 2 : 32;
+        st_cmd_t *n = realloc(b->cmds, ncap * sizeof(*n));
+        if (!n) return -1;
+        b->cmds = n;
+        b->cap = ncap;
+    }
+    st_cmd_t *c = &b->cmds[b->ncmds];
+    c->argc = 0;
+    c->ndeltas = ndeltas;
+    c->argv = calloc((size_t)argc, sizeof(char *));
+    c->argvlen = calloc((size_t)argc, sizeof(size_t));
+    if (!c->argv || !c->argvlen) goto fail;
+    for (int i = 0; i < argc; i++) {
+        c->argvlen[i] = strlen(argv[i]);
+        c->argv[i] = strdup(argv[i]);
+        if (!c->argv[i]) goto fail;
+        c->argc++;
+    }
+    b->ncmds++;
+    b->ndeltas += ndeltas;
+    return 0;
+fail:
+    for (int i = 0; i < c->argc; i++)
+        free(c->argv[i]);
+    free(c->argv);
+    free(c->argvlen);
+    return -1;
+}
+
+/* ---- pending deltas ---------------------------------------------------- */
+
+size_t st_stats__pending(const st_stats_t *s)
+{
+    return s->norder + s->npending_samples;
+}
+
+/* Adds `ival` (or `fval` when is_float) to key/field. A new entry beyond
+ * max_backlog is dropped and counted; merging into an existing one never is. */
+static void delta_add(st_stats_t *s, const char *key, size_t keylen, const char *field,
+                      size_t fieldlen, int64_t ival, double fval, int is_float)
+{
+    uint64_t h = hash_bytes(hash_bytes(14695981039346656037ULL, key, keylen), "\0", 1);
+    h = hash_bytes(h, field, fieldlen);
+    size_t bi = (size_t)(h & (s->nbuckets - 1));
+    for (st_delta_t *d = s->buckets[bi]; d; d = d->next) {
+        if (d->hash == h && d->keylen == keylen && d->fieldlen == fieldlen &&
+            memcmp(d->data, key, keylen) == 0 &&
+            memcmp(d->data + keylen + 1, field, fieldlen) == 0) {
+            d->ival += ival;
+            d->fval += fval;
+            return;
+        }
+    }
+    if (st_stats__pending(s) >= s->cfg.max_backlog) goto drop;
+    if (s->norder == s->ordercap) {
+        size_t ncap = s->ordercap ? s->ordercap * 2 : 256;
+        st_delta_t **n = realloc(s->order, ncap * sizeof(*n));
+        if (!n) goto drop;
+        s->order = n;
+        s->ordercap = ncap;
+    }
+    st_delta_t *d = malloc(sizeof(*d) + keylen + fieldlen + 2);
+    if (!d) goto drop;
+    d->hash = h;
+    d->ival = ival;
+    d->fval = fval;
+    d->is_float = is_float;
+    d->keylen = keylen;
+    d->fieldlen = fieldlen;
+    memcpy(d->data, key, keylen);
+    d->data[keylen] = '\0';
+    memcpy(d->data + keylen + 1, field, fieldlen);
+    d->data[keylen + 1 + fieldlen] = '\0';
+    d->next = s->buckets[bi];
+    s->buckets[bi] = d;
+    s->order[s->norder++] = d;
+    return;
+drop:
+    atomic_fetch_add_explicit(&s->dropped, 1, memory_order_relaxed);
+}
+
+/* key = ep->key + suffix; field as given. */
+static void ep_incr(st_stats_t *s, st_stats_ep_t *ep, const char *suffix, const char *field,
+                    int64_t by)
+{
+    char key[EP_NAME_MAX + 512];
+    int n = snprintf(key, sizeof(key), "%s%s", ep->key, suffix);
+    if (n < 0 || (size_t)n >= sizeof(key)) return;
+    delta_add(s, key, (size_t)n, field, strlen(field), by, 0, 0);
+}
+
+static void ep_incr_float(st_stats_t *s, st_stats_ep_t *ep, const char *suffix, const char *field,
+                          double by)
+{
+    char key[EP_NAME_MAX + 512];
+    int n = snprintf(key, sizeof(key), "%s%s", ep->key, suffix);
+    if (n < 0 || (size_t)n >= sizeof(key)) return;
+    delta_add(s, key, (size_t)n, field, strlen(field), 0, by, 1);
+}
+
+/* ---- endpoints --------------------------------------------------------- */
+
+static void ep_free(const st_stats_t *s, st_stats_ep_t *ep)
+{
+    if (!ep) return;
+    size_t cap = s->cfg.samples_per_endpoint;
+    for (size_t i = 0; i < ep->nsamples; i++)
+        free(ep->samples[(ep->sample_head + i) % cap]);
+    free(ep->samples);
+    free(ep->name);
+    free(ep->key);
+    free(ep);
+}
+
+static st_stats_ep_t *ep_new(st_stats_t *s, const char *name, size_t len, uint64_t h)
+{
+    st_stats_ep_t *ep = calloc(1, sizeof(*ep));
+    if (!ep) return NULL;
+    ep->hash = h;
+    ep->name = strndup(name, len);
+    ep->keylen = s->prefixlen + 3 + len + 1;
+    ep->key = malloc(ep->keylen + 1);
+    if (s->cfg.samples_per_endpoint)
+        ep->samples = calloc(s->cfg.samples_per_endpoint, sizeof(char *));
+    if (!ep->name || !ep->key || (s->cfg.samples_per_endpoint && !ep->samples)) goto fail;
+    snprintf(ep->key, ep->keylen + 1, "%sep:%.*s:", s->prefix, (int)len, name);
+    if (s->neps == s->epcap) {
+        size_t ncap = s->epcap ? s->epcap * 2 : 16;
+        pthread_mutex_lock(&s->lock);
+        st_stats_ep_t **n = realloc(s->eps, ncap * sizeof(*n));
+        if (n) {
+            s->eps = n;
+            s->epcap = ncap;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (!n) goto fail;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->eps[s->neps++] = ep;
+    pthread_mutex_unlock(&s->lock);
+    size_t bi = (size_t)(h & (s->nephash - 1));
+    ep->hnext = s->ephash[bi];
+    s->ephash[bi] = ep;
+    return ep;
+fail:
+    ep_free(s, ep);
+    return NULL;
+}
+
+/* The endpoint for `name`, created on first use; "{other}" once max_endpoints
+ * distinct names exist. NULL only on allocation failure. */
+static st_stats_ep_t *ep_get(st_stats_t *s, const char *name)
+{
+    if (!name || !*name) name = ST_ENDPOINT_OTHER;
+    size_t len = strnlen(name, EP_NAME_MAX);
+    uint64_t h = hash_bytes(14695981039346656037ULL, name, len);
+    for (st_stats_ep_t *ep = s->ephash[h & (s->nephash - 1)]; ep; ep = ep->hnext)
+        if (ep->hash == h && strlen(ep->name) == len && memcmp(ep->name, name, len) == 0) return ep;
+    size_t named = s->neps - (s->other ? 1 : 0);
+    if (named >= s->cfg.max_endpoints || strcmp(name, ST_ENDPOINT_OTHER) == 0) {
+        if (!s->other) {
+            uint64_t oh =
+                hash_bytes(14695981039346656037ULL, ST_ENDPOINT_OTHER, strlen(ST_ENDPOINT_OTHER));
+            s->other = ep_new(s, ST_ENDPOINT_OTHER, strlen(ST_ENDPOINT_OTHER), oh);
+        }
+        return s->other;
+    }
+    return ep_new(s, name, len, h);
+}
+
+/* ---- samples ----------------------------------------------------------- */
+
+/* A JSON string from arbitrary bytes: invalid UTF-8 becomes U+FFFD. */
+static json_t *json_bytes(const char *p, size_t n)
+{
+    json_t *j = json_stringn(p, n);
+    if (j) return j;
+    char *buf = malloc(n * 3 + 1);
+    if (!buf) return NULL;
+    size_t o = 0;
+    const unsigned char *u = (const unsigned char *)p;
+    for (size_t i = 0; i < n;) {
+        size_t len = u[i] < 0x80         ? 1
+                     : (u[i] >> 5) == 6  ? 2
+                     : (u[i] >> 4) == 14 ? 3
+                     : (u[i] >> 3) == 30 ? 4
+                                         : 0;
+        int ok = len > 0 && i + len <= n;
+        for (size_t k = 1; ok && k < len; k++)
+            ok = (u[i + k] & 0xC0) == 0x80;
+        if (ok && len > 1 && json_stringn(p + i, len) == NULL) ok = 0;
+        if (ok) {
+            memcpy(buf + o, p + i, len);
+            o += len;
+            i += len;
+        } else {
+            memcpy(buf + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        }
+    }
+    j = json_stringn(buf, o);
+    free(buf);
+    return j;
+}
+
+static json_t *sample_side(const st_stats_t *s, const st_rules_t *rules, const st_response_t *r,
+                           double seconds)
+{
+    json_t *o = json_object();
+    if (!o) return NULL;
+    json_object_set_new(o, "latency_ms", seconds >= 0 ? json_real(seconds * 1000.0) : json_null());
+    if (!r) {
+        json_object_set_new(o, "status", json_null());
+        return o;
+    }
+    json_object_set_new(o, "status", json_integer(r->status));
+    json_object_set_new(o, "error", r->error ? json_string(r->error) : json_null());
+    json_t *hdrs = json_array();
+    for (size_t i = 0; hdrs && i < r->nheaders && i < SAMPLE_MAX_HDRS; i++) {
+        const st_header_t *h = &r->headers[i];
+        json_t *pair = json_array();
+        json_array_append_new(pair, json_bytes(h->name, h->name_len));
+        if (st_redact_header(rules, h->name, h->name_len))
+            json_array_append_new(pair, json_string("[REDACTED]"));
+        else
+            json_array_append_new(pair, json_bytes(h->value, h->value_len < SAMPLE_HDR_MAX
+                                                                 ? h->value_len
+                                                                 : SAMPLE_HDR_MAX));
+        json_array_append_new(hdrs, pair);
+    }
+    json_object_set_new(o, "headers", hdrs);
+    size_t blen = 0;
+    char *body =
+        r->body ? st_redact_body(rules, r->body, r->body_len, s->cfg.sample_body_max, &blen) : NULL;
+    json_object_set_new(o, "body", body ? json_bytes(body, blen) : json_string(""));
+    free(body);
+    json_object_set_new(o, "body_truncated",
+                        json_boolean(r->body_truncated || r->body_len > s->cfg.sample_body_max));
+    return o;
+}
+
+/* The sample JSON of one divergent comparison (malloc'ed), or NULL. */
+static char *sample_json(const st_stats_t *s, const st_stats_record_t *rec)
+{
+    const st_rules_t *rules = s->cfg.rules ? s->cfg.rules : s->own_rules;
+    json_t *o = json_object();
+    if (!o) return NULL;
+    json_object_set_new(o, "time_ms", json_integer(rec->now_ms));
+    json_object_set_new(o, "request_id", json_string(rec->request_id ? rec->request_id : ""));
+    json_object_set_new(o, "method", json_string(rec->method ? rec->method : ""));
+    const char *path = rec->path ? rec->path : "";
+    json_object_set_new(o, "path", json_bytes(path, strnlen(path, 2048)));
+    json_object_set_new(o, "endpoint", json_string(rec->endpoint ? rec->endpoint : ""));
+    json_object_set_new(o, "verdict", json_string(st_verdict_name(rec->verdict)));
+    json_object_set_new(o, "primary", sample_side(s, rules, rec->primary, rec->primary_seconds));
+    json_object_set_new(o, "shadow", sample_side(s, rules, rec->shadow, rec->shadow_seconds));
+    json_t *diffs = json_array();
+    size_t n = rec->diff ? rec->diff->nentries : 0;
+    for (size_t i = 0; diffs && i < n && i < SAMPLE_MAX_DIFFS; i++) {
+        const st_diff_entry_t *e = &rec->diff->entries[i];
+        json_t *d = json_object();
+        const char *p = e->path ? e->path : "";
+        json_object_set_new(d, "path", json_bytes(p, strlen(p)));
+        json_object_set_new(d, "kind", json_string(st_diff_kind_name(e->kind)));
+        json_object_set_new(d, "a", e->a ? json_bytes(e->a, strlen(e->a)) : json_null());
+        json_object_set_new(d, "b", e->b ? json_bytes(e->b, strlen(e->b)) : json_null());
+        json_object_set_new(d, "delta", json_real(isfinite(e->delta) ? e->delta : 0));
+        json_object_set_new(d, "noise", json_boolean(e->noise));
+        json_array_append_new(diffs, d);
+    }
+    json_object_set_new(o, "diffs", diffs);
+    json_object_set_new(o, "total_diffs",
+                        json_integer(rec->diff ? (json_int_t)rec->diff->total : 0));
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+/* Keeps at most samples_per_endpoint samples per endpoint per wall second and
+ * the newest samples_per_endpoint pending (older pending ones are dropped). */
+static void sample_take(st_stats_t *s, st_stats_ep_t *ep, const st_stats_record_t *rec)
+{
+    size_t cap = s->cfg.samples_per_endpoint;
+    if (cap == 0) return;
+    int64_t sec = rec->now_ms / 1000;
+    if (sec != ep->sample_second) {
+        ep->sample_second = sec;
+        ep->samples_in_second = 0;
+    }
+    if (ep->samples_in_second >= cap) return;
+    if (ep->nsamples < cap && st_stats__pending(s) >= s->cfg.max_backlog) {
+        atomic_fetch_add_explicit(&s->dropped, 1, memory_order_relaxed);
+        return;
+    }
+    char *js = sample_json(s, rec);
+    if (!js) return;
+    ep->samples_in_second++;
+    if (ep->nsamples == cap) { /* replace the oldest pending sample */
+        free(ep->samples[ep->sample_head]);
+        ep->samples[ep->sample_head] = js;
+        ep->sample_head = (ep->sample_head + 1) % cap;
+        atomic_fetch_add_explicit(&s->dropped, 1, memory_order_relaxed);
+        return;
+    }
+    ep->samples[(ep->sample_head + ep->nsamples) % cap] = js;
+    ep->nsamples++;
+    s->npending_samples++;
+}
+
+/* ---- record ------------------------------------------------------------ */
+
+static void minute_touch(st_stats_t *s, int64_t minute)
+{
+    for (size_t i = s->nminutes; i > 0; i--)
+        if (s->minutes[i - 1] == minute) return;
+    if (s->nminutes == s->minutecap) {
+        size_t ncap = s->minutecap ? s->minutecap * 2 : 8;
+        int64_t *n = realloc(s->minutes, ncap * sizeof(*n));
+        if (!n) return;
+        s->minutes = n;
+        s->minutecap = ncap;
+    }
+    s->minutes[s->nminutes++] = minute;
+}
+
+static void minute_incr(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const char *counter)
+{
+    char key[256], field[EP_NAME_MAX + 64];
+    int kn = snprintf(key, sizeof(key), "%sminute:%" PRId64, s->prefix, minute);
+    int fn = snprintf(field, sizeof(field), "%s|%s", counter, ep->name);
+    if (kn < 0 || (size_t)kn >= sizeof(key) || fn < 0 || (size_t)fn >= sizeof(field)) return;
+    delta_add(s, key, (size_t)kn, field, (size_t)fn, 1, 0, 0);
+}
+
+static void latency_add(st_stats_t *s, st_stats_ep_t *ep, const char *suffix, double seconds)
+{
+    if (!(seconds >= 0) || !isfinite(seconds)) return;
+    double ms = seconds * 1000.0;
+    size_t b = st_stats__hist_bucket(ms);
+    char field[32];
+    if (b == ST_HIST_NBOUNDS)
+        snprintf(field, sizeof(field), "+Inf");
+    else
+        snprintf(field, sizeof(field), "%g", st_stats_hist_bounds_ms[b]);
+    ep_incr(s, ep, suffix, field, 1);
+    ep_incr(s, ep, suffix, "count", 1);
+    ep_incr_float(s, ep, suffix, "sum_ms", ms);
+}
+
+static void diff_paths_add(st_stats_t *s, st_stats_ep_t *ep, const st_diff_result_t *diff)
+{
+    char field[ST_STATS_MAX_FIELD + 1];
+    for (size_t i = 0; diff && i < diff->nentries; i++) {
+        const st_diff_entry_t *e = &diff->entries[i];
+        const char *kind = st_diff_kind_name(e->kind);
+        snprintf(field, sizeof(field), "%s|%s", kind, e->path ? e->path : "");
+        ep_incr(s, ep, e->noise ? "noise_paths" : "paths", field, 1);
+        snprintf(field, sizeof(field), "%s:%s", e->noise ? "noise_kind" : "kind", kind);
+        ep_incr(s, ep, "counts", field, 1);
+    }
+}
+
+void st_stats_record(st_stats_t *s, const st_stats_record_t *rec)
+{
+    st_stats_ep_t *ep = ep_get(s, rec->endpoint);
+    if (!ep) {
+        atomic_fetch_add_explicit(&s->dropped, 1, memory_order_relaxed);
+        return;
+    }
+    int64_t minute = rec->now_ms / 60000;
+    const char *counter;
+    atomic_fetch_add_explicit(&ep->compared, 1, memory_order_relaxed);
+    switch (rec->verdict) {
+    case ST_VERDICT_MATCH:
+        atomic_fetch_add_explicit(&ep->matched, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->n_match, 1, memory_order_relaxed);
+        counter = "matched";
+        break;
+    case ST_VERDICT_DIVERGED:
+        atomic_fetch_add_explicit(&ep->diverged, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->n_diverged, 1, memory_order_relaxed);
+        counter = "diverged";
+        break;
+    case ST_VERDICT_NOISE:
+        atomic_fetch_add_explicit(&ep->noise, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->n_noise, 1, memory_order_relaxed);
+        counter = "noise";
+        break;
+    default:
+        atomic_fetch_add_explicit(&ep->errors, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->n_error, 1, memory_order_relaxed);
+        counter = "errors";
+        break;
+    }
+    if (rec->verdict == ST_VERDICT_ERROR && rec->shadow_error &&
+        strcmp(rec->shadow_error, "timeout") == 0)
+        atomic_fetch_add_explicit(&ep->timeouts, 1, memory_order_relaxed);
+    if (!s->cfg.redis_host) return; /* metrics only: nothing to flush */
+    ep->touched = 1;
+    ep_incr(s, ep, "counts", "compared", 1);
+    ep_incr(s, ep, "counts", counter, 1);
+    minute_touch(s, minute);
+    minute_incr(s, ep, minute, "compared");
+    if (rec->verdict != ST_VERDICT_MATCH) minute_incr(s, ep, minute, counter);
+    if (rec->verdict == ST_VERDICT_ERROR) {
+        const char *why = rec->shadow_error ? rec->shadow_error : "unknown";
+        char field[96];
+        snprintf(field, sizeof(field), "error:%.80s", why);
+        ep_incr(s, ep, "counts", field, 1);
+        if (strcmp(why, "timeout") == 0) {
+            ep_incr(s, ep, "counts", "timeouts", 1);
+            minute_incr(s, ep, minute, "timeouts");
+        }
+    }
+    latency_add(s, ep, "lat:primary", rec->primary_seconds);
+    if (rec->verdict != ST_VERDICT_ERROR) latency_add(s, ep, "lat:shadow", rec->shadow_seconds);
+    diff_paths_add(s, ep, rec->diff);
+    if (rec->verdict == ST_VERDICT_DIVERGED) sample_take(s, ep, rec);
+    if (s->batch_first_ms == 0 || rec->now_ms < s->batch_first_ms) s->batch_first_ms = rec->now_ms;
+    if (rec->now_ms > s->batch_last_ms) s->batch_last_ms = rec->now_ms;
+}
+
+/* ---- batch building ---------------------------------------------------- */
+
+static int add_cmd(st_batch_t *b, size_t ndeltas, int argc, const char *const *argv, int *err)
+{
+    if (st_batch_add(b, ndeltas, argc, argv) != 0) *err = -1;
+    return *err;
+}
+
+static void deltas_clear(st_stats_t *s)
+{
+    for (size_t i = 0; i < s->norder; i++)
+        free(s->order[i]);
+    s->norder = 0;
+    memset(s->buckets, 0, s->nbuckets * sizeof(*s->buckets));
+}
+
+void st_stats__pending_clear(st_stats_t *s)
+{
+    deltas_clear(s);
+    for (size_t i = 0; i < s->neps; i++) {
+        st_stats_ep_t *ep = s->eps[i];
+        size_t cap = s->cfg.samples_per_endpoint;
+        for (size_t k = 0; k < ep->nsamples; k++)
+            free(ep->samples[(ep->sample_head + k) % cap]);
+        ep->nsamples = ep->sample_head = 0;
+        ep->touched = 0;
+    }
+    s->npending_samples = 0;
+    s->nminutes = 0;
+    s->batch_first_ms = s->batch_last_ms = 0;
+}
+
+int st_stats__build_batch(st_stats_t *s, st_batch_t *out, int with_meta, int64_t now_ms)
+{
+    int err = 0;
+    char key[512], num[64], num2[64];
+    size_t ntouched = 0;
+    for (size_t i = 0; i < s->neps; i++)
+        ntouched += s->eps[i]->touched;
+    if (ntouched) { /* SADD <prefix>endpoints e1 e2 ... */
+        const char **argv = calloc(ntouched + 2, sizeof(char *));
+        if (!argv) return -1;
+        snprintf(key, sizeof(key), "%sendpoints", s->prefix);
+        argv[0] = "SADD";
+        argv[1] = key;
+        int argc = 2;
+        for (size_t i = 0; i < s->neps; i++)
+            if (s->eps[i]->touched) argv[argc++] = s->eps[i]->name;
+        add_cmd(out, 0, argc, argv, &err);
+        free(argv);
+    }
+    for (size_t i = 0; i < s->norder && !err; i++) {
+        st_delta_t *d = s->order[i];
+        if (d->is_float)
+            snprintf(num, sizeof(num), "%.6f", d->fval);
+        else
+            snprintf(num, sizeof(num), "%" PRId64, d->ival);
+        const char *argv[] = {d->is_float ? "HINCRBYFLOAT" : "HINCRBY", d->data,
+                              d->data + d->keylen + 1, num};
+        add_cmd(out, 1, 4, argv, &err);
+    }
+    snprintf(num2, sizeof(num2), "%" PRIu64, s->cfg.bucket_ttl_s);
+    for (size_t i = 0; i < s->nminutes && !err; i++) {
+        snprintf(key, sizeof(key), "%sminute:%" PRId64, s->prefix, s->minutes[i]);
+        const char *argv[] = {"EXPIRE", key, num2};
+        add_cmd(out, 0, 3, argv, &err);
+    }
+    size_t cap = s->cfg.samples_per_endpoint;
+    for (size_t i = 0; i < s->neps && !err; i++) {
+        st_stats_ep_t *ep = s->eps[i];
+        if (ep->nsamples == 0) continue;
+        const char **argv = calloc(ep->nsamples + 2, sizeof(char *));
+        if (!argv) return -1;
+        snprintf(key, sizeof(key), "%ssamples", ep->key);
+        argv[0] = "LPUSH";
+        argv[1] = key;
+        for (size_t k = 0; k < ep->nsamples; k++) /* oldest first: newest ends at the head */
+            argv[2 + k] = ep->samples[(ep->sample_head + k) % cap];
+        add_cmd(out, ep->nsamples, (int)ep->nsamples + 2, argv, &err);
+        free(argv);
+        snprintf(num, sizeof(num), "%zu", cap - 1);
+        const char *trim[] = {"LTRIM", key, "0", num};
+        add_cmd(out, 0, 4, trim, &err);
+    }
+    snprintf(key, sizeof(key), "%smeta", s->prefix);
+    if (s->batch_first_ms && !err) {
+        snprintf(num, sizeof(num), "%" PRId64, s->batch_first_ms);
+        const char *nx[] = {"HSETNX", key, "first_seen_ms", num};
+        add_cmd(out, 0, 4, nx, &err);
+        snprintf(num, sizeof(num), "%" PRId64, s->batch_last_ms);
+        const char *hs[] = {"HSET", key, "last_seen_ms", num};
+        add_cmd(out, 0, 4, hs, &err);
+    }
+    if (with_meta && !err) {
+        char bounds[ST_HIST_NBOUNDS * 8 + 8];
+        size_t o = 0;
+        for (size_t i = 0; i < ST_HIST_NBOUNDS; i++)
+            o += (size_t)snprintf(bounds + o, sizeof(bounds) - o, "%s%g", i ? "," : "",
+                                  st_stats_hist_bounds_ms[i]);
+        char spe[32], started[32];
+        snprintf(spe, sizeof(spe), "%zu", cap);
+        snprintf(started, sizeof(started), "%" PRId64, now_ms);
+        const char *argv[] = {"HSET",
+                              key,
+                              "schema",
+                              ST_STATS_SCHEMA_VERSION,
+                              "service",
+                              s->cfg.service,
+                              "hist_bounds_ms",
+                              bounds,
+                              "bucket_ttl_s",
+                              num2,
+                              "samples_per_endpoint",
+                              spe,
+                              "writer_started_ms",
+                              started};
+        add_cmd(out, 0, 14, argv, &err);
+    }
+    st_stats__pending_clear(s);
+    return err;
+}
+
+/* ---- Prometheus -------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    uint64_t compared, diverged;
+} prom_ep_t;
+
+static int prom_ep_by_name(const void *a, const void *b)
+{
+    return strcmp(((const prom_ep_t *)a)->name, ((const prom_ep_t *)b)->name);
+}
+
+static int prom_ep_by_count(const void *a, const void *b)
+{
+    const prom_ep_t *x = a, *y = b;
+    if (x->compared != y->compared) return x->compared < y->compared ? 1 : -1;
+    return strcmp(x->name, y->name);
+}
+
+/* Writes a label value escaped per the text format: \\, \" and \n. */
+static void prom_label(FILE *out, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\')
+            fputs("\\\\", out);
+        else if (*v == '"')
+            fputs("\\\"", out);
+        else if (*v == '\n')
+            fputs("\\n", out);
+        else
+            fputc(*v, out);
+    }
+}
+
+static uint64_t ld(_Atomic uint64_t *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+static void prom_counter(FILE *out, const char *name, const char *help, uint64_t v)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", name, help, name, name, v);
+}
+
+void st_stats_prometheus(st_stats_t *const *all, size_t n, FILE *out)
+{
+    uint64_t res[4] = {0}, flushes = 0, dropped = 0, lost = 0, reconn = 0, rerr = 0;
+    size_t with_redis = 0, connected = 0, cap = 0, maxeps = 0;
+    for (size_t i = 0; i < n; i++) {
+        st_stats_t *s = all[i];
+        if (!s) continue;
+        res[0] += ld(&s->n_match);
+        res[1] += ld(&s->n_diverged);
+        res[2] += ld(&s->n_noise);
+        res[3] += ld(&s->n_error);
+        flushes += ld(&s->flushes);
+        dropped += ld(&s->dropped);
+        lost += ld(&s->lost);
+        reconn += ld(&s->reconnects);
+        rerr += ld(&s->redis_errors);
+        with_redis += s->cfg.redis_host != NULL;
+        connected += atomic_load_explicit(&s->connected, memory_order_relaxed) != 0;
+        pthread_mutex_lock(&s->lock);
+        cap += s->neps;
+        pthread_mutex_unlock(&s->lock);
+        if (s->cfg.max_endpoints > maxeps) maxeps = s->cfg.max_endpoints;
+    }
+    fprintf(out, "# HELP shadowtee_comparisons_total Mirrored requests compared, by result.\n"
+                 "# TYPE shadowtee_comparisons_total counter\n");
+    const char *names[4] = {"match", "diverged", "noise", "error"};
+    for (int i = 0; i < 4; i++)
+        fprintf(out, "shadowtee_comparisons_total{result=\"%s\"} %" PRIu64 "\n", names[i], res[i]);
+
+    /* endpoints: gathered under each worker's lock (O(endpoints)), merged by
+     * name, the busiest max_endpoints kept, the rest folded into {other} */
+    prom_ep_t *eps = cap ? calloc(cap + 1, sizeof(*eps)) : NULL;
+    size_t neps = 0;
+    for (size_t i = 0; eps && i < n; i++) {
+        st_stats_t *s = all[i];
+        if (!s) continue;
+        pthread_mutex_lock(&s->lock);
+        for (size_t k = 0; k < s->neps && neps < cap; k++) {
+            eps[neps].name = s->eps[k]->name;
+            eps[neps].compared = ld(&s->eps[k]->compared);
+            eps[neps].diverged = ld(&s->eps[k]->diverged);
+            neps++;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (neps) {
+        qsort(eps, neps, sizeof(*eps), prom_ep_by_name);
+        size_t m = 0;
+        for (size_t i = 0; i < neps; i++) {
+            if (m && strcmp(eps[m - 1].name, eps[i].name) == 0) {
+                eps[m - 1].compared += eps[i].compared;
+                eps[m - 1].diverged += eps[i].diverged;
+            } else {
+                eps[m++] = eps[i];
+            }
+        }
+        neps = m;
+        qsort(eps, neps, sizeof(*eps), prom_ep_by_count);
+        if (neps > maxeps) { /* fold the tail (and any "{other}") into one row */
+            prom_ep_t other = {ST_ENDPOINT_OTHER, 0, 0};
+            size_t keep = 0;
+            for (size_t i = 0; i < neps; i++) {
+                if (keep < maxeps && strcmp(eps[i].name, ST_ENDPOINT_OTHER) != 0) {
+                    eps[keep++] = eps[i];
+                } else {
+                    other.compared += eps[i].compared;
+                    other.diverged += eps[i].diverged;
+                }
+            }
+            eps[keep++] = other;
+            neps = keep;
+        }
+    }
+    fprintf(out, "# HELP shadowtee_endpoint_comparisons_total Comparisons per endpoint.\n"
+                 "# TYPE shadowtee_endpoint_comparisons_total counter\n");
+    for (size_t i = 0; i < neps; i++) {
+        fputs("shadowtee_endpoint_comparisons_total{endpoint=\"", out);
+        prom_label(out, eps[i].name);
+        fprintf(out, "\"} %" PRIu64 "\n", eps[i].compared);
+    }
+    fprintf(out, "# HELP shadowtee_endpoint_divergences_total Diverged comparisons per endpoint.\n"
+                 "# TYPE shadowtee_endpoint_divergences_total counter\n");
+    for (size_t i = 0; i < neps; i++) {
+        fputs("shadowtee_endpoint_divergences_total{endpoint=\"", out);
+        prom_label(out, eps[i].name);
+        fprintf(out, "\"} %" PRIu64 "\n", eps[i].diverged);
+    }
+    free(eps);
+    fprintf(
+        out,
+        "# HELP shadowtee_redis_connected 1 when every worker's stats connection to Redis is up.\n"
+        "# TYPE shadowtee_redis_connected gauge\nshadowtee_redis_connected %d\n",
+        with_redis > 0 && connected == with_redis);
+    prom_counter(out, "shadowtee_redis_flushes_total", "Batches of deltas acknowledged by Redis.",
+                 flushes);
+    prom_counter(out, "shadowtee_redis_dropped_deltas_total",
+                 "Deltas and samples dropped because the backlog was full.", dropped);
+    prom_counter(out, "shadowtee_redis_lost_deltas_total",
+                 "Deltas sent to Redis whose reply never came back (connection lost).", lost);
+    prom_counter(out, "shadowtee_redis_reconnects_total",
+                 "Redis connection attempts after the first.", reconn);
+    prom_counter(out, "shadowtee_redis_errors_total",
+                 "Error replies and failed connects from Redis.", rerr);
+}
+
+/* ---- lifetime ---------------------------------------------------------- */
+
+st_stats_t *st_stats_new(uv_loop_t *loop, const st_stats_config_t *cfg)
+{
+    st_stats_t *s = calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    s->loop = loop;
+    s->cfg = *cfg;
+    if (!s->cfg.service) s->cfg.service = "default";
+    if (s->cfg.flush_interval_ms == 0) s->cfg.flush_interval_ms = 100;
+    if (pthread_mutex_init(&s->lock, NULL) != 0) {
+        free(s);
+        return NULL;
+    }
+    s->nbuckets = 1024;
+    s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
+    s->nephash = 64;
+    while (s->nephash < s->cfg.max_endpoints * 2 && s->nephash < (1u << 16))
+        s->nephash *= 2;
+    s->ephash = calloc(s->nephash, sizeof(*s->ephash));
+    size_t plen = strlen(s->cfg.service) + 16;
+    s->prefix = malloc(plen);
+    if (!s->cfg.rules) s->own_rules = st_rules_default();
+    if (!s->buckets || !s->ephash || !s->prefix || (!s->cfg.rules && !s->own_rules)) goto fail;
+    s->prefixlen = (size_t)snprintf(s->prefix, plen, "shadowtee:{%s}:", s->cfg.service);
+    if (st_sink_start(s) != 0) goto fail;
+    return s;
+fail:
+    st_stats__free(s);
+    return NULL;
+}
+
+void st_stats__free(st_stats_t *s)
+{
+    if (!s) return;
+    st_stats__pending_clear(s);
+    for (size_t i = 0; i < s->neps; i++)
+        ep_free(s, s->eps[i]);
+    free(s->eps);
+    free(s->ephash);
+    free(s->buckets);
+    free(s->order);
+    free(s->minutes);
+    free(s->prefix);
+    st_batch_free(&s->inflight);
+    if (s->own_rules) st_rules_free(s->own_rules);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+void st_stats_close(st_stats_t *s, void (*cb)(void *arg), void *arg)
+{
+    s->close_cb = cb;
+    s->close_arg = arg;
+    st_sink_close(s);
+}
