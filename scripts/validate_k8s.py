@@ -1,0 +1,581 @@
+#!/usr/bin/python3
+"""Validates the Kubernetes manifests of every environment, offline.
+
+For each k8s/environments/<env>: render with `kubectl kustomize`, load the
+output with a strict YAML loader (duplicate keys fail, dates stay strings),
+validate every object against the pinned JSON Schemas in ../shared/k8s-schemas
+(or $SHADOWTEE_K8S_SCHEMAS; a kind without a schema fails), then run the
+project's consistency checks (consistency_problems below): the VirtualService
+mirror equals the sidecar's --shadow/--mirror-percent, selectors, ports,
+HPA/PDB targets, DestinationRule subsets, security context, drain timing,
+the rules ConfigMap, no deprecated mirror fields.
+
+Usage: validate_k8s.py [--k8s DIR] [--schemas DIR] [--rules FILE] [ENV ...]
+Exit status: 0 all valid, 1 problems found (one line each), 2 cannot run
+(kubectl or the schemas missing, bad arguments).
+"""
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import jsonschema
+import yaml
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+ENVIRONMENTS = ("development", "staging", "production")
+SIDECAR = "shadowtee"
+STABLE = "flask-inference-server-stable"
+DEFAULT_DRAIN_S = 25.0
+DEV_ONLY_ENVS = ("development",)
+PLACEHOLDER_MARK = "placeholder"
+
+
+class SetupError(Exception):
+    """The validation cannot run (exit 2): kubectl or schemas missing."""
+
+
+class RenderError(Exception):
+    """kubectl kustomize failed or produced YAML we refuse to load."""
+
+
+# ---- strict YAML -----------------------------------------------------------
+
+
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys and keeps dates as strings."""
+
+
+StrictLoader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _construct_mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, "duplicate key %r" % (key,), key_node.start_mark)
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_documents(text, source="<input>"):
+    """Returns the non-empty documents of a YAML stream; RenderError on
+    duplicate keys or bad YAML, naming the source and line."""
+    try:
+        docs = list(yaml.load_all(text, Loader=StrictLoader))
+    except yaml.YAMLError as exc:
+        raise RenderError("%s: %s" % (source, str(exc).replace("\n", " "))) from None
+    out = [d for d in docs if d is not None]
+    for d in out:
+        if not isinstance(d, dict):
+            raise RenderError("%s: a document is not a mapping" % source)
+    return out
+
+
+# ---- rendering and schemas -------------------------------------------------
+
+
+def kubectl_path():
+    return os.environ.get("KUBECTL") or shutil.which("kubectl")
+
+
+def render(env_dir):
+    """Returns `kubectl kustomize env_dir` output; SetupError without
+    kubectl, RenderError when kustomize fails."""
+    kubectl = kubectl_path()
+    if not kubectl:
+        raise SetupError("kubectl not found on PATH (needed to render kustomizations)")
+    r = subprocess.run([kubectl, "kustomize", env_dir], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise RenderError("kubectl kustomize %s failed: %s" % (env_dir, r.stderr.strip()))
+    return r.stdout
+
+
+def default_schemas_dir():
+    return os.environ.get("SHADOWTEE_K8S_SCHEMAS") or os.path.normpath(os.path.join(ROOT, "..", "shared", "k8s-schemas"))
+
+
+class Schemas:
+    """index.json + lazily loaded schema files of one directory."""
+
+    def __init__(self, directory):
+        index = os.path.join(directory, "index.json")
+        if not os.path.isfile(index):
+            raise SetupError("no JSON schemas at %s (index.json missing); set SHADOWTEE_K8S_SCHEMAS" % directory)
+        self.dir = directory
+        with open(index) as fh:
+            self.index = json.load(fh)
+        self.validators = {}
+
+    def validator(self, api_version, kind):
+        key = "%s/%s" % (api_version, kind)
+        if key not in self.validators:
+            name = self.index.get(key)
+            if name is None:
+                return None
+            with open(os.path.join(self.dir, name)) as fh:
+                self.validators[key] = jsonschema.Draft7Validator(json.load(fh))
+        return self.validators[key]
+
+
+def obj_id(doc):
+    return "%s/%s" % (doc.get("kind", "?"), (doc.get("metadata") or {}).get("name", "?"))
+
+
+def json_path(parts):
+    out = ""
+    for p in parts:
+        out += "[%d]" % p if isinstance(p, int) else ("." + str(p) if out else str(p))
+    return out or "(root)"
+
+
+def schema_problems(docs, schemas):
+    """One line per schema violation; a kind without a schema is one."""
+    problems = []
+    for doc in docs:
+        v = schemas.validator(doc.get("apiVersion"), doc.get("kind"))
+        if v is None:
+            problems.append("%s: no schema for %s %s in %s (strict: unknown kinds fail)" %
+                            (obj_id(doc), doc.get("apiVersion"), doc.get("kind"), schemas.dir))
+            continue
+        for err in sorted(v.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
+            problems.append("%s: %s: %s" % (obj_id(doc), json_path(err.absolute_path), err.message))
+    return problems
+
+
+# ---- consistency helpers ---------------------------------------------------
+
+
+def parse_args(args):
+    """Sidecar args -> {flag: value}; a flag without a value maps to True."""
+    out, i = {}, 0
+    while i < len(args):
+        a = str(args[i])
+        if a.startswith("--") and "=" in a:
+            k, v = a.split("=", 1)
+            out[k] = v
+        elif a.startswith("--") and i + 1 < len(args) and not str(args[i + 1]).startswith("--"):
+            out[a] = str(args[i + 1])
+            i += 1
+        else:
+            out[a] = True
+        i += 1
+    return out
+
+
+def duration_s(text):
+    """Go-style duration ("25s", "1m30s", "500ms") -> seconds, or None."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text or "")
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def host_port(text):
+    host, _, port = str(text).rpartition(":")
+    return (host, int(port)) if host and port.isdigit() else (None, None)
+
+
+def short_host(host, namespace):
+    """Istio short name: "svc", "svc.ns", "svc.ns.svc.cluster.local" -> "svc"
+    when ns is this namespace (or absent)."""
+    parts = host.split(".")
+    if len(parts) == 1 or (parts[1] == namespace and (len(parts) == 2 or parts[2:] == ["svc", "cluster", "local"])):
+        return parts[0]
+    return host
+
+
+def matches(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def prestop_sleep(container):
+    cmd = (((container.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}).get("command") or []
+    sleep = ((container.get("lifecycle") or {}).get("preStop") or {}).get("sleep")
+    if sleep:
+        return float(sleep.get("seconds", 0))
+    if len(cmd) == 2 and os.path.basename(cmd[0]) == "sleep" and re.fullmatch(r"\d+", str(cmd[1])):
+        return float(cmd[1])
+    return 0.0
+
+
+class Render:
+    """The objects of one rendered environment, indexed for the checks."""
+
+    def __init__(self, docs):
+        self.docs = docs
+        self.by_kind = {}
+        for d in docs:
+            self.by_kind.setdefault(d.get("kind"), []).append(d)
+        self.workloads = self.by_kind.get("Deployment", []) + self.by_kind.get("StatefulSet", [])
+        ns = [d["metadata"]["name"] for d in self.by_kind.get("Namespace", [])]
+        self.namespace = ns[0] if len(ns) == 1 else None
+
+    def get(self, kind, name):
+        for d in self.by_kind.get(kind, []):
+            if d["metadata"].get("name") == name:
+                return d
+        return None
+
+    @staticmethod
+    def pod_labels(w):
+        return ((w.get("spec") or {}).get("template", {}).get("metadata") or {}).get("labels") or {}
+
+    @staticmethod
+    def pod_spec(w):
+        return (w.get("spec") or {}).get("template", {}).get("spec") or {}
+
+    def selected(self, selector):
+        return [w for w in self.workloads if matches(selector, self.pod_labels(w))]
+
+
+# ---- consistency checks ----------------------------------------------------
+
+
+def check_workloads(r, out):
+    for w in r.workloads:
+        sel = ((w["spec"].get("selector") or {}).get("matchLabels")) or {}
+        if not matches(sel, r.pod_labels(w)):
+            out.append("%s: spec.selector.matchLabels %s does not match the pod template labels" % (obj_id(w), sel))
+        spec = r.pod_spec(w)
+        psc = spec.get("securityContext") or {}
+        for c in spec.get("containers", []):
+            sc = c.get("securityContext") or {}
+            where = "%s container %s" % (obj_id(w), c.get("name"))
+            if not (sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True):
+                out.append("%s: runAsNonRoot is not true" % where)
+            if ((sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")) != "RuntimeDefault":
+                out.append("%s: seccompProfile is not RuntimeDefault" % where)
+            if sc.get("allowPrivilegeEscalation") is not False:
+                out.append("%s: allowPrivilegeEscalation is not false" % where)
+            if sc.get("readOnlyRootFilesystem") is not True:
+                out.append("%s: readOnlyRootFilesystem is not true" % where)
+            if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+                out.append("%s: capabilities.drop does not contain ALL" % where)
+            res = c.get("resources") or {}
+            if not (res.get("requests") and res.get("limits")):
+                out.append("%s: resources.requests and resources.limits are required" % where)
+
+
+def check_services(r, out):
+    for svc in r.by_kind.get("Service", []):
+        sel = svc["spec"].get("selector") or {}
+        pods = r.selected(sel)
+        if not pods:
+            out.append("%s: selector %s matches no pod template" % (obj_id(svc), sel))
+        for port in svc["spec"].get("ports", []):
+            target = port.get("targetPort", port.get("port"))
+            for w in pods:
+                owners = [c for c in r.pod_spec(w).get("containers", [])
+                          for p in c.get("ports") or []
+                          if p.get("containerPort") == target or (p.get("name") == target and isinstance(target, str))]
+                if not owners:
+                    out.append("%s: targetPort %s is not a container port of %s" % (obj_id(svc), target, obj_id(w)))
+                    continue
+                names = [c.get("name") for c in r.pod_spec(w).get("containers", [])]
+                if SIDECAR in names and owners[0].get("name") != SIDECAR:
+                    out.append("%s: targetPort %s reaches container %s of %s, not the %s sidecar" %
+                               (obj_id(svc), target, owners[0].get("name"), obj_id(w), SIDECAR))
+
+
+def check_autoscaling(r, out):
+    for hpa in r.by_kind.get("HorizontalPodAutoscaler", []):
+        ref = hpa["spec"].get("scaleTargetRef") or {}
+        target = r.get(ref.get("kind"), ref.get("name"))
+        if target is None:
+            out.append("%s: scaleTargetRef %s/%s does not exist" % (obj_id(hpa), ref.get("kind"), ref.get("name")))
+            continue
+        lo, hi = hpa["spec"].get("minReplicas", 1), hpa["spec"].get("maxReplicas")
+        if hi is not None and lo > hi:
+            out.append("%s: minReplicas %s > maxReplicas %s" % (obj_id(hpa), lo, hi))
+        reps = target["spec"].get("replicas", 1)
+        if hi is not None and not lo <= reps <= hi:
+            out.append("%s: %s replicas %s outside [%s, %s]" % (obj_id(hpa), obj_id(target), reps, lo, hi))
+        for m in hpa["spec"].get("metrics") or []:
+            name = (m.get("resource") or {}).get("name")
+            for c in r.pod_spec(target).get("containers", []):
+                if name and name not in ((c.get("resources") or {}).get("requests") or {}):
+                    out.append("%s: scales on %s but container %s has no %s request" % (obj_id(hpa), name, c.get("name"), name))
+    for pdb in r.by_kind.get("PodDisruptionBudget", []):
+        sel = (pdb["spec"].get("selector") or {}).get("matchLabels") or {}
+        if not r.selected(sel):
+            out.append("%s: selector %s matches no Deployment pod labels" % (obj_id(pdb), sel))
+        if "minAvailable" in pdb["spec"] and "maxUnavailable" in pdb["spec"]:
+            out.append("%s: set minAvailable or maxUnavailable, not both" % obj_id(pdb))
+
+
+def check_destination_rules(r, out):
+    subsets_by_host = {}
+    for dr in r.by_kind.get("DestinationRule", []):
+        host = short_host(dr["spec"].get("host", ""), r.namespace)
+        svc = r.get("Service", host)
+        if svc is None:
+            out.append("%s: host %s is not a Service in this render" % (obj_id(dr), host))
+            continue
+        pods = r.selected(svc["spec"].get("selector") or {})
+        names = set()
+        for s in dr["spec"].get("subsets") or []:
+            if s["name"] in names:
+                out.append("%s: subset %s defined twice" % (obj_id(dr), s["name"]))
+            names.add(s["name"])
+            if not any(matches(s.get("labels") or {}, r.pod_labels(w)) for w in pods):
+                out.append("%s: subset %s labels %s match no pod of Service %s" % (obj_id(dr), s["name"], s.get("labels"), host))
+        subsets_by_host.setdefault(host, set()).update(names)
+        versions = {r.pod_labels(w).get("version") for w in pods} - {None}
+        covered = {(s.get("labels") or {}).get("version") for s in dr["spec"].get("subsets") or []}
+        for v in sorted(versions - covered):
+            out.append("%s: no subset for version label %r of Service %s" % (obj_id(dr), v, host))
+    return subsets_by_host
+
+
+def mirrors_of(route):
+    """[(destination, percent)] of one VirtualService http route."""
+    found = []
+    if route.get("mirror"):
+        pct = route.get("mirrorPercentage")
+        found.append((route["mirror"], 100.0 if pct is None else float(pct.get("value", 0))))
+    for m in route.get("mirrors") or []:
+        pct = m.get("percentage")
+        found.append((m.get("destination") or {}, 100.0 if pct is None else float(pct.get("value", 0))))
+    return found
+
+
+def check_virtual_services(r, subsets_by_host, sidecar_flags, out):
+    mirrors = []
+    for vs in r.by_kind.get("VirtualService", []):
+        for i, route in enumerate(vs["spec"].get("http") or []):
+            where = "%s: spec.http[%d]" % (obj_id(vs), i)
+            for bad in ("mirrorPercent", "mirror_percent"):
+                if bad in route:
+                    out.append("%s.%s is deprecated; use mirrorPercentage.value" % (where, bad))
+            dests = [d.get("destination") or {} for d in route.get("route") or []]
+            for dest, pct in mirrors_of(route):
+                dests.append(dest)
+                mirrors.append((where, dest, pct))
+            for d in dests:
+                host = short_host(d.get("host", ""), r.namespace)
+                if r.get("Service", host) is None:
+                    out.append("%s: destination host %s is not a Service in this render" % (where, host))
+                elif d.get("subset") and d["subset"] not in subsets_by_host.get(host, set()):
+                    out.append("%s: subset %s of host %s is not defined by a DestinationRule" % (where, d["subset"], host))
+            weights = [d.get("weight") for d in route.get("route") or []]
+            if len(weights) > 1 and sum(w or 0 for w in weights) != 100:
+                out.append("%s: route weights %s do not sum to 100" % (where, weights))
+    if sidecar_flags is None:
+        return
+    if len(mirrors) != 1:
+        out.append("VirtualService: expected exactly one mirroring route (the sidecar's), found %d" % len(mirrors))
+        return
+    where, dest, pct = mirrors[0]
+    shadow_host, shadow_port = host_port(sidecar_flags.get("--shadow", ""))
+    mhost = short_host(dest.get("host", ""), r.namespace)
+    mport = (dest.get("port") or {}).get("number")
+    if mport is None:
+        svc = r.get("Service", mhost)
+        ports = (svc or {}).get("spec", {}).get("ports") or []
+        mport = ports[0].get("port") if len(ports) == 1 else None
+    if (mhost, mport) != (short_host(shadow_host or "", r.namespace), shadow_port):
+        out.append("mirror host mismatch: %s mirrors to %s:%s but sidecar --shadow is %s" %
+                   (where, mhost, mport, sidecar_flags.get("--shadow")))
+    try:
+        sidecar_pct = float(sidecar_flags.get("--mirror-percent", "100"))
+    except ValueError:
+        out.append("sidecar --mirror-percent %r is not a number" % sidecar_flags.get("--mirror-percent"))
+        return
+    if abs(sidecar_pct - pct) > 1e-9:
+        out.append("mirror percentage mismatch: %s mirrorPercentage %g != sidecar --mirror-percent %g (%s)" %
+                   (where, pct, sidecar_pct, STABLE))
+
+
+def check_sidecar(r, rules_file, out):
+    """Checks the stable pod's sidecar; returns its flags (None if absent)."""
+    stable = r.get("Deployment", STABLE)
+    if stable is None:
+        out.append("Deployment/%s is missing (scripts/rollback undoes it)" % STABLE)
+        return None
+    spec = r.pod_spec(stable)
+    containers = {c.get("name"): c for c in spec.get("containers", [])}
+    side = containers.get(SIDECAR)
+    if side is None:
+        out.append("Deployment/%s: no %s sidecar container" % (STABLE, SIDECAR))
+        return None
+    where = "Deployment/%s container %s" % (STABLE, SIDECAR)
+    flags = parse_args(side.get("args") or [])
+    ports = {p.get("containerPort"): p for p in side.get("ports") or []}
+    for flag in ("--listen", "--primary", "--admin", "--shadow"):
+        if flag not in flags:
+            out.append("%s: %s is missing from args" % (where, flag))
+    admin_host, admin_port = host_port(flags.get("--admin", "127.0.0.1:9901"))
+    if admin_host != "0.0.0.0":
+        out.append("%s: --admin must listen on 0.0.0.0 for the kubelet probes, not %s" % (where, admin_host))
+    listen_port = host_port(flags.get("--listen", ""))[1]
+    for port in (listen_port, admin_port):
+        if port not in ports:
+            out.append("%s: port %s from args is not a containerPort" % (where, port))
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        get = (side.get(probe) or {}).get("httpGet") or {}
+        port = get.get("port")
+        port = next((p.get("containerPort") for p in side.get("ports") or [] if p.get("name") == port), port)
+        if get.get("path") != path or port != admin_port:
+            out.append("%s: %s must be GET %s on the admin port %s" % (where, probe, path, admin_port))
+    ann = (stable["spec"]["template"].get("metadata") or {}).get("annotations") or {}
+    want = {"prometheus.io/scrape": "true", "prometheus.io/port": str(admin_port), "prometheus.io/path": "/metrics"}
+    for k, v in want.items():
+        if ann.get(k) != v:
+            out.append("Deployment/%s: pod annotation %s must be %r, got %r" % (STABLE, k, v, ann.get(k)))
+    primary_port = host_port(flags.get("--primary", ""))[1]
+    app = [c for n, c in containers.items() if n != SIDECAR]
+    env = {e.get("name"): e.get("value") for c in app for e in c.get("env") or []}
+    if app and env.get("PORT") != str(primary_port):
+        out.append("Deployment/%s: --primary port %s != the app container's PORT %s" % (STABLE, primary_port, env.get("PORT")))
+    strategy = stable["spec"].get("strategy") or {}
+    if (strategy.get("rollingUpdate") or {}).get("maxUnavailable") not in (0, "0%"):
+        out.append("Deployment/%s: rolling update must use maxUnavailable 0" % STABLE)
+    drain = duration_s(flags.get("--drain-timeout", "%gs" % DEFAULT_DRAIN_S))
+    if drain is None:
+        out.append("%s: --drain-timeout %r is not a duration" % (where, flags.get("--drain-timeout")))
+        drain = DEFAULT_DRAIN_S
+    sleep = prestop_sleep(side)
+    grace = spec.get("terminationGracePeriodSeconds", 30)
+    if sleep <= 0:
+        out.append("%s: preStop sleep missing (endpoints must deregister before the drain)" % where)
+    if grace <= sleep + drain:
+        out.append("Deployment/%s: terminationGracePeriodSeconds %s <= preStop %gs + --drain-timeout %gs" %
+                   (STABLE, grace, sleep, drain))
+    for c in app:
+        if prestop_sleep(c) < sleep + drain:
+            out.append("Deployment/%s container %s: preStop sleep %gs ends before the sidecar's drain (%gs + %gs)" %
+                       (STABLE, c.get("name"), prestop_sleep(c), sleep, drain))
+    check_rules_config(r, spec, side, flags.get("--compare-rules"), rules_file, out)
+    return flags
+
+
+def check_rules_config(r, spec, side, rules_path, rules_file, out):
+    """The --compare-rules file comes from a ConfigMap equal to rules_file."""
+    if not rules_path:
+        out.append("Deployment/%s: sidecar has no --compare-rules" % STABLE)
+        return
+    mount = next((m for m in side.get("volumeMounts") or [] if rules_path.startswith(m["mountPath"].rstrip("/") + "/")), None)
+    vol = next((v for v in spec.get("volumes") or [] if mount and v.get("name") == mount.get("name")), None)
+    cm = r.get("ConfigMap", ((vol or {}).get("configMap") or {}).get("name"))
+    if cm is None:
+        out.append("Deployment/%s: --compare-rules %s is not mounted from a ConfigMap in this render" % (STABLE, rules_path))
+        return
+    key = rules_path[len(mount["mountPath"].rstrip("/")) + 1:]
+    text = (cm.get("data") or {}).get(key)
+    if text is None:
+        out.append("%s: has no key %s for --compare-rules" % (obj_id(cm), key))
+        return
+    with open(rules_file) as fh:
+        want = json.load(fh)
+    try:
+        got = json.loads(text)
+    except ValueError as exc:
+        out.append("%s: %s is not valid JSON: %s" % (obj_id(cm), key, exc))
+        return
+    if got != want:
+        out.append("%s: %s differs from %s (copy it to k8s/inference/rules.json)" %
+                   (obj_id(cm), key, os.path.relpath(rules_file, ROOT)))
+
+
+def check_secrets(r, env_name, out):
+    refs = set()
+    for w in r.workloads:
+        for c in r.pod_spec(w).get("containers", []):
+            for e in c.get("env") or []:
+                ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                if ref:
+                    refs.add(ref.get("name"))
+    for s in r.by_kind.get("Secret", []):
+        if env_name in DEV_ONLY_ENVS:
+            continue
+        for k, v in (s.get("data") or {}).items():
+            if PLACEHOLDER_MARK in base64.b64decode(v).decode("utf-8", "replace"):
+                out.append("%s: key %s holds the dev placeholder in %s" % (obj_id(s), k, env_name))
+    if env_name in DEV_ONLY_ENVS:
+        for name in sorted(refs - {s["metadata"]["name"] for s in r.by_kind.get("Secret", [])}):
+            out.append("Secret/%s is referenced but not rendered in %s" % (name, env_name))
+
+
+def check_namespace(r, out):
+    if r.namespace is None:
+        out.append("expected exactly one Namespace object in the render")
+        return
+    for d in r.docs:
+        if d.get("kind") != "Namespace" and (d["metadata"].get("namespace") != r.namespace):
+            out.append("%s: namespace %r, expected %r" % (obj_id(d), d["metadata"].get("namespace"), r.namespace))
+
+
+def consistency_problems(docs, rules_file, env_name=""):
+    """The project's cross-object checks on one rendered environment; one
+    line per problem, empty when consistent."""
+    r, out = Render(docs), []
+    check_namespace(r, out)
+    check_workloads(r, out)
+    check_services(r, out)
+    check_autoscaling(r, out)
+    flags = check_sidecar(r, rules_file, out)
+    subsets = check_destination_rules(r, out)
+    check_virtual_services(r, subsets, flags, out)
+    check_secrets(r, env_name, out)
+    return out
+
+
+def validate_env(env_dir, schemas, rules_file):
+    """Renders and checks one environment; returns (objects, problems).
+    schemas may be None to skip the schema pass (the caller says so)."""
+    name = os.path.basename(os.path.normpath(env_dir))
+    try:
+        docs = load_documents(render(env_dir), "kubectl kustomize " + env_dir)
+    except RenderError as exc:
+        return [], [str(exc)]
+    problems = schema_problems(docs, schemas) if schemas is not None else []
+    problems += consistency_problems(docs, rules_file, name)
+    return docs, problems
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--k8s", default=os.path.join(ROOT, "k8s"), help="directory holding environments/")
+    ap.add_argument("--schemas", default=None, help="JSON schema dir (default $SHADOWTEE_K8S_SCHEMAS or ../shared/k8s-schemas)")
+    ap.add_argument("--rules", default=os.path.join(ROOT, "examples", "flask-inference", "rules.json"))
+    ap.add_argument("envs", nargs="*", metavar="ENV", help="default: %s" % " ".join(ENVIRONMENTS))
+    args = ap.parse_args(argv)
+    try:
+        schemas = Schemas(args.schemas or default_schemas_dir())
+        if not kubectl_path():
+            raise SetupError("kubectl not found on PATH (needed to render kustomizations)")
+    except SetupError as exc:
+        print("validate_k8s: cannot run: %s" % exc, file=sys.stderr)
+        return 2
+    failed = False
+    for env in args.envs or ENVIRONMENTS:
+        env_dir = os.path.join(args.k8s, "environments", env)
+        if not os.path.isdir(env_dir):
+            print("validate_k8s: no environment %s at %s" % (env, env_dir), file=sys.stderr)
+            return 2
+        docs, problems = validate_env(env_dir, schemas, args.rules)
+        for p in problems:
+            print("%s: %s" % (env, p))
+        if problems:
+            failed = True
+            print("FAIL %s: %d problem(s)" % (env, len(problems)))
+        else:
+            print("ok   %s: %d objects valid against %s, consistent" % (env, len(docs), schemas.dir))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
