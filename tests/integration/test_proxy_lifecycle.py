@@ -1,0 +1,183 @@
+"""Lifecycle and admin: graceful drain on SIGTERM, /healthz, /readyz,
+/metrics counters."""
+import signal
+import socket
+import threading
+import time
+
+from httpclient import Conn, get, has_metric, metric, metrics, metrics_text
+from upstreams import closed_port, upstream, wait_for, watchdog  # noqa: F401
+
+WATCHDOG_SECONDS = 40
+
+CORE_METRICS = (
+    "shadowtee_requests_total",
+    "shadowtee_upstream_errors_total",
+    "shadowtee_active_connections",
+    "shadowtee_request_duration_seconds_bucket",
+    "shadowtee_request_duration_seconds_sum",
+    "shadowtee_request_duration_seconds_count",
+)
+
+
+def _refused(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
+def _readyz(admin_port):
+    try:
+        return get(admin_port, "/readyz", timeout=2).status
+    except OSError:
+        return None
+
+
+def test_sigterm_drains_inflight_request(shadowtee, upstream):
+    up = upstream("fixed", body=b"finished after drain", delay=2.0)
+    st = shadowtee(primary=up.addr, drain_timeout="10s")
+    assert _readyz(st.admin_port) == 200
+    result = {}
+
+    def client():
+        try:
+            with Conn(st.port, timeout=15) as c:
+                result["r"] = c.request("GET", "/slow")
+        except Exception as e:  # reported by the assertion below
+            result["err"] = e
+
+    t = threading.Thread(target=client)
+    t.start()
+    assert up.wait_requests(1) == 1
+    t_signal = time.monotonic()
+    st.proc.signal(signal.SIGTERM)
+    statuses = []
+    wait_for(lambda: statuses.append(_readyz(st.admin_port)) or statuses[-1] == 503, timeout=1.5)
+    assert 503 in statuses, "readyz during drain: %r" % statuses
+    assert wait_for(lambda: _refused(st.port), timeout=1.5), "listener still accepting during drain"
+    t.join(timeout=10)
+    assert not t.is_alive()
+    assert "err" not in result, result
+    r = result["r"]
+    assert r.status == 200 and r.body == b"finished after drain"
+    assert st.proc.wait(timeout=10) == 0
+    assert time.monotonic() - t_signal < 9
+
+
+def test_sigterm_idle_exits_promptly(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr, drain_timeout="10s")
+    with Conn(st.port) as c:
+        assert c.request("GET", "/").status == 200
+    t0 = time.monotonic()
+    st.proc.signal(signal.SIGTERM)
+    assert st.proc.wait(timeout=10) == 0
+    assert time.monotonic() - t0 < 5
+
+
+def test_drain_timeout_bounds_shutdown(shadowtee, upstream):
+    up = upstream("blackhole")
+    st = shadowtee(primary=up.addr, drain_timeout="1s", upstream_timeout="60s")
+    c = Conn(st.port, timeout=10)
+    c.send(b"GET /stuck HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert up.wait_requests(1) == 1
+    t0 = time.monotonic()
+    st.proc.signal(signal.SIGTERM)
+    st.proc.wait(timeout=10)
+    assert time.monotonic() - t0 < 5
+    c.close()
+
+
+def test_healthz_and_readyz(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr)
+    assert get(st.admin_port, "/healthz").status == 200
+    assert wait_for(lambda: _readyz(st.admin_port) == 200, timeout=5)
+
+
+def test_readyz_503_when_primary_down(shadowtee):
+    st = shadowtee(primary="127.0.0.1:%d" % closed_port())
+    assert get(st.admin_port, "/healthz").status == 200
+    assert wait_for(lambda: _readyz(st.admin_port) == 503, timeout=5)
+
+
+def test_metrics_exposes_core_families(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr)
+    with Conn(st.port) as c:
+        assert c.request("GET", "/").status == 200
+    r = get(st.admin_port, "/metrics")
+    assert r.status == 200
+    assert "text/plain" in (r.header("content-type") or "")
+    text = r.body.decode()
+    missing = [n for n in CORE_METRICS if not has_metric(text, n)]
+    assert not missing, "missing metrics: %r" % missing
+
+
+def test_metrics_counters_move(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr)
+    m0 = metrics(st.admin_port)
+    with Conn(st.port) as c:
+        for path in ("/a", "/b", "/c", "/status/404", "/status/404", "/status/503"):
+            c.request("GET", path)
+    def counted():
+        m = metrics(st.admin_port)
+        done = metric(m, "shadowtee_request_duration_seconds_count") - \
+            metric(m0, "shadowtee_request_duration_seconds_count")
+        return m if done >= 6 else None
+
+    m1 = wait_for(counted, timeout=3) or metrics(st.admin_port)
+
+    def d(name, **lb):
+        return metric(m1, name, **lb) - metric(m0, name, **lb)
+
+    assert d("shadowtee_requests_total", code="2xx") == 3
+    assert d("shadowtee_requests_total", code="4xx") == 2
+    assert d("shadowtee_requests_total", code="5xx") == 1
+    assert d("shadowtee_request_duration_seconds_count") == 6
+    assert d("shadowtee_request_duration_seconds_sum") > 0
+    inf = [v for (n, ls), v in m1.items() if n == "shadowtee_request_duration_seconds_bucket"
+           and ("le", "+Inf") in ls]
+    assert inf and sum(inf) >= 6
+
+
+def test_active_connections_gauge(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr)
+
+    def active():
+        return metric(metrics(st.admin_port), "shadowtee_active_connections")
+
+    base = active()
+    conns = [Conn(st.port) for _ in range(3)]
+    try:
+        for c in conns:
+            assert c.request("GET", "/").status == 200
+        assert wait_for(lambda: active() - base >= 3, timeout=3), (base, active())
+    finally:
+        for c in conns:
+            c.close()
+    assert wait_for(lambda: active() <= base, timeout=3), (base, active())
+
+
+def test_metrics_text_parses_without_duplicates(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr)
+    text = metrics_text(st.admin_port)
+    seen = set()
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key = line.rsplit(" ", 1)[0]
+            assert key not in seen, "duplicate sample %r" % key
+            seen.add(key)
+
+
+def test_admin_unknown_path_404(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr)
+    assert get(st.admin_port, "/nope").status == 404

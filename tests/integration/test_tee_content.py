@@ -1,0 +1,178 @@
+"""What the shadow receives: the same method, path and body (also for
+chunked uploads), x-shadowtee-mirror: 1 and the primary's x-request-id,
+the host-suffix rule, the --mirror-max-body cut-off, and no mirror of
+CONNECT or Upgrade."""
+import pytest
+
+from httpclient import Conn, build_request, chunked_body, metric, metrics
+from upstreams import upstream, wait_for, watchdog  # noqa: F401  (fixtures)
+
+WATCHDOG_SECONDS = 40
+
+
+def _pair(shadowtee, upstream, **flags):
+    primary = upstream("echo")
+    shadow = upstream("echo")
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr, **flags)
+    return primary, shadow, st
+
+
+def _marker(st, shadow):
+    """Sends a mirrored GET /marker and waits until the shadow has it: every
+    mirror of an earlier request has had time to arrive too (barrier)."""
+    with Conn(st.port) as c:
+        assert c.request("GET", "/marker").status == 200
+    assert wait_for(lambda: any(q.path == "/marker" for q in shadow.requests), timeout=5), \
+        "marker never reached the shadow"
+    shadow.settle(quiet=0.3, timeout=3)
+
+
+def _by_path(reqs, path):
+    return [q for q in reqs if q.path == path]
+
+
+def test_shadow_gets_identical_request(shadowtee, upstream):
+    primary, shadow, st = _pair(shadowtee, upstream)
+    body = bytes(range(256)) * 400  # 100 KiB, every byte value
+    with Conn(st.port) as c:
+        r = c.request("POST", "/v1/predict?model=a&x=%20y", [("Content-Type", "application/octet-stream"),
+                                                            ("X-Custom", "same")], body)
+        assert r.status == 200
+    assert shadow.wait_requests(1) == 1
+    p, s = primary.requests[0], shadow.requests[0]
+    assert s.method == "POST" and s.path == "/v1/predict?model=a&x=%20y"
+    assert s.body == body == p.body
+    assert s.header("x-custom") == "same"
+    assert s.header("content-type") == "application/octet-stream"
+
+
+def test_shadow_gets_mirror_header_and_same_request_id(shadowtee, upstream):
+    primary, shadow, st = _pair(shadowtee, upstream)
+    with Conn(st.port) as c:
+        c.request("GET", "/given", [("X-Request-Id", "client-given-id-1")])
+        c.request("GET", "/generated")
+    assert shadow.wait_requests(2) == 2
+    for path in ("/given", "/generated"):
+        p = _by_path(primary.requests, path)[0]
+        s = _by_path(shadow.requests, path)[0]
+        assert s.headers_named("x-shadowtee-mirror") == ["1"]
+        assert p.header("x-shadowtee-mirror") is None, "the primary must not see the mirror header"
+        assert p.header("x-request-id") and s.headers_named("x-request-id") == [p.header("x-request-id")]
+    assert _by_path(shadow.requests, "/given")[0].header("x-request-id") == "client-given-id-1"
+
+
+def test_shadow_gets_chunked_upload_decoded_identical(shadowtee, upstream):
+    primary, shadow, st = _pair(shadowtee, upstream)
+    pieces = [b"alpha-", b"\x00\x01\x02" * 1000, b"0\r\n\r\n", b"omega"]
+    with Conn(st.port) as c:
+        c.send(build_request("POST", "/chunked", [("Transfer-Encoding", "chunked")], chunked_body(pieces)))
+        assert c.response().status == 200
+    assert shadow.wait_requests(1) == 1
+    s = shadow.requests[0]
+    assert s.body == b"".join(pieces) == primary.requests[0].body
+    assert s.chunked or s.header("content-length") == str(len(b"".join(pieces)))
+
+
+def test_mirror_max_body_just_under_and_just_over(shadowtee, upstream):
+    limit = 64 * 1024
+    primary, shadow, st = _pair(shadowtee, upstream, mirror_max_body="64K")
+    under = b"u" * (limit - 1)
+    over = b"o" * (limit + 1)
+    m0 = metrics(st.admin_port)
+    with Conn(st.port) as c:
+        r1 = c.request("POST", "/under", body=under)
+        r2 = c.request("POST", "/over", body=over)
+    assert r1.status == 200 and r1.json()["body_len"] == len(under)
+    assert r2.status == 200 and r2.json()["body_len"] == len(over)
+    _marker(st, shadow)
+    got = _by_path(shadow.requests, "/under")
+    assert len(got) == 1 and got[0].body == under
+    assert _by_path(shadow.requests, "/over") == []
+    m1 = metrics(st.admin_port)
+    assert (metric(m1, "shadowtee_mirror_skipped_total", reason="body_too_large")
+            - metric(m0, "shadowtee_mirror_skipped_total", reason="body_too_large")) == 1
+
+
+def test_mirror_max_body_chunked_over_not_mirrored(shadowtee, upstream):
+    primary, shadow, st = _pair(shadowtee, upstream, mirror_max_body="16K")
+    pieces = [b"k" * 4096] * 6  # 24 KiB, size unknown until the end
+    with Conn(st.port) as c:
+        c.send(build_request("POST", "/big-chunked", [("Transfer-Encoding", "chunked")], chunked_body(pieces)))
+        r = c.response()
+    assert r.status == 200 and r.json()["body_len"] == 6 * 4096
+    _marker(st, shadow)
+    # A truncated body must never be presented to the shadow as complete.
+    for q in _by_path(shadow.requests, "/big-chunked"):
+        assert q.body == b"".join(pieces)
+    if not _by_path(shadow.requests, "/big-chunked"):
+        assert metric(metrics(st.admin_port), "shadowtee_mirror_skipped_total", reason="body_too_large") >= 1
+
+
+@pytest.mark.parametrize("host,want", [
+    ("api:8080", "api-shadow:8080"),
+    ("api", "api-shadow"),
+    ("svc.ns.svc.cluster.local:80", "svc.ns.svc.cluster.local-shadow:80"),
+    ("10.1.2.3:8080", "10.1.2.3:8080"),
+    ("10.1.2.3", "10.1.2.3"),
+    ("[::1]:8080", "[::1]:8080"),
+    ("[::1]", "[::1]"),
+])
+def test_shadow_host_suffix_append(shadowtee, upstream, host, want):
+    primary, shadow, st = _pair(shadowtee, upstream, shadow_host_suffix="append")
+    with Conn(st.port) as c:
+        assert c.request("GET", "/h", [("Host", host)], host=None).status == 200
+    assert shadow.wait_requests(1) == 1
+    assert primary.requests[0].headers_named("host") == [host]
+    assert shadow.requests[0].headers_named("host") == [want]
+
+
+def test_shadow_host_suffix_off_keeps_host(shadowtee, upstream):
+    primary, shadow, st = _pair(shadowtee, upstream, shadow_host_suffix="off")
+    with Conn(st.port) as c:
+        assert c.request("GET", "/h", [("Host", "api:8080")], host=None).status == 200
+    assert shadow.wait_requests(1) == 1
+    assert shadow.requests[0].headers_named("host") == ["api:8080"]
+
+
+def test_connect_not_mirrored(shadowtee, upstream):
+    primary, shadow, st = _pair(shadowtee, upstream)
+    with Conn(st.port) as c:
+        c.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+        c.read_some(1.0)  # whatever the proxy answers (or tunnels), it is not mirrored
+    _marker(st, shadow)
+    assert [q for q in shadow.requests if q.method == "CONNECT"] == []
+
+
+def test_upgrade_not_mirrored(shadowtee, upstream):
+    primary = upstream("upgrade")
+    shadow = upstream("echo")
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr)
+    with Conn(st.port) as c:
+        c.send(build_request("GET", "/ws", [("Connection", "Upgrade"), ("Upgrade", "websocket")]))
+        assert c.response().status == 101
+        c.send(b"tunnel-bytes")
+        assert c.read_exact(12) == b"tunnel-bytes"
+    _marker(st, shadow)
+    assert _by_path(shadow.requests, "/ws") == []
+    assert all(q.header("upgrade") is None for q in shadow.requests)
+
+
+def test_mirror_counters(shadowtee, upstream):
+    primary, shadow, st = _pair(shadowtee, upstream)
+    m0 = metrics(st.admin_port)
+    with Conn(st.port) as c:
+        for i in range(5):
+            c.request("GET", "/status/%d" % (200 if i < 3 else 404))
+    assert shadow.wait_requests(5) == 5
+
+    def done():
+        m = metrics(st.admin_port)
+        return m if metric(m, "shadowtee_shadow_responses_total") - metric(
+            m0, "shadowtee_shadow_responses_total") >= 5 else None
+
+    m1 = wait_for(done, timeout=5) or metrics(st.admin_port)
+    d = lambda n, **lb: metric(m1, n, **lb) - metric(m0, n, **lb)  # noqa: E731
+    assert d("shadowtee_mirror_requests_total") == 5
+    assert d("shadowtee_shadow_responses_total", code="2xx") == 3
+    assert d("shadowtee_shadow_responses_total", code="4xx") == 2
+    assert d("shadowtee_shadow_duration_seconds_count") == 5

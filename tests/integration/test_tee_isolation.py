@@ -1,0 +1,181 @@
+"""The tee never hurts the client: with a slow, refusing, blackholed or
+resetting shadow the client gets byte-identical responses, without the
+shadow's delay, and the proxy's memory stays bounded under sustained load
+against a shadow that never answers."""
+import threading
+import time
+
+import pytest
+
+from httpclient import Conn, build_request, metric, metrics, strip_headers
+from upstreams import RssSampler, closed_port, sanitized, upstream, wait_for, watchdog  # noqa: F401
+
+WATCHDOG_SECONDS = 60
+N = 20
+
+PRIMARY_BODY = b'{"answer":42,"model":"v1"}'
+
+
+def _exchange(port):
+    """20 sequential requests (GET and POST mixed) on one keep-alive
+    connection; returns (normalised raw responses, elapsed seconds)."""
+    out = []
+    with Conn(port, timeout=10) as c:
+        t0 = time.monotonic()
+        for i in range(N):
+            if i % 2:
+                c.send(build_request("POST", "/predict?i=%d" % i, [("X-Request-Id", "req-%d" % i)],
+                                     body=b'{"x":%d}' % i))
+                r = c.response("POST")
+            else:
+                c.send(build_request("GET", "/item/%d" % i, [("X-Request-Id", "req-%d" % i)]))
+                r = c.response()
+            out.append(strip_headers(r.raw))
+        elapsed = time.monotonic() - t0
+    return out, elapsed
+
+
+def _shadow(kind, upstream):
+    if kind == "slow":
+        return upstream("fixed", body=b"shadow-slow", delay=0.5).addr
+    if kind == "refusing":
+        return "127.0.0.1:%d" % closed_port()
+    if kind == "blackhole":
+        return upstream("blackhole").addr
+    if kind == "reset":
+        return upstream("reset", body=b"S" * 5000, reset_after=100, reset_delay=0.05).addr
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["slow", "refusing", "blackhole", "reset"])
+def test_client_unaffected_by_bad_shadow(shadowtee, upstream, kind):
+    primary = upstream("fixed", body=PRIMARY_BODY, headers=[("Content-Type", "application/json"),
+                                                            ("X-Upstream", "primary")])
+    base_proxy = shadowtee(primary=primary.addr)
+    shadow_addr = _shadow(kind, upstream)
+    tee_proxy = shadowtee(primary=primary.addr, shadow=shadow_addr)
+
+    _exchange(base_proxy.port)  # warm both paths once
+    base, base_t = _exchange(base_proxy.port)
+    teed, teed_t = _exchange(tee_proxy.port)
+
+    assert len(teed) == N
+    for i, (a, b) in enumerate(zip(base, teed)):
+        assert a == b, "response %d differs with a %s shadow:\n%r\n%r" % (i, kind, a, b)
+    assert all(PRIMARY_BODY in r for r in teed)
+    slack = 1.0 if not sanitized() else 3.0
+    assert teed_t < base_t + slack, "%s shadow slowed the client: %.2fs vs %.2fs" % (kind, teed_t, base_t)
+
+    # The tee really ran (otherwise this test proves nothing).
+    def tee_happened():
+        m = metrics(tee_proxy.admin_port)
+        return (metric(m, "shadowtee_mirror_requests_total") > 0
+                or metric(m, "shadowtee_shadow_errors_total") > 0
+                or metric(m, "shadowtee_mirror_skipped_total", reason="shadow_unavailable") > 0)
+
+    assert wait_for(tee_happened, timeout=5), "no mirror activity recorded for the %s shadow" % kind
+    if kind == "refusing":
+        m = metrics(tee_proxy.admin_port)
+        assert (metric(m, "shadowtee_shadow_errors_total", reason="connect")
+                + metric(m, "shadowtee_mirror_skipped_total", reason="shadow_unavailable")) > 0
+
+
+def test_slow_shadow_does_not_delay_next_request_on_connection(shadowtee, upstream):
+    primary = upstream("fixed", body=b"fast")
+    shadow = upstream("fixed", body=b"slow", delay=0.5)
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr)
+    with Conn(st.port) as c:
+        assert c.request("GET", "/first").body == b"fast"
+        t0 = time.monotonic()
+        assert c.request("GET", "/second").body == b"fast"
+        assert time.monotonic() - t0 < 0.4
+    assert shadow.wait_requests(2) == 2
+
+
+def test_shadow_failures_counted(shadowtee, upstream):
+    primary = upstream("fixed", body=b"ok")
+    st = shadowtee(primary=primary.addr, shadow="127.0.0.1:%d" % closed_port())
+    with Conn(st.port) as c:
+        for _ in range(5):
+            assert c.request("GET", "/").status == 200
+
+    def counted():
+        m = metrics(st.admin_port)
+        return (metric(m, "shadowtee_shadow_errors_total", reason="connect")
+                + metric(m, "shadowtee_mirror_skipped_total", reason="shadow_unavailable")) >= 5
+
+    assert wait_for(counted, timeout=5)
+
+
+def test_shadow_timeout_counted(shadowtee, upstream):
+    primary = upstream("fixed", body=b"ok")
+    shadow = upstream("blackhole")
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr, shadow_timeout="300ms")
+    with Conn(st.port) as c:
+        for _ in range(3):
+            assert c.request("GET", "/").status == 200
+    assert wait_for(lambda: metric(metrics(st.admin_port), "shadowtee_shadow_errors_total",
+                                   reason="timeout") >= 3, timeout=5)
+
+
+def test_sustained_load_blackhole_shadow_bounded(shadowtee, upstream):
+    primary = upstream("fixed", body=b"x" * 200)
+    shadow = upstream("blackhole")
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr, shadow_max_inflight=64,
+                   workers=1, env={"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:quarantine_size_mb=16"})
+    max_requests, max_seconds = 20000, (10.0 if not sanitized() else 20.0)
+    counts = [0] * 4
+    errors = []
+    body = b'{"features":[1,2,3,4,5,6,7,8]}' * 10
+    deadline = time.monotonic() + max_seconds
+
+    def client(idx):
+        try:
+            with Conn(st.port, timeout=10) as c:
+                while sum(counts) < max_requests and time.monotonic() < deadline:
+                    c.send(build_request("POST", "/load", body=body))
+                    r = c.response("POST")
+                    if r.status != 200:
+                        errors.append(r.status)
+                        return
+                    counts[idx] += 1
+        except Exception as e:
+            errors.append(e)
+
+    with RssSampler(st.proc.pid, interval=0.1) as rss:
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=max_seconds + 15)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors, errors[:5]
+    done = sum(counts)
+    assert done >= 1000, "only %d requests in %.0fs" % (done, max_seconds)
+    limit = (64 if not sanitized() else 384) * 1024
+    assert rss.max_kib < limit, "RSS peaked at %d KiB after %d requests" % (rss.max_kib, done)
+    m = metrics(st.admin_port)
+    shed = (metric(m, "shadowtee_mirror_skipped_total", reason="inflight_cap")
+            + metric(m, "shadowtee_mirror_skipped_total", reason="memory_budget")
+            + metric(m, "shadowtee_shadow_errors_total"))
+    assert shed > 0, "blackhole shadow: no mirror shed or error after %d requests" % done
+    print("sustained: %d requests, peak RSS %d KiB, shed %d" % (done, rss.max_kib, shed))
+
+
+def test_shadow_responses_never_reach_client(shadowtee, upstream):
+    primary = upstream("fixed", body=b"PRIMARY-BODY", headers=[("X-From", "primary")])
+    shadow = upstream("fixed", status=500, body=b"SHADOW-BODY-MUST-NOT-LEAK",
+                      headers=[("X-From", "shadow")])
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr)
+    wire = b""
+    with Conn(st.port) as c:
+        for i in range(10):
+            r = c.request("GET", "/%d" % i)
+            assert r.status == 200 and r.body == b"PRIMARY-BODY"
+            assert r.headers_named("x-from") == ["primary"]
+            wire += r.raw
+        assert shadow.wait_requests(10) == 10
+        assert c.read_some(0.3) == b""  # nothing extra arrives afterwards
+    assert b"SHADOW" not in wire
+    assert wait_for(lambda: metric(metrics(st.admin_port), "shadowtee_shadow_responses_total",
+                                   code="5xx") >= 10, timeout=5)
