@@ -1,0 +1,348 @@
+"""Kubernetes manifests: every environment rendered with `kubectl kustomize`,
+validated strictly against ../shared/k8s-schemas and checked for
+consistency (scripts/validate_k8s.py), plus negative tests that break a copy
+of the tree and expect the validator to say what is wrong. Also the
+Dockerfile, checked statically (no Docker engine here)."""
+import base64
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import BUILD, PY, ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import validate_k8s as vk  # noqa: E402
+
+ENVS = {"development": 100, "staging": 50, "production": 10}
+LOG_LEVEL = {"development": "debug", "staging": "info", "production": "warn"}
+RULES = os.path.join(ROOT, "examples", "flask-inference", "rules.json")
+VALIDATOR = os.path.join(ROOT, "scripts", "validate_k8s.py")
+
+
+def need_kubectl():
+    if not vk.kubectl_path():
+        pytest.skip("kubectl is not installed: cannot render the kustomizations (not a pass)")
+
+
+def need_schemas():
+    d = vk.default_schemas_dir()
+    if not os.path.isfile(os.path.join(d, "index.json")):
+        pytest.skip("JSON schemas not found at %s (set SHADOWTEE_K8S_SCHEMAS): schema validation NOT run" % d)
+    return vk.Schemas(d)
+
+
+_rendered = {}
+
+
+def rendered(env, k8s_dir=os.path.join(ROOT, "k8s")):
+    key = (env, k8s_dir)
+    if key not in _rendered:
+        need_kubectl()
+        _rendered[key] = vk.load_documents(vk.render(os.path.join(k8s_dir, "environments", env)), env)
+    return _rendered[key]
+
+
+def find(docs, kind, name):
+    (d,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    return d
+
+
+def sidecar(docs):
+    stable = find(docs, "Deployment", "flask-inference-server-stable")
+    (c,) = [c for c in stable["spec"]["template"]["spec"]["containers"] if c["name"] == "shadowtee"]
+    return c
+
+
+# ---- the real tree, per environment ----------------------------------------
+
+
+@pytest.mark.parametrize("env", list(ENVS))
+def test_render_has_the_whole_set(env):
+    docs = rendered(env)
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    for version in ("stable", "canary", "blue", "green", "shadow"):
+        assert ("Deployment", "flask-inference-server-" + version) in names
+    for kind, name in [("Service", "flask-inference-server"), ("Service", "flask-inference-server-shadow"),
+                       ("HorizontalPodAutoscaler", "flask-inference-server-stable"),
+                       ("PodDisruptionBudget", "flask-inference-server-stable"),
+                       ("VirtualService", "flask-inference-server"), ("DestinationRule", "flask-inference-server"),
+                       ("Deployment", "flask-inference-redis"), ("Service", "flask-inference-redis")]:
+        assert (kind, name) in names
+    assert any(k == "ConfigMap" and n.startswith("shadowtee-rules") for k, n in names)
+
+
+@pytest.mark.parametrize("env", list(ENVS))
+def test_schemas(env):
+    schemas = need_schemas()
+    docs = rendered(env)
+    assert vk.schema_problems(docs, schemas) == []
+    assert len(docs) >= 15
+
+
+@pytest.mark.parametrize("env", list(ENVS))
+def test_consistency(env):
+    assert vk.consistency_problems(rendered(env), RULES, env) == []
+
+
+@pytest.mark.parametrize("env,pct", list(ENVS.items()))
+def test_mirror_percentage_and_log_level_per_environment(env, pct):
+    docs = rendered(env)
+    vs = find(docs, "VirtualService", "flask-inference-server")
+    (route,) = [r for r in vs["spec"]["http"] if r.get("mirror")]
+    assert route["mirrorPercentage"]["value"] == pct
+    flags = vk.parse_args(sidecar(docs)["args"])
+    assert flags["--mirror-percent"] == str(pct)
+    assert flags["--log-level"] == LOG_LEVEL[env]
+    assert flags["--shadow"] == "%s:%d" % (route["mirror"]["host"], route["mirror"]["port"]["number"])
+
+
+def test_production_secret_is_not_the_placeholder():
+    prod = [d for d in rendered("production") if d["kind"] == "Secret"]
+    assert prod == []  # created out of band, checked by scripts/deploy
+    (dev,) = [d for d in rendered("development") if d["kind"] == "Secret"]
+    assert b"placeholder" in base64.b64decode(dev["data"]["password"])
+
+
+def test_validator_cli_passes_on_the_repo():
+    need_kubectl()
+    need_schemas()
+    r = subprocess.run([PY, VALIDATOR], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for env in ENVS:
+        assert re.search(r"^ok +%s: \d+ objects valid" % env, r.stdout, re.M)
+
+
+def test_validator_cli_without_schemas_says_so(tmp_path):
+    r = subprocess.run([PY, VALIDATOR, "--schemas", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "no JSON schemas at %s" % tmp_path in r.stderr
+
+
+# ---- the strict loader -----------------------------------------------------
+
+
+def test_loader_rejects_duplicate_keys():
+    with pytest.raises(vk.RenderError, match=r"x\.yml: .*duplicate key 'replicas'"):
+        vk.load_documents("kind: Deployment\nspec:\n  replicas: 1\n  replicas: 2\n", "x.yml")
+
+
+def test_loader_keeps_dates_as_strings():
+    (doc,) = vk.load_documents("metadata:\n  annotations:\n    released: 2024-01-02\n")
+    assert doc["metadata"]["annotations"]["released"] == "2024-01-02"
+
+
+# ---- negative tests: a broken copy must fail with the right message --------
+
+
+@pytest.fixture
+def k8s_copy(tmp_path):
+    """A copy of k8s/ and an edit(path, old, new) that insists `old` exists,
+    so a negative test cannot pass by failing to break anything."""
+    need_kubectl()
+    dst = tmp_path / "k8s"
+    shutil.copytree(os.path.join(ROOT, "k8s"), dst)
+
+    def edit(rel, old, new, count=1):
+        p = dst / rel
+        text = p.read_text()
+        assert text.count(old) >= count, "%r not in %s" % (old, rel)
+        p.write_text(text.replace(old, new, count))
+
+    edit.root = str(dst)
+    return edit
+
+
+def problems_for(k8s_copy, env="production", schemas=True):
+    s = need_schemas() if schemas else None
+    _, problems = vk.validate_env(os.path.join(k8s_copy.root, "environments", env), s, RULES)
+    return problems
+
+
+def assert_problem(problems, pattern):
+    assert any(re.search(pattern, p) for p in problems), "no problem matching %r in:\n%s" % (pattern, "\n".join(problems))
+
+
+def test_broken_typo_field_fails_schema(k8s_copy):
+    k8s_copy("inference/stable-deployment.yml", "          readinessProbe:\n            httpGet",
+             "          readinesProbe:\n            httpGet")
+    assert_problem(problems_for(k8s_copy), r"Deployment/flask-inference-server-stable: spec\.template\.spec\.containers\[1\]: "
+                   r"Additional properties are not allowed \('readinesProbe' was unexpected\)")
+
+
+def test_broken_quantity_fails_schema(k8s_copy):
+    k8s_copy("environments/production/manifest.yml", "memory: 512Mi", "memory: 512MB")
+    assert_problem(problems_for(k8s_copy), r"containers\[0\]\.resources\.limits\.memory")
+
+
+def test_broken_mirror_percentage_mismatch(k8s_copy):
+    k8s_copy("environments/production/kustomization.yaml",
+             "path: /spec/http/2/mirrorPercentage/value\n        value: 10", "path: /spec/http/2/mirrorPercentage/value\n        value: 25")
+    assert_problem(problems_for(k8s_copy, schemas=False),
+                   r"mirror percentage mismatch: VirtualService/flask-inference-server: spec\.http\[2\] mirrorPercentage 25 "
+                   r"!= sidecar --mirror-percent 10")
+
+
+def test_broken_mirror_host_mismatch(k8s_copy):
+    k8s_copy("inference/stable-deployment.yml", "- flask-inference-server-shadow:80", "- flask-inference-server-shadow:8080")
+    assert_problem(problems_for(k8s_copy, "staging", schemas=False),
+                   r"mirror host mismatch: .* mirrors to flask-inference-server-shadow:80 but sidecar --shadow is "
+                   r"flask-inference-server-shadow:8080")
+
+
+def test_broken_deprecated_mirror_percent(k8s_copy):
+    k8s_copy("inference/virtual-service.yml", "      mirrorPercentage:\n        value: 10.0",
+             "      mirrorPercentage:\n        value: 10.0\n      mirrorPercent: 10")
+    assert_problem(problems_for(k8s_copy), r"spec\.http\[2\]\.mirrorPercent is deprecated")
+
+
+def test_broken_service_target_port(k8s_copy):
+    k8s_copy("inference/service.yml", "targetPort: 8080", "targetPort: 8081")
+    problems = problems_for(k8s_copy, schemas=False)
+    assert_problem(problems, r"Service/flask-inference-server: targetPort 8081 is not a container port of "
+                             r"Deployment/flask-inference-server-stable")
+
+
+def test_broken_service_selector(k8s_copy):
+    k8s_copy("inference/service.yml", "    app: flask-inference-server-shadow\n    version: shadow",
+             "    app: flask-inference-server-shadow\n    version: shadw")
+    assert_problem(problems_for(k8s_copy, schemas=False), r"Service/flask-inference-server-shadow: selector .* matches no pod")
+
+
+def test_broken_hpa_target(k8s_copy):
+    k8s_copy("inference/hpa.yml", "    name: flask-inference-server-stable", "    name: flask-inference-server-stabel")
+    assert_problem(problems_for(k8s_copy, schemas=False),
+                   r"HorizontalPodAutoscaler/flask-inference-server-stable: scaleTargetRef Deployment/flask-inference-server-stabel "
+                   r"does not exist")
+
+
+def test_broken_pdb_selector(k8s_copy):
+    k8s_copy("inference/pdb.yml", "      version: stable", "      version: stabel")
+    assert_problem(problems_for(k8s_copy, schemas=False), r"PodDisruptionBudget/flask-inference-server-stable: selector")
+
+
+def test_broken_destination_rule_missing_subset(k8s_copy):
+    k8s_copy("inference/destination-rule.yml", "    - name: green\n      labels:\n        version: green\n", "")
+    problems = problems_for(k8s_copy, schemas=False)
+    assert_problem(problems, r"DestinationRule/flask-inference-server: no subset for version label 'green'")
+    assert_problem(problems, r"subset green of host flask-inference-server is not defined by a DestinationRule")
+
+
+def test_broken_sidecar_drain_timing(k8s_copy):
+    k8s_copy("inference/stable-deployment.yml", "terminationGracePeriodSeconds: 40", "terminationGracePeriodSeconds: 20")
+    assert_problem(problems_for(k8s_copy, schemas=False),
+                   r"terminationGracePeriodSeconds 20 <= preStop 5s \+ --drain-timeout 25s")
+
+
+def test_broken_admin_on_loopback(k8s_copy):
+    k8s_copy("inference/stable-deployment.yml", "- 0.0.0.0:9901", "- 127.0.0.1:9901")
+    assert_problem(problems_for(k8s_copy, schemas=False), r"--admin must listen on 0\.0\.0\.0")
+
+
+def test_broken_security_context(k8s_copy):
+    k8s_copy("inference/canary-deployment.yml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false")
+    assert_problem(problems_for(k8s_copy, schemas=False),
+                   r"Deployment/flask-inference-server-canary container flask-inference: readOnlyRootFilesystem is not true")
+
+
+def test_broken_rules_copy_drifts(k8s_copy):
+    k8s_copy("inference/rules.json", '"relative": 1e-4', '"relative": 1e-2')
+    assert_problem(problems_for(k8s_copy, schemas=False),
+                   r"ConfigMap/shadowtee-rules-\w+: rules\.json differs from examples/flask-inference/rules\.json")
+
+
+def test_broken_unknown_kind_has_no_schema(k8s_copy):
+    k8s_copy("inference/virtual-service.yml", "apiVersion: networking.istio.io/v1\n", "apiVersion: networking.istio.io/v1alpha3\n")
+    assert_problem(problems_for(k8s_copy),
+                   r"VirtualService/flask-inference-server: no schema for networking.istio.io/v1alpha3 VirtualService")
+
+
+def test_broken_json6902_guard_fails_render(k8s_copy):
+    # Reordered sidecar args: the overlay's "test" op catches it at render time.
+    k8s_copy("inference/stable-deployment.yml", "- --mirror-percent\n            - \"10\"", "- --mirror-pct\n            - \"10\"")
+    assert_problem(problems_for(k8s_copy, "development", schemas=False),
+                   r"kubectl kustomize .* failed: .*testing value /spec/template/spec/containers/1/args/12 failed")
+
+
+def test_broken_copy_fails_the_cli(k8s_copy):
+    need_schemas()
+    k8s_copy("environments/staging/kustomization.yaml", 'value: "50"', 'value: "5"')
+    r = subprocess.run([PY, VALIDATOR, "--k8s", k8s_copy.root], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert "staging: mirror percentage mismatch" in r.stdout and "FAIL staging: 1 problem(s)" in r.stdout
+    assert re.search(r"^ok +production", r.stdout, re.M)
+
+
+# ---- Dockerfile (static: no Docker engine here) ----------------------------
+
+
+def dockerfile_stages():
+    with open(os.path.join(ROOT, "Dockerfile")) as fh:
+        text = fh.read()
+    stages, cur = [], None
+    for line in re.sub(r"\\\n", " ", text).splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        if word.upper() == "FROM":
+            cur = {"from": rest.split()[0], "name": rest.split()[-1] if " AS " in rest.upper() else None, "lines": []}
+            stages.append(cur)
+        elif cur is not None:
+            cur["lines"].append((word.upper(), rest.strip()))
+    return stages
+
+
+def runtime_packages(stage):
+    pkgs = set()
+    for word, rest in stage["lines"]:
+        if word == "RUN" and "apt-get install" in rest:
+            seg = rest.split("apt-get install", 1)[1].split("&&")[0]
+            pkgs |= {w for w in seg.split() if not w.startswith("-")}
+    return pkgs
+
+
+def test_dockerfile_is_multistage_non_root():
+    stages = dockerfile_stages()
+    assert len(stages) == 2
+    build, run = stages
+    assert build["from"] == "debian:12" and build["name"]
+    assert run["from"] == "debian:12-slim"
+    build_runs = " ".join(r for w, r in build["lines"] if w == "RUN")
+    assert "scripts/deps.sh" in build_runs and re.search(r"\bmake\b", build_runs)
+    users = [r for w, r in run["lines"] if w == "USER"]
+    assert users and users[-1].split(":")[0] == "10001"
+    assert ("ENTRYPOINT", '["shadowtee"]') in run["lines"]
+    copies = [r for w, r in run["lines"] if w == "COPY"]
+    assert any("--from=%s" % build["name"] in c and "shadowtee-report" in c for c in copies)
+    assert any("--from=%s" % build["name"] in c and "build/shadowtee " in c + " " for c in copies)
+
+
+def test_dockerfile_runtime_packages_match_the_binary():
+    """Each shared library build/shadowtee links (outside libc) must come
+    from a package the runtime stage installs, and vice versa."""
+    binary = os.path.join(BUILD, "shadowtee")
+    if not os.path.exists(binary):
+        pytest.skip("%s is not built: cannot compare its libraries with the Dockerfile (not a pass)" % binary)
+    if not shutil.which("ldd") or not shutil.which("dpkg"):
+        pytest.skip("ldd/dpkg missing: cannot map libraries to packages (not a pass)")
+    libs = re.findall(r"=> (/\S+)", subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout)
+    needed = set()
+    for lib in libs:
+        r = subprocess.run(["dpkg", "-S", os.path.realpath(lib)], capture_output=True, text=True)
+        if r.returncode != 0:
+            r = subprocess.run(["dpkg", "-S", lib], capture_output=True, text=True)
+        assert r.returncode == 0, "no package owns %s" % lib
+        needed.add(r.stdout.split(":")[0])
+    needed -= {"libc6", "libgcc-s1"}  # in every Debian image
+    declared = runtime_packages(dockerfile_stages()[1]) - {"ca-certificates"}
+    assert needed == declared, "binary links %s, Dockerfile installs %s" % (sorted(needed), sorted(declared))
+
+
+def test_dockerignore_keeps_builds_out():
+    with open(os.path.join(ROOT, ".dockerignore")) as fh:
+        lines = {ln.strip() for ln in fh if ln.strip() and not ln.startswith("#")}
+    assert {"build", "build-asan", ".git"} <= lines
