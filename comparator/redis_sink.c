@@ -172,6 +172,7 @@ static void on_connect(const redisAsyncContext *cac, int status)
     s->state = ST_SINK_READY;
     s->meta_sent = 0;
     s->setup_pending = 0;
+    s->inflight_since = uv_now(s->loop); /* the setup replies share the reply timeout */
     atomic_store_explicit(&s->connected, 1, memory_order_relaxed);
     if (s->cfg.redis_password && *s->cfg.redis_password) {
         const char *argv[] = {"AUTH", s->cfg.redis_password};
@@ -334,8 +335,8 @@ static void on_flush(uv_timer_t *t)
         return;
     }
     if (s->state != ST_SINK_READY) return;
-    if (s->inflight_left && uv_now(s->loop) - s->inflight_since > ST_SINK_REPLY_TIMEOUT_MS &&
-        !s->teardown) {
+    if ((s->inflight_left || s->setup_pending) &&
+        uv_now(s->loop) - s->inflight_since > s->reply_timeout_ms && !s->teardown) {
         atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
         log_down(s, "reply timeout");
         request_teardown(s);
@@ -351,6 +352,7 @@ int st_sink_start(st_stats_t *s)
     s->flush_timer.data = s->ctl_timer.data = s;
     s->handles_open = 2;
     s->backoff_ms = ST_SINK_BACKOFF_MIN_MS;
+    s->reply_timeout_ms = ST_SINK_REPLY_TIMEOUT_MS;
     if (!s->cfg.redis_host) {
         s->state = ST_SINK_OFF;
         return 0;

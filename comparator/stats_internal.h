@@ -120,19 +120,21 @@ struct st_stats {
     st_sink_state_t state;
     struct redisAsyncContext *ac; /* NULL unless CONNECTING/READY */
     uv_timer_t flush_timer;
-    uv_timer_t ctl_timer;    /* connect timeout, reconnect backoff, reply timeout, teardown */
-    uint64_t backoff_ms;     /* next reconnect delay */
-    int meta_sent;           /* static meta fields written on this connection */
-    st_batch_t inflight;     /* the batch whose replies are awaited */
-    size_t inflight_left;    /* commands of it still without a reply */
-    size_t inflight_deltas;  /* deltas of it still without a reply */
-    uint64_t inflight_since; /* uv_now when it was sent */
-    size_t setup_pending;    /* AUTH/SELECT replies awaited before batches go out */
-    int teardown;            /* 1: free the context from ctl_timer, not from a callback */
-    int in_free;             /* inside our own redisAsyncFree (disconnect cb must not reschedule) */
-    int close_stage;         /* 0 running, 1 final flush, 2 handles closing */
-    int logged_down;         /* the current outage was logged once */
-    int closing;             /* st_stats_close called */
+    uv_timer_t ctl_timer;      /* connect timeout, reconnect backoff, reply timeout, teardown */
+    uint64_t backoff_ms;       /* next reconnect delay */
+    uint64_t reply_timeout_ms; /* a batch (or AUTH/SELECT/PING) without all replies after this:
+                                  reconnect */
+    int meta_sent;             /* static meta fields written on this connection */
+    st_batch_t inflight;       /* the batch whose replies are awaited */
+    size_t inflight_left;      /* commands of it still without a reply */
+    size_t inflight_deltas;    /* deltas of it still without a reply */
+    uint64_t inflight_since;   /* uv_now when it was sent */
+    size_t setup_pending;      /* AUTH/SELECT replies awaited before batches go out */
+    int teardown;              /* 1: free the context from ctl_timer, not from a callback */
+    int in_free;     /* inside our own redisAsyncFree (disconnect cb must not reschedule) */
+    int close_stage; /* 0 running, 1 final flush, 2 handles closing */
+    int logged_down; /* the current outage was logged once */
+    int closing;     /* st_stats_close called */
     uint64_t close_deadline;
     int handles_open; /* timers not yet closed */
     void (*close_cb)(void *);
