@@ -1,0 +1,599 @@
+/*
+ * shadowtee comparator: st_compare, the top level. Compares status, headers
+ * and bodies of the primary and shadow responses (and, when given, primary
+ * and the noise replica first, to mark differences the stable version also
+ * shows against itself), then decides the verdict.
+ *
+ * Also the result plumbing shared by the other files: the sink that collects
+ * entries (capped, all counted) and the bounded a/b text helpers.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmp_internal.h"
+
+/* ---- names -------------------------------------------------------------- */
+
+const char *st_diff_kind_name(st_diff_kind_t kind)
+{
+    static const char *const names[ST_DIFF_KIND_COUNT] = {
+        "status",       "header", "value",     "type",         "missing",  "extra",
+        "array_length", "bytes",  "too_large", "invalid_json", "too_deep", "argmax",
+    };
+    return (unsigned)kind < ST_DIFF_KIND_COUNT ? names[kind] : "unknown";
+}
+
+const char *st_verdict_name(st_verdict_t v)
+{
+    switch (v) {
+    case ST_VERDICT_MATCH:
+        return "match";
+    case ST_VERDICT_DIVERGED:
+        return "diverged";
+    case ST_VERDICT_NOISE:
+        return "noise";
+    case ST_VERDICT_ERROR:
+        return "error";
+    }
+    return "unknown";
+}
+
+/* ---- text helpers -------------------------------------------------------- */
+
+char *stc_text_dup(const char *s, size_t len)
+{
+    size_t keep = len;
+    int cut = len > STC_VALUE_MAX;
+    if (cut) {
+        /* s[keep] is the first byte dropped: when it continues a UTF-8
+         * sequence, cut before that sequence's lead byte instead */
+        keep = STC_VALUE_MAX;
+        while (keep > STC_VALUE_MAX - 3 && ((unsigned char)s[keep] & 0xC0) == 0x80)
+            keep--;
+    }
+    char *d = malloc(keep + (cut ? 4 : 1));
+    if (!d) return NULL;
+    memcpy(d, s, keep);
+    if (cut) memcpy(d + keep, "...", 3);
+    d[keep + (cut ? 3 : 0)] = '\0';
+    return d;
+}
+
+/* Appends the escaped form of s[0..len) to out (room: 4 bytes per input
+ * byte). Returns the new length. */
+static size_t escape_into(char *out, size_t used, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            out[used++] = '\\';
+            out[used++] = (char)c;
+        } else if (c >= 0x20 && c < 0x7f) {
+            out[used++] = (char)c;
+        } else {
+            out[used++] = '\\';
+            out[used++] = 'x';
+            out[used++] = hex[c >> 4];
+            out[used++] = hex[c & 15];
+        }
+    }
+    return used;
+}
+
+char *stc_escape_bytes(const char *s, size_t len)
+{
+    if (len > STC_VALUE_MAX) len = STC_VALUE_MAX + 1; /* enough to be cut */
+    char *tmp = malloc(len * 4 + 1);
+    if (!tmp) return NULL;
+    size_t n = escape_into(tmp, 0, s, len);
+    char *d = stc_text_dup(tmp, n);
+    free(tmp);
+    return d;
+}
+
+typedef struct {
+    char buf[STC_VALUE_MAX + 1];
+    size_t used;
+} bounded_t;
+
+static int bounded_cb(const char *s, size_t n, void *data)
+{
+    bounded_t *b = data;
+    size_t room = sizeof(b->buf) - b->used;
+    if (n > room) {
+        memcpy(b->buf + b->used, s, room);
+        b->used += room;
+        return -1; /* enough: stop the dump */
+    }
+    memcpy(b->buf + b->used, s, n);
+    b->used += n;
+    return 0;
+}
+
+/* Shortest "%.Ng" that reads back as the same double, like JSON writers of
+ * most languages, so 0.1 shows as 0.1 and not 0.10000000000000001. */
+static int format_real(double d, char *buf, size_t len)
+{
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(buf, len, "%.*g", prec, d);
+        if (strtod(buf, NULL) == d) break;
+    }
+    if (!strpbrk(buf, ".eEn") && (size_t)n + 2 < len) {
+        memcpy(buf + n, ".0", 3);
+        n += 2;
+    }
+    return n;
+}
+
+char *stc_json_text(const json_t *v)
+{
+    char num[64];
+    if (json_is_integer(v)) {
+        int n = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return stc_text_dup(num, (size_t)n);
+    }
+    if (json_is_real(v))
+        return stc_text_dup(num, (size_t)format_real(json_real_value(v), num, sizeof(num)));
+    bounded_t b;
+    b.used = 0;
+    json_dump_callback(v, bounded_cb, &b, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+    return stc_text_dup(b.buf, b.used);
+}
+
+/* ---- sink ---------------------------------------------------------------- */
+
+void stc_sink_init(stc_sink_t *s, size_t cap, int paths_only)
+{
+    memset(s, 0, sizeof(*s));
+    s->cap = cap;
+    s->paths_only = paths_only;
+}
+
+static void entries_free(st_diff_entry_t *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(e[i].path);
+        free(e[i].a);
+        free(e[i].b);
+    }
+    free(e);
+}
+
+void stc_sink_deinit(stc_sink_t *s)
+{
+    entries_free(s->entries, s->nentries);
+    s->entries = NULL;
+    s->nentries = 0;
+}
+
+int stc_sink_wants(const stc_sink_t *s)
+{
+    return !s->paths_only && s->nentries < s->cap;
+}
+
+int stc_path_covers(const char *np, const char *path)
+{
+    size_t n = strlen(np);
+    if (strncmp(np, path, n) != 0) return 0;
+    return path[n] == '\0' || ((np[0] == '$') && (path[n] == '.' || path[n] == '['));
+}
+
+void stc_sink_add(stc_sink_t *s, st_diff_kind_t kind, const char *path, char *a, char *b,
+                  double delta)
+{
+    s->total++;
+    int noise = 0;
+    for (size_t i = 0; path && i < s->nnoise && !noise; i++)
+        noise = stc_path_covers(s->noise[i].path, path);
+    if (!noise) s->nonnoise++;
+    if (!path || s->nentries >= s->cap) goto drop;
+    if (s->nentries == s->alloc) {
+        /* grow 4, 8, 16... up to cap: small when there are few differences */
+        size_t want = s->alloc ? s->alloc * 2 : 4;
+        if (want > s->cap) want = s->cap;
+        st_diff_entry_t *ne = realloc(s->entries, want * sizeof(*ne));
+        if (!ne) goto fail;
+        s->entries = ne;
+        s->alloc = want;
+    }
+    char *p = strdup(path);
+    if (!p) goto fail;
+    st_diff_entry_t *e = &s->entries[s->nentries++];
+    e->kind = kind;
+    e->path = p;
+    e->a = a;
+    e->b = b;
+    e->delta = delta;
+    e->noise = noise;
+    return;
+fail:
+    s->failed = 1;
+drop:
+    free(a);
+    free(b);
+}
+
+/* ---- bodies -------------------------------------------------------------- */
+
+/* "offset 17 (length 40): "<8 bytes before>" "<24 bytes from the offset>"" */
+static char *bytes_window(const char *s, size_t len, size_t off)
+{
+    size_t from = off > 8 ? off - 8 : 0;
+    size_t to = off + 24 < len ? off + 24 : len;
+    if (off > len) off = len;
+    char *tmp = malloc(96 + (to - from) * 4);
+    if (!tmp) return NULL;
+    size_t n = (size_t)sprintf(tmp, "offset %zu (length %zu): \"", off, len);
+    n = escape_into(tmp, n, s + from, off - from);
+    memcpy(tmp + n, "\" \"", 3);
+    n += 3;
+    n = escape_into(tmp, n, s + off, to - off);
+    tmp[n++] = '"';
+    char *d = stc_text_dup(tmp, n);
+    free(tmp);
+    return d;
+}
+
+void stc_bytes_diff(const char *a, size_t alen, const char *b, size_t blen, st_diff_kind_t kind,
+                    stc_sink_t *sink)
+{
+    size_t n = alen < blen ? alen : blen;
+    if (alen == blen && (n == 0 || memcmp(a, b, n) == 0)) return;
+    size_t off = 0;
+    /* memcmp finds equal blocks fast; then the first differing byte */
+    while (off + 64 <= n && memcmp(a + off, b + off, 64) == 0)
+        off += 64;
+    while (off < n && a[off] == b[off])
+        off++;
+    char *ta = NULL, *tb = NULL;
+    if (stc_sink_wants(sink)) {
+        ta = bytes_window(a, alen, off);
+        tb = bytes_window(b, blen, off);
+    }
+    stc_sink_add(sink, kind, "$body", ta, tb, 0);
+}
+
+static int media_is_json(const char *v, size_t len)
+{
+    while (len && (*v == ' ' || *v == '\t'))
+        v++, len--;
+    const char *semi = memchr(v, ';', len);
+    if (semi) len = (size_t)(semi - v);
+    while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+        len--;
+    const char *slash = memchr(v, '/', len);
+    if (!slash) return 0;
+    const char *sub = slash + 1;
+    size_t sl = len - (size_t)(sub - v);
+    if (sl == 4 && strncasecmp(sub, "json", 4) == 0) return 1;
+    return sl > 5 && strncasecmp(sub + sl - 5, "+json", 5) == 0;
+}
+
+static int declares_json(const st_response_t *r)
+{
+    for (size_t i = 0; i < r->nheaders; i++) {
+        const st_header_t *h = &r->headers[i];
+        if (h->name_len == 12 && strncasecmp(h->name, "content-type", 12) == 0)
+            return media_is_json(h->value, h->value_len);
+    }
+    return 0;
+}
+
+static int sniffs_json(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n') continue;
+        return s[i] == '{' || s[i] == '[';
+    }
+    return 0;
+}
+
+static char *describe_not_json(const char *body, size_t len, const char *why)
+{
+    char tmp[STC_VALUE_MAX + 1];
+    if (len == 0)
+        snprintf(tmp, sizeof(tmp), "not JSON: empty body");
+    else
+        snprintf(tmp, sizeof(tmp), "not JSON: %s",
+                 why && *why ? why : "not declared or sniffed as JSON");
+    return stc_text_dup(tmp, strlen(tmp));
+}
+
+static void diff_bodies(const stc_policy_t *pol, const st_response_t *a, const st_response_t *b,
+                        stc_sink_t *sink)
+{
+    if (a->body_truncated || b->body_truncated) {
+        char *ta = NULL, *tb = NULL;
+        if (stc_sink_wants(sink)) {
+            char t[64];
+            snprintf(t, sizeof(t), "%s after %zu bytes",
+                     a->body_truncated ? "truncated" : "complete", a->body_len);
+            ta = stc_text_dup(t, strlen(t));
+            snprintf(t, sizeof(t), "%s after %zu bytes",
+                     b->body_truncated ? "truncated" : "complete", b->body_len);
+            tb = stc_text_dup(t, strlen(t));
+        }
+        stc_sink_add(sink, ST_DIFF_TOO_LARGE, "$body", ta, tb, 0);
+        return;
+    }
+    if (a->body_len == 0 && b->body_len == 0) return;
+    int try_a = declares_json(a) || sniffs_json(a->body, a->body_len);
+    int try_b = declares_json(b) || sniffs_json(b->body, b->body_len);
+    if (!try_a && !try_b) {
+        stc_bytes_diff(a->body, a->body_len, b->body, b->body_len, ST_DIFF_BYTES, sink);
+        return;
+    }
+    json_t *ja = NULL, *jb = NULL;
+    char ea[160] = "", eb[160] = "";
+    stc_parse_status_t sa = STC_PARSE_INVALID, sb = STC_PARSE_INVALID;
+    if (try_a && a->body_len)
+        sa = stc_json_parse(a->body, a->body_len, pol->max_depth, &ja, ea, sizeof(ea));
+    if (try_b && b->body_len)
+        sb = stc_json_parse(b->body, b->body_len, pol->max_depth, &jb, eb, sizeof(eb));
+    if (sa == STC_PARSE_NOMEM || sb == STC_PARSE_NOMEM) {
+        sink->failed = 1;
+    } else if (sa == STC_PARSE_TOO_DEEP || sb == STC_PARSE_TOO_DEEP) {
+        stc_bytes_diff(a->body, a->body_len, b->body, b->body_len, ST_DIFF_TOO_DEEP, sink);
+    } else if (sa == STC_PARSE_OK && sb == STC_PARSE_OK) {
+        stc_json_diff(pol, ja, jb, sink);
+    } else if (sa == STC_PARSE_OK || sb == STC_PARSE_OK) {
+        char *ta = NULL, *tb = NULL;
+        if (stc_sink_wants(sink)) {
+            ta = sa == STC_PARSE_OK ? stc_json_text(ja)
+                                    : describe_not_json(a->body, a->body_len, try_a ? ea : NULL);
+            tb = sb == STC_PARSE_OK ? stc_json_text(jb)
+                                    : describe_not_json(b->body, b->body_len, try_b ? eb : NULL);
+        }
+        stc_sink_add(sink, ST_DIFF_INVALID_JSON, "$body", ta, tb, 0);
+    } else {
+        stc_bytes_diff(a->body, a->body_len, b->body, b->body_len, ST_DIFF_BYTES, sink);
+    }
+    json_decref(ja);
+    json_decref(jb);
+}
+
+/* ---- headers ------------------------------------------------------------- */
+
+/* Compared by default: everything except these (and x-shadowtee-*). */
+static const char *const builtin_ignored[] = {
+    "date",       "server", "x-request-id", "content-length", "transfer-encoding", "connection",
+    "keep-alive", "te",     "trailer",      "upgrade",        "proxy-connection",  "age",
+    "via",
+};
+
+static int name_is(const char *name, size_t len, const char *lower)
+{
+    return strlen(lower) == len && strncasecmp(name, lower, len) == 0;
+}
+
+static int header_ignored(const stc_policy_t *pol, const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(builtin_ignored) / sizeof(builtin_ignored[0]); i++)
+        if (name_is(name, len, builtin_ignored[i])) return 1;
+    if (len >= 12 && strncasecmp(name, "x-shadowtee-", 12) == 0) return 1;
+    for (size_t s = 0; s < pol->nsec; s++) {
+        const stc_section_t *sec = pol->sec[s];
+        for (size_t i = 0; i < sec->nignore_headers; i++) {
+            const char *ig = sec->ignore_headers[i];
+            size_t il = strlen(ig);
+            if (il > 0 && ig[il - 1] == '*') {
+                if (len >= il - 1 && strncasecmp(name, ig, il - 1) == 0) return 1;
+            } else if (il == len && strncasecmp(name, ig, len) == 0) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int ci_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+    size_t n = al < bl ? al : bl;
+    for (size_t i = 0; i < n; i++) {
+        int x = tolower((unsigned char)a[i]), y = tolower((unsigned char)b[i]);
+        if (x != y) return x - y;
+    }
+    return al < bl ? -1 : al > bl;
+}
+
+static int hdr_cmp(const void *x, const void *y)
+{
+    const st_header_t *p = *(const st_header_t *const *)x, *q = *(const st_header_t *const *)y;
+    int c = ci_cmp(p->name, p->name_len, q->name, q->name_len);
+    if (c) return c;
+    return p < q ? -1 : p > q; /* stable: keep the order of repeated headers */
+}
+
+static void trim(const char **v, size_t *len)
+{
+    while (*len && (**v == ' ' || **v == '\t'))
+        (*v)++, (*len)--;
+    while (*len && ((*v)[*len - 1] == ' ' || (*v)[*len - 1] == '\t'))
+        (*len)--;
+}
+
+/* Values of one header name (repeated headers joined by ", ") for a/b. */
+static char *header_text(const st_rules_t *rules, const st_header_t *const *h, size_t n)
+{
+    if (n == 0) return NULL;
+    if (name_is(h[0]->name, h[0]->name_len, "set-cookie")) return stc_text_dup("[present]", 9);
+    if (st_redact_header(rules, h[0]->name, h[0]->name_len)) return stc_text_dup("[REDACTED]", 10);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += h[i]->value_len + 2;
+    char *tmp = malloc(total + 1), *out;
+    if (!tmp) return NULL;
+    size_t used = 0;
+    for (size_t i = 0; i < n && used <= STC_VALUE_MAX; i++) {
+        const char *v = h[i]->value;
+        size_t vl = h[i]->value_len;
+        trim(&v, &vl);
+        if (i) tmp[used++] = ',', tmp[used++] = ' ';
+        memcpy(tmp + used, v, vl);
+        used += vl;
+    }
+    out = stc_escape_bytes(tmp, used);
+    free(tmp);
+    return out;
+}
+
+static int same_values(const st_header_t *const *a, size_t na, const st_header_t *const *b,
+                       size_t nb)
+{
+    if (name_is(a[0]->name, a[0]->name_len, "set-cookie")) return 1; /* presence only */
+    if (na != nb) return 0;
+    for (size_t i = 0; i < na; i++) {
+        const char *x = a[i]->value, *y = b[i]->value;
+        size_t xl = a[i]->value_len, yl = b[i]->value_len;
+        trim(&x, &xl);
+        trim(&y, &yl);
+        if (xl != yl || memcmp(x, y, xl) != 0) return 0;
+    }
+    return 1;
+}
+
+/* Collects the compared headers of r, sorted by name. *out is `stack` when
+ * it fits, else malloc'ed. Returns the count, or (size_t)-1 on failure. */
+static size_t sorted_headers(const stc_policy_t *pol, const st_response_t *r,
+                             const st_header_t **stack, size_t stack_n, const st_header_t ***out)
+{
+    const st_header_t **v = stack;
+    if (r->nheaders > stack_n) {
+        v = malloc(r->nheaders * sizeof(*v));
+        if (!v) return (size_t)-1;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (!header_ignored(pol, r->headers[i].name, r->headers[i].name_len))
+            v[n++] = &r->headers[i];
+    qsort(v, n, sizeof(*v), hdr_cmp);
+    *out = v;
+    return n;
+}
+
+static size_t group_end(const st_header_t *const *v, size_t n, size_t i)
+{
+    size_t j = i + 1;
+    while (j < n && ci_cmp(v[i]->name, v[i]->name_len, v[j]->name, v[j]->name_len) == 0)
+        j++;
+    return j;
+}
+
+static void header_entry(const st_rules_t *rules, const st_header_t *const *a, size_t na,
+                         const st_header_t *const *b, size_t nb, stc_sink_t *sink)
+{
+    const st_header_t *h = na ? a[0] : b[0];
+    char path[STC_PATH_MAX];
+    size_t n = h->name_len < sizeof(path) - 8 ? h->name_len : sizeof(path) - 8;
+    memcpy(path, "header:", 7);
+    for (size_t i = 0; i < n; i++)
+        path[7 + i] = (char)tolower((unsigned char)h->name[i]);
+    path[7 + n] = '\0';
+    char *ta = NULL, *tb = NULL;
+    if (stc_sink_wants(sink)) {
+        ta = header_text(rules, a, na);
+        tb = header_text(rules, b, nb);
+    }
+    stc_sink_add(sink, ST_DIFF_HEADER, path, ta, tb, 0);
+}
+
+static void diff_headers(const st_rules_t *rules, const stc_policy_t *pol, const st_response_t *a,
+                         const st_response_t *b, stc_sink_t *sink)
+{
+    const st_header_t *sa[32], *sb[32], **va = NULL, **vb = NULL;
+    size_t na = sorted_headers(pol, a, sa, 32, &va);
+    size_t nb = na == (size_t)-1 ? (size_t)-1 : sorted_headers(pol, b, sb, 32, &vb);
+    if (na == (size_t)-1 || nb == (size_t)-1) {
+        sink->failed = 1;
+        goto out;
+    }
+    size_t i = 0, j = 0;
+    while (i < na || j < nb) {
+        int c = i >= na   ? 1
+                : j >= nb ? -1
+                          : ci_cmp(va[i]->name, va[i]->name_len, vb[j]->name, vb[j]->name_len);
+        size_t ie = c <= 0 ? group_end(va, na, i) : i;
+        size_t je = c >= 0 ? group_end(vb, nb, j) : j;
+        if (c != 0 || !same_values(va + i, ie - i, vb + j, je - j))
+            header_entry(rules, va + i, ie - i, vb + j, je - j, sink);
+        i = ie;
+        j = je;
+    }
+out:
+    if (va && va != sa) free(va);
+    if (vb && vb != sb) free(vb);
+}
+
+/* ---- st_compare ---------------------------------------------------------- */
+
+static void compare_pair(const st_rules_t *rules, const stc_policy_t *pol, const st_response_t *a,
+                         const st_response_t *b, stc_sink_t *sink)
+{
+    if (a->status != b->status) {
+        char *ta = NULL, *tb = NULL;
+        if (stc_sink_wants(sink)) {
+            char t[32];
+            snprintf(t, sizeof(t), "%d", a->status);
+            ta = stc_text_dup(t, strlen(t));
+            snprintf(t, sizeof(t), "%d", b->status);
+            tb = stc_text_dup(t, strlen(t));
+        }
+        stc_sink_add(sink, ST_DIFF_STATUS, "status", ta, tb, 0);
+    }
+    diff_headers(rules, pol, a, b, sink);
+    diff_bodies(pol, a, b, sink);
+}
+
+static int usable(const st_response_t *r)
+{
+    return r && !r->error && r->status != 0;
+}
+
+int st_compare(const st_rules_t *rules, const char *endpoint, const st_response_t *primary,
+               const st_response_t *shadow, const st_response_t *noise, st_diff_result_t *result)
+{
+    memset(result, 0, sizeof(*result));
+    if (!usable(primary) || !usable(shadow)) {
+        result->verdict = ST_VERDICT_ERROR;
+        return 0;
+    }
+    stc_policy_t pol;
+    stc_rules_policy(rules, endpoint, &pol);
+
+    stc_sink_t ns, s;
+    stc_sink_init(&ns, STC_NOISE_PATHS_MAX, 1);
+    stc_sink_init(&s, STC_ENTRIES_MAX, 0);
+    if (usable(noise)) {
+        compare_pair(rules, &pol, primary, noise, &ns);
+        s.noise = ns.entries;
+        s.nnoise = ns.nentries;
+    }
+    compare_pair(rules, &pol, primary, shadow, &s);
+    int failed = s.failed || ns.failed;
+    stc_sink_deinit(&ns);
+
+    result->entries = s.entries;
+    result->nentries = s.nentries;
+    result->total = s.total;
+    result->max_delta = s.max_delta;
+    if (s.total == 0)
+        result->verdict = ST_VERDICT_MATCH;
+    else if (s.nonnoise == 0)
+        result->verdict = ST_VERDICT_NOISE;
+    else
+        result->verdict = ST_VERDICT_DIVERGED;
+    return failed ? -1 : 0;
+}
+
+void st_diff_result_free(st_diff_result_t *result)
+{
+    if (!result) return;
+    entries_free(result->entries, result->nentries);
+    result->entries = NULL;
+    result->nentries = 0;
+}
