@@ -1,0 +1,297 @@
+"""scripts/deploy, scripts/promote, scripts/rollback with stand-in kubectl and
+shadowtee-report commands (written by the test into a temp dir on PATH) that
+record their argv: the exact commands, the refusal on a failing gate, and
+--dry-run running nothing. The blue/green JSON patches are also applied with
+the real kubectl (`patch --local`, offline) to the rendered VirtualService."""
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+SCRIPTS = os.path.join(ROOT, "scripts")
+STABLE = "deployment/flask-inference-server-stable"
+NS = {"development": "shadowtee-dev", "staging": "shadowtee-staging", "production": "shadowtee-production"}
+ROLLOUT_ORDER = ["flask-inference-redis", "flask-inference-server-shadow", "flask-inference-server-stable",
+                 "flask-inference-server-canary", "flask-inference-server-blue", "flask-inference-server-green"]
+
+STANDIN = """#!/usr/bin/python3
+import json, os, sys
+name = os.path.basename(sys.argv[0])
+with open(os.environ["STANDIN_LOG"], "a") as fh:
+    fh.write(json.dumps([name] + sys.argv[1:]) + "\\n")
+fail = os.environ.get("STANDIN_FAIL_%s" % name.upper().replace("-", "_"), "")
+if fail and fail in " ".join(sys.argv[1:]):
+    sys.exit(int(os.environ.get("STANDIN_FAIL_RC", "1")))
+sys.exit(0)
+"""
+
+
+class Tools:
+    """A temp bin dir with stand-in kubectl and shadowtee-report."""
+
+    def __init__(self, tmp_path):
+        self.bin = tmp_path / "bin"
+        self.bin.mkdir()
+        self.log = tmp_path / "calls.jsonl"
+        for name in ("kubectl", "shadowtee-report"):
+            p = self.bin / name
+            p.write_text(STANDIN)
+            p.chmod(0o755)
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("SHADOWTEE_", "STANDIN_")) and k != "KUBECTL"}
+        self.env.update(PATH="%s:%s" % (self.bin, os.environ["PATH"]), STANDIN_LOG=str(self.log),
+                        SHADOWTEE_BUILD=str(tmp_path / "no-build"))
+
+    def run(self, script, *args, **env):
+        e = dict(self.env, **env)
+        return subprocess.run([os.path.join(SCRIPTS, script)] + list(args), env=e, capture_output=True,
+                              text=True, timeout=60)
+
+    def calls(self):
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+
+@pytest.fixture
+def tools(tmp_path):
+    return Tools(tmp_path)
+
+
+def printed(stdout):
+    return [line for line in stdout.splitlines() if line.startswith("+ ")]
+
+
+def gate_argv(redis="redis://127.0.0.1:6379/0"):
+    return ["shadowtee-report", "--redis", redis, "--service", "flask-inference", "--format", "text", "--gate",
+            "--max-divergence", "1", "--max-shadow-errors", "1", "--max-latency-ratio", "1.5", "--min-compared", "100"]
+
+
+# ---- deploy -----------------------------------------------------------------
+
+
+def test_deploy_development(tools):
+    r = tools.run("deploy", "development")
+    assert r.returncode == 0, r.stderr
+    env_dir = os.path.join(ROOT, "k8s", "environments", "development")
+    want = [["kubectl", "apply", "-k", env_dir]]
+    want += [["kubectl", "-n", "shadowtee-dev", "rollout", "status", "deployment/" + d, "--timeout=300s"] for d in ROLLOUT_ORDER]
+    assert tools.calls() == want
+    assert printed(r.stdout) == ["+ " + " ".join(c) for c in want]
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_deploy_checks_the_secret_first(tools, env):
+    r = tools.run("deploy", env, "--timeout", "2m")
+    assert r.returncode == 0, r.stderr
+    calls = tools.calls()
+    assert calls[0] == ["kubectl", "-n", NS[env], "get", "secret", "flask-inference-redis", "-o", "name"]
+    assert calls[1] == ["kubectl", "apply", "-k", os.path.join(ROOT, "k8s", "environments", env)]
+    assert calls[2:] == [["kubectl", "-n", NS[env], "rollout", "status", "deployment/" + d, "--timeout=2m"]
+                         for d in ROLLOUT_ORDER]
+
+
+def test_deploy_refuses_without_the_secret(tools):
+    r = tools.run("deploy", "production", STANDIN_FAIL_KUBECTL="get secret")
+    assert r.returncode == 1
+    assert "Secret flask-inference-redis missing in namespace shadowtee-production" in r.stderr
+    assert [c[1:3] for c in tools.calls()] == [["-n", "shadowtee-production"]]  # only the get, no apply
+
+
+def test_deploy_stops_on_a_failed_rollout(tools):
+    r = tools.run("deploy", "staging", STANDIN_FAIL_KUBECTL="flask-inference-server-stable")
+    assert r.returncode == 1
+    assert "deployment/flask-inference-server-stable did not become ready in shadowtee-staging" in r.stderr
+    assert tools.calls()[-1][5] == "deployment/flask-inference-server-stable"  # canary etc. not waited on
+
+
+def test_deploy_dry_run_runs_nothing(tools):
+    r = tools.run("deploy", "production", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert tools.calls() == []
+    lines = printed(r.stdout)
+    assert lines[0] == "+ kubectl -n shadowtee-production get secret flask-inference-redis -o name"
+    assert lines[1] == "+ kubectl apply -k " + os.path.join(ROOT, "k8s", "environments", "production")
+    assert len(lines) == 2 + len(ROLLOUT_ORDER)
+    assert "dry run" in r.stdout
+
+
+@pytest.mark.parametrize("script", ["deploy", "promote", "rollback"])
+@pytest.mark.parametrize("args,message", [
+    ([], "missing environment"),
+    (["qa"], "unknown environment 'qa'"),
+    (["staging", "--bogus"], "unknown option --bogus"),
+    (["staging", "production"], "one environment only"),
+    (["staging", "--timeout", "soon"], "--timeout must look like 300s"),
+])
+def test_usage_errors_exit_2(tools, script, args, message):
+    r = tools.run(script, *args)
+    assert r.returncode == 2
+    assert message in r.stderr and "usage: scripts/%s" % script in r.stderr
+    assert tools.calls() == []
+
+
+def test_missing_kubectl_exits_2(tools):
+    r = tools.run("deploy", "development", KUBECTL="no-such-kubectl")
+    assert r.returncode == 2 and "no-such-kubectl not found" in r.stderr
+
+
+# ---- promote ----------------------------------------------------------------
+
+
+def test_promote_image_after_passing_gate(tools):
+    r = tools.run("promote", "staging", "--image", "ghcr.io/shadowtee/flask-inference:v2")
+    assert r.returncode == 0, r.stderr
+    assert tools.calls() == [
+        gate_argv(),
+        ["kubectl", "-n", "shadowtee-staging", "set", "image", STABLE, "flask-inference=ghcr.io/shadowtee/flask-inference:v2"],
+        ["kubectl", "-n", "shadowtee-staging", "rollout", "status", STABLE, "--timeout=300s"],
+    ]
+    assert "undo: scripts/rollback staging" in r.stdout
+
+
+def test_promote_gate_settings_from_environment(tools):
+    r = tools.run("promote", "production", "--image", "img:2", SHADOWTEE_REDIS_URL="redis://:hunter2@127.0.0.1:6390/1",
+                  SHADOWTEE_SERVICE="svc-x", SHADOWTEE_MAX_DIVERGENCE="0.5", SHADOWTEE_MAX_SHADOW_ERRORS="2",
+                  SHADOWTEE_MAX_LATENCY_RATIO="1.2", SHADOWTEE_MIN_COMPARED="500")
+    assert r.returncode == 0, r.stderr
+    assert tools.calls()[0] == ["shadowtee-report", "--redis", "redis://:hunter2@127.0.0.1:6390/1", "--service", "svc-x",
+                                "--format", "text", "--gate", "--max-divergence", "0.5", "--max-shadow-errors", "2",
+                                "--max-latency-ratio", "1.2", "--min-compared", "500"]
+    assert "hunter2" not in r.stdout and "redis://:***@127.0.0.1:6390/1" in r.stdout
+
+
+@pytest.mark.parametrize("rc,message", [(1, "gate FAILED for production"), (2, "gate could not be evaluated (report exit 2)")])
+def test_promote_refuses_when_gate_does_not_pass(tools, rc, message):
+    r = tools.run("promote", "production", "--image", "img:2", STANDIN_FAIL_SHADOWTEE_REPORT="--gate",
+                  STANDIN_FAIL_RC=str(rc))
+    assert r.returncode == 1
+    assert message in r.stderr and "refusing to promote" in r.stderr
+    assert tools.calls() == [gate_argv()]  # no kubectl at all
+
+
+def test_promote_bluegreen_refuses_on_failing_gate(tools):
+    r = tools.run("promote", "development", "--strategy", "bluegreen", STANDIN_FAIL_SHADOWTEE_REPORT="--gate")
+    assert r.returncode == 1 and [c[0] for c in tools.calls()] == ["shadowtee-report"]
+
+
+def test_promote_report_command_is_configurable(tools, tmp_path):
+    custom = tmp_path / "my-report"
+    shutil.copy(tools.bin / "shadowtee-report", custom)
+    r = tools.run("promote", "development", "--image", "img:2", SHADOWTEE_REPORT=str(custom))
+    assert r.returncode == 0, r.stderr
+    assert tools.calls()[0][0] == "my-report"
+    # SHADOWTEE_BUILD/shadowtee-report wins over PATH when it is built
+    build = tmp_path / "no-build"
+    build.mkdir()
+    shutil.copy(tools.bin / "shadowtee-report", build / "shadowtee-report")
+    tools.log.unlink()
+    r = tools.run("promote", "development", "--image", "img:2")
+    assert r.returncode == 0 and ("+ %s --redis" % (build / "shadowtee-report")) in r.stdout
+
+
+def test_promote_missing_report_exits_2(tools):
+    r = tools.run("promote", "development", "--image", "img:2", SHADOWTEE_REPORT="no-such-report")
+    assert r.returncode == 2 and "report command 'no-such-report' not found" in r.stderr
+    assert tools.calls() == []
+
+
+def test_promote_dry_run_runs_nothing(tools):
+    r = tools.run("promote", "production", "--image", "img:2", "--dry-run", STANDIN_FAIL_SHADOWTEE_REPORT="--gate")
+    assert r.returncode == 0, r.stderr
+    assert tools.calls() == []
+    assert printed(r.stdout) == ["+ " + " ".join(gate_argv()),
+                                 "+ kubectl -n shadowtee-production set image %s flask-inference=img:2" % STABLE,
+                                 "+ kubectl -n shadowtee-production rollout status %s --timeout=300s" % STABLE]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["staging"], "--strategy image needs --image IMAGE"),
+    (["staging", "--strategy", "bluegreen", "--image", "x"], "--image does not apply to --strategy bluegreen"),
+    (["staging", "--strategy", "yolo"], "--strategy must be image or bluegreen"),
+])
+def test_promote_usage(tools, args, message):
+    r = tools.run("promote", *args)
+    assert r.returncode == 2 and message in r.stderr and tools.calls() == []
+
+
+# ---- rollback ---------------------------------------------------------------
+
+
+def test_rollback_undoes_stable(tools):
+    r = tools.run("rollback", "production")
+    assert r.returncode == 0, r.stderr
+    assert tools.calls() == [["kubectl", "-n", "shadowtee-production", "rollout", "undo", STABLE],
+                             ["kubectl", "-n", "shadowtee-production", "rollout", "status", STABLE, "--timeout=300s"]]
+
+
+def test_rollback_to_revision(tools):
+    r = tools.run("rollback", "staging", "--to-revision", "3")
+    assert r.returncode == 0
+    assert tools.calls()[0] == ["kubectl", "-n", "shadowtee-staging", "rollout", "undo", STABLE, "--to-revision=3"]
+    r = tools.run("rollback", "staging", "--to-revision", "0")
+    assert r.returncode == 2 and "--to-revision must be a positive integer" in r.stderr
+
+
+def test_rollback_failure_is_reported(tools):
+    r = tools.run("rollback", "staging", STANDIN_FAIL_KUBECTL="rollout undo")
+    assert r.returncode == 1 and "rollout undo failed" in r.stderr
+    assert len(tools.calls()) == 1
+
+
+def test_rollback_dry_run_runs_nothing(tools):
+    for args in (["development", "--dry-run"], ["development", "--strategy", "bluegreen", "--dry-run"]):
+        r = tools.run("rollback", *args)
+        assert r.returncode == 0, r.stderr
+        assert len(printed(r.stdout)) >= 1
+    assert tools.calls() == []
+
+
+# ---- blue/green: the recorded patches work on the real VirtualService --------
+
+
+def bluegreen_patches(tools):
+    assert tools.run("promote", "staging", "--strategy", "bluegreen").returncode == 0
+    assert tools.run("rollback", "staging", "--strategy", "bluegreen").returncode == 0
+    calls = [c for c in tools.calls() if c[0] == "kubectl"]
+    assert [c[:6] for c in calls] == [["kubectl", "-n", "shadowtee-staging", "patch", "virtualservice/flask-inference-server",
+                                       "--type=json"]] * 2
+    assert [c[6] for c in calls] == ["-p", "-p"]
+    return calls[0][7], calls[1][7]
+
+
+def kubectl_patch_local(path, patch):
+    return subprocess.run(["kubectl", "patch", "--local", "-f", str(path), "--type=json", "-p", patch, "-o", "json"],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_bluegreen_patches_flip_the_rendered_route(tools, tmp_path):
+    if not shutil.which("kubectl", path=os.environ["PATH"]):
+        pytest.skip("kubectl is not installed: cannot apply the patches offline (not a pass)")
+    to_green, to_blue = bluegreen_patches(tools)
+    out = subprocess.run(["kubectl", "kustomize", os.path.join(ROOT, "k8s", "environments", "staging")],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    (vs,) = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "VirtualService"]
+    f = tmp_path / "vs.yaml"
+    f.write_text(yaml.safe_dump(vs))
+
+    def weights(doc):
+        return {d["destination"]["subset"]: d["weight"] for d in doc["spec"]["http"][1]["route"]}
+
+    assert weights(vs) == {"blue": 100, "green": 0}
+    assert kubectl_patch_local(f, to_blue).returncode != 0  # already on blue: the test op refuses
+    r = kubectl_patch_local(f, to_green)
+    assert r.returncode == 0, r.stderr
+    green = json.loads(r.stdout)
+    assert weights(green) == {"blue": 0, "green": 100}
+    assert green["spec"]["http"][2] == vs["spec"]["http"][2]  # primary route (mirror) untouched
+    f.write_text(json.dumps(green))
+    assert kubectl_patch_local(f, to_green).returncode != 0  # promoting twice fails
+    r = kubectl_patch_local(f, to_blue)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["spec"] == vs["spec"]
