@@ -1,0 +1,291 @@
+/*
+ * admin: the admin listener (GET /healthz, /readyz, /metrics) and the
+ * readiness probe of the primary, both on the main thread's loop, so the
+ * client path never waits on them. One request per connection.
+ */
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "log.h"
+#include "metrics.h"
+
+struct st_admin {
+    uv_tcp_t listener;
+    uv_timer_t probe_timer;
+    st_app_t *app;
+    int closing;
+};
+
+typedef struct {
+    uv_tcp_t tcp;
+    uv_timer_t timer; /* the whole exchange must end within 5 s */
+    uv_write_t wreq;
+    st_admin_t *admin;
+    llhttp_t parser;
+    char buf[8192];
+    size_t len;
+    char path[256];
+    size_t path_len;
+    int method;
+    int answered;
+    int handles;
+    char *out; /* response bytes (heap) */
+} admin_conn_t;
+
+typedef struct {
+    uv_tcp_t tcp;
+    uv_connect_t req;
+    uv_timer_t timer;
+    st_admin_t *admin;
+    int handles;
+} probe_t;
+
+static void conn_closed(uv_handle_t *h)
+{
+    admin_conn_t *c = h->data;
+    if (--c->handles) return;
+    free(c->out);
+    free(c);
+}
+
+static void conn_close(admin_conn_t *c)
+{
+    if (uv_is_closing((uv_handle_t *)&c->tcp)) return;
+    uv_close((uv_handle_t *)&c->timer, conn_closed);
+    uv_close((uv_handle_t *)&c->tcp, conn_closed);
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    (void)status;
+    conn_close(req->data);
+}
+
+static void respond(admin_conn_t *c, int status, const char *ctype, const char *body, size_t blen)
+{
+    if (c->answered) return;
+    c->answered = 1;
+    const char *reason = status == 200   ? "OK"
+                         : status == 404 ? "Not Found"
+                         : status == 405 ? "Method Not Allowed"
+                         : status == 503 ? "Service Unavailable"
+                                         : "Bad Request";
+    size_t cap = blen + 256;
+    c->out = malloc(cap);
+    if (!c->out) {
+        conn_close(c);
+        return;
+    }
+    int n = snprintf(
+        c->out, cap,
+        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+        status, reason, ctype, blen);
+    memcpy(c->out + n, body, blen);
+    uv_buf_t b = uv_buf_init(c->out, (unsigned)(n + blen));
+    c->wreq.data = c;
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) conn_close(c);
+}
+
+static void serve(admin_conn_t *c)
+{
+    st_app_t *app = c->admin->app;
+    if (c->method != HTTP_GET && c->method != HTTP_HEAD) {
+        respond(c, 405, "text/plain", "method not allowed\n", 19);
+        return;
+    }
+    c->path[strcspn(c->path, "?")] = '\0';
+    if (strcmp(c->path, "/healthz") == 0) {
+        respond(c, 200, "text/plain", "ok\n", 3);
+    } else if (strcmp(c->path, "/readyz") == 0) {
+        if (atomic_load(&app->draining))
+            respond(c, 503, "text/plain", "draining\n", 9);
+        else if (!atomic_load(&app->primary_ok))
+            respond(c, 503, "text/plain", "primary unreachable\n", 20);
+        else
+            respond(c, 200, "text/plain", "ready\n", 6);
+    } else if (strcmp(c->path, "/metrics") == 0) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        if (!f) {
+            respond(c, 503, "text/plain", "out of memory\n", 14);
+            return;
+        }
+        st_metrics_t *m[256];
+        st_stats_t *s[256];
+        size_t ns = 0, nm = 0;
+        for (int i = 0; i < app->nworkers && i < 256; i++) {
+            m[nm++] = &app->workers[i].metrics;
+            if (app->workers[i].stats) s[ns++] = app->workers[i].stats;
+        }
+        st_metrics_render(m, nm, f);
+        fprintf(f,
+                "# HELP shadowtee_ready 1 when /readyz answers 200.\n# TYPE shadowtee_ready "
+                "gauge\nshadowtee_ready %d\n",
+                !atomic_load(&app->draining) && atomic_load(&app->primary_ok));
+        if (ns) st_stats_prometheus(s, ns, f);
+        fclose(f);
+        respond(c, 200, "text/plain; version=0.0.4", text, len);
+        free(text);
+    } else {
+        respond(c, 404, "text/plain", "not found\n", 10);
+    }
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    admin_conn_t *c = p->data;
+    if (c->path_len + len >= sizeof(c->path)) return HPE_USER;
+    memcpy(c->path + c->path_len, at, len);
+    c->path_len += len;
+    c->path[c->path_len] = '\0';
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    admin_conn_t *c = p->data;
+    c->method = llhttp_get_method(p);
+    serve(c);
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t admin_settings = {.on_url = on_url,
+                                                 .on_message_complete = on_message_complete};
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    admin_conn_t *c = h->data;
+    (void)hint;
+    *buf = uv_buf_init(c->buf + c->len, (unsigned)(sizeof(c->buf) - c->len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    admin_conn_t *c = s->data;
+    (void)buf;
+    if (nread < 0) {
+        if (!c->answered) conn_close(c);
+        return;
+    }
+    if (nread == 0 || c->answered) return;
+    llhttp_errno_t err = llhttp_execute(&c->parser, c->buf + c->len, (size_t)nread);
+    c->len += (size_t)nread;
+    if (err != HPE_OK && err != HPE_PAUSED)
+        respond(c, 400, "text/plain", "bad request\n", 12);
+    else if (!c->answered && c->len == sizeof(c->buf))
+        respond(c, 400, "text/plain", "request too large\n", 18);
+}
+
+static void on_conn_timeout(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    st_admin_t *a = server->data;
+    if (status < 0) return;
+    admin_conn_t *c = calloc(1, sizeof(*c));
+    if (!c) return;
+    c->admin = a;
+    uv_tcp_init(server->loop, &c->tcp);
+    uv_timer_init(server->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles = 2;
+    llhttp_init(&c->parser, HTTP_REQUEST, &admin_settings);
+    c->parser.data = c;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_conn_timeout, 5000, 0);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* ---- readiness probe: a TCP connect to the primary every second ---------- */
+
+static void probe_closed(uv_handle_t *h)
+{
+    probe_t *p = h->data;
+    if (--p->handles == 0) free(p);
+}
+
+static void probe_end(probe_t *p, int ok)
+{
+    if (uv_is_closing((uv_handle_t *)&p->tcp)) return;
+    int was = atomic_exchange(&p->admin->app->primary_ok, ok);
+    if (was != ok)
+        st_info("msg=\"primary %s\" primary=%s", ok ? "reachable" : "unreachable",
+                p->admin->app->cfg->primary.authority);
+    uv_close((uv_handle_t *)&p->timer, probe_closed);
+    uv_close((uv_handle_t *)&p->tcp, probe_closed);
+}
+
+static void on_probe_connect(uv_connect_t *req, int status)
+{
+    if (status == UV_ECANCELED) return;
+    probe_end(req->data, status == 0);
+}
+
+static void on_probe_timeout(uv_timer_t *t)
+{
+    probe_end(t->data, 0);
+}
+
+static void on_probe_tick(uv_timer_t *t)
+{
+    st_admin_t *a = t->data;
+    probe_t *p = calloc(1, sizeof(*p));
+    if (!p) return;
+    p->admin = a;
+    uv_tcp_init(t->loop, &p->tcp);
+    uv_timer_init(t->loop, &p->timer);
+    p->tcp.data = p->timer.data = p->req.data = p;
+    p->handles = 2;
+    const st_addr_t *pa = &a->app->cfg->primary;
+    if (uv_tcp_connect(&p->req, &p->tcp, (const struct sockaddr *)&pa->sa, on_probe_connect) != 0) {
+        probe_end(p, 0);
+        return;
+    }
+    uv_timer_start(&p->timer, on_probe_timeout, 1000, 0);
+}
+
+st_admin_t *st_admin_start(st_app_t *app)
+{
+    st_admin_t *a = calloc(1, sizeof(*a));
+    if (!a) return NULL;
+    a->app = app;
+    uv_tcp_init(app->loop, &a->listener);
+    uv_timer_init(app->loop, &a->probe_timer);
+    a->listener.data = a->probe_timer.data = a;
+    int rc = uv_tcp_bind(&a->listener, (const struct sockaddr *)&app->cfg->admin.sa, 0);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)&a->listener, 128, on_connection);
+    if (rc != 0) {
+        st_error("msg=\"cannot listen on admin address\" addr=%s err=\"%s\"",
+                 app->cfg->admin.authority, uv_strerror(rc));
+        a->closing = 1;
+        uv_close((uv_handle_t *)&a->listener, NULL);
+        uv_close((uv_handle_t *)&a->probe_timer, NULL);
+        return NULL; /* the caller exits; the loop is not run again */
+    }
+    uv_timer_start(&a->probe_timer, on_probe_tick, 0, 1000);
+    return a;
+}
+
+static void admin_closed(uv_handle_t *h)
+{
+    st_admin_t *a = h->data;
+    if (h == (uv_handle_t *)&a->listener) free(a);
+}
+
+void st_admin_stop(st_admin_t *a)
+{
+    if (a->closing) return;
+    a->closing = 1;
+    uv_close((uv_handle_t *)&a->probe_timer, NULL);
+    uv_close((uv_handle_t *)&a->listener, admin_closed);
+}

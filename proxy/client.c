@@ -1,0 +1,1070 @@
+/*
+ * client: the client connection state machine (see client.h for states).
+ *
+ * Bytes flow without copies: request body spans point into the client's read
+ * buffer and response body spans into the upstream connection's read buffer;
+ * they are queued as iovecs in a write batch and sent with uv_try_write, or
+ * uv_write when the socket is full. While a batch is in flight the source is
+ * not read (backpressure), so each side holds at most one read buffer.
+ */
+#include "client.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "log.h"
+#include "tee.h"
+#include "worker.h"
+
+#define WB_IOV 16
+enum dir { DIR_UP = 0, DIR_CL = 1 };
+
+/* A batch of iovecs for one destination. Frames (chunk sizes) live inside the
+ * batch; the bytes of the other iovecs belong to read buffers that are not
+ * reused while the batch is pending. */
+struct st_wbatch {
+    uv_write_t req;
+    struct st_client *c;
+    int dir;
+    int n;
+    uv_buf_t iov[WB_IOV];
+    int nframes;
+    char frames[WB_IOV][24];
+};
+
+enum cstate { C_IDLE = 0, C_HEAD, C_CONNECT, C_BODY, C_SENT, C_TUNNEL, C_LINGER };
+enum rstate { R_NONE = 0, R_BODY, R_DONE };
+enum pause_why { P_NONE = 0, P_HEADERS, P_DONE };
+
+static const char *const cstate_names[] = {"idle", "head",   "connect", "body",
+                                           "sent", "tunnel", "linger"};
+
+typedef struct st_client {
+    uv_tcp_t tcp;     /* data = this */
+    uv_timer_t timer; /* header / idle / linger timeout */
+    st_worker_t *w;
+    st_list_t link; /* in w->clients */
+    int handles;    /* open libuv handles */
+    int closing;
+    int pending[2]; /* heap batches in flight per direction */
+    enum cstate state;
+    enum rstate resp;
+    st_rbuf_t rb;        /* client bytes; head spans point here */
+    size_t lf_scan;      /* bare-LF check position in the head, SIZE_MAX when done */
+    llhttp_t parser;     /* request parser */
+    st_http_msg_t req;   /* current request head (spans into rb) */
+    st_http_msg_t res;   /* current response head (spans into up->rb) */
+    st_wbatch_t wb[2];   /* batches being filled */
+    st_sbuf_t head;      /* request head sent upstream */
+    st_sbuf_t rhead;     /* response head sent to the client */
+    st_upconn_t *up;     /* borrowed primary connection */
+    st_mirror_t *mirror; /* mirror copy of the current request, or NULL */
+    st_capture_t *cap;   /* primary response capture for the comparator, or NULL */
+    char ip[64];
+    char rid[129]; /* x-request-id of the current request */
+    char url[256]; /* request target for the access log (truncated copy) */
+    int method;
+    int minor;      /* client's HTTP minor version */
+    int keep_alive; /* the client wants keep-alive */
+    int upgrade;    /* Upgrade or CONNECT request */
+    int has_body;
+    int chunked_in;
+    int last_chunk;
+    int expect; /* answer 100 Continue when the upstream is ready */
+    uint64_t body_seen;
+    int pause_why;
+    int need_exec;   /* run the parser even without new bytes */
+    int rechunk;     /* response re-chunked to the client */
+    int close_delim; /* response delimited by close */
+    int status;
+    int close_after; /* close once the exchange ends */
+    int reading;
+    uint64_t t_start; /* uv_hrtime at the request's first byte */
+} st_client_t;
+
+static void client_process(st_client_t *c);
+static void client_close(st_client_t *c, const char *why);
+static void finish_exchange(st_client_t *c);
+static void upstream_failed(st_client_t *c, enum st_upfail why);
+static int flush(st_client_t *c, int dir);
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static uv_stream_t *dst_stream(st_client_t *c, int dir)
+{
+    return dir == DIR_UP ? (uv_stream_t *)&c->up->tcp : (uv_stream_t *)&c->tcp;
+}
+
+static void maybe_free(st_client_t *c)
+{
+    if (c->handles > 0 || c->pending[0] || c->pending[1]) return;
+    st_worker_t *w = c->w;
+    st_sbuf_free(&c->head);
+    st_sbuf_free(&c->rhead);
+    free(c);
+    st_worker_maybe_done(w);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    st_client_t *c = h->data;
+    c->handles--;
+    maybe_free(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+
+static void reading(st_client_t *c, int on)
+{
+    if (c->closing || on == c->reading) return;
+    if (on) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
+    } else {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
+static void on_timer(uv_timer_t *t);
+static void arm(st_client_t *c, uint64_t ms)
+{
+    if (!c->closing) uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)status;
+    free(req);
+}
+
+/* Half-closes after an error answer, so the client reads it before EOF. */
+static void shutdown_write(st_client_t *c)
+{
+    uv_shutdown_t *req = malloc(sizeof(*req));
+    if (req && uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) free(req);
+}
+
+/* ---- write batches ------------------------------------------------------ */
+
+static int add(st_client_t *c, int dir, const char *p, size_t n)
+{
+    if (n == 0) return 0;
+    st_wbatch_t *b = &c->wb[dir];
+    if (b->n > 0) { /* extend the previous iovec when contiguous */
+        uv_buf_t *last = &b->iov[b->n - 1];
+        int is_frame = last->base >= b->frames[0] && last->base < b->frames[WB_IOV - 1] + 24;
+        if (!is_frame && last->base + last->len == p) {
+            last->len += n;
+            return 0;
+        }
+    }
+    if (b->n == WB_IOV && flush(c, dir) != 0) return -1;
+    b->iov[b->n++] = uv_buf_init((char *)p, (unsigned)n);
+    return 0;
+}
+
+static int add_frame(st_client_t *c, int dir, const char *fmt, unsigned long long v)
+{
+    st_wbatch_t *b = &c->wb[dir];
+    if ((b->n == WB_IOV || b->nframes == WB_IOV) && flush(c, dir) != 0) return -1;
+    char *f = b->frames[b->nframes++];
+    int n = snprintf(f, 24, fmt, v);
+    b->iov[b->n++] = uv_buf_init(f, (unsigned)n);
+    return 0;
+}
+
+/* Resumes reading the primary once the client took what we sent; the read
+ * buffer starts over when everything in it was parsed and written. */
+static void up_resume(st_client_t *c)
+{
+    st_upconn_t *u = c->up;
+    if (!u) return;
+    if (u->rb.parsed == u->rb.filled && (c->resp != R_NONE || c->state == C_TUNNEL))
+        u->rb.parsed = u->rb.filled = 0;
+    st_upconn_resume(u);
+}
+
+static void on_batch_written(uv_write_t *req, int status)
+{
+    st_wbatch_t *b = (st_wbatch_t *)req;
+    st_client_t *c = b->c;
+    int dir = b->dir;
+    st_worker_t *w = c->w;
+    if (w->nwfree < 256)
+        w->wfree[w->nwfree++] = b;
+    else
+        free(b);
+    c->pending[dir]--;
+    if (c->closing) {
+        maybe_free(c);
+        return;
+    }
+    if (status < 0) {
+        if (dir == DIR_CL)
+            client_close(c, "client_write_error");
+        else
+            upstream_failed(c, ST_UPFAIL_RESET);
+        return;
+    }
+    if (c->pending[dir] > 0) return;
+    if (dir == DIR_UP || c->state == C_TUNNEL) {
+        if (dir == DIR_CL)
+            up_resume(c);
+        else
+            client_process(c);
+        return;
+    }
+    /* DIR_CL drained */
+    if (c->state == C_LINGER) {
+        shutdown_write(c);
+        return;
+    }
+    if (c->resp == R_DONE)
+        finish_exchange(c);
+    else if (c->up) {
+        uv_timer_stop(&c->timer);
+        up_resume(c);
+    }
+}
+
+/* Sends what the batch holds: inline when the socket takes it all, else the
+ * rest goes to uv_write in a heap copy. Returns 0 or -1 (write error). */
+static int flush(st_client_t *c, int dir)
+{
+    st_wbatch_t *b = &c->wb[dir];
+    if (b->n == 0) return 0;
+    uv_stream_t *s = dst_stream(c, dir);
+    int first = 0;
+    if (c->pending[dir] == 0) {
+        int rc = uv_try_write(s, b->iov, (unsigned)b->n);
+        if (rc < 0 && rc != UV_EAGAIN) {
+            b->n = b->nframes = 0;
+            return -1;
+        }
+        size_t left = rc > 0 ? (size_t)rc : 0;
+        while (first < b->n && left >= b->iov[first].len)
+            left -= b->iov[first++].len;
+        if (first < b->n && left) {
+            b->iov[first].base += left;
+            b->iov[first].len -= left;
+        }
+    }
+    if (first == b->n) {
+        b->n = b->nframes = 0;
+        return 0;
+    }
+    st_worker_t *w = c->w;
+    st_wbatch_t *h = w->nwfree ? w->wfree[--w->nwfree] : malloc(sizeof(*h));
+    if (!h) {
+        b->n = b->nframes = 0;
+        return -1;
+    }
+    memcpy(h, b, sizeof(*h));
+    for (int i = 0; i < h->n; i++) { /* frames moved with the copy */
+        char *base = h->iov[i].base;
+        if (base >= b->frames[0] && base < b->frames[WB_IOV - 1] + 24)
+            h->iov[i].base = h->frames[0] + (base - b->frames[0]);
+    }
+    h->c = c;
+    h->dir = dir;
+    b->n = b->nframes = 0;
+    if (uv_write(&h->req, s, h->iov + first, (unsigned)(h->n - first), on_batch_written) != 0) {
+        free(h);
+        return -1;
+    }
+    c->pending[dir]++;
+    if (dir == DIR_CL && !c->closing) { /* a client that does not read: send timeout */
+        if (c->up && c->state != C_TUNNEL) st_upconn_pause(c->up);
+        arm(c, c->w->cfg->idle_timeout_ms);
+    }
+    return 0;
+}
+
+/* ---- closing and errors ------------------------------------------------- */
+
+static void drop_exchange(st_client_t *c)
+{
+    if (c->up) {
+        st_upconn_close(c->up);
+        c->up = NULL;
+    }
+    if (c->mirror) {
+        if (c->state == C_HEAD || c->state == C_CONNECT || c->state == C_BODY)
+            st_tee_abort(c->mirror);
+        else
+            st_tee_primary_done(c->mirror, 0, 0);
+        c->mirror = NULL;
+        c->cap = NULL;
+    }
+}
+
+static void client_close(st_client_t *c, const char *why)
+{
+    if (c->closing) return;
+    st_debug("msg=\"client closed\" reason=%s state=%s", why, cstate_names[c->state]);
+    drop_exchange(c);
+    c->closing = 1;
+    c->reading = 0;
+    st_list_remove(&c->link);
+    c->w->nclients--;
+    ST_ADD(c->w->metrics.active_connections, -1);
+    st_rbuf_put(&c->w->rpool, &c->rb);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+static void count_response(st_client_t *c, int status)
+{
+    st_metrics_t *m = &c->w->metrics;
+    ST_INC(m->requests[st_status_class(status)]);
+    double secs = (double)(uv_hrtime() - c->t_start) / 1e9;
+    st_hist_observe(&m->request_duration, secs);
+    if (c->w->cfg->access_log) {
+        st_info(
+            "msg=access client=%s method=%s uri=\"%s\" status=%d duration_ms=%.3f request_id=%s",
+            c->ip, llhttp_method_name((llhttp_method_t)c->method), c->url, status, secs * 1e3,
+            c->rid);
+    }
+}
+
+/* Answers with a short error and closes (after draining what the client is
+ * still sending, so the answer is not lost to a reset). Without a response
+ * head sent yet; otherwise the connection is just closed. */
+static void reply_error(st_client_t *c, int status, const char *why)
+{
+    if (c->closing || c->state == C_LINGER) return;
+    if (c->resp != R_NONE) {
+        client_close(c, why);
+        return;
+    }
+    st_debug("msg=\"request refused\" status=%d reason=%s", status, why);
+    if (status < 500) ST_INC(c->w->metrics.client_errors);
+    count_response(c, status);
+    drop_exchange(c);
+    c->state = C_LINGER;
+    c->wb[DIR_UP].n = c->wb[DIR_UP].nframes = 0;
+    c->rhead.len = 0;
+    if (st_http_build_error(&c->rhead, status, c->rid[0] ? c->rid : NULL, 1) != 0 ||
+        add(c, DIR_CL, c->rhead.p, c->rhead.len) != 0 || flush(c, DIR_CL) != 0) {
+        client_close(c, "error_write");
+        return;
+    }
+    c->rb.filled = c->rb.parsed = 0;
+    reading(c, 1);
+    arm(c, 1000);
+    if (c->pending[DIR_CL] == 0) shutdown_write(c);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    st_client_t *c = t->data;
+    switch (c->state) {
+    case C_HEAD:
+        reply_error(c, 408, "header_timeout");
+        break;
+    case C_BODY:
+        if (c->resp == R_NONE)
+            reply_error(c, 408, "body_timeout");
+        else
+            client_close(c, "body_timeout");
+        break;
+    default: /* idle keep-alive, linger, send timeout, tunnel idle */
+        client_close(c, "timeout");
+        break;
+    }
+}
+
+/* ---- request parser callbacks ------------------------------------------ */
+
+static int on_message_begin(llhttp_t *p)
+{
+    st_client_t *c = p->data;
+    st_http_msg_reset(&c->req);
+    c->body_seen = 0;
+    c->last_chunk = 0;
+    c->rid[0] = '\0';
+    c->url[0] = '\0';
+    return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    st_client_t *c = p->data;
+    return st_http_on_url(&c->req, at, len, c->w->cfg->max_uri_size) ? HPE_USER : 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    st_client_t *c = p->data;
+    if (c->state != C_HEAD) return 0; /* trailers are dropped */
+    for (size_t i = 0; i < len; i++)  /* RFC 9112 5.1: no whitespace in or after a name */
+        if (at[i] == ' ' || at[i] == '\t') {
+            c->req.bad = ST_HTTP_BAD_REQUEST;
+            return HPE_USER;
+        }
+    return st_http_on_header_field(&c->req, at, len) ? HPE_USER : 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    st_client_t *c = p->data;
+    if (c->state != C_HEAD) return 0;
+    return st_http_on_header_value(&c->req, at, len) ? HPE_USER : 0;
+}
+
+static int te_is_chunked(const st_http_msg_t *m)
+{
+    int n = 0;
+    for (size_t i = 0; i < m->nhdr; i++) {
+        const st_header_t *h = &m->hdr[i];
+        if (!st_http_name_eq(h->name, h->name_len, "transfer-encoding")) continue;
+        if (++n > 1) return 0;
+        const char *v = h->value;
+        size_t len = h->value_len;
+        while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+            len--;
+        if (!st_http_name_eq(v, len, "chunked")) return 0;
+    }
+    return n == 1;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    st_client_t *c = p->data;
+    const st_config_t *cfg = c->w->cfg;
+    st_http_on_headers_complete(&c->req);
+    c->method = llhttp_get_method(p);
+    size_t ulen = c->req.url_len < sizeof(c->url) ? c->req.url_len : sizeof(c->url) - 1;
+    for (size_t i = 0; i < ulen; i++)
+        c->url[i] = c->req.url[i] == '"' ? '\'' : c->req.url[i];
+    c->url[ulen] = '\0';
+    c->minor = llhttp_get_http_minor(p);
+    c->keep_alive = llhttp_should_keep_alive(p);
+    c->upgrade = llhttp_get_upgrade(p);
+    c->chunked_in = (p->flags & F_CHUNKED) != 0;
+    c->has_body = c->chunked_in || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+    c->expect = c->req.expect_continue && c->minor >= 1 && c->has_body;
+    if (c->req.xrid >= 0 && c->req.hdr[c->req.xrid].value_len < sizeof(c->rid)) {
+        const st_header_t *h = &c->req.hdr[c->req.xrid];
+        memcpy(c->rid, h->value, h->value_len);
+        c->rid[h->value_len] = '\0';
+    } else {
+        st_worker_request_id(c->w, c->rid);
+    }
+    if ((p->flags & F_TRANSFER_ENCODING) && !te_is_chunked(&c->req)) {
+        c->req.bad = 501; /* a transfer coding we cannot re-frame */
+        return HPE_USER;
+    }
+    if (cfg->max_body_size && (p->flags & F_CONTENT_LENGTH) &&
+        p->content_length > cfg->max_body_size) {
+        c->req.bad = ST_HTTP_TOO_LARGE;
+        return HPE_USER;
+    }
+    if (c->req.host < 0 && c->minor >= 1) { /* RFC 9112 3.2: Host is required in 1.1 */
+        c->req.bad = ST_HTTP_BAD_REQUEST;
+        return HPE_USER;
+    }
+    st_reqhead_opts_t o = {
+        .method = llhttp_method_name((llhttp_method_t)c->method),
+        .http_minor = c->minor,
+        .client_ip = c->ip,
+        .proto = "http",
+        .request_id = c->rid,
+        .upgrade = c->upgrade,
+        .framing = c->chunked_in                   ? ST_FRAME_CHUNKED
+                   : (p->flags & F_CONTENT_LENGTH) ? ST_FRAME_LENGTH
+                                                   : ST_FRAME_NONE,
+        .content_length = p->content_length,
+    };
+    c->head.len = 0;
+    if (st_http_build_request_head(&c->head, &c->req, &o) != 0) {
+        c->req.bad = 500;
+        return HPE_USER;
+    }
+    if (cfg->shadow.set) {
+        st_tee_request_t r = {
+            .req = &c->req,
+            .method = c->method,
+            .method_name = o.method,
+            .request_id = c->rid,
+            .client_ip = c->ip,
+            .has_body = o.framing != ST_FRAME_NONE,
+            .chunked = c->chunked_in,
+            .content_length = p->content_length,
+            .upgrade = c->upgrade,
+        };
+        c->mirror = st_tee_begin(c->w, &r);
+        c->cap = c->mirror ? st_tee_primary_capture(c->mirror) : NULL;
+    }
+    c->pause_why = P_HEADERS;
+    return HPE_PAUSED;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    st_client_t *c = p->data;
+    c->body_seen += len;
+    if (c->w->cfg->max_body_size && c->body_seen > c->w->cfg->max_body_size) {
+        c->req.bad = ST_HTTP_TOO_LARGE;
+        return HPE_USER;
+    }
+    if (c->mirror && st_tee_body(c->mirror, at, len) != 0) {
+        c->mirror = NULL;
+        c->cap = NULL;
+    }
+    return add(c, DIR_UP, at, len) ? HPE_USER : 0;
+}
+
+static int on_chunk_header(llhttp_t *p)
+{
+    st_client_t *c = p->data;
+    if (p->content_length == 0) {
+        c->last_chunk = 1;
+        return add(c, DIR_UP, "0\r\n\r\n", 5) ? HPE_USER : 0;
+    }
+    return add_frame(c, DIR_UP, "%llx\r\n", (unsigned long long)p->content_length) ? HPE_USER : 0;
+}
+
+static int on_chunk_complete(llhttp_t *p)
+{
+    st_client_t *c = p->data;
+    if (c->last_chunk) return 0;
+    return add(c, DIR_UP, "\r\n", 2) ? HPE_USER : 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    st_client_t *c = p->data;
+    c->pause_why = P_DONE;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t request_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+    .on_chunk_header = on_chunk_header,
+    .on_chunk_complete = on_chunk_complete,
+};
+
+/* ---- response parser callbacks (primary) -------------------------------- */
+
+static int on_status(llhttp_t *p, const char *at, size_t len)
+{
+    st_client_t *c = p->data;
+    return st_http_on_status(&c->res, at, len) ? HPE_USER : 0;
+}
+
+static int on_res_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    st_client_t *c = p->data;
+    if (c->resp != R_NONE) return 0; /* trailers */
+    return st_http_on_header_field(&c->res, at, len) ? HPE_USER : 0;
+}
+
+static int on_res_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    st_client_t *c = p->data;
+    if (c->resp != R_NONE) return 0;
+    return st_http_on_header_value(&c->res, at, len) ? HPE_USER : 0;
+}
+
+static int on_res_message_begin(llhttp_t *p)
+{
+    st_client_t *c = p->data;
+    st_http_msg_reset(&c->res);
+    return 0;
+}
+
+static int on_res_headers_complete(llhttp_t *p)
+{
+    st_client_t *c = p->data;
+    int status = llhttp_get_status_code(p);
+    if (status >= 100 && status < 200 && status != 101) return 0; /* interim: dropped */
+    c->status = status;
+    int connect_ok = c->method == HTTP_CONNECT && status >= 200 && status < 300;
+    int tunnel = (status == 101 && c->upgrade) || connect_ok;
+    int no_body = c->method == HTTP_HEAD || status == 204 || status == 304 || tunnel;
+    st_resphead_opts_t o = {.status = status, .http_minor = c->minor};
+    if (tunnel) {
+        o.upgrade = status == 101;
+        o.connection = status == 101 ? "upgrade" : NULL;
+    } else {
+        if (no_body) {
+            o.framing = ST_FRAME_NONE;
+            o.keep_content_length = c->method == HTTP_HEAD || status == 304;
+        } else if (p->flags & F_CONTENT_LENGTH) {
+            o.framing = ST_FRAME_LENGTH;
+            o.content_length = p->content_length;
+        } else if (c->minor >= 1) {
+            o.framing = ST_FRAME_CHUNKED;
+            c->rechunk = 1;
+        } else {
+            o.framing = ST_FRAME_CLOSE;
+            c->close_delim = 1;
+        }
+        if (c->state != C_SENT || c->upgrade)
+            c->close_after = 1; /* early answer, or a refused upgrade */
+        if (!c->keep_alive || c->w->draining || c->close_delim) c->close_after = 1;
+        if (c->close_after)
+            o.connection = "close";
+        else if (c->minor == 0)
+            o.connection = "keep-alive";
+    }
+    c->rhead.len = 0;
+    if (st_http_build_response_head(&c->rhead, &c->res, &o) != 0) return HPE_USER;
+    if (c->cap) {
+        c->cap->status = status;
+        for (size_t i = 0; i < c->res.nhdr; i++)
+            st_capture_header(c->cap, c->res.hdr[i].name, c->res.hdr[i].name_len,
+                              c->res.hdr[i].value, c->res.hdr[i].value_len);
+    }
+    c->resp = R_BODY;
+    if (add(c, DIR_CL, c->rhead.p, c->rhead.len) != 0) return HPE_USER;
+    if (tunnel) return 2;
+    return c->method == HTTP_HEAD ? 1 : 0;
+}
+
+static int on_res_body(llhttp_t *p, const char *at, size_t len)
+{
+    st_client_t *c = p->data;
+    if (c->cap) st_capture_body(c->cap, at, len, c->w->cfg->compare_max_body);
+    if (c->rechunk && add_frame(c, DIR_CL, "%llx\r\n", (unsigned long long)len) != 0)
+        return HPE_USER;
+    if (add(c, DIR_CL, at, len) != 0) return HPE_USER;
+    if (c->rechunk && add(c, DIR_CL, "\r\n", 2) != 0) return HPE_USER;
+    return 0;
+}
+
+static int on_res_message_complete(llhttp_t *p)
+{
+    st_client_t *c = p->data;
+    if (c->resp == R_NONE) return 0; /* end of an interim response */
+    if (c->rechunk && add(c, DIR_CL, "0\r\n\r\n", 5) != 0) return HPE_USER;
+    c->resp = R_DONE;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t response_settings = {
+    .on_message_begin = on_res_message_begin,
+    .on_status = on_status,
+    .on_header_field = on_res_header_field,
+    .on_header_value = on_res_header_value,
+    .on_headers_complete = on_res_headers_complete,
+    .on_body = on_res_body,
+    .on_message_complete = on_res_message_complete,
+};
+
+/* ---- upstream events ---------------------------------------------------- */
+
+static void enter_tunnel(st_client_t *c);
+
+static void up_on_data(void *owner, st_upconn_t *u)
+{
+    st_client_t *c = owner;
+    st_upconn_set_timeout(u, c->w->cfg->upstream_timeout_ms);
+    if (c->state == C_TUNNEL) {
+        if (add(c, DIR_CL, u->rb.base + u->rb.parsed, u->rb.filled - u->rb.parsed) != 0 ||
+            flush(c, DIR_CL) != 0) {
+            client_close(c, "tunnel_write");
+            return;
+        }
+        u->rb.parsed = u->rb.filled;
+        if (c->pending[DIR_CL])
+            st_upconn_pause(u);
+        else
+            u->rb.parsed = u->rb.filled = 0;
+        arm(c, c->w->cfg->idle_timeout_ms);
+        return;
+    }
+    const char *start = u->rb.base + u->rb.parsed;
+    size_t len = u->rb.filled - u->rb.parsed;
+    llhttp_errno_t err = llhttp_execute(&u->parser, start, len);
+    const char *pos = err == HPE_OK ? start + len : llhttp_get_error_pos(&u->parser);
+    u->rb.parsed += (size_t)(pos - start);
+    if (err == HPE_PAUSED) llhttp_resume(&u->parser);
+    if (err != HPE_OK && err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
+        st_debug("msg=\"bad upstream response\" err=%s reason=\"%s\"", llhttp_errno_name(err),
+                 llhttp_get_error_reason(&u->parser));
+        upstream_failed(c, ST_UPFAIL_PROTOCOL);
+        return;
+    }
+    if (flush(c, DIR_CL) != 0) {
+        client_close(c, "client_write_error");
+        return;
+    }
+    if (err == HPE_PAUSED_UPGRADE) {
+        enter_tunnel(c);
+        return;
+    }
+    if (c->pending[DIR_CL]) {
+        st_upconn_pause(u); /* backpressure: resume when the client took it */
+        return;
+    }
+    if (c->resp == R_DONE) {
+        finish_exchange(c);
+        return;
+    }
+    if (u->rb.parsed == u->rb.filled && c->resp != R_NONE)
+        u->rb.parsed = u->rb.filled = 0;
+    else if (u->rb.filled == u->rb.cap && c->resp == R_NONE)
+        upstream_failed(c, ST_UPFAIL_PROTOCOL); /* head too large */
+}
+
+static void upstream_failed(st_client_t *c, enum st_upfail why)
+{
+    st_upconn_t *u = c->up;
+    if (why == ST_UPFAIL_EOF && u && c->resp == R_BODY && c->close_delim) {
+        /* a close-delimited response ends with the connection */
+        llhttp_finish(&u->parser);
+        c->resp = R_DONE;
+        if (flush(c, DIR_CL) == 0 && c->pending[DIR_CL] == 0) finish_exchange(c);
+        return;
+    }
+    if (c->state == C_TUNNEL) {
+        client_close(c, "tunnel_closed");
+        return;
+    }
+    int reason = why == ST_UPFAIL_EOF ? ST_UPERR_RESET : (int)why;
+    ST_INC(c->w->metrics.upstream_errors[reason]);
+    st_warn(
+        "msg=\"upstream failed\" upstream=%s reason=%s state=%s response_started=%d request_id=%s",
+        c->w->cfg->primary.authority, st_uperr_names[reason], cstate_names[c->state],
+        c->resp != R_NONE, c->rid);
+    if (c->resp != R_NONE) {
+        client_close(c, "upstream_failed_mid_response"); /* never present a cut body as complete */
+        return;
+    }
+    reply_error(c, why == ST_UPFAIL_TIMEOUT ? 504 : 502, st_uperr_names[reason]);
+}
+
+static void up_on_fail(void *owner, st_upconn_t *u, enum st_upfail why)
+{
+    st_client_t *c = owner;
+    (void)u;
+    upstream_failed(c, why);
+}
+
+static void up_on_ready(void *owner, st_upconn_t *u);
+
+static const st_upstream_ops_t primary_ops = {
+    .on_ready = up_on_ready,
+    .on_data = up_on_data,
+    .on_fail = up_on_fail,
+};
+
+static void up_on_ready(void *owner, st_upconn_t *u)
+{
+    st_client_t *c = owner;
+    llhttp_init(&u->parser, HTTP_RESPONSE, &response_settings);
+    u->parser.data = c;
+    st_http_msg_reset(&c->res);
+    st_upconn_set_timeout(u, c->w->cfg->upstream_timeout_ms);
+    c->state = C_BODY;
+    if (add(c, DIR_UP, c->head.p, c->head.len) != 0) {
+        upstream_failed(c, ST_UPFAIL_RESET);
+        return;
+    }
+    if (c->expect) {
+        if (add(c, DIR_CL, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0 || flush(c, DIR_CL) != 0) {
+            client_close(c, "client_write_error");
+            return;
+        }
+    }
+    c->need_exec = 1;
+    client_process(c);
+}
+
+static void start_upstream(st_client_t *c)
+{
+    st_upconn_t *u;
+    c->state = C_CONNECT;
+    uv_timer_stop(&c->timer);
+    int rc = st_pool_acquire(&c->w->primary_pool, c, &primary_ops, &u);
+    if (rc < 0) {
+        reply_error(c, 502, "pool");
+        return;
+    }
+    c->up = u;
+    if (rc == 1) up_on_ready(c, u);
+}
+
+static void enter_tunnel(st_client_t *c)
+{
+    st_upconn_t *u = c->up;
+    c->state = C_TUNNEL;
+    st_upconn_set_timeout(u, 0);
+    arm(c, c->w->cfg->idle_timeout_ms);
+    count_response(c, c->status);
+    if (c->mirror) {
+        st_tee_primary_done(c->mirror, 0, 0);
+        c->mirror = NULL;
+        c->cap = NULL;
+    }
+    /* bytes after the 101 head, and client bytes after the request */
+    if (u->rb.parsed < u->rb.filled) up_on_data(c, u);
+    if (!c->closing) client_process(c);
+}
+
+/* ---- the exchange ------------------------------------------------------- */
+
+static void finish_exchange(st_client_t *c)
+{
+    if (c->pending[DIR_CL] || c->pending[DIR_UP]) return; /* on_batch_written calls again */
+    if (c->state != C_SENT) c->close_after = 1;           /* early response: the request was cut */
+    count_response(c, c->status);
+    if (c->up) {
+        st_upconn_t *u = c->up;
+        int reusable =
+            !c->close_after && c->state == C_SENT && llhttp_should_keep_alive(&u->parser);
+        st_upconn_set_timeout(u, 0);
+        c->up = NULL;
+        st_upconn_release(u, reusable);
+    }
+    if (c->mirror) {
+        st_tee_primary_done(c->mirror, 1, (double)(uv_hrtime() - c->t_start) / 1e9);
+        c->mirror = NULL;
+        c->cap = NULL;
+    }
+    if (c->close_after || c->w->draining) {
+        client_close(c, "exchange_done");
+        return;
+    }
+    /* next request: pipelined bytes move to the front of the buffer */
+    size_t left = c->rb.filled - c->rb.parsed;
+    if (left && c->rb.parsed) memmove(c->rb.base, c->rb.base + c->rb.parsed, left);
+    c->rb.filled = left;
+    c->rb.parsed = 0;
+    c->lf_scan = 0;
+    c->resp = R_NONE;
+    c->rechunk = c->close_delim = 0;
+    c->status = 0;
+    c->pause_why = P_NONE;
+    if (left) {
+        c->state = C_HEAD;
+        c->t_start = uv_hrtime();
+        arm(c, c->w->cfg->client_header_timeout_ms);
+    } else {
+        c->state = C_IDLE;
+        st_rbuf_put(&c->w->rpool, &c->rb);
+        arm(c, c->w->cfg->idle_timeout_ms);
+    }
+    client_process(c);
+}
+
+/* Checks the head bytes for a bare LF (RFC 9112 2.2 lets a server reject
+ * them; a proxy must, or it disagrees with its upstream on framing). */
+static int head_has_bare_lf(st_client_t *c)
+{
+    if (c->lf_scan == SIZE_MAX) return 0;
+    const char *b = c->rb.base;
+    for (size_t i = c->lf_scan; i < c->rb.filled; i++) {
+        if (b[i] != '\n') continue;
+        if (i == 0 || b[i - 1] != '\r') return 1;
+        if (i >= 3 && b[i - 2] == '\n' && b[i - 3] == '\r') {
+            c->lf_scan = SIZE_MAX; /* end of head: the body may hold anything */
+            return 0;
+        }
+    }
+    c->lf_scan = c->rb.filled;
+    return 0;
+}
+
+static void tunnel_process(st_client_t *c)
+{
+    if (c->pending[DIR_UP]) {
+        reading(c, 0);
+        return;
+    }
+    c->rb.parsed = c->rb.filled = 0;
+    if (c->up == NULL) return;
+    reading(c, 1);
+}
+
+/* Runs the request parser over the unparsed bytes and acts on where it
+ * stopped. Reading from the client is on only while we can take bytes. */
+static void client_process(st_client_t *c)
+{
+    while (!c->closing) {
+        if (c->state == C_TUNNEL) {
+            size_t len = c->rb.filled - c->rb.parsed;
+            if (len && c->pending[DIR_UP] == 0) {
+                if (add(c, DIR_UP, c->rb.base + c->rb.parsed, len) != 0 || flush(c, DIR_UP) != 0) {
+                    client_close(c, "tunnel_write");
+                    return;
+                }
+                c->rb.parsed = c->rb.filled;
+                arm(c, c->w->cfg->idle_timeout_ms);
+            }
+            tunnel_process(c);
+            return;
+        }
+        if (c->state == C_LINGER) return;
+        if (c->state == C_CONNECT || c->pending[DIR_UP] || c->state == C_SENT) {
+            reading(c, 0); /* the next request (pipelined) waits for this exchange */
+            return;
+        }
+        if (c->rb.parsed == c->rb.filled && !c->need_exec) {
+            if (c->state == C_BODY)
+                c->rb.parsed = c->rb.filled = 0; /* nothing references it any more */
+            reading(c, 1);
+            return;
+        }
+        c->need_exec = 0;
+        if (c->state == C_HEAD && head_has_bare_lf(c)) {
+            reply_error(c, 400, "bare_lf");
+            return;
+        }
+        const char *start = c->rb.base + c->rb.parsed;
+        size_t len = c->rb.filled - c->rb.parsed;
+        llhttp_errno_t err = llhttp_execute(&c->parser, start, len);
+        const char *pos = err == HPE_OK ? start + len : llhttp_get_error_pos(&c->parser);
+        c->rb.parsed += (size_t)(pos - start);
+        if (err == HPE_PAUSED) llhttp_resume(&c->parser);
+        if (c->up && c->state != C_HEAD && flush(c, DIR_UP) != 0) {
+            upstream_failed(c, ST_UPFAIL_RESET);
+            return;
+        }
+        if (err == HPE_OK) {
+            if (c->state == C_HEAD && c->rb.parsed > c->w->cfg->max_header_size) {
+                reply_error(c, 431, "head_too_large");
+                return;
+            }
+            continue;
+        }
+        if (err == HPE_PAUSED && c->pause_why == P_HEADERS) {
+            c->pause_why = P_NONE;
+            if (c->rb.parsed > c->w->cfg->max_header_size) {
+                reply_error(c, 431, "head_too_large");
+                return;
+            }
+            start_upstream(c);
+            return;
+        }
+        if (err == HPE_PAUSED && c->pause_why == P_DONE) {
+            c->pause_why = P_NONE;
+            c->state = C_SENT;
+            if (c->mirror) st_tee_request_done(c->mirror);
+            if (c->resp == R_DONE) {
+                finish_exchange(c);
+                return;
+            }
+            continue;
+        }
+        int status = c->req.bad ? c->req.bad : 400;
+        st_debug("msg=\"bad request\" err=%s reason=\"%s\"", llhttp_errno_name(err),
+                 llhttp_get_error_reason(&c->parser));
+        reply_error(c, status, "bad_request");
+        return;
+    }
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    st_client_t *c = h->data;
+    (void)hint;
+    if (!c->rb.base && st_rbuf_get(&c->w->rpool, &c->rb) != 0) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    if (c->state == C_LINGER) c->rb.filled = c->rb.parsed = 0; /* discard */
+    *buf = uv_buf_init(c->rb.base + c->rb.filled, (unsigned)(c->rb.cap - c->rb.filled));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    st_client_t *c = s->data;
+    (void)buf;
+    if (nread == 0 || c->closing) return;
+    if (nread == UV_ENOBUFS) {
+        if (c->state == C_HEAD || c->state == C_IDLE)
+            reply_error(c, 431, "head_too_large");
+        else
+            client_close(c, "no_buffer");
+        return;
+    }
+    if (nread < 0) {
+        if (c->state == C_IDLE || c->state == C_LINGER)
+            client_close(c, "eof");
+        else if (c->state == C_SENT && c->resp != R_DONE && c->up && nread == UV_EOF) {
+            /* half-close after a complete request: keep relaying the answer */
+            reading(c, 0);
+            c->close_after = 1;
+        } else
+            client_close(c, nread == UV_EOF ? "client_eof" : "client_reset");
+        return;
+    }
+    if (c->state == C_LINGER) return;
+    c->rb.filled += (size_t)nread;
+    if (c->state == C_IDLE) {
+        c->state = C_HEAD;
+        c->t_start = uv_hrtime();
+        arm(c, c->w->cfg->client_header_timeout_ms);
+    } else if (c->state == C_BODY) {
+        arm(c, c->w->cfg->idle_timeout_ms);
+    }
+    client_process(c);
+}
+
+/* ---- accept and drain --------------------------------------------------- */
+
+void st_client_accept(st_worker_t *w)
+{
+    st_client_t *c = calloc(1, sizeof(*c));
+    if (!c) return;
+    c->w = w;
+    uv_tcp_init(&w->loop, &c->tcp);
+    uv_timer_init(&w->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles = 2;
+    st_sbuf_init(&c->head);
+    st_sbuf_init(&c->rhead);
+    st_list_init(&c->link);
+    if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
+        c->closing = 1;
+        uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+        uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage ss;
+    int sslen = sizeof(ss);
+    strcpy(c->ip, "unknown");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) == 0) {
+        if (ss.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&ss, c->ip, sizeof(c->ip));
+        else
+            uv_ip4_name((struct sockaddr_in *)&ss, c->ip, sizeof(c->ip));
+    }
+    llhttp_init(&c->parser, HTTP_REQUEST, &request_settings);
+    c->parser.data = c;
+    st_list_push(&w->clients, &c->link);
+    w->nclients++;
+    ST_ADD(w->metrics.active_connections, 1);
+    ST_INC(w->metrics.connections_total);
+    c->state = C_IDLE;
+    arm(c, w->cfg->client_header_timeout_ms);
+    reading(c, 1);
+}
+
+void st_client_drain_all(st_worker_t *w, int force)
+{
+    st_list_t *n = w->clients.next;
+    while (n != &w->clients) {
+        st_client_t *c = st_list_entry(n, st_client_t, link);
+        n = n->next;
+        if (force || c->state == C_IDLE || c->state == C_LINGER)
+            client_close(c, force ? "stop" : "drain");
+        else
+            c->close_after = 1;
+    }
+}

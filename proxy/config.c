@@ -1,0 +1,536 @@
+/*
+ * config: defaults, environment, flags and validation, driven by one table.
+ * Each option is one row {flag, type, offset, min, max, default, help}; the
+ * same parser serves the default string, SHADOWTEE_<FLAG> and --flag.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <llhttp.h>
+#include <math.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+enum opt_type {
+    OPT_ADDR,     /* st_addr_t, resolved after parsing */
+    OPT_STR,      /* char[size] */
+    OPT_INT,      /* int within [min, max] */
+    OPT_DOUBLE,   /* double within [min, max] */
+    OPT_DUR,      /* uint64_t ms within [min, max] */
+    OPT_SIZE,     /* size_t bytes within [min, max] */
+    OPT_BOOL,     /* int 0/1; as a flag it takes no value */
+    OPT_ONOFF,    /* int 0/1 from on|off */
+    OPT_LOGLEVEL, /* int */
+    OPT_SUFFIX,   /* int enum st_host_suffix */
+    OPT_METHODS,  /* uint64_t method mask */
+    OPT_REDIS,    /* redis_* fields */
+};
+
+typedef struct {
+    const char *flag; /* without "--" */
+    enum opt_type type;
+    size_t offset;
+    size_t size; /* for OPT_STR */
+    double min, max;
+    const char *def; /* NULL: no default */
+    const char *help;
+} opt_t;
+
+#define OFF(f) offsetof(st_config_t, f)
+#define SZ(f)  sizeof(((st_config_t *)0)->f)
+
+static const opt_t options[] = {
+    {"listen", OPT_ADDR, OFF(listen), 0, 0, 0, "0.0.0.0:8080", "ADDR:PORT the clients connect to"},
+    {"primary", OPT_ADDR, OFF(primary), 0, 0, 0, NULL, "HOST:PORT of the stable app (required)"},
+    {"admin", OPT_ADDR, OFF(admin), 0, 0, 0, "127.0.0.1:9901",
+     "ADDR:PORT for /healthz /readyz /metrics"},
+    {"workers", OPT_INT, OFF(workers), 0, 0, 256, "0", "worker threads (0: one per CPU)"},
+    {"log-level", OPT_LOGLEVEL, OFF(log_level), 0, 0, 0, "info", "debug|info|warn|error"},
+    {"access-log", OPT_BOOL, OFF(access_log), 0, 0, 1, "0", "log one line per request"},
+    {"max-header-size", OPT_SIZE, OFF(max_header_size), 0, 1024, 1 << 20, "16K",
+     "request head limit (431)"},
+    {"max-uri-size", OPT_SIZE, OFF(max_uri_size), 0, 64, 1 << 20, "8K", "request URI limit (414)"},
+    {"max-body-size", OPT_SIZE, OFF(max_body_size), 0, 0, 1e18, "0",
+     "request body limit, 0 = none (413)"},
+    {"client-header-timeout", OPT_DUR, OFF(client_header_timeout_ms), 0, 1, 86400000, "10s",
+     "time to send a request head (408)"},
+    {"idle-timeout", OPT_DUR, OFF(idle_timeout_ms), 0, 1, 86400000, "60s",
+     "keep-alive idle and body inactivity timeout"},
+    {"upstream-connect-timeout", OPT_DUR, OFF(upstream_connect_timeout_ms), 0, 1, 3600000, "2s",
+     "primary connect timeout (502)"},
+    {"upstream-timeout", OPT_DUR, OFF(upstream_timeout_ms), 0, 1, 86400000, "60s",
+     "primary response inactivity timeout (504)"},
+    {"upstream-idle-conns", OPT_INT, OFF(upstream_idle_conns), 0, 0, 100000, "64",
+     "idle primary connections kept per worker"},
+    {"drain-timeout", OPT_DUR, OFF(drain_timeout_ms), 0, 0, 3600000, "25s",
+     "on SIGTERM, how long in-flight requests may finish"},
+    {"shadow", OPT_ADDR, OFF(shadow), 0, 0, 0, NULL, "HOST:PORT or http://host:port of the shadow"},
+    {"mirror-percent", OPT_DOUBLE, OFF(mirror_percent), 0, 0, 100, NULL,
+     "percent of requests mirrored (default 100 with --shadow)"},
+    {"mirror-sample-by", OPT_STR, OFF(mirror_sample_by), SZ(mirror_sample_by), 0, 0, "",
+     "sample on a hash of this header (e.g. x-request-id)"},
+    {"mirror-methods", OPT_METHODS, OFF(mirror_methods), 0, 0, 0, "*",
+     "comma-separated methods to mirror (default all)"},
+    {"shadow-host-suffix", OPT_SUFFIX, OFF(shadow_host_suffix), 0, 0, 0, "off",
+     "off|append: append -shadow to the Host"},
+    {"mirror-max-body", OPT_SIZE, OFF(mirror_max_body), 0, 0, 1 << 30, "8M",
+     "larger bodies are not mirrored (counted)"},
+    {"shadow-connect-timeout", OPT_DUR, OFF(shadow_connect_timeout_ms), 0, 1, 3600000, "1s",
+     "shadow connect timeout"},
+    {"shadow-timeout", OPT_DUR, OFF(shadow_timeout_ms), 0, 1, 3600000, "3s",
+     "shadow response timeout"},
+    {"shadow-max-inflight", OPT_INT, OFF(shadow_max_inflight), 0, 1, 1000000, "1024",
+     "in-flight shadow requests per process"},
+    {"mirror-memory-budget", OPT_SIZE, OFF(mirror_memory_budget), 0, 4096, 1e12, "64M",
+     "memory for buffered mirror copies per process"},
+    {"shadow-idle-conns", OPT_INT, OFF(shadow_idle_conns), 0, 0, 100000, "64",
+     "idle shadow connections kept per worker"},
+    {"compare", OPT_ONOFF, OFF(compare), 0, 0, 1, "on",
+     "on|off: compare primary and shadow responses"},
+    {"noise-upstream", OPT_ADDR, OFF(noise), 0, 0, 0, NULL,
+     "HOST:PORT of a second stable replica (noise cancellation)"},
+    {"compare-rules", OPT_STR, OFF(compare_rules), SZ(compare_rules), 0, 0, "",
+     "JSON rules file for the comparator"},
+    {"compare-max-body", OPT_SIZE, OFF(compare_max_body), 0, 0, 1 << 30, "1M",
+     "bodies captured for comparison up to this size"},
+    {"redis", OPT_REDIS, 0, 0, 0, 0, NULL,
+     "HOST:PORT or redis://[:password@]host:port/db for statistics"},
+    {"service", OPT_STR, OFF(service), SZ(service), 0, 0, "default",
+     "service name: keys under shadowtee:{NAME}:"},
+    {"redis-flush-interval", OPT_DUR, OFF(redis_flush_interval_ms), 0, 10, 60000, "100ms",
+     "how often statistics are flushed"},
+    {"samples-per-endpoint", OPT_INT, OFF(samples_per_endpoint), 0, 0, 10000, "20",
+     "divergent samples kept per endpoint"},
+    {"max-endpoints", OPT_INT, OFF(max_endpoints), 0, 1, 100000, "100",
+     "endpoint keys tracked before {other}"},
+};
+#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int st_config_parse_duration(const char *s, uint64_t *ms)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || v < 0 || !isfinite(v)) return -1;
+    double mult;
+    if (*end == '\0' || strcmp(end, "s") == 0)
+        mult = 1000;
+    else if (strcmp(end, "ms") == 0)
+        mult = 1;
+    else if (strcmp(end, "m") == 0)
+        mult = 60000;
+    else if (strcmp(end, "h") == 0)
+        mult = 3600000;
+    else
+        return -1;
+    v *= mult;
+    if (v > 1e15) return -1;
+    *ms = (uint64_t)(v + 0.5);
+    return 0;
+}
+
+int st_config_parse_size(const char *s, size_t *bytes)
+{
+    char *end;
+    if (!isdigit((unsigned char)*s)) return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno) return -1;
+    unsigned long long mult = 1;
+    if (*end == 'K' || *end == 'k')
+        mult = 1ULL << 10, end++;
+    else if (*end == 'M' || *end == 'm')
+        mult = 1ULL << 20, end++;
+    else if (*end == 'G' || *end == 'g')
+        mult = 1ULL << 30, end++;
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end != '\0') return -1;
+    if (v > (~0ULL) / mult) return -1;
+    *bytes = (size_t)(v * mult);
+    return 0;
+}
+
+int st_config_parse_addr(const char *s, st_addr_t *a, int default_port)
+{
+    memset(a, 0, sizeof(*a));
+    const char *p = s;
+    int port = default_port;
+    if (strncmp(p, "http://", 7) == 0)
+        p += 7, port = 80;
+    else if (strncmp(p, "https://", 8) == 0)
+        p += 8, port = 443, a->tls = 1;
+    size_t n = strcspn(p, "/");
+    if (p[n] == '/' && p[n + 1] != '\0') return -1; /* no paths */
+    char hp[ST_HOST_MAX + 16];
+    if (n == 0 || n >= sizeof(hp)) return -1;
+    memcpy(hp, p, n);
+    hp[n] = '\0';
+    const char *host = hp, *portstr = NULL;
+    if (hp[0] == '[') {
+        char *rb = strchr(hp, ']');
+        if (!rb) return -1;
+        *rb = '\0';
+        host = hp + 1;
+        if (rb[1] == ':')
+            portstr = rb + 2;
+        else if (rb[1] != '\0')
+            return -1;
+    } else {
+        char *colon = strrchr(hp, ':');
+        if (colon) {
+            if (strchr(hp, ':') != colon) return -1; /* bare IPv6 needs brackets */
+            *colon = '\0';
+            portstr = colon + 1;
+        }
+    }
+    if (portstr) {
+        char *end;
+        long v = strtol(portstr, &end, 10);
+        if (*portstr == '\0' || *end != '\0' || v < 1 || v > 65535) return -1;
+        port = (int)v;
+    }
+    if (port <= 0 || *host == '\0' || strlen(host) >= sizeof(a->host)) return -1;
+    for (const char *c = host; *c; c++)
+        if (!isalnum((unsigned char)*c) && !strchr(".-_:%", *c)) return -1;
+    snprintf(a->host, sizeof(a->host), "%s", host);
+    a->port = port;
+    if (strchr(host, ':'))
+        snprintf(a->authority, sizeof(a->authority), "[%s]:%d", host, port);
+    else
+        snprintf(a->authority, sizeof(a->authority), "%s:%d", host, port);
+    a->set = 1;
+    return 0;
+}
+
+/* redis://[:password@]host:port/db or host:port */
+static int parse_redis(st_config_t *cfg, const char *s)
+{
+    const char *p = s;
+    char buf[512];
+    cfg->redis_password[0] = '\0';
+    cfg->redis_db = 0;
+    if (strncmp(p, "redis://", 8) == 0) {
+        p += 8;
+        const char *at = strrchr(p, '@');
+        if (at) {
+            const char *cred = p;
+            const char *colon = memchr(cred, ':', (size_t)(at - cred));
+            if (!colon) colon = cred - 1; /* redis://password@host */
+            size_t plen = (size_t)(at - colon - 1);
+            if (plen >= sizeof(cfg->redis_password)) return -1;
+            memcpy(cfg->redis_password, colon + 1, plen);
+            cfg->redis_password[plen] = '\0';
+            p = at + 1;
+        }
+    }
+    snprintf(buf, sizeof(buf), "%s", p);
+    char *slash = strchr(buf, '/');
+    if (slash) {
+        char *end;
+        long db = strtol(slash + 1, &end, 10);
+        if (slash[1] != '\0' && (*end != '\0' || db < 0 || db > 1000)) return -1;
+        cfg->redis_db = (int)db;
+        *slash = '\0';
+    }
+    st_addr_t a;
+    if (st_config_parse_addr(buf, &a, 6379) != 0 || a.tls) return -1;
+    snprintf(cfg->redis_host, sizeof(cfg->redis_host), "%s", a.host);
+    cfg->redis_port = a.port;
+    cfg->redis_set = 1;
+    return 0;
+}
+
+static int parse_methods(const char *s, uint64_t *mask)
+{
+    if (strcmp(s, "*") == 0 || strcasecmp(s, "all") == 0) {
+        *mask = ~0ULL;
+        return 0;
+    }
+    uint64_t m = 0;
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s", s);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+        int found = 0;
+        for (int i = 0; i < 64; i++) {
+            const char *name = llhttp_method_name((llhttp_method_t)i);
+            if (name && strcmp(name, "<unknown>") != 0 && strcasecmp(name, tok) == 0) {
+                m |= 1ULL << i;
+                found = 1;
+                break;
+            }
+        }
+        if (!found) return -1;
+    }
+    if (m == 0) return -1;
+    *mask = m;
+    return 0;
+}
+
+static int set_option(st_config_t *cfg, const opt_t *o, const char *val, const char *src, char *err,
+                      size_t errlen)
+{
+    char *field = (char *)cfg + o->offset;
+    switch (o->type) {
+    case OPT_ADDR:
+        if (st_config_parse_addr(val, (st_addr_t *)field, 0) != 0)
+            return fail(err, errlen,
+                        "%s: invalid address '%s' (want HOST:PORT or http://host:port)", src, val);
+        return 0;
+    case OPT_STR:
+        if (strlen(val) >= o->size) return fail(err, errlen, "%s: value too long", src);
+        memcpy(field, val, strlen(val) + 1);
+        return 0;
+    case OPT_INT: {
+        char *end;
+        errno = 0;
+        long v = strtol(val, &end, 10);
+        if (*val == '\0' || *end != '\0' || errno || v < o->min || v > o->max)
+            return fail(err, errlen, "%s: invalid value '%s' (want an integer in [%.0f, %.0f])",
+                        src, val, o->min, o->max);
+        *(int *)field = (int)v;
+        return 0;
+    }
+    case OPT_DOUBLE: {
+        char *end;
+        errno = 0;
+        double v = strtod(val, &end);
+        if (*val == '\0' || *end != '\0' || errno || !isfinite(v) || v < o->min || v > o->max)
+            return fail(err, errlen, "%s: invalid value '%s' (want a number in [%g, %g])", src, val,
+                        o->min, o->max);
+        *(double *)field = v;
+        if (o->offset == OFF(mirror_percent)) cfg->mirror_percent_set = 1;
+        return 0;
+    }
+    case OPT_DUR: {
+        uint64_t ms;
+        if (st_config_parse_duration(val, &ms) != 0 || (double)ms < o->min || (double)ms > o->max)
+            return fail(
+                err, errlen,
+                "%s: invalid duration '%s' (e.g. 250ms, 10s, 1m; between %.0fms and %.0fms)", src,
+                val, o->min, o->max);
+        *(uint64_t *)field = ms;
+        return 0;
+    }
+    case OPT_SIZE: {
+        size_t b;
+        if (st_config_parse_size(val, &b) != 0 || (double)b < o->min || (double)b > o->max)
+            return fail(err, errlen,
+                        "%s: invalid size '%s' (e.g. 512, 16K, 8M; between %.0f and %.0f bytes)",
+                        src, val, o->min, o->max);
+        *(size_t *)field = b;
+        return 0;
+    }
+    case OPT_BOOL:
+    case OPT_ONOFF:
+        if (!strcmp(val, "1") || !strcasecmp(val, "true") || !strcasecmp(val, "yes") ||
+            !strcasecmp(val, "on"))
+            *(int *)field = 1;
+        else if (!strcmp(val, "0") || !strcasecmp(val, "false") || !strcasecmp(val, "no") ||
+                 !strcasecmp(val, "off"))
+            *(int *)field = 0;
+        else
+            return fail(err, errlen, "%s: invalid value '%s' (want on or off)", src, val);
+        return 0;
+    case OPT_LOGLEVEL:
+        for (int l = ST_LOG_DEBUG; l <= ST_LOG_ERROR; l++)
+            if (!strcasecmp(val, st_log_level_name(l))) {
+                *(int *)field = l;
+                return 0;
+            }
+        return fail(err, errlen, "%s: invalid log level '%s' (want debug, info, warn or error)",
+                    src, val);
+    case OPT_SUFFIX:
+        if (!strcmp(val, "off"))
+            *(int *)field = ST_HOST_SUFFIX_OFF;
+        else if (!strcmp(val, "append"))
+            *(int *)field = ST_HOST_SUFFIX_APPEND;
+        else
+            return fail(err, errlen, "%s: invalid value '%s' (want off or append)", src, val);
+        return 0;
+    case OPT_METHODS:
+        if (parse_methods(val, (uint64_t *)field) != 0)
+            return fail(err, errlen, "%s: invalid method list '%s' (e.g. GET,POST)", src, val);
+        return 0;
+    case OPT_REDIS:
+        if (parse_redis(cfg, val) != 0)
+            return fail(err, errlen,
+                        "%s: invalid Redis address '%s' (want HOST:PORT or "
+                        "redis://[:password@]host:port/db)",
+                        src, val);
+        return 0;
+    }
+    return fail(err, errlen, "%s: unhandled option type", src);
+}
+
+static const opt_t *find_option(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NOPTIONS; i++)
+        if (strlen(options[i].flag) == len && memcmp(options[i].flag, name, len) == 0)
+            return &options[i];
+    return NULL;
+}
+
+static void env_name(const opt_t *o, char *out, size_t outlen)
+{
+    size_t n = (size_t)snprintf(out, outlen, "SHADOWTEE_");
+    for (const char *c = o->flag; *c && n + 1 < outlen; c++)
+        out[n++] = *c == '-' ? '_' : (char)toupper((unsigned char)*c);
+    out[n] = '\0';
+}
+
+static const char *env_lookup(char **envp, const char *name)
+{
+    size_t n = strlen(name);
+    for (char **e = envp; e && *e; e++)
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
+    return NULL;
+}
+
+void st_config_usage(FILE *out)
+{
+    fprintf(out, "usage: shadowtee --primary HOST:PORT [options]\n\n"
+                 "An HTTP/1.1 sidecar that serves the primary's response and tees sampled\n"
+                 "requests to a shadow. Every flag can also be set as SHADOWTEE_<FLAG>\n"
+                 "(upper case, '-' as '_'); flags win over the environment.\n\noptions:\n");
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const opt_t *o = &options[i];
+        char env[64];
+        env_name(o, env, sizeof(env));
+        fprintf(out, "  --%-26s %s", o->flag, o->help);
+        if (o->def && *o->def && o->type != OPT_BOOL) fprintf(out, " [%s]", o->def);
+        fprintf(out, "\n  %-28s (env %s)\n", "", env);
+    }
+    fprintf(out, "  --%-26s %s\n  --%-26s %s\n", "help", "print this help", "version",
+            "print the version");
+}
+
+static int resolve(st_addr_t *a, const char *what, int passive, char *err, size_t errlen)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (passive) hints.ai_flags = AI_PASSIVE;
+    char port[8];
+    snprintf(port, sizeof(port), "%d", a->port);
+    int rc = getaddrinfo(a->host, port, &hints, &res);
+    if (rc != 0 || !res)
+        return fail(err, errlen, "--%s: cannot resolve '%s': %s", what, a->host, gai_strerror(rc));
+    memcpy(&a->sa, res->ai_addr, res->ai_addrlen);
+    a->salen = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int validate(st_config_t *cfg, char *err, size_t errlen)
+{
+    if (!cfg->primary.set)
+        return fail(err, errlen, "--primary is required (e.g. --primary 127.0.0.1:5000)");
+    const struct {
+        st_addr_t *a;
+        const char *name;
+    } addrs[] = {{&cfg->listen, "listen"},
+                 {&cfg->primary, "primary"},
+                 {&cfg->admin, "admin"},
+                 {&cfg->shadow, "shadow"},
+                 {&cfg->noise, "noise-upstream"}};
+    for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+        if (!addrs[i].a->set) continue;
+        if (addrs[i].a->tls)
+            return fail(err, errlen, "--%s: https upstreams are not supported by this build",
+                        addrs[i].name);
+        if (resolve(addrs[i].a, addrs[i].name, i == 0 || i == 2, err, errlen) != 0) return -1;
+    }
+    if (cfg->noise.set && !cfg->shadow.set)
+        return fail(err, errlen, "--noise-upstream needs --shadow");
+    if (!cfg->mirror_percent_set) cfg->mirror_percent = cfg->shadow.set ? 100.0 : 0.0;
+    if (cfg->mirror_percent_set && !cfg->shadow.set && cfg->mirror_percent > 0)
+        return fail(err, errlen, "--mirror-percent needs --shadow");
+    if (cfg->max_uri_size > cfg->max_header_size)
+        return fail(err, errlen, "--max-uri-size (%zu) cannot exceed --max-header-size (%zu)",
+                    cfg->max_uri_size, cfg->max_header_size);
+    for (const char *c = cfg->mirror_sample_by; *c; c++)
+        if (!isalnum((unsigned char)*c) && !strchr("-_", *c))
+            return fail(err, errlen, "--mirror-sample-by: invalid header name '%s'",
+                        cfg->mirror_sample_by);
+    if (cfg->service[0] == '\0') return fail(err, errlen, "--service: must not be empty");
+    for (const char *c = cfg->service; *c; c++)
+        if (!isalnum((unsigned char)*c) && !strchr("-_.", *c))
+            return fail(err, errlen,
+                        "--service: '%s' may only contain letters, digits, '-', '_' and '.'",
+                        cfg->service);
+    if (cfg->workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->workers = n > 0 ? (int)n : 1;
+    }
+    if (cfg->shadow_max_inflight < cfg->workers) cfg->shadow_max_inflight = cfg->workers;
+    return 0;
+}
+
+int st_config_load(st_config_t *cfg, int argc, char **argv, char **envp, char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        if (!options[i].def) continue;
+        if (set_option(cfg, &options[i], options[i].def, "default", err, errlen) != 0) return -1;
+    }
+    cfg->mirror_percent_set = 0;
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        char name[64], src[80];
+        env_name(&options[i], name, sizeof(name));
+        const char *v = env_lookup(envp, name);
+        if (!v) continue;
+        snprintf(src, sizeof(src), "%s", name);
+        if (set_option(cfg, &options[i], v, src, err, errlen) != 0) return -1;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            st_config_usage(stdout);
+            return 1;
+        }
+        if (!strcmp(arg, "--version")) {
+            printf("shadowtee %s\n", ST_VERSION);
+            return 1;
+        }
+        if (strncmp(arg, "--", 2) != 0)
+            return fail(err, errlen, "unexpected argument '%s' (see --help)", arg);
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const opt_t *o = find_option(name, nlen);
+        if (!o) return fail(err, errlen, "unknown flag '--%.*s' (see --help)", (int)nlen, name);
+        char src[80];
+        snprintf(src, sizeof(src), "--%s", o->flag);
+        const char *val;
+        if (eq)
+            val = eq + 1;
+        else if (o->type == OPT_BOOL)
+            val = "1";
+        else if (i + 1 < argc)
+            val = argv[++i];
+        else
+            return fail(err, errlen, "%s needs a value", src);
+        if (set_option(cfg, o, val, src, err, errlen) != 0) return -1;
+    }
+    return validate(cfg, err, errlen);
+}

@@ -1,0 +1,94 @@
+/*
+ * config: the sidecar's configuration as one struct, filled from defaults,
+ * then SHADOWTEE_* environment variables, then command-line flags (flags
+ * win), then validated. After st_config_load() returns it is read-only and
+ * shared by every thread as `const st_config_t *`.
+ */
+#ifndef ST_CONFIG_H
+#define ST_CONFIG_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define ST_HOST_MAX 256
+
+/* A resolved network address with the text it came from. */
+typedef struct {
+    char host[ST_HOST_MAX]; /* as written (no brackets for IPv6) */
+    int port;
+    int tls;                          /* 1: https:// (not supported yet, rejected by validate) */
+    char authority[ST_HOST_MAX + 16]; /* "host:port" as written, for logs */
+    struct sockaddr_storage sa;       /* resolved at load time */
+    socklen_t salen;
+    int set; /* 1 when configured */
+} st_addr_t;
+
+enum st_host_suffix { ST_HOST_SUFFIX_OFF = 0, ST_HOST_SUFFIX_APPEND = 1 };
+
+typedef struct st_config {
+    st_addr_t listen;  /* --listen */
+    st_addr_t primary; /* --primary */
+    st_addr_t admin;   /* --admin */
+    int workers;       /* --workers (0 at parse time: the number of CPUs) */
+    int log_level;     /* --log-level */
+    int access_log;    /* --access-log */
+
+    size_t max_header_size;               /* 431 beyond */
+    size_t max_uri_size;                  /* 414 beyond */
+    size_t max_body_size;                 /* 413 beyond; 0: unlimited */
+    uint64_t client_header_timeout_ms;    /* 408 */
+    uint64_t idle_timeout_ms;             /* keep-alive idle, and body/send inactivity */
+    uint64_t upstream_connect_timeout_ms; /* 502 */
+    uint64_t upstream_timeout_ms;         /* 504 */
+    int upstream_idle_conns;              /* idle pool bound per worker */
+    uint64_t drain_timeout_ms;
+
+    /* tee */
+    st_addr_t shadow;      /* --shadow */
+    double mirror_percent; /* 0..100 */
+    int mirror_percent_set;
+    char mirror_sample_by[128]; /* header name, "" for random sampling */
+    uint64_t mirror_methods;    /* bit per llhttp method; all ones = all */
+    int shadow_host_suffix;     /* enum st_host_suffix */
+    size_t mirror_max_body;
+    uint64_t shadow_connect_timeout_ms;
+    uint64_t shadow_timeout_ms;
+    int shadow_max_inflight;     /* per process */
+    size_t mirror_memory_budget; /* per process */
+    int shadow_idle_conns;       /* per worker */
+
+    /* comparator */
+    int compare;     /* --compare on|off */
+    st_addr_t noise; /* --noise-upstream */
+    char compare_rules[1024];
+    size_t compare_max_body;
+    char redis_host[ST_HOST_MAX];
+    int redis_port;
+    char redis_password[256];
+    int redis_db;
+    int redis_set;
+    char service[128];
+    uint64_t redis_flush_interval_ms;
+    int samples_per_endpoint;
+    int max_endpoints;
+} st_config_t;
+
+/* Fills cfg from defaults, the environment (envp may be NULL: no variables)
+ * and argv. Returns 0 when the proxy should run, 1 when --help or --version
+ * was printed (exit 0), -1 on error with one message in err (exit 2). */
+int st_config_load(st_config_t *cfg, int argc, char **argv, char **envp, char *err, size_t errlen);
+
+/* Parses "250ms", "10s", "1m", "1h", "5" (seconds) into milliseconds. */
+int st_config_parse_duration(const char *s, uint64_t *ms);
+/* Parses "123", "16K", "8M", "1G" (powers of 1024) into bytes. */
+int st_config_parse_size(const char *s, size_t *bytes);
+/* Parses "host:port", "[v6]:port", "http://host:port", "https://host" without
+ * resolving. Returns 0 or -1. */
+int st_config_parse_addr(const char *s, st_addr_t *a, int default_port);
+
+void st_config_usage(FILE *out);
+
+#endif

@@ -1,0 +1,325 @@
+/* http: message spans and head builders (see http.h). */
+#include "http.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+int st_http_name_eq(const char *a, size_t alen, const char *lower)
+{
+    size_t n = strlen(lower);
+    if (alen != n) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (tolower((unsigned char)a[i]) != lower[i]) return 0;
+    return 1;
+}
+
+void st_http_msg_reset(st_http_msg_t *m)
+{
+    m->url = m->reason = NULL;
+    m->url_len = m->reason_len = 0;
+    m->nhdr = 0;
+    m->in_value = 0;
+    m->xrid = m->host = -1;
+    m->expect_continue = 0;
+    m->bad = 0;
+}
+
+static int refuse(st_http_msg_t *m, int status)
+{
+    m->bad = status;
+    return -1;
+}
+
+int st_http_on_url(st_http_msg_t *m, const char *at, size_t len, size_t max_uri)
+{
+    if (m->url && m->url + m->url_len == at)
+        m->url_len += len;
+    else if (!m->url)
+        m->url = at, m->url_len = len;
+    else
+        return refuse(m, ST_HTTP_BAD_REQUEST);
+    if (max_uri && m->url_len > max_uri) return refuse(m, ST_HTTP_URI_TOO_LONG);
+    return 0;
+}
+
+int st_http_on_status(st_http_msg_t *m, const char *at, size_t len)
+{
+    if (m->reason && m->reason + m->reason_len == at)
+        m->reason_len += len;
+    else
+        m->reason = at, m->reason_len = len;
+    return 0;
+}
+
+int st_http_on_header_field(st_http_msg_t *m, const char *at, size_t len)
+{
+    if (m->nhdr > 0 && !m->in_value) {
+        st_header_t *h = &m->hdr[m->nhdr - 1];
+        if (h->name + h->name_len != at) return refuse(m, ST_HTTP_BAD_REQUEST);
+        h->name_len += len;
+        return 0;
+    }
+    if (m->nhdr == ST_HTTP_MAX_HEADERS) return refuse(m, ST_HTTP_HEAD_TOO_LARGE);
+    st_header_t *h = &m->hdr[m->nhdr++];
+    h->name = at;
+    h->name_len = len;
+    h->value = at + len; /* empty until a value arrives */
+    h->value_len = 0;
+    m->in_value = 0;
+    return 0;
+}
+
+int st_http_on_header_value(st_http_msg_t *m, const char *at, size_t len)
+{
+    if (m->nhdr == 0) return refuse(m, ST_HTTP_BAD_REQUEST);
+    /* RFC 9110 5.5: no CTLs but HTAB in field values; CR or LF here means an
+     * obs-fold line continuation, which RFC 9112 5.2 lets us reject. */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)at[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f) return refuse(m, ST_HTTP_BAD_REQUEST);
+    }
+    st_header_t *h = &m->hdr[m->nhdr - 1];
+    if (!m->in_value) {
+        h->value = at;
+        h->value_len = len;
+        m->in_value = 1;
+        return 0;
+    }
+    if (h->value + h->value_len != at) return refuse(m, ST_HTTP_BAD_REQUEST);
+    h->value_len += len;
+    return 0;
+}
+
+void st_http_on_headers_complete(st_http_msg_t *m)
+{
+    for (size_t i = 0; i < m->nhdr; i++) {
+        const st_header_t *h = &m->hdr[i];
+        if (m->host < 0 && st_http_name_eq(h->name, h->name_len, "host"))
+            m->host = (int)i;
+        else if (m->xrid < 0 && st_http_name_eq(h->name, h->name_len, "x-request-id") &&
+                 h->value_len > 0)
+            m->xrid = (int)i;
+        else if (st_http_name_eq(h->name, h->name_len, "expect") &&
+                 st_http_name_eq(h->value, h->value_len, "100-continue"))
+            m->expect_continue = 1;
+    }
+}
+
+int st_http_is_hop_by_hop(const char *name, size_t len)
+{
+    static const char *const hop[] = {"connection",      "keep-alive",        "te",
+                                      "trailer",         "transfer-encoding", "upgrade",
+                                      "proxy-connection"};
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+        if (st_http_name_eq(name, len, hop[i])) return 1;
+    return 0;
+}
+
+static int span_caseeq(const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (alen != blen) return 0;
+    for (size_t i = 0; i < alen; i++)
+        if (tolower((unsigned char)a[i]) != tolower((unsigned char)b[i])) return 0;
+    return 1;
+}
+
+int st_http_connection_lists(const st_http_msg_t *m, const char *name, size_t len)
+{
+    for (size_t i = 0; i < m->nhdr; i++) {
+        const st_header_t *h = &m->hdr[i];
+        if (!st_http_name_eq(h->name, h->name_len, "connection")) continue;
+        const char *p = h->value, *end = h->value + h->value_len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+                p++;
+            const char *tok = p;
+            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+                p++;
+            if (p > tok && span_caseeq(tok, (size_t)(p - tok), name, len)) return 1;
+        }
+    }
+    return 0;
+}
+
+const st_header_t *st_http_find(const st_http_msg_t *m, const char *name)
+{
+    for (size_t i = 0; i < m->nhdr; i++)
+        if (st_http_name_eq(m->hdr[i].name, m->hdr[i].name_len, name)) return &m->hdr[i];
+    return NULL;
+}
+
+/* Headers the proxy regenerates or consumes itself on requests. */
+static int request_skip(const st_http_msg_t *m, const st_header_t *h)
+{
+    static const char *const own[] = {"content-length",    "expect",       "x-forwarded-for",
+                                      "x-forwarded-proto", "x-request-id", "x-shadowtee-mirror"};
+    if (st_http_is_hop_by_hop(h->name, h->name_len)) return 1;
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+        if (st_http_name_eq(h->name, h->name_len, own[i])) return 1;
+    return st_http_connection_lists(m, h->name, h->name_len);
+}
+
+int st_http_shadow_host(const char *host, size_t len, char *out, size_t outlen)
+{
+    size_t name_len = len;
+    if (len > 0 && host[0] == '[') { /* IPv6 literal: a suffix would make it invalid */
+        if (len + 1 > outlen) return -1;
+        memcpy(out, host, len);
+        out[len] = '\0';
+        return (int)len;
+    }
+    const char *colon = memchr(host, ':', len);
+    if (colon) name_len = (size_t)(colon - host);
+    int ip = name_len > 0;
+    for (size_t i = 0; i < name_len; i++)
+        if (!isdigit((unsigned char)host[i]) && host[i] != '.') ip = 0;
+    size_t n = len + (ip ? 0 : 7);
+    if (n + 1 > outlen) return -1;
+    memcpy(out, host, name_len);
+    size_t o = name_len;
+    if (!ip) memcpy(out + o, "-shadow", 7), o += 7;
+    memcpy(out + o, host + name_len, len - name_len);
+    o += len - name_len;
+    out[o] = '\0';
+    return (int)o;
+}
+
+int st_http_build_request_head(st_sbuf_t *out, const st_http_msg_t *m, const st_reqhead_opts_t *o)
+{
+    int rc = 0;
+    rc |= st_sbuf_appendf(out, "%s %.*s HTTP/1.1\r\n", o->method, (int)m->url_len, m->url);
+    const st_header_t *xff = NULL;
+    for (size_t i = 0; i < m->nhdr; i++) {
+        const st_header_t *h = &m->hdr[i];
+        if (!xff && st_http_name_eq(h->name, h->name_len, "x-forwarded-for")) xff = h;
+        if (request_skip(m, h)) continue;
+        if ((int)i == m->host && o->host_suffix) {
+            char host[300];
+            int n = st_http_shadow_host(h->value, h->value_len, host, sizeof(host));
+            if (n >= 0) {
+                rc |= st_sbuf_appendf(out, "%.*s: %s\r\n", (int)h->name_len, h->name, host);
+                continue;
+            }
+        }
+        rc |= st_sbuf_append(out, h->name, h->name_len);
+        rc |= st_sbuf_append(out, ": ", 2);
+        rc |= st_sbuf_append(out, h->value, h->value_len);
+        rc |= st_sbuf_append(out, "\r\n", 2);
+    }
+    if (xff)
+        rc |= st_sbuf_appendf(out, "X-Forwarded-For: %.*s, %s\r\n", (int)xff->value_len, xff->value,
+                              o->client_ip);
+    else
+        rc |= st_sbuf_appendf(out, "X-Forwarded-For: %s\r\n", o->client_ip);
+    rc |= st_sbuf_appendf(out, "X-Forwarded-Proto: %s\r\nx-request-id: %s\r\n", o->proto,
+                          o->request_id);
+    if (o->mirror) rc |= st_sbuf_appends(out, "x-shadowtee-mirror: 1\r\n");
+    if (o->upgrade) {
+        const st_header_t *up = st_http_find(m, "upgrade");
+        if (up)
+            rc |= st_sbuf_appendf(out, "Connection: upgrade\r\nUpgrade: %.*s\r\n",
+                                  (int)up->value_len, up->value);
+    }
+    switch (o->framing) {
+    case ST_FRAME_LENGTH:
+        rc |= st_sbuf_appendf(out, "Content-Length: %llu\r\n\r\n",
+                              (unsigned long long)o->content_length);
+        break;
+    case ST_FRAME_CHUNKED:
+        rc |= st_sbuf_appends(out, "Transfer-Encoding: chunked\r\n\r\n");
+        break;
+    case ST_FRAME_OPEN:
+        break;
+    default:
+        rc |= st_sbuf_append(out, "\r\n", 2);
+        break;
+    }
+    return rc ? -1 : 0;
+}
+
+const char *st_http_reason(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Unknown";
+    }
+}
+
+int st_http_build_response_head(st_sbuf_t *out, const st_http_msg_t *m, const st_resphead_opts_t *o)
+{
+    int rc = 0;
+    if (m->reason_len)
+        rc |=
+            st_sbuf_appendf(out, "HTTP/1.1 %d %.*s\r\n", o->status, (int)m->reason_len, m->reason);
+    else
+        rc |= st_sbuf_appendf(out, "HTTP/1.1 %d %s\r\n", o->status, st_http_reason(o->status));
+    for (size_t i = 0; i < m->nhdr; i++) {
+        const st_header_t *h = &m->hdr[i];
+        if (st_http_is_hop_by_hop(h->name, h->name_len)) continue;
+        if (st_http_connection_lists(m, h->name, h->name_len)) continue;
+        if (!o->keep_content_length && st_http_name_eq(h->name, h->name_len, "content-length"))
+            continue;
+        rc |= st_sbuf_append(out, h->name, h->name_len);
+        rc |= st_sbuf_append(out, ": ", 2);
+        rc |= st_sbuf_append(out, h->value, h->value_len);
+        rc |= st_sbuf_append(out, "\r\n", 2);
+    }
+    if (o->upgrade) {
+        const st_header_t *up = st_http_find(m, "upgrade");
+        if (up) rc |= st_sbuf_appendf(out, "Upgrade: %.*s\r\n", (int)up->value_len, up->value);
+    }
+    if (o->connection) rc |= st_sbuf_appendf(out, "Connection: %s\r\n", o->connection);
+    if (o->framing == ST_FRAME_LENGTH)
+        rc |=
+            st_sbuf_appendf(out, "Content-Length: %llu\r\n", (unsigned long long)o->content_length);
+    else if (o->framing == ST_FRAME_CHUNKED)
+        rc |= st_sbuf_appends(out, "Transfer-Encoding: chunked\r\n");
+    rc |= st_sbuf_append(out, "\r\n", 2);
+    return rc ? -1 : 0;
+}
+
+int st_http_build_error(st_sbuf_t *out, int status, const char *request_id, int close)
+{
+    const char *reason = st_http_reason(status);
+    char body[128];
+    int blen = snprintf(body, sizeof(body), "%d %s\n", status, reason);
+    return st_sbuf_appendf(out,
+                           "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                           "%s%s%s%s\r\n%s",
+                           status, reason, blen, request_id ? "x-request-id: " : "",
+                           request_id ? request_id : "", request_id ? "\r\n" : "",
+                           close ? "Connection: close\r\n" : "", body);
+}

@@ -1,0 +1,160 @@
+/*
+ * shadowtee: process start-up and shutdown. The main thread parses the
+ * configuration, starts the workers (one loop each), and runs its own loop
+ * for the admin endpoints, the readiness probe and signals:
+ *
+ *   SIGTERM / SIGINT: /readyz turns 503, workers stop accepting and finish
+ *   in-flight exchanges and mirrors; after --drain-timeout they are stopped.
+ *   A second signal stops at once. Exit 0 once every worker has finished.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "app.h"
+#include "config.h"
+#include "log.h"
+#include "shadowtee/comparator.h"
+#include "worker.h"
+
+extern char **environ;
+
+typedef struct {
+    st_app_t app;
+    st_admin_t *admin;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t drain_timer;
+    uv_async_t done_async;
+    int finished;
+} st_main_t;
+
+static void command_all(st_main_t *m, enum st_worker_cmd cmd)
+{
+    for (int i = 0; i < m->app.nworkers; i++)
+        st_worker_command(&m->app.workers[i], cmd);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    st_main_t *m = t->data;
+    st_warn("msg=\"drain timeout: stopping in-flight work\" timeout_ms=%llu",
+            (unsigned long long)m->app.cfg->drain_timeout_ms);
+    command_all(m, ST_CMD_STOP);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    st_main_t *m = s->data;
+    if (atomic_exchange(&m->app.draining, 1)) {
+        st_warn("msg=\"second signal: stopping now\" signal=%d", signum);
+        command_all(m, ST_CMD_STOP);
+        return;
+    }
+    st_info("msg=\"draining\" signal=%d drain_timeout_ms=%llu", signum,
+            (unsigned long long)m->app.cfg->drain_timeout_ms);
+    command_all(m, ST_CMD_DRAIN);
+    uv_timer_start(&m->drain_timer, on_drain_timeout, m->app.cfg->drain_timeout_ms, 0);
+}
+
+/* A worker's loop returned; once all have, the main loop winds down. */
+static void on_worker_done(uv_async_t *a)
+{
+    st_main_t *m = a->data;
+    (void)a;
+    int done = 0;
+    for (int i = 0; i < m->app.nworkers; i++) {
+        /* a worker signals after its loop returned; its wake handle is closed then */
+        if (uv_is_closing((uv_handle_t *)&m->app.workers[i].wake)) done++;
+    }
+    if (done < m->app.nworkers || m->finished) return;
+    m->finished = 1;
+    if (m->admin) st_admin_stop(m->admin);
+    uv_close((uv_handle_t *)&m->sigterm, NULL);
+    uv_close((uv_handle_t *)&m->sigint, NULL);
+    uv_close((uv_handle_t *)&m->drain_timer, NULL);
+    uv_close((uv_handle_t *)&m->done_async, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    static st_config_t cfg;
+    char err[512];
+    signal(SIGPIPE, SIG_IGN);
+    int rc = st_config_load(&cfg, argc, argv, environ, err, sizeof(err));
+    if (rc == 1) return 0;
+    if (rc != 0) {
+        fprintf(stderr, "shadowtee: %s\n", err);
+        return 2;
+    }
+    st_log_min_level = cfg.log_level;
+
+    st_rules_t *rules = NULL;
+    if (cfg.compare_rules[0]) {
+        if (st_rules_load(cfg.compare_rules, &rules, err, sizeof(err)) != 0) {
+            fprintf(stderr, "shadowtee: --compare-rules: %s\n", err);
+            return 2;
+        }
+    } else {
+        rules = st_rules_default();
+        if (!rules) {
+            fprintf(stderr, "shadowtee: out of memory\n");
+            return 1;
+        }
+    }
+
+    st_main_t m;
+    memset(&m, 0, sizeof(m));
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    m.app.cfg = &cfg;
+    m.app.loop = &loop;
+    m.app.nworkers = cfg.workers;
+    m.app.workers = calloc((size_t)cfg.workers, sizeof(st_worker_t));
+    uv_async_init(&loop, &m.done_async, on_worker_done);
+    m.done_async.data = &m;
+    if (!m.app.workers) {
+        fprintf(stderr, "shadowtee: out of memory\n");
+        return 1;
+    }
+    for (int i = 0; i < cfg.workers; i++) {
+        rc = st_worker_init(&m.app.workers[i], i, &cfg, rules, &m.done_async);
+        if (rc != 0) {
+            fprintf(stderr, "shadowtee: worker %d: %s\n", i, uv_strerror(rc));
+            return 1;
+        }
+    }
+    m.admin = st_admin_start(&m.app);
+    if (!m.admin) {
+        fprintf(stderr, "shadowtee: cannot listen on --admin %s\n", cfg.admin.authority);
+        return 1;
+    }
+    uv_signal_init(&loop, &m.sigterm);
+    uv_signal_init(&loop, &m.sigint);
+    uv_timer_init(&loop, &m.drain_timer);
+    m.sigterm.data = m.sigint.data = m.drain_timer.data = &m;
+    uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&m.sigint, on_signal, SIGINT);
+    for (int i = 0; i < cfg.workers; i++) {
+        if (st_worker_start(&m.app.workers[i]) != 0) {
+            fprintf(stderr, "shadowtee: cannot start worker thread %d\n", i);
+            return 1;
+        }
+    }
+    st_info("msg=started version=%s listen=%s primary=%s admin=%s workers=%d shadow=%s "
+            "mirror_percent=%g redis=%s service=%s",
+            ST_VERSION, cfg.listen.authority, cfg.primary.authority, cfg.admin.authority,
+            cfg.workers, cfg.shadow.set ? cfg.shadow.authority : "none", cfg.mirror_percent,
+            cfg.redis_set ? cfg.redis_host : "none", cfg.service);
+
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    for (int i = 0; i < cfg.workers; i++)
+        st_worker_join(&m.app.workers[i]);
+    free(m.app.workers);
+    uv_loop_close(&loop);
+    st_rules_free(rules);
+    st_info("msg=stopped");
+    return 0;
+}

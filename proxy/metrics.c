@@ -1,0 +1,121 @@
+/* metrics: histogram buckets and Prometheus rendering (see metrics.h). */
+#include "metrics.h"
+
+const char *const st_uperr_names[ST_UPERR_COUNT] = {"connect", "timeout", "reset", "protocol"};
+const char *const st_skip_names[ST_SKIP_COUNT] = {
+    "sampling", "method", "body_too_large", "inflight_cap", "memory_budget", "shadow_unavailable"};
+const char *const st_shadow_err_names[ST_SHERR_COUNT] = {"connect", "timeout", "reset", "protocol"};
+
+static const double bounds[ST_HIST_BUCKETS - 1] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                   0.1,    0.25,  0.5,    1,     2.5,  5};
+static const char *const class_names[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+
+void st_hist_observe(st_hist_t *h, double seconds)
+{
+    int i = 0;
+    while (i < ST_HIST_BUCKETS - 1 && seconds > bounds[i])
+        i++;
+    ST_INC(h->bucket[i]);
+    ST_INC(h->count);
+    ST_ADD(h->sum_us, (uint64_t)(seconds * 1e6));
+}
+
+int st_status_class(int status)
+{
+    return status >= 100 && status < 600 ? status / 100 : 0;
+}
+
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define SUM(expr)                                                                                  \
+    ({                                                                                             \
+        uint64_t s_ = 0;                                                                           \
+        for (size_t w_ = 0; w_ < n; w_++)                                                          \
+            s_ += LOAD(all[w_]->expr);                                                             \
+        s_;                                                                                        \
+    })
+
+static void render_hist(FILE *out, const char *name, const char *help, st_metrics_t *const *all,
+                        size_t n, size_t offset)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0, count = 0, sum_us = 0;
+    for (int b = 0; b < ST_HIST_BUCKETS; b++) {
+        for (size_t w = 0; w < n; w++) {
+            st_hist_t *h = (st_hist_t *)((char *)all[w] + offset);
+            cum += LOAD(h->bucket[b]);
+        }
+        if (b < ST_HIST_BUCKETS - 1)
+            fprintf(out, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[b], (unsigned long long)cum);
+        else
+            fprintf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+    }
+    for (size_t w = 0; w < n; w++) {
+        st_hist_t *h = (st_hist_t *)((char *)all[w] + offset);
+        count += LOAD(h->count);
+        sum_us += LOAD(h->sum_us);
+    }
+    fprintf(out, "%s_sum %.6f\n%s_count %llu\n", name, (double)sum_us / 1e6, name,
+            (unsigned long long)count);
+}
+
+void st_metrics_render(st_metrics_t *const *all, size_t n, FILE *out)
+{
+    fprintf(out, "# HELP shadowtee_requests_total Client requests answered, by status class.\n"
+                 "# TYPE shadowtee_requests_total counter\n");
+    for (int c = 1; c <= 5; c++)
+        fprintf(out, "shadowtee_requests_total{code=\"%s\"} %llu\n", class_names[c],
+                (unsigned long long)SUM(requests[c]));
+    fprintf(out, "# HELP shadowtee_upstream_errors_total Primary upstream failures, by reason.\n"
+                 "# TYPE shadowtee_upstream_errors_total counter\n");
+    for (int r = 0; r < ST_UPERR_COUNT; r++)
+        fprintf(out, "shadowtee_upstream_errors_total{reason=\"%s\"} %llu\n", st_uperr_names[r],
+                (unsigned long long)SUM(upstream_errors[r]));
+    int64_t active = 0;
+    for (size_t w = 0; w < n; w++)
+        active += LOAD(all[w]->active_connections);
+    fprintf(out,
+            "# HELP shadowtee_active_connections Open client connections.\n"
+            "# TYPE shadowtee_active_connections gauge\nshadowtee_active_connections %lld\n",
+            (long long)active);
+    fprintf(out,
+            "# HELP shadowtee_connections_total Client connections accepted.\n"
+            "# TYPE shadowtee_connections_total counter\nshadowtee_connections_total %llu\n",
+            (unsigned long long)SUM(connections_total));
+    render_hist(out, "shadowtee_request_duration_seconds",
+                "Client request latency through the proxy.", all, n,
+                offsetof(st_metrics_t, request_duration));
+    fprintf(
+        out,
+        "# HELP shadowtee_mirror_requests_total Requests mirrored to the shadow.\n"
+        "# TYPE shadowtee_mirror_requests_total counter\nshadowtee_mirror_requests_total %llu\n",
+        (unsigned long long)SUM(mirror_requests));
+    fprintf(out, "# HELP shadowtee_mirror_skipped_total Requests not mirrored, by reason.\n"
+                 "# TYPE shadowtee_mirror_skipped_total counter\n");
+    for (int r = 0; r < ST_SKIP_COUNT; r++)
+        fprintf(out, "shadowtee_mirror_skipped_total{reason=\"%s\"} %llu\n", st_skip_names[r],
+                (unsigned long long)SUM(mirror_skipped[r]));
+    fprintf(out, "# HELP shadowtee_shadow_responses_total Shadow responses, by status class.\n"
+                 "# TYPE shadowtee_shadow_responses_total counter\n");
+    for (int c = 1; c <= 5; c++)
+        fprintf(out, "shadowtee_shadow_responses_total{code=\"%s\"} %llu\n", class_names[c],
+                (unsigned long long)SUM(shadow_responses[c]));
+    fprintf(out, "# HELP shadowtee_shadow_errors_total Shadow failures, by reason.\n"
+                 "# TYPE shadowtee_shadow_errors_total counter\n");
+    for (int r = 0; r < ST_SHERR_COUNT; r++)
+        fprintf(out, "shadowtee_shadow_errors_total{reason=\"%s\"} %llu\n", st_shadow_err_names[r],
+                (unsigned long long)SUM(shadow_errors[r]));
+    render_hist(out, "shadowtee_shadow_duration_seconds", "Shadow response latency.", all, n,
+                offsetof(st_metrics_t, shadow_duration));
+    fprintf(out,
+            "# HELP shadowtee_mirror_inflight Shadow requests in flight.\n"
+            "# TYPE shadowtee_mirror_inflight gauge\nshadowtee_mirror_inflight %llu\n",
+            (unsigned long long)SUM(mirror_inflight));
+    fprintf(out,
+            "# HELP shadowtee_mirror_buffered_bytes Bytes of mirror copies held.\n"
+            "# TYPE shadowtee_mirror_buffered_bytes gauge\nshadowtee_mirror_buffered_bytes %llu\n",
+            (unsigned long long)SUM(mirror_bytes));
+    fprintf(out,
+            "# HELP shadowtee_noise_requests_total Requests also sent to the noise replica.\n"
+            "# TYPE shadowtee_noise_requests_total counter\nshadowtee_noise_requests_total %llu\n",
+            (unsigned long long)SUM(noise_requests));
+}

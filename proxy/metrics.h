@@ -1,0 +1,79 @@
+/*
+ * metrics: per-worker counters and histograms, rendered by the admin thread
+ * as Prometheus text. Each st_metrics_t has exactly one writer (its worker's
+ * loop thread), so increments are a relaxed load + store, no lock prefix; the
+ * admin thread reads them with relaxed loads and sums over workers.
+ */
+#ifndef ST_METRICS_H
+#define ST_METRICS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Reasons are static strings that are also the metric labels. */
+enum st_uperr {
+    ST_UPERR_CONNECT = 0,
+    ST_UPERR_TIMEOUT,
+    ST_UPERR_RESET,
+    ST_UPERR_PROTOCOL,
+    ST_UPERR_COUNT
+};
+enum st_skip {
+    ST_SKIP_SAMPLING = 0,
+    ST_SKIP_METHOD,
+    ST_SKIP_BODY_TOO_LARGE,
+    ST_SKIP_INFLIGHT_CAP,
+    ST_SKIP_MEMORY_BUDGET,
+    ST_SKIP_SHADOW_UNAVAILABLE,
+    ST_SKIP_COUNT
+};
+enum st_shadow_err {
+    ST_SHERR_CONNECT = 0,
+    ST_SHERR_TIMEOUT,
+    ST_SHERR_RESET,
+    ST_SHERR_PROTOCOL,
+    ST_SHERR_COUNT
+};
+
+extern const char *const st_uperr_names[ST_UPERR_COUNT];
+extern const char *const st_skip_names[ST_SKIP_COUNT];
+extern const char *const st_shadow_err_names[ST_SHERR_COUNT];
+
+#define ST_HIST_BUCKETS 14
+typedef struct {
+    _Atomic uint64_t bucket[ST_HIST_BUCKETS]; /* non-cumulative; the last one is +Inf */
+    _Atomic uint64_t count;
+    _Atomic uint64_t sum_us;
+} st_hist_t;
+
+typedef struct st_metrics {
+    _Atomic uint64_t requests[6]; /* by status class: [1]=1xx .. [5]=5xx, [0]=other */
+    _Atomic uint64_t upstream_errors[ST_UPERR_COUNT];
+    _Atomic int64_t active_connections;
+    _Atomic uint64_t connections_total;
+    _Atomic uint64_t client_errors; /* 4xx answered by the proxy itself (framing, limits) */
+    st_hist_t request_duration;
+    _Atomic uint64_t mirror_requests; /* mirror copies sent to the shadow */
+    _Atomic uint64_t mirror_skipped[ST_SKIP_COUNT];
+    _Atomic uint64_t shadow_responses[6];
+    _Atomic uint64_t shadow_errors[ST_SHERR_COUNT];
+    st_hist_t shadow_duration;
+    _Atomic uint64_t noise_requests;
+    _Atomic uint64_t mirror_inflight; /* gauge */
+    _Atomic uint64_t mirror_bytes;    /* gauge: bytes of mirror copies held */
+} st_metrics_t;
+
+#define ST_INC(field) ST_ADD(field, 1)
+#define ST_ADD(field, n)                                                                           \
+    atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n),    \
+                          memory_order_relaxed)
+
+void st_hist_observe(st_hist_t *h, double seconds);
+int st_status_class(int status); /* 1..5, 0 for anything else */
+
+/* Writes the proxy's own metrics (summed over n workers) in Prometheus text. */
+void st_metrics_render(st_metrics_t *const *all, size_t n, FILE *out);
+
+#endif

@@ -1,0 +1,611 @@
+/*
+ * tee: mirror copies, their legs to the shadow and the noise replica, and
+ * the hand-off of finished pairs to the comparator (see tee.h).
+ *
+ * Isolation rules, each enforced here and counted when it drops a copy:
+ * a cap on mirrors in flight, a memory budget for buffered copies, a body
+ * size limit, a shadow marked down after a failed connect (with backoff),
+ * a bounded shadow pool, and a response timeout per leg. Shadow requests
+ * are never retried. Nothing here writes to or waits on the client.
+ */
+#include "tee.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "upstream.h"
+#include "worker.h"
+
+enum { LEG_SHADOW = 0, LEG_NOISE = 1 };
+
+typedef struct st_leg {
+    struct st_mirror *m;
+    int kind;   /* LEG_SHADOW or LEG_NOISE */
+    int active; /* the leg exists for this mirror */
+    int done;
+    int writing; /* wreq in flight: the mirror is not freed before its callback */
+    int in_body; /* response head seen */
+    int close_delim;
+    uv_write_t wreq;
+    st_upconn_t *up;
+    st_http_msg_t res; /* response head spans into up->rb */
+    st_capture_t cap;
+    uint64_t t0; /* uv_hrtime at dispatch */
+} st_leg_t;
+
+struct st_mirror {
+    st_worker_t *w;
+    st_list_t link; /* in w->mirrors */
+    st_sbuf_t head; /* mirror request head, completed at dispatch */
+    st_sbuf_t body; /* copy of the request body */
+    int has_body;
+    int method;
+    int dispatched;
+    int primary_done;
+    int primary_ok;
+    int compare;  /* capture and compare responses */
+    int finished; /* compared; freed once no write is pending */
+    int starting; /* inside st_tee_request_done: do not finish yet */
+    st_capture_t primary;
+    st_leg_t legs[2];
+    size_t mem; /* bytes accounted in w->mirror_mem */
+    char rid[129];
+    char method_name[24];
+    char *path; /* request target, NUL-terminated */
+};
+
+/* ---- captures ------------------------------------------------------------ */
+
+void st_capture_init(st_capture_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    st_sbuf_init(&c->names);
+    st_sbuf_init(&c->body);
+}
+
+void st_capture_free(st_capture_t *c)
+{
+    st_sbuf_free(&c->names);
+    st_sbuf_free(&c->body);
+}
+
+void st_capture_header(st_capture_t *c, const char *name, size_t nlen, const char *value,
+                       size_t vlen)
+{
+    if (st_sbuf_append(&c->names, name, nlen) || st_sbuf_append(&c->names, "", 1) ||
+        st_sbuf_append(&c->names, value, vlen) || st_sbuf_append(&c->names, "", 1))
+        return;
+    c->nheaders++;
+}
+
+void st_capture_body(st_capture_t *c, const char *data, size_t len, size_t max)
+{
+    size_t room = c->body.len < max ? max - c->body.len : 0;
+    if (len > room) {
+        c->truncated = 1;
+        len = room;
+    }
+    if (len) st_sbuf_append(&c->body, data, len);
+}
+
+/* ---- accounting ---------------------------------------------------------- */
+
+static void skip(st_worker_t *w, enum st_skip why)
+{
+    ST_INC(w->metrics.mirror_skipped[why]);
+}
+
+static void account(st_mirror_t *m, size_t add)
+{
+    m->mem += add;
+    m->w->mirror_mem += add;
+    ST_ADD(m->w->metrics.mirror_bytes, add);
+}
+
+static void mirror_free(st_mirror_t *m)
+{
+    st_worker_t *w = m->w;
+    for (int i = 0; i < 2; i++)
+        if (m->legs[i].writing) return; /* on_leg_written frees */
+    st_list_remove(&m->link);
+    w->mirrors_inflight--;
+    w->mirror_mem -= m->mem;
+    ST_ADD(w->metrics.mirror_bytes, -(uint64_t)m->mem);
+    ST_ADD(w->metrics.mirror_inflight, -1);
+    st_sbuf_free(&m->head);
+    st_sbuf_free(&m->body);
+    st_capture_free(&m->primary);
+    for (int i = 0; i < 2; i++)
+        st_capture_free(&m->legs[i].cap);
+    free(m->path);
+    free(m);
+    st_worker_maybe_done(w);
+}
+
+/* ---- decision ------------------------------------------------------------ */
+
+static uint64_t fnv1a(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+/* A point in [0, 100): from the sampling header's hash when configured and
+ * present (every replica agrees), else random. */
+static double sample_point(st_worker_t *w, const st_tee_request_t *r)
+{
+    const char *name = w->cfg->mirror_sample_by;
+    if (name[0]) {
+        if (strcasecmp(name, "x-request-id") == 0)
+            return (double)(fnv1a(r->request_id, strlen(r->request_id)) % 1000000) / 10000.0;
+        char lower[128];
+        size_t n = strlen(name);
+        for (size_t i = 0; i <= n; i++)
+            lower[i] = (char)tolower((unsigned char)name[i]);
+        const st_header_t *h = st_http_find(r->req, lower);
+        if (h) return (double)(fnv1a(h->value, h->value_len) % 1000000) / 10000.0;
+    }
+    return (double)(st_worker_random(w) % 1000000) / 10000.0;
+}
+
+st_mirror_t *st_tee_begin(st_worker_t *w, const st_tee_request_t *r)
+{
+    const st_config_t *cfg = w->cfg;
+    if (r->upgrade) return NULL; /* CONNECT and Upgrade pass through, never mirrored */
+    if (r->method < 64 && !(cfg->mirror_methods & (1ULL << r->method))) {
+        skip(w, ST_SKIP_METHOD);
+        return NULL;
+    }
+    if (cfg->mirror_percent <= 0 ||
+        (cfg->mirror_percent < 100 && sample_point(w, r) >= cfg->mirror_percent)) {
+        skip(w, ST_SKIP_SAMPLING);
+        return NULL;
+    }
+    if (w->draining || uv_now(&w->loop) < w->shadow_down_until) {
+        skip(w, ST_SKIP_SHADOW_UNAVAILABLE);
+        return NULL;
+    }
+    if (w->mirrors_inflight >= w->mirror_cap) {
+        skip(w, ST_SKIP_INFLIGHT_CAP);
+        return NULL;
+    }
+    if (r->has_body && !r->chunked && r->content_length > cfg->mirror_max_body) {
+        skip(w, ST_SKIP_BODY_TOO_LARGE);
+        return NULL;
+    }
+    size_t want = 1024 + (r->has_body && !r->chunked ? (size_t)r->content_length : 0);
+    if (w->mirror_mem + want > w->mirror_mem_cap) {
+        skip(w, ST_SKIP_MEMORY_BUDGET);
+        return NULL;
+    }
+    st_mirror_t *m = calloc(1, sizeof(*m));
+    if (!m) {
+        skip(w, ST_SKIP_MEMORY_BUDGET);
+        return NULL;
+    }
+    m->w = w;
+    m->method = r->method;
+    m->has_body = r->has_body;
+    m->compare = w->stats != NULL;
+    st_sbuf_init(&m->head);
+    st_sbuf_init(&m->body);
+    st_capture_init(&m->primary);
+    for (int i = 0; i < 2; i++) {
+        m->legs[i].m = m;
+        m->legs[i].kind = i;
+        st_capture_init(&m->legs[i].cap);
+    }
+    snprintf(m->rid, sizeof(m->rid), "%s", r->request_id);
+    snprintf(m->method_name, sizeof(m->method_name), "%s", r->method_name);
+    m->path = strndup(r->req->url ? r->req->url : "/", r->req->url ? r->req->url_len : 1);
+    st_reqhead_opts_t o = {
+        .method = r->method_name,
+        .client_ip = r->client_ip,
+        .proto = "http",
+        .request_id = r->request_id,
+        .mirror = 1,
+        .host_suffix = cfg->shadow_host_suffix == ST_HOST_SUFFIX_APPEND,
+        .framing = ST_FRAME_OPEN,
+    };
+    st_list_push(&w->mirrors, &m->link);
+    w->mirrors_inflight++;
+    ST_ADD(w->metrics.mirror_inflight, 1);
+    if (!m->path || st_http_build_request_head(&m->head, r->req, &o) != 0 ||
+        (r->has_body && !r->chunked && st_sbuf_reserve(&m->body, (size_t)r->content_length) != 0)) {
+        skip(w, ST_SKIP_MEMORY_BUDGET);
+        mirror_free(m);
+        return NULL;
+    }
+    account(m, m->head.cap + m->body.cap);
+    return m;
+}
+
+int st_tee_body(st_mirror_t *m, const char *data, size_t len)
+{
+    st_worker_t *w = m->w;
+    if (m->body.len + len > w->cfg->mirror_max_body) {
+        skip(w, ST_SKIP_BODY_TOO_LARGE);
+        mirror_free(m);
+        return -1;
+    }
+    size_t before = m->body.cap;
+    if (m->body.len + len + 1 > m->body.cap && w->mirror_mem + len > w->mirror_mem_cap) {
+        skip(w, ST_SKIP_MEMORY_BUDGET);
+        mirror_free(m);
+        return -1;
+    }
+    if (st_sbuf_append(&m->body, data, len) != 0) {
+        skip(w, ST_SKIP_MEMORY_BUDGET);
+        mirror_free(m);
+        return -1;
+    }
+    account(m, m->body.cap - before);
+    return 0;
+}
+
+void st_tee_abort(st_mirror_t *m)
+{
+    mirror_free(m);
+}
+
+st_capture_t *st_tee_primary_capture(st_mirror_t *m)
+{
+    return m->compare ? &m->primary : NULL;
+}
+
+/* ---- comparison ---------------------------------------------------------- */
+
+static st_header_t *capture_headers(const st_capture_t *c)
+{
+    st_header_t *h = calloc(c->nheaders ? c->nheaders : 1, sizeof(*h));
+    if (!h) return NULL;
+    const char *p = c->names.p;
+    for (size_t i = 0; i < c->nheaders; i++) {
+        h[i].name = p;
+        h[i].name_len = strlen(p);
+        p += h[i].name_len + 1;
+        h[i].value = p;
+        h[i].value_len = strlen(p);
+        p += h[i].value_len + 1;
+    }
+    return h;
+}
+
+static void to_response(const st_capture_t *c, const st_header_t *h, st_response_t *r)
+{
+    r->status = c->status;
+    r->headers = h;
+    r->nheaders = c->nheaders;
+    r->body = c->body.p ? c->body.p : "";
+    r->body_len = c->body.len;
+    r->body_truncated = c->truncated;
+    r->error = c->error;
+}
+
+static void compare_and_record(st_mirror_t *m)
+{
+    st_worker_t *w = m->w;
+    st_leg_t *s = &m->legs[LEG_SHADOW], *n = &m->legs[LEG_NOISE];
+    st_response_t rp, rs, rn;
+    st_header_t *hp = capture_headers(&m->primary), *hs = capture_headers(&s->cap);
+    st_header_t *hn = n->active ? capture_headers(&n->cap) : NULL;
+    if (!hp || !hs || (n->active && !hn)) goto out;
+    to_response(&m->primary, hp, &rp);
+    to_response(&s->cap, hs, &rs);
+    if (n->active) to_response(&n->cap, hn, &rn);
+    char key[512];
+    const char *path = m->path;
+    st_endpoint_key(w->rules, m->method_name, strlen(m->method_name), path, strlen(path), key,
+                    sizeof(key));
+    const char *ep = st_endpoint_set_intern(w->endpoints, key);
+    st_diff_result_t res;
+    memset(&res, 0, sizeof(res));
+    int use_noise = n->active && !n->cap.error;
+    if (st_compare(w->rules, ep, &rp, &rs, use_noise ? &rn : NULL, &res) == 0) {
+        st_stats_record_t rec = {
+            .endpoint = ep,
+            .method = m->method_name,
+            .path = path,
+            .request_id = m->rid,
+            .verdict = res.verdict,
+            .diff = res.verdict == ST_VERDICT_ERROR ? NULL : &res,
+            .shadow_error = s->cap.error,
+            .primary_seconds = m->primary.seconds,
+            .shadow_seconds = s->cap.error ? -1 : s->cap.seconds,
+            .primary = &rp,
+            .shadow = &rs,
+            .now_ms = (int64_t)(uv_hrtime() / 1000000), /* replaced below by wall clock */
+        };
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        rec.now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        st_stats_record(w->stats, &rec);
+        st_debug("msg=compared request_id=%s endpoint=\"%s\" verdict=%s differences=%zu", m->rid,
+                 ep, st_verdict_name(res.verdict), res.total);
+    }
+    st_diff_result_free(&res);
+out:
+    free(hp);
+    free(hs);
+    free(hn);
+}
+
+static void maybe_finish(st_mirror_t *m)
+{
+    if (m->finished || m->starting || !m->primary_done) return;
+    for (int i = 0; i < 2; i++)
+        if (m->legs[i].active && !m->legs[i].done) return;
+    m->finished = 1;
+    if (m->compare && m->primary_ok && m->dispatched) compare_and_record(m);
+    mirror_free(m);
+}
+
+void st_tee_primary_done(st_mirror_t *m, int ok, double seconds)
+{
+    m->primary_done = 1;
+    m->primary_ok = ok;
+    m->primary.seconds = seconds;
+    if (!m->dispatched) { /* the request never completed: nothing was sent */
+        m->finished = 1;
+        mirror_free(m);
+        return;
+    }
+    maybe_finish(m);
+}
+
+/* ---- legs ---------------------------------------------------------------- */
+
+static void leg_done(st_leg_t *leg, const char *error, int reusable)
+{
+    st_mirror_t *m = leg->m;
+    st_worker_t *w = m->w;
+    if (leg->done) return;
+    leg->done = 1;
+    leg->cap.error = error;
+    leg->cap.seconds = (double)(uv_hrtime() - leg->t0) / 1e9;
+    if (leg->up) {
+        st_upconn_set_timeout(leg->up, 0);
+        if (reusable && !leg->writing)
+            st_upconn_release(leg->up, 1);
+        else
+            st_upconn_close(leg->up);
+        leg->up = NULL;
+    }
+    if (leg->kind == LEG_SHADOW) {
+        if (!error) {
+            ST_INC(w->metrics.shadow_responses[st_status_class(leg->cap.status)]);
+            st_hist_observe(&w->metrics.shadow_duration, leg->cap.seconds);
+        }
+    }
+    maybe_finish(m);
+}
+
+static void leg_fail(st_leg_t *leg, enum st_upfail why)
+{
+    st_worker_t *w = leg->m->w;
+    if (why == ST_UPFAIL_EOF && leg->in_body && leg->close_delim && leg->up) {
+        llhttp_finish(&leg->up->parser);
+        leg_done(leg, NULL, 0);
+        return;
+    }
+    int reason = why == ST_UPFAIL_EOF ? ST_SHERR_RESET : (int)why;
+    if (leg->kind == LEG_SHADOW) {
+        ST_INC(w->metrics.shadow_errors[reason]);
+        if (why == ST_UPFAIL_CONNECT) { /* mark the shadow down for a while */
+            w->shadow_backoff_ms = w->shadow_backoff_ms ? w->shadow_backoff_ms * 2 : 250;
+            if (w->shadow_backoff_ms > 8000) w->shadow_backoff_ms = 8000;
+            w->shadow_down_until = uv_now(&w->loop) + w->shadow_backoff_ms;
+        }
+    }
+    st_debug("msg=\"mirror leg failed\" leg=%s reason=%s request_id=%s",
+             leg->kind ? "noise" : "shadow", st_shadow_err_names[reason], leg->m->rid);
+    leg_done(leg, st_shadow_err_names[reason], 0);
+}
+
+static int leg_on_message_begin(llhttp_t *p)
+{
+    st_leg_t *leg = p->data;
+    st_http_msg_reset(&leg->res);
+    return 0;
+}
+
+static int leg_on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    st_leg_t *leg = p->data;
+    if (leg->in_body) return 0;
+    return st_http_on_header_field(&leg->res, at, len) ? HPE_USER : 0;
+}
+
+static int leg_on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    st_leg_t *leg = p->data;
+    if (leg->in_body) return 0;
+    return st_http_on_header_value(&leg->res, at, len) ? HPE_USER : 0;
+}
+
+static int leg_on_headers_complete(llhttp_t *p)
+{
+    st_leg_t *leg = p->data;
+    int status = llhttp_get_status_code(p);
+    if (status >= 100 && status < 200) return 0;
+    leg->in_body = 1;
+    leg->cap.status = status;
+    leg->close_delim = !(p->flags & (F_CONTENT_LENGTH | F_CHUNKED));
+    if (leg->m->compare)
+        for (size_t i = 0; i < leg->res.nhdr; i++)
+            st_capture_header(&leg->cap, leg->res.hdr[i].name, leg->res.hdr[i].name_len,
+                              leg->res.hdr[i].value, leg->res.hdr[i].value_len);
+    return leg->m->method == HTTP_HEAD ? 1 : 0;
+}
+
+static int leg_on_body(llhttp_t *p, const char *at, size_t len)
+{
+    st_leg_t *leg = p->data;
+    if (leg->m->compare) st_capture_body(&leg->cap, at, len, leg->m->w->cfg->compare_max_body);
+    return 0;
+}
+
+static int leg_on_message_complete(llhttp_t *p)
+{
+    st_leg_t *leg = p->data;
+    if (!leg->in_body) return 0; /* interim response */
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t leg_settings = {
+    .on_message_begin = leg_on_message_begin,
+    .on_header_field = leg_on_header_field,
+    .on_header_value = leg_on_header_value,
+    .on_headers_complete = leg_on_headers_complete,
+    .on_body = leg_on_body,
+    .on_message_complete = leg_on_message_complete,
+};
+
+static void leg_on_data(void *owner, st_upconn_t *u)
+{
+    st_leg_t *leg = owner;
+    const char *start = u->rb.base + u->rb.parsed;
+    size_t len = u->rb.filled - u->rb.parsed;
+    llhttp_errno_t err = llhttp_execute(&u->parser, start, len);
+    const char *pos = err == HPE_OK ? start + len : llhttp_get_error_pos(&u->parser);
+    u->rb.parsed += (size_t)(pos - start);
+    if (err == HPE_PAUSED) {
+        llhttp_resume(&u->parser);
+        leg_done(leg, NULL, llhttp_should_keep_alive(&u->parser));
+        return;
+    }
+    if (err != HPE_OK) {
+        leg_fail(leg, ST_UPFAIL_PROTOCOL);
+        return;
+    }
+    if (leg->in_body)
+        u->rb.parsed = u->rb.filled = 0; /* body bytes were copied */
+    else if (u->rb.filled == u->rb.cap)
+        leg_fail(leg, ST_UPFAIL_PROTOCOL);
+}
+
+static void leg_on_fail(void *owner, st_upconn_t *u, enum st_upfail why)
+{
+    (void)u;
+    leg_fail(owner, why);
+}
+
+static void on_leg_written(uv_write_t *req, int status)
+{
+    st_leg_t *leg = req->data;
+    st_mirror_t *m = leg->m;
+    leg->writing = 0;
+    if (m->finished) {
+        mirror_free(m);
+        return;
+    }
+    if (status < 0 && !leg->done) leg_fail(leg, ST_UPFAIL_RESET);
+}
+
+static void leg_send(st_leg_t *leg)
+{
+    st_mirror_t *m = leg->m;
+    st_upconn_t *u = leg->up;
+    uint64_t timeout = m->w->cfg->shadow_timeout_ms;
+    uint64_t spent = (uv_hrtime() - leg->t0) / 1000000;
+    llhttp_init(&u->parser, HTTP_RESPONSE, &leg_settings);
+    u->parser.data = leg;
+    st_http_msg_reset(&leg->res);
+    st_upconn_set_timeout(u, spent < timeout ? timeout - spent : 1);
+    uv_buf_t bufs[2] = {uv_buf_init(m->head.p, (unsigned)m->head.len),
+                        uv_buf_init(m->body.p ? m->body.p : "", (unsigned)m->body.len)};
+    leg->wreq.data = leg;
+    if (uv_write(&leg->wreq, (uv_stream_t *)&u->tcp, bufs, m->body.len ? 2 : 1, on_leg_written) !=
+        0) {
+        leg_fail(leg, ST_UPFAIL_RESET);
+        return;
+    }
+    leg->writing = 1;
+}
+
+static void leg_on_ready(void *owner, st_upconn_t *u)
+{
+    st_leg_t *leg = owner;
+    if (leg->kind == LEG_SHADOW) leg->m->w->shadow_backoff_ms = 0;
+    leg_send(leg);
+}
+
+static const st_upstream_ops_t leg_ops = {
+    .on_ready = leg_on_ready,
+    .on_data = leg_on_data,
+    .on_fail = leg_on_fail,
+};
+
+/* Starts one leg. Returns -1 when its pool has no room. */
+static int leg_start(st_leg_t *leg, st_pool_t *pool)
+{
+    leg->active = 1;
+    leg->t0 = uv_hrtime();
+    int rc = st_pool_acquire(pool, leg, &leg_ops, &leg->up);
+    if (rc < 0) {
+        leg->up = NULL;
+        return -1;
+    }
+    if (rc == 1) leg_send(leg);
+    return 0;
+}
+
+void st_tee_request_done(st_mirror_t *m)
+{
+    st_worker_t *w = m->w;
+    if (m->has_body)
+        st_sbuf_appendf(&m->head, "Content-Length: %zu\r\n\r\n", m->body.len);
+    else
+        st_sbuf_append(&m->head, "\r\n", 2);
+    m->starting = 1; /* a leg failing synchronously must not free m under us */
+    st_leg_t *s = &m->legs[LEG_SHADOW];
+    if (leg_start(s, &w->shadow_pool) != 0) {
+        s->active = 0;
+        skip(w, ST_SKIP_SHADOW_UNAVAILABLE);
+        m->finished = 1;
+        mirror_free(m);
+        return;
+    }
+    m->dispatched = 1;
+    ST_INC(w->metrics.mirror_requests);
+    if (w->cfg->noise.set) {
+        st_leg_t *n = &m->legs[LEG_NOISE];
+        if (leg_start(n, &w->noise_pool) != 0) {
+            n->done = 1;
+            n->cap.error = "connect";
+        } else {
+            ST_INC(w->metrics.noise_requests);
+        }
+    }
+    m->starting = 0;
+    maybe_finish(m);
+}
+
+void st_tee_abort_all(st_worker_t *w)
+{
+    st_list_t *n = w->mirrors.next;
+    while (n != &w->mirrors) {
+        st_mirror_t *m = st_list_entry(n, st_mirror_t, link);
+        n = n->next;
+        if (m->finished) continue;
+        m->primary_done = 1;
+        m->primary_ok = 0;
+        for (int i = 0; i < 2; i++)
+            if (m->legs[i].active && !m->legs[i].done) {
+                m->legs[i].done = 1;
+                if (m->legs[i].up) st_upconn_close(m->legs[i].up);
+                m->legs[i].up = NULL;
+            }
+        m->finished = 1;
+        mirror_free(m);
+    }
+}

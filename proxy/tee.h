@@ -1,0 +1,77 @@
+/*
+ * tee: the mirror copy of one sampled request and its legs to the shadow
+ * (and the optional noise replica), kept apart from the client connection.
+ *
+ * A st_mirror_t is created at the client's headers-complete when the request
+ * is sampled, fed the request body as it streams to the primary, and sent
+ * once the request is complete. It lives in the worker's mirror list and is
+ * freed when the primary's response is done (captured or failed) and every
+ * leg is done, failed or timed out; then the comparator runs on the captures.
+ * The client only ever calls the functions below; none of them can block,
+ * fail or delay the client, and a mirror never points back to its client.
+ */
+#ifndef ST_TEE_H
+#define ST_TEE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "http.h"
+
+struct st_worker;
+typedef struct st_mirror st_mirror_t;
+
+/* A captured response (primary, shadow or noise) for the comparator. */
+typedef struct {
+    int status;
+    st_sbuf_t names; /* header bytes: name \0 value \0 ... */
+    size_t nheaders;
+    st_sbuf_t body;    /* up to compare_max_body bytes */
+    int truncated;     /* more body than captured */
+    const char *error; /* NULL, or "connect", "timeout", "reset", "protocol" */
+    double seconds;    /* response latency */
+} st_capture_t;
+
+typedef struct {
+    const st_http_msg_t *req; /* spans valid during the call */
+    int method;               /* llhttp_method_t */
+    const char *method_name;
+    const char *request_id;
+    const char *client_ip;
+    int has_body;
+    int chunked;
+    uint64_t content_length; /* with has_body && !chunked */
+    int upgrade;             /* Upgrade or CONNECT: never mirrored */
+} st_tee_request_t;
+
+/* Decides whether to mirror this request (method, sampling, caps, shadow
+ * health, declared body size) and counts the decision. Returns the mirror,
+ * or NULL when the request is not mirrored. */
+st_mirror_t *st_tee_begin(struct st_worker *w, const st_tee_request_t *r);
+/* Appends request body bytes to the mirror copy. Returns 0, or -1 when the
+ * copy was dropped (too large, memory budget): it is counted and freed and
+ * the caller forgets the pointer. */
+int st_tee_body(st_mirror_t *m, const char *data, size_t len);
+/* The request is complete: the copy goes to the shadow (and noise replica). */
+void st_tee_request_done(st_mirror_t *m);
+/* The client went away before its request was complete: drop the copy. */
+void st_tee_abort(st_mirror_t *m);
+
+/* The capture the client fills with the primary's response, or NULL when
+ * responses are not compared. */
+st_capture_t *st_tee_primary_capture(st_mirror_t *m);
+/* The primary's response is complete (ok = 1) or failed (ok = 0). After this
+ * the client forgets the pointer. */
+void st_tee_primary_done(st_mirror_t *m, int ok, double seconds);
+
+void st_capture_init(st_capture_t *c);
+void st_capture_free(st_capture_t *c);
+void st_capture_header(st_capture_t *c, const char *name, size_t nlen, const char *value,
+                       size_t vlen);
+void st_capture_body(st_capture_t *c, const char *data, size_t len, size_t max);
+
+/* Drain support: drops mirrors whose legs have not finished (force stop). */
+void st_tee_abort_all(struct st_worker *w);
+
+#endif

@@ -1,0 +1,212 @@
+/* upstream: connection pool and connection lifetimes (see upstream.h). */
+#include "upstream.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "worker.h"
+
+void st_pool_init(st_pool_t *p, struct st_worker *w, const st_addr_t *addr, const char *name,
+                  size_t max_idle, size_t max_conns, uint64_t connect_timeout_ms,
+                  uint64_t idle_timeout_ms)
+{
+    memset(p, 0, sizeof(*p));
+    p->w = w;
+    p->addr = addr;
+    p->name = name;
+    st_list_init(&p->idle);
+    p->max_idle = max_idle;
+    p->max_conns = max_conns;
+    p->connect_timeout_ms = connect_timeout_ms;
+    p->idle_timeout_ms = idle_timeout_ms;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    st_upconn_t *u = h->data;
+    if (--u->handles > 0) return;
+    st_rbuf_put(&u->pool->w->rpool, &u->rb);
+    u->pool->nconns--;
+    free(u);
+}
+
+void st_upconn_close(st_upconn_t *u)
+{
+    if (u->state == ST_UP_CLOSING) return;
+    if (u->state == ST_UP_IDLE) {
+        st_list_remove(&u->link);
+        u->pool->nidle--;
+    }
+    u->state = ST_UP_CLOSING;
+    u->owner = NULL;
+    u->ops = NULL;
+    uv_close((uv_handle_t *)&u->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&u->tcp, on_handle_closed);
+}
+
+void st_pool_close_idle(st_pool_t *p)
+{
+    while (!st_list_empty(&p->idle))
+        st_upconn_close(st_list_entry(p->idle.next, st_upconn_t, link));
+}
+
+static void fail(st_upconn_t *u, enum st_upfail why)
+{
+    if (u->state == ST_UP_IDLE || !u->owner) {
+        st_upconn_close(u);
+        return;
+    }
+    uv_timer_stop(&u->timer);
+    u->ops->on_fail(u->owner, u, why);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    st_upconn_t *u = t->data;
+    if (u->state == ST_UP_IDLE) {
+        st_upconn_close(u);
+        return;
+    }
+    fail(u, u->state == ST_UP_CONNECTING ? ST_UPFAIL_CONNECT : ST_UPFAIL_TIMEOUT);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    st_upconn_t *u = h->data;
+    (void)hint;
+    if (!u->rb.base && st_rbuf_get(&u->pool->w->rpool, &u->rb) != 0) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    *buf = uv_buf_init(u->rb.base + u->rb.filled, (unsigned)(u->rb.cap - u->rb.filled));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    st_upconn_t *u = s->data;
+    (void)buf;
+    if (nread == 0) return;
+    if (nread < 0) {
+        st_upconn_trim(u);
+        fail(u, nread == UV_EOF       ? ST_UPFAIL_EOF
+                : nread == UV_ENOBUFS ? ST_UPFAIL_PROTOCOL
+                                      : ST_UPFAIL_RESET);
+        return;
+    }
+    if (u->state != ST_UP_ACTIVE) { /* bytes nobody asked for: the connection is unusable */
+        st_upconn_close(u);
+        return;
+    }
+    u->rb.filled += (size_t)nread;
+    u->ops->on_data(u->owner, u);
+}
+
+static void start_reading(st_upconn_t *u)
+{
+    if (u->reading || u->state == ST_UP_CLOSING) return;
+    if (uv_read_start((uv_stream_t *)&u->tcp, on_alloc, on_read) == 0) u->reading = 1;
+}
+
+void st_upconn_pause(st_upconn_t *u)
+{
+    if (!u->reading) return;
+    uv_read_stop((uv_stream_t *)&u->tcp);
+    u->reading = 0;
+}
+
+void st_upconn_resume(st_upconn_t *u)
+{
+    start_reading(u);
+}
+
+void st_upconn_trim(st_upconn_t *u)
+{
+    if (u->rb.base && u->rb.parsed >= u->rb.filled) st_rbuf_put(&u->pool->w->rpool, &u->rb);
+}
+
+void st_upconn_set_timeout(st_upconn_t *u, uint64_t ms)
+{
+    if (u->state == ST_UP_CLOSING) return;
+    if (ms)
+        uv_timer_start(&u->timer, on_timer, ms, 0);
+    else
+        uv_timer_stop(&u->timer);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    st_upconn_t *u = req->data;
+    if (u->state == ST_UP_CLOSING) return;
+    if (status < 0) {
+        st_debug("msg=\"upstream connect failed\" upstream=%s err=%s", u->pool->addr->authority,
+                 uv_err_name(status));
+        fail(u, ST_UPFAIL_CONNECT);
+        return;
+    }
+    uv_timer_stop(&u->timer);
+    uv_tcp_nodelay(&u->tcp, 1);
+    u->state = ST_UP_ACTIVE;
+    start_reading(u);
+    u->ops->on_ready(u->owner, u);
+}
+
+int st_pool_acquire(st_pool_t *p, void *owner, const st_upstream_ops_t *ops, st_upconn_t **out)
+{
+    if (!st_list_empty(&p->idle)) {
+        st_upconn_t *u = st_list_entry(p->idle.prev, st_upconn_t, link); /* most recent */
+        st_list_remove(&u->link);
+        p->nidle--;
+        uv_timer_stop(&u->timer);
+        u->state = ST_UP_ACTIVE;
+        u->owner = owner;
+        u->ops = ops;
+        u->reused = 1;
+        start_reading(u);
+        *out = u;
+        return 1;
+    }
+    if (p->max_conns && p->nconns >= p->max_conns) return -1;
+    st_upconn_t *u = calloc(1, sizeof(*u));
+    if (!u) return -1;
+    u->pool = p;
+    u->owner = owner;
+    u->ops = ops;
+    u->state = ST_UP_CONNECTING;
+    st_list_init(&u->link);
+    uv_tcp_init(&p->w->loop, &u->tcp);
+    uv_timer_init(&p->w->loop, &u->timer);
+    u->tcp.data = u->timer.data = u->creq.data = u;
+    u->handles = 2;
+    p->nconns++;
+    int rc = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&p->addr->sa, on_connect);
+    if (rc != 0) {
+        /* synchronous failure: report it asynchronously like a refused connect */
+        st_debug("msg=\"upstream connect failed\" upstream=%s err=%s", p->addr->authority,
+                 uv_err_name(rc));
+        uv_timer_start(&u->timer, on_timer, 0, 0);
+    } else {
+        uv_timer_start(&u->timer, on_timer, p->connect_timeout_ms, 0);
+    }
+    *out = u;
+    return 0;
+}
+
+void st_upconn_release(st_upconn_t *u, int reusable)
+{
+    st_pool_t *p = u->pool;
+    if (u->state != ST_UP_ACTIVE || !reusable || p->nidle >= p->max_idle || p->w->stopping ||
+        (u->rb.base && u->rb.parsed < u->rb.filled)) {
+        st_upconn_close(u);
+        return;
+    }
+    u->owner = NULL;
+    u->ops = NULL;
+    u->state = ST_UP_IDLE;
+    u->rb.parsed = u->rb.filled = 0;
+    st_rbuf_put(&p->w->rpool, &u->rb);
+    st_list_push(&p->idle, &u->link);
+    p->nidle++;
+    start_reading(u);
+    uv_timer_start(&u->timer, on_timer, p->idle_timeout_ms, 0);
+}

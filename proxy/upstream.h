@@ -1,0 +1,99 @@
+/*
+ * upstream: connections to one upstream (primary, shadow or noise replica)
+ * and the per-worker pool that keeps idle ones for reuse.
+ *
+ * An st_upconn_t is borrowed by one owner at a time (a client exchange or a
+ * mirror leg), which gets events through a static ops table of its kind and
+ * drives the response parser itself. Idle connections keep reading so a close
+ * by the upstream is noticed at once and the connection leaves the pool.
+ *
+ *   CONNECTING --connected--> ACTIVE --release(reusable)--> IDLE --acquire--> ACTIVE
+ *        |                      |                              |
+ *        +------- fail ---------+--------- close --------------+--> CLOSING --> freed
+ */
+#ifndef ST_UPSTREAM_H
+#define ST_UPSTREAM_H
+
+#include <llhttp.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "config.h"
+#include "list.h"
+
+struct st_worker;
+typedef struct st_upconn st_upconn_t;
+
+/* Why a connection failed; also indexes st_uperr_names / st_shadow_err_names. */
+enum st_upfail {
+    ST_UPFAIL_CONNECT = 0,
+    ST_UPFAIL_TIMEOUT,
+    ST_UPFAIL_RESET,
+    ST_UPFAIL_PROTOCOL,
+    ST_UPFAIL_EOF
+};
+
+typedef struct {
+    /* The connection is ready for a request (connected, or taken from the pool
+     * when acquire returned 0 asynchronously). */
+    void (*on_ready)(void *owner, st_upconn_t *u);
+    /* New bytes are in u->rb[parsed, filled). The owner parses them. */
+    void (*on_data)(void *owner, st_upconn_t *u);
+    /* The connection failed or the upstream closed it. The owner must stop
+     * using it and call st_upconn_close() (it stays allocated until then). */
+    void (*on_fail)(void *owner, st_upconn_t *u, enum st_upfail why);
+} st_upstream_ops_t;
+
+enum st_upconn_state { ST_UP_CONNECTING = 0, ST_UP_ACTIVE, ST_UP_IDLE, ST_UP_CLOSING };
+
+typedef struct st_pool {
+    struct st_worker *w;
+    const st_addr_t *addr;
+    const char *name; /* "primary", "shadow", "noise" for logs */
+    st_list_t idle;   /* idle st_upconn_t, most recently used last */
+    size_t nidle, max_idle;
+    size_t nconns, max_conns; /* open connections; 0 = unbounded */
+    uint64_t connect_timeout_ms;
+    uint64_t idle_timeout_ms; /* idle pooled connections are closed after this */
+} st_pool_t;
+
+struct st_upconn {
+    uv_tcp_t tcp; /* data = this */
+    uv_connect_t creq;
+    uv_timer_t timer; /* connect timeout, then the owner's response timeout */
+    st_pool_t *pool;
+    st_list_t link; /* in pool->idle while IDLE */
+    enum st_upconn_state state;
+    int handles;     /* open libuv handles; freed when it reaches 0 */
+    int reading;     /* uv_read_start active */
+    int reused;      /* served at least one earlier request */
+    st_rbuf_t rb;    /* read buffer, borrowed from the worker's rpool while needed */
+    llhttp_t parser; /* response parser, initialised by the owner */
+    void *owner;     /* NULL while idle */
+    const st_upstream_ops_t *ops;
+};
+
+void st_pool_init(st_pool_t *p, struct st_worker *w, const st_addr_t *addr, const char *name,
+                  size_t max_idle, size_t max_conns, uint64_t connect_timeout_ms,
+                  uint64_t idle_timeout_ms);
+/* Closes every idle connection (active ones are closed by their owners). */
+void st_pool_close_idle(st_pool_t *p);
+
+/* Borrows a connection for owner. Returns 1 with *out ready now (reused from
+ * the pool: on_ready is NOT called), 0 with *out connecting (on_ready or
+ * on_fail follows), -1 when the pool is at max_conns or out of memory. */
+int st_pool_acquire(st_pool_t *p, void *owner, const st_upstream_ops_t *ops, st_upconn_t **out);
+/* Gives the connection back: kept idle when reusable and there is room,
+ * closed otherwise. The owner must not touch it afterwards. */
+void st_upconn_release(st_upconn_t *u, int reusable);
+/* Closes the connection; the owner must not touch it afterwards. */
+void st_upconn_close(st_upconn_t *u);
+/* (Re)arms the owner's timeout: on expiry on_fail(ST_UPFAIL_TIMEOUT). 0 stops it. */
+void st_upconn_set_timeout(st_upconn_t *u, uint64_t ms);
+void st_upconn_pause(st_upconn_t *u);  /* stop reading (backpressure) */
+void st_upconn_resume(st_upconn_t *u); /* start reading again */
+/* Returns the read buffer to the pool when it holds nothing unparsed. */
+void st_upconn_trim(st_upconn_t *u);
+
+#endif

@@ -1,0 +1,216 @@
+/*
+ * worker: set-up, the thread body, and drain / stop of one worker (see
+ * worker.h). A worker ends when it drained (no client, no mirror left) or
+ * was told to stop; its statistics get a last flush, every handle closes and
+ * its loop returns, then it tells the main thread through done_async.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+
+#include "client.h"
+#include "log.h"
+#include "tee.h"
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    st_worker_t *w = server->data;
+    if (status < 0) {
+        st_warn("msg=\"accept failed\" worker=%d err=%s", w->id, uv_err_name(status));
+        return;
+    }
+    st_client_accept(w);
+}
+
+static void on_closed_noop(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void on_stats_closed(void *arg)
+{
+    st_worker_t *w = arg;
+    w->stats = NULL;
+    uv_close((uv_handle_t *)&w->wake, on_closed_noop);
+}
+
+static int finishing(st_worker_t *w)
+{
+    return w->stopping > 1;
+}
+
+void st_worker_maybe_done(st_worker_t *w)
+{
+    if (!(w->draining || w->stopping) || finishing(w)) return;
+    if (w->nclients > 0 || !st_list_empty(&w->mirrors)) return;
+    w->stopping = 2; /* finishing: released upstream connections close */
+    st_pool_close_idle(&w->primary_pool);
+    st_pool_close_idle(&w->shadow_pool);
+    st_pool_close_idle(&w->noise_pool);
+    if (w->listener_open) {
+        uv_close((uv_handle_t *)&w->listener, on_closed_noop);
+        w->listener_open = 0;
+    }
+    if (w->stats)
+        st_stats_close(w->stats, on_stats_closed, w);
+    else
+        uv_close((uv_handle_t *)&w->wake, on_closed_noop);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    st_worker_t *w = a->data;
+    int cmd = atomic_load(&w->cmd);
+    if (finishing(w)) return;
+    if (cmd >= ST_CMD_DRAIN && !w->draining) {
+        w->draining = 1;
+        if (w->listener_open) {
+            uv_close((uv_handle_t *)&w->listener, on_closed_noop);
+            w->listener_open = 0;
+        }
+        st_pool_close_idle(&w->primary_pool);
+        st_client_drain_all(w, 0);
+    }
+    if (cmd == ST_CMD_STOP && !w->stopping) {
+        w->stopping = 1;
+        st_client_drain_all(w, 1);
+        st_tee_abort_all(w);
+    }
+    st_worker_maybe_done(w);
+}
+
+static int bind_listener(st_worker_t *w)
+{
+    const st_addr_t *a = &w->cfg->listen;
+    int rc = uv_tcp_init_ex(&w->loop, &w->listener, a->sa.ss_family);
+    if (rc) return rc;
+    w->listener.data = w;
+    w->listener_open = 1;
+    uv_os_fd_t fd;
+    rc = uv_fileno((uv_handle_t *)&w->listener, &fd);
+    if (rc) return rc;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) return -errno;
+    rc = uv_tcp_bind(&w->listener, (const struct sockaddr *)&a->sa, 0);
+    if (rc) return rc;
+    return uv_listen((uv_stream_t *)&w->listener, 1024, on_connection);
+}
+
+int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, const st_rules_t *rules,
+                   uv_async_t *done_async)
+{
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->cfg = cfg;
+    w->rules = rules;
+    w->done_async = done_async;
+    st_list_init(&w->clients);
+    st_list_init(&w->mirrors);
+    int rc = uv_loop_init(&w->loop);
+    if (rc) return rc;
+    if (st_rpool_init(&w->rpool, ST_RBUF_SIZE, 64) != 0) return UV_ENOMEM;
+    w->wfree = calloc(256, sizeof(*w->wfree));
+    if (!w->wfree) return UV_ENOMEM;
+    rc = uv_async_init(&w->loop, &w->wake, on_wake);
+    if (rc) return rc;
+    w->wake.data = w;
+    rc = bind_listener(w);
+    if (rc) {
+        st_error("msg=\"cannot listen\" addr=%s err=\"%s\"", cfg->listen.authority,
+                 uv_strerror(rc));
+        return rc;
+    }
+    size_t n = (size_t)cfg->workers;
+    w->mirror_cap = ((size_t)cfg->shadow_max_inflight + n - 1) / n;
+    w->mirror_mem_cap = cfg->mirror_memory_budget / n;
+    uint64_t idle = cfg->idle_timeout_ms < 30000 ? cfg->idle_timeout_ms : 30000;
+    st_pool_init(&w->primary_pool, w, &cfg->primary, "primary", (size_t)cfg->upstream_idle_conns, 0,
+                 cfg->upstream_connect_timeout_ms, idle);
+    st_pool_init(&w->shadow_pool, w, &cfg->shadow, "shadow", (size_t)cfg->shadow_idle_conns,
+                 w->mirror_cap, cfg->shadow_connect_timeout_ms, idle);
+    st_pool_init(&w->noise_pool, w, &cfg->noise, "noise", (size_t)cfg->shadow_idle_conns,
+                 w->mirror_cap, cfg->shadow_connect_timeout_ms, idle);
+    if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
+        w->rng = uv_hrtime() ^ ((uint64_t)(id + 1) << 32) ^ 0x9E3779B97F4A7C15ULL;
+    if (cfg->shadow.set && cfg->compare) {
+        w->endpoints = st_endpoint_set_new((size_t)cfg->max_endpoints);
+        st_stats_config_t sc;
+        st_stats_config_init(&sc);
+        sc.redis_host = cfg->redis_set ? cfg->redis_host : NULL;
+        sc.redis_port = cfg->redis_port;
+        sc.redis_password = cfg->redis_password[0] ? cfg->redis_password : NULL;
+        sc.redis_db = cfg->redis_db;
+        sc.service = cfg->service;
+        sc.flush_interval_ms = cfg->redis_flush_interval_ms;
+        sc.samples_per_endpoint = (size_t)cfg->samples_per_endpoint;
+        sc.max_endpoints = (size_t)cfg->max_endpoints;
+        sc.rules = rules;
+        w->stats = st_stats_new(&w->loop, &sc);
+        if (!w->endpoints || !w->stats) return UV_ENOMEM;
+    }
+    return 0;
+}
+
+static void worker_main(void *arg)
+{
+    st_worker_t *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_async_send(w->done_async);
+}
+
+int st_worker_start(st_worker_t *w)
+{
+    return uv_thread_create(&w->thread, worker_main, w);
+}
+
+void st_worker_command(st_worker_t *w, enum st_worker_cmd cmd)
+{
+    atomic_store(&w->cmd, cmd);
+    uv_async_send(&w->wake);
+}
+
+static void walk_close(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, on_closed_noop);
+}
+
+void st_worker_join(st_worker_t *w)
+{
+    uv_thread_join(&w->thread);
+    if (uv_loop_close(&w->loop) != 0) { /* should not happen: close what is left */
+        uv_walk(&w->loop, walk_close, NULL);
+        uv_run(&w->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&w->loop);
+    }
+    while (w->nwfree)
+        free(w->wfree[--w->nwfree]);
+    free(w->wfree);
+    st_rpool_deinit(&w->rpool);
+    if (w->endpoints) st_endpoint_set_free(w->endpoints);
+}
+
+/* xorshift64*: fast, per worker, not for secrets. */
+uint64_t st_worker_random(st_worker_t *w)
+{
+    uint64_t x = w->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rng = x;
+    return x * 2685821657736338717ULL;
+}
+
+void st_worker_request_id(st_worker_t *w, char out[37])
+{
+    uint64_t a = st_worker_random(w), b = st_worker_random(w);
+    a = (a & ~0xF000ULL) | 0x4000ULL;                        /* version 4 */
+    b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL; /* variant */
+    snprintf(out, 37, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(a >> 32),
+             (unsigned)((a >> 16) & 0xFFFF), (unsigned)(a & 0xFFFF), (unsigned)(b >> 48),
+             (unsigned long long)(b & 0xFFFFFFFFFFFFULL));
+}

@@ -1,0 +1,83 @@
+/*
+ * worker: one thread with its own uv_loop, its own SO_REUSEPORT listener,
+ * its own upstream pools, buffers, metrics and statistics. Nothing on the
+ * request path is shared between workers, so nothing is locked. The main
+ * thread talks to a worker only through `cmd` + the `wake` async handle.
+ */
+#ifndef ST_WORKER_H
+#define ST_WORKER_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "config.h"
+#include "list.h"
+#include "metrics.h"
+#include "upstream.h"
+#include "shadowtee/comparator.h"
+#include "shadowtee/stats.h"
+
+#define ST_RBUF_SIZE (64 * 1024)
+
+enum st_worker_cmd { ST_CMD_NONE = 0, ST_CMD_DRAIN = 1, ST_CMD_STOP = 2 };
+
+typedef struct st_wbatch st_wbatch_t;
+
+typedef struct st_worker {
+    int id;
+    const st_config_t *cfg;
+    const st_rules_t *rules; /* shared, immutable */
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_tcp_t listener;
+    int listener_open;
+    uv_async_t wake;        /* main -> worker: look at cmd */
+    _Atomic int cmd;        /* enum st_worker_cmd */
+    uv_async_t *done_async; /* worker -> main: this worker finished */
+    int draining;
+    int stopping;
+
+    st_metrics_t metrics;
+    st_rpool_t rpool;    /* ST_RBUF_SIZE read buffers */
+    st_wbatch_t **wfree; /* free list of heap write batches */
+    size_t nwfree;
+
+    st_pool_t primary_pool;
+    st_pool_t shadow_pool;
+    st_pool_t noise_pool;
+
+    st_list_t clients; /* st_client_t */
+    size_t nclients;
+    st_list_t mirrors; /* st_mirror_t alive (in flight or waiting for the primary) */
+    size_t mirrors_inflight;
+    size_t mirror_mem;          /* bytes of mirror copies held */
+    size_t mirror_cap;          /* this worker's share of --shadow-max-inflight */
+    size_t mirror_mem_cap;      /* this worker's share of --mirror-memory-budget */
+    uint64_t shadow_down_until; /* uv_now before which the shadow is treated as down */
+    uint64_t shadow_backoff_ms;
+
+    uint64_t rng;      /* xorshift64* state */
+    st_stats_t *stats; /* comparison statistics + Redis sink, NULL without --shadow */
+    st_endpoint_set_t *endpoints;
+} st_worker_t;
+
+/* Sets up the worker (loop, listener, pools) on the calling thread. 0 or a
+ * negative libuv error with a message logged. */
+int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, const st_rules_t *rules,
+                   uv_async_t *done_async);
+/* Runs the loop on a new thread. */
+int st_worker_start(st_worker_t *w);
+/* Asks the worker to drain (stop accepting, finish in-flight) or stop now. */
+void st_worker_command(st_worker_t *w, enum st_worker_cmd cmd);
+/* Joins the thread and frees everything (after done_async fired). */
+void st_worker_join(st_worker_t *w);
+
+uint64_t st_worker_random(st_worker_t *w);
+/* Writes a fresh request id (UUID v4 form, 36 chars + NUL) into out. */
+void st_worker_request_id(st_worker_t *w, char out[37]);
+/* Called by clients and mirrors when they go away; finishes a drain. */
+void st_worker_maybe_done(st_worker_t *w);
+
+#endif
