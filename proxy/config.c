@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -258,6 +259,16 @@ static int parse_redis(st_config_t *cfg, const char *s)
     return 0;
 }
 
+/* HTTP methods llhttp knows, by number (llhttp_method_name aborts on others). */
+static const struct {
+    int num;
+    const char *name;
+} http_methods[] = {
+#define ST_METHOD_ROW(num, name, string) {num, #string},
+    HTTP_METHOD_MAP(ST_METHOD_ROW)
+#undef ST_METHOD_ROW
+};
+
 static int parse_methods(const char *s, uint64_t *mask)
 {
     if (strcmp(s, "*") == 0 || strcasecmp(s, "all") == 0) {
@@ -266,14 +277,14 @@ static int parse_methods(const char *s, uint64_t *mask)
     }
     uint64_t m = 0;
     char buf[512];
+    if (strlen(s) >= sizeof(buf)) return -1;
     snprintf(buf, sizeof(buf), "%s", s);
     char *save = NULL;
     for (char *tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
         int found = 0;
-        for (int i = 0; i < 64; i++) {
-            const char *name = llhttp_method_name((llhttp_method_t)i);
-            if (name && strcmp(name, "<unknown>") != 0 && strcasecmp(name, tok) == 0) {
-                m |= 1ULL << i;
+        for (size_t i = 0; i < sizeof(http_methods) / sizeof(http_methods[0]); i++) {
+            if (http_methods[i].num < 64 && strcasecmp(http_methods[i].name, tok) == 0) {
+                m |= 1ULL << http_methods[i].num;
                 found = 1;
                 break;
             }
