@@ -76,7 +76,7 @@ static int is_id_segment(const char *s, size_t n)
 }
 
 /* 1 when the template ("/users/{name}") matches path[0..len) segment by
- * segment; a {placeholder} matches any one segment. */
+ * segment; a {placeholder} matches any one non-empty segment. */
 static int template_matches(const char *tpl, const char *path, size_t len)
 {
     const char *t = tpl, *p = path, *pend = path + len;
@@ -88,7 +88,7 @@ static int template_matches(const char *tpl, const char *path, size_t len)
         const char *pe = memchr(p, '/', (size_t)(pend - p));
         size_t pl = pe ? (size_t)(pe - p) : (size_t)(pend - p);
         int brace = tl >= 2 && t[0] == '{' && t[tl - 1] == '}';
-        if (!brace && (tl != pl || memcmp(t, p, tl) != 0)) return 0;
+        if (brace ? pl == 0 : (tl != pl || memcmp(t, p, tl) != 0)) return 0;
         if (!te || !pe) return !te && !pe;
         t = te + 1;
         p = pe + 1;

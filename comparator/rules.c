@@ -688,7 +688,7 @@ static int endpoint_matches(const endpoint_rule_t *e, const char *key)
         const char *end = strchr(p, '/');
         size_t sl = end ? (size_t)(end - p) : strlen(p);
         const char *rs = e->segs[i];
-        if (!is_brace_segment(rs) && (strlen(rs) != sl || memcmp(rs, p, sl) != 0)) return 0;
+        if (is_brace_segment(rs) ? sl == 0 : (strlen(rs) != sl || memcmp(rs, p, sl) != 0)) return 0;
         p = end ? end + 1 : NULL;
     }
     return p == NULL || e->tail_any;
