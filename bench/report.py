@@ -1,0 +1,215 @@
+#!/usr/bin/python3
+"""Prints the markdown report of one bench run.
+
+    report.py RESULTS_DIR
+
+RESULTS_DIR is what bench/run.sh wrote: results.tsv (one row per measured
+wrk run: section, shape, target, shadow, conns, wrk output file, proxy CPU
+us/request, note), skipped.tsv (section, reason), notes.txt and, when it
+ran, cmp_bench.txt. Ratios are computed here, between rows of the same run.
+"""
+import os
+import re
+import sys
+
+UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+P99_GOAL = 1.10  # client p99 with a slow/blackholed shadow vs no mirroring
+TEE_GOAL = 2.0   # shadowtee mirroring req/s vs nginx + mirror
+
+SHADOW_NAMES = {"-": "", "none": "no mirroring", "fast": "fast", "slow": "slow (200 ms)",
+                "blackhole": "blackhole", "mirror": "fast, mirror only",
+                "compare": "fast, mirror + compare + Redis"}
+
+
+def parse_wrk(path):
+    """Returns a dict with rps, requests, p50/p99 (ms), errors; missing
+    figures are None (e.g. wrk failed)."""
+    out = {"rps": None, "requests": None, "p50": None, "p99": None, "errors": 0}
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return out
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if m:
+        out["rps"] = float(m.group(1))
+    m = re.search(r"^\s*(\d+) requests in", text, re.M)
+    if m:
+        out["requests"] = int(m.group(1))
+    for pct, value, unit in re.findall(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.M):
+        out["p" + pct] = float(value) * UNIT_MS[unit]
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        out["errors"] += sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        out["errors"] += int(m.group(1))
+    return out
+
+
+def read_rows(d):
+    rows = []
+    with open(os.path.join(d, "results.tsv")) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 8:
+                continue
+            section, shape, target, shadow, conns, wrk, cpu, note = parts[:8]
+            row = {"section": section, "shape": shape, "target": target, "shadow": shadow,
+                   "conns": int(conns), "cpu": None if cpu == "-" else float(cpu), "note": note}
+            row.update(parse_wrk(os.path.join(d, wrk)))
+            if row["requests"] is not None and row["requests"] < 2 * row["conns"]:
+                # wrk only reports requests that finished: a stalled target
+                # shows few requests and flattering percentiles
+                row["note"] = "; ".join(x for x in (note, "< 2 requests per connection: stalled?") if x)
+            rows.append(row)
+    return rows
+
+
+def find(rows, **key):
+    for r in rows:
+        if all(r[k] == v for k, v in key.items()):
+            return r
+    return None
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fmt_ratio(value, label):
+    return None if value is None else "%.2f× %s" % (value, label)
+
+
+def fmt(v, spec):
+    return "—" if v is None else spec % v
+
+
+def references(rows, r):
+    """Returns [(row, label)] that row r is compared with."""
+    refs = []
+    if r["section"] == "core":
+        same = dict(section="core", shape=r["shape"], conns=r["conns"])
+        if r["target"] != "direct":
+            refs.append((find(rows, target="direct", **same), "direct"))
+        if r["target"] == "shadowtee":
+            refs.append((find(rows, target="nginx", **same), "nginx"))
+    elif r["section"] == "tee":
+        base = find(rows, section="tee", target="shadowtee", shadow="none", conns=r["conns"])
+        if r["target"] == "shadowtee" and r["shadow"] != "none":
+            refs.append((base, "shadowtee no-mirror"))
+            refs.append((find(rows, section="tee", target="nginx-mirror", shadow=r["shadow"],
+                              conns=r["conns"]), "nginx+mirror"))
+        elif r["target"] == "nginx-mirror":
+            refs.append((base, "shadowtee no-mirror"))
+    elif r["section"] == "cmp" and r["shadow"] == "compare":
+        refs.append((find(rows, section="cmp", shadow="mirror", conns=r["conns"]), "mirror only"))
+    return [(ref, label) for ref, label in refs if ref is not None]
+
+
+def table(rows):
+    head = ["section", "shape", "target", "shadow", "conns", "req/s", "p50 ms", "p99 ms", "errors",
+            "CPU µs/req", "req/s ratio", "p99 ratio", "note"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        refs = references(rows, r)
+        rps = [fmt_ratio(ratio(r["rps"], ref["rps"]), label) for ref, label in refs]
+        p99 = [fmt_ratio(ratio(r["p99"], ref["p99"]), label) for ref, label in refs]
+        target = {"nginx-mirror": "nginx+mirror"}.get(r["target"], r["target"])
+        cells = [r["section"], r["shape"], target, SHADOW_NAMES.get(r["shadow"], r["shadow"]),
+                 str(r["conns"]), fmt(r["rps"], "%.0f"), fmt(r["p50"], "%.3f"), fmt(r["p99"], "%.3f"),
+                 str(r["errors"]), fmt(r["cpu"], "%.1f"),
+                 " · ".join(x for x in rps if x) or "—", " · ".join(x for x in p99 if x) or "—",
+                 r["note"] or ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def clean(r):
+    """1 when a run finished without socket errors or non-2xx answers; wrk
+    leaves timed-out requests out of its percentiles, so a p99 from a run
+    with timeouts flatters the target."""
+    return r["errors"] == 0 and r["rps"] is not None and not r["note"]
+
+
+def verdict(ok, *runs):
+    if not all(clean(r) for r in runs):
+        return "FAIL (errors or timeouts in the run)"
+    return "PASS" if ok else "FAIL"
+
+
+def goals(rows):
+    """Issue 3's goals: shadowtee mirroring req/s >= 2x nginx + mirror (judged
+    at c32, the throughput case; c4 is shown too) and client p99 with a slow
+    or blackholed shadow within 10% of no mirroring (c4, the latency case,
+    and c32)."""
+    out = []
+    for conns in (32, 4):
+        for shadow in ("fast", "slow", "blackhole"):
+            st = find(rows, section="tee", target="shadowtee", shadow=shadow, conns=conns)
+            ng = find(rows, section="tee", target="nginx-mirror", shadow=shadow, conns=conns)
+            v = ratio(st and st["rps"], ng and ng["rps"])
+            if v is not None:
+                out.append("- tee req/s, shadow %s, c%d: shadowtee / nginx+mirror = %.2f (goal ≥ %.1f): %s"
+                           % (shadow, conns, v, TEE_GOAL, verdict(v >= TEE_GOAL, st)))
+    for conns in (4, 32):
+        base = find(rows, section="tee", target="shadowtee", shadow="none", conns=conns)
+        for shadow in ("slow", "blackhole"):
+            st = find(rows, section="tee", target="shadowtee", shadow=shadow, conns=conns)
+            v = ratio(st and st["p99"], base and base["p99"])
+            if v is not None:
+                out.append("- tee client p99, shadow %s, c%d: %.3f ms vs %.3f ms without mirroring = %.2f "
+                           "(goal ≤ %.2f): %s" % (shadow, conns, st["p99"], base["p99"], v, P99_GOAL,
+                                                   verdict(v <= P99_GOAL, st, base)))
+    mirror = find(rows, section="cmp", shadow="mirror")
+    compare = find(rows, section="cmp", shadow="compare")
+    v = ratio(compare and compare["rps"], mirror and mirror["rps"])
+    if v is not None:
+        out.append("- cmp: req/s with comparison + Redis / mirroring only = %.2f (no fixed goal)" % v)
+    for r in rows:
+        if not clean(r):
+            out.append("- warning: %s/%s/%s/%s c%d: %d socket errors or non-2xx%s" % (
+                r["section"], r["shape"], r["target"], r["shadow"], r["conns"], r["errors"],
+                "; " + r["note"] if r["note"] else ""))
+    return out
+
+
+def read_lines(path):
+    try:
+        with open(path, errors="replace") as f:
+            return [line.rstrip("\n") for line in f if line.strip()]
+    except OSError:
+        return []
+
+
+def main(argv):
+    if len(argv) != 1 or not os.path.isfile(os.path.join(argv[0], "results.tsv")):
+        print("usage: report.py RESULTS_DIR (a bench/run.sh results dir with results.tsv)", file=sys.stderr)
+        return 2
+    d = argv[0]
+    rows = read_rows(d)
+    out = ["# shadowtee bench (%s)" % os.path.basename(os.path.normpath(d)), ""]
+    out += ["- " + n for n in read_lines(os.path.join(d, "notes.txt"))]
+    out.append("")
+    if rows:
+        out += table(rows)
+    else:
+        out.append("(no measurement ran)")
+    g = goals(rows)
+    if g:
+        out += ["", "## Goals and warnings", ""] + g
+    skipped = read_lines(os.path.join(d, "skipped.tsv"))
+    if skipped:
+        out += ["", "## Skipped", ""]
+        out += ["- %s skipped: %s" % tuple(s.split("\t", 1)) if "\t" in s else "- " + s for s in skipped]
+    cmp_text = read_lines(os.path.join(d, "cmp_bench.txt"))
+    if cmp_text:
+        out += ["", "## cmp_bench (comparator micro-benchmark)", "", "```"] + cmp_text + ["```"]
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

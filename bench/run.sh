@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# shadowtee benchmark: one run measures, side by side on this machine,
+#   core  the upstream direct, through shadowtee and through nginx (keep-alive
+#         reverse proxy), unpinned and in the sidecar shape (proxy + upstream
+#         on core 0, wrk on core 1), with proxy CPU microseconds per request;
+#   tee   shadowtee mirroring 100% to a fast, a 200 ms and a blackholed shadow
+#         next to nginx + ngx_http_mirror_module to the same shadows;
+#   cmp   mirroring with comparison + Redis against mirroring only, and
+#         build/cmp_bench when it can be built.
+# See bench/README.md. Options (environment):
+#   BENCH_DURATION=10s  measured seconds per wrk run (plain seconds: "8" or "8s")
+#   BENCH_WARMUP=1s     wrk warm-up before each measured run
+#   BENCH_QUICK=1       3 s runs: a smoke test of the whole script
+#   BENCH_SECTIONS="core tee cmp"   which sections to run
+#   BENCH_NGINX_MIRROR_TIMEOUT=1s   nginx mirror leg connect/read timeout
+#   BENCH_COMPARE_RULES=FILE        rules for the cmp case (default: "{}")
+#   SHADOWTEE_BUILD=build           where shadowtee and libstcmp.a are
+# Output: stdout, bench/results/run-<time>/ (raw wrk output, logs) and
+# bench/results/latest.md (the final table).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+BENCH_ROOT=$ROOT
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+
+secs_of() {
+    local v=${1%s}
+    [[ $v =~ ^[1-9][0-9]*$ ]] || bench_die "$2 must be whole seconds like 8 or 8s, got '$1'"
+    echo "$v"
+}
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+    BENCH_SECS=3
+    BENCH_WARMUP_SECS=1
+else
+    BENCH_SECS=$(secs_of "${BENCH_DURATION:-10s}" BENCH_DURATION)
+    BENCH_WARMUP_SECS=$(secs_of "${BENCH_WARMUP:-1s}" BENCH_WARMUP)
+fi
+SECTIONS=" ${BENCH_SECTIONS:-core tee cmp} "
+MIRROR_TIMEOUT=${BENCH_NGINX_MIRROR_TIMEOUT:-1s}
+BUILD=${SHADOWTEE_BUILD:-$ROOT/build}
+case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+ST=$BUILD/shadowtee
+BODY='{"id":42,"model":"bench","scores":[0.12,0.34,0.54],"ok":true}'
+ECHO_MODULE=/usr/lib/nginx/modules/ngx_http_echo_module.so
+BENCH_WRK_CPUS=
+
+for tool in wrk nginx taskset curl ps awk; do
+    command -v "$tool" >/dev/null || bench_die "$tool is missing (bash scripts/deps.sh installs it)"
+done
+[ -x "$BENCH_PY" ] || bench_die "$BENCH_PY is missing"
+[ "$(nproc)" -ge 2 ] || bench_die "needs 2 cores for the pinned shape, have $(nproc)"
+
+BENCH_WORK=$(mktemp -d /tmp/shadowtee-bench.XXXXXX)
+chmod 755 "$BENCH_WORK" # nginx workers may run as nobody
+BENCH_OUT=$ROOT/bench/results/run-$(date +%Y%m%d-%H%M%S)
+mkdir -p "$BENCH_OUT/wrk" "$BENCH_OUT/logs"
+: >"$BENCH_OUT/results.tsv"
+: >"$BENCH_OUT/skipped.tsv"
+: >"$BENCH_OUT/notes.txt"
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    bench_stop_all
+    find "$BENCH_WORK" -name '*.log' -size +0 | while read -r f; do
+        cp "$f" "$BENCH_OUT/logs/$(echo "${f#"$BENCH_WORK"/}" | tr / _)"
+    done
+    rm -rf "$BENCH_WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Ports are picked once, all distinct (about 30 are used).
+mapfile -t P < <(bench_free_ports 64)
+next_port() {
+    [ ${#P[@]} -gt 0 ] || bench_die "ran out of pre-picked free ports (raise the count in run.sh)"
+    NEXT_PORT=${P[0]}
+    P=("${P[@]:1}")
+}
+
+bench_note "duration ${BENCH_SECS}s per run after ${BENCH_WARMUP_SECS}s warm-up; $(nproc) cores ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)); $(nginx -v 2>&1 | sed 's/.*: //'); wrk $(wrk -v 2>&1 | awk 'NR==1{print $2}')"
+bench_note "upstream: nginx return 200 with a ${#BODY}-byte JSON body; all servers on 127.0.0.1, keep-alive"
+
+ST_OK=0
+if [ -x "$ST" ]; then
+    ST_OK=1
+    bench_note "shadowtee: $ST ($(git -C "$ROOT" log -1 --format='%h %cd' --date=short -- proxy 2>/dev/null || echo '?'))"
+else
+    ST_WHY="$ST is not built (make)"
+fi
+
+# -------------------------------------------------------------- core ----
+# core_shape SHAPE PROXY_CPUS WRK_CPUS WORKERS
+core_shape() {
+    local shape=$1 cpus=$2 wrk_cpus=$3 workers=$4
+    local up_port st_port st_admin ng_port up_pid st_pid=- ng_pid c
+    next_port; up_port=$NEXT_PORT
+    next_port; st_port=$NEXT_PORT
+    next_port; st_admin=$NEXT_PORT
+    next_port; ng_port=$NEXT_PORT
+    BENCH_WRK_CPUS=$wrk_cpus
+    bench_nginx "core-$shape-upstream" upstream.conf "$cpus" "$up_port" "WORKERS=$workers" "BODY=$BODY"
+    up_pid=$BENCH_LAST_PID
+    if [ "$ST_OK" = 1 ]; then
+        if bench_shadowtee "core-$shape-shadowtee" "$ST" "$cpus" "$st_port" "$st_admin" \
+            --primary "127.0.0.1:$up_port" --workers "$workers" --log-level warn; then
+            st_pid=$BENCH_LAST_PID
+        else
+            bench_skip "core/$shape/shadowtee" "$BENCH_FAIL_REASON"
+        fi
+    else
+        bench_skip "core/$shape/shadowtee" "$ST_WHY"
+    fi
+    bench_nginx "core-$shape-nginx" proxy.conf "$cpus" "$ng_port" "WORKERS=$workers" "UPSTREAM_PORT=$up_port"
+    ng_pid=$BENCH_LAST_PID
+    for c in 32 4; do
+        bench_measure core "$shape" direct - "$c" "http://127.0.0.1:$up_port/" -
+        [ "$st_pid" = - ] || bench_measure core "$shape" shadowtee - "$c" "http://127.0.0.1:$st_port/" "$st_pid"
+        bench_measure core "$shape" nginx - "$c" "http://127.0.0.1:$ng_port/" "$ng_pid"
+    done
+    bench_stop "$ng_pid"
+    [ "$st_pid" = - ] || bench_stop "$st_pid"
+    bench_stop "$up_pid"
+    BENCH_WRK_CPUS=
+}
+
+if [[ $SECTIONS == *" core "* ]]; then
+    core_shape unpinned - "" 2
+    core_shape sidecar 0 1 1
+fi
+
+# --------------------------------------------------------- tee + cmp ----
+# Shared by tee and cmp: one upstream and three shadows, all unpinned.
+TEE_UP=
+TEE_FAST=
+declare -A SHADOW_PORT=()
+tee_env_start() {
+    next_port; TEE_UP=$NEXT_PORT
+    bench_nginx tee-upstream upstream.conf - "$TEE_UP" WORKERS=2 "BODY=$BODY"
+    next_port; TEE_FAST=$NEXT_PORT
+    SHADOW_PORT[fast]=$TEE_FAST
+    bench_nginx tee-shadow-fast upstream.conf - "$TEE_FAST" WORKERS=2 "BODY=$BODY"
+    next_port; SHADOW_PORT[slow]=$NEXT_PORT
+    if [ -r "$ECHO_MODULE" ]; then
+        bench_nginx tee-shadow-slow shadow_delay.conf - "${SHADOW_PORT[slow]}" \
+            "ECHO_MODULE=$ECHO_MODULE" DELAY=0.2 "BODY=$BODY"
+        bench_note "slow shadow: nginx echo_sleep 0.2 (timer, keep-alive)"
+    else
+        bench_start tee-shadow-slow "$BENCH_PY" "$ROOT/bench/shadows.py" delay "${SHADOW_PORT[slow]}" --delay-ms 200
+        bench_wait_http "http://127.0.0.1:${SHADOW_PORT[slow]}/" "$BENCH_LAST_PID" ||
+            bench_die "slow shadow did not start: $(tail -n 3 "$BENCH_WORK/tee-shadow-slow.log")"
+        bench_note "slow shadow: bench/shadows.py delay 200 ms (asyncio; no nginx echo module)"
+    fi
+    next_port; SHADOW_PORT[blackhole]=$NEXT_PORT
+    bench_start tee-shadow-blackhole "$BENCH_PY" "$ROOT/bench/shadows.py" blackhole "${SHADOW_PORT[blackhole]}"
+    bench_wait_port "${SHADOW_PORT[blackhole]}" "$BENCH_LAST_PID" ||
+        bench_die "blackhole did not start: $(tail -n 3 "$BENCH_WORK/tee-shadow-blackhole.log")"
+    bench_note "blackhole shadow: bench/shadows.py blackhole (accepts, reads, never answers)"
+}
+
+# st_case SECTION SHADOW CONNS... -- SHADOWTEE_ARGS...: one shadowtee
+# instance measured at each CONNS, then stopped.
+st_case() {
+    local section=$1 shadow=$2 conns=() c port admin
+    shift 2
+    while [ "$1" != -- ]; do conns+=("$1"); shift; done
+    shift
+    next_port; port=$NEXT_PORT
+    next_port; admin=$NEXT_PORT
+    if ! bench_shadowtee "$section-shadowtee-$shadow" "$ST" - "$port" "$admin" \
+        --primary "127.0.0.1:$TEE_UP" --workers 2 --log-level warn "$@"; then
+        bench_skip "$section/shadowtee/$shadow" "$BENCH_FAIL_REASON"
+        return 1
+    fi
+    local pid=$BENCH_LAST_PID
+    for c in "${conns[@]}"; do
+        bench_measure "$section" unpinned shadowtee "$shadow" "$c" "http://127.0.0.1:$port/" "$pid"
+    done
+    bench_stop "$pid"
+}
+
+ng_mirror_case() {
+    local shadow=$1 port c
+    next_port; port=$NEXT_PORT
+    bench_nginx "tee-nginx-mirror-$shadow" proxy_mirror.conf - "$port" WORKERS=2 \
+        "UPSTREAM_PORT=$TEE_UP" "SHADOW_PORT=${SHADOW_PORT[$shadow]}" "MIRROR_TIMEOUT=$MIRROR_TIMEOUT"
+    local pid=$BENCH_LAST_PID
+    for c in 32 4; do
+        bench_measure tee unpinned nginx-mirror "$shadow" "$c" "http://127.0.0.1:$port/" "$pid"
+    done
+    bench_stop "$pid"
+}
+
+if [[ $SECTIONS == *" tee "* || $SECTIONS == *" cmp "* ]]; then
+    tee_env_start
+fi
+
+if [[ $SECTIONS == *" tee "* ]]; then
+    bench_note "nginx mirror leg: keep-alive upstream, connect/send/read timeout $MIRROR_TIMEOUT"
+    if [ "$ST_OK" = 1 ]; then
+        st_case tee none 32 4 -- || true
+    else
+        bench_skip "tee/shadowtee" "$ST_WHY"
+    fi
+    for shadow in fast slow blackhole; do
+        if [ "$ST_OK" = 1 ]; then
+            st_case tee "$shadow" 32 4 -- --shadow "127.0.0.1:${SHADOW_PORT[$shadow]}" --mirror-percent 100 || true
+        fi
+        ng_mirror_case "$shadow"
+    done
+fi
+
+cmp_redis() {
+    local exe port pid rules
+    exe=$(command -v redis-server) || { bench_skip cmp/redis "redis-server is missing"; return 0; }
+    next_port; port=$NEXT_PORT
+    mkdir -p "$BENCH_WORK/redis"
+    bench_start cmp-redis "$exe" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$BENCH_WORK/redis"
+    pid=$BENCH_LAST_PID
+    bench_wait_port "$port" "$pid" || { bench_skip cmp/redis "redis-server did not start"; return 0; }
+    rules=${BENCH_COMPARE_RULES:-$BENCH_WORK/compare-rules.json}
+    [ -n "${BENCH_COMPARE_RULES:-}" ] || echo '{}' >"$rules"
+    local mirror=(--shadow "127.0.0.1:$TEE_FAST" --mirror-percent 100)
+    st_case cmp mirror 32 -- "${mirror[@]}" || true
+    if st_case cmp compare 32 -- "${mirror[@]}" --redis "127.0.0.1:$port" --service bench \
+        --compare-rules "$rules"; then
+        local keys
+        keys=$(redis-cli -p "$port" --scan --pattern 'shadowtee:*' 2>/dev/null | wc -l || echo '?')
+        bench_note "cmp: Redis held $keys shadowtee:* keys after the compare run"
+    fi
+    bench_stop "$pid"
+}
+
+cmp_microbench() {
+    local src=$ROOT/bench/cmp_bench.c lib=$BUILD/libstcmp.a bin=$BUILD/cmp_bench
+    if [ ! -f "$src" ]; then bench_skip cmp_bench "bench/cmp_bench.c is not there yet"; return 0; fi
+    if [ ! -f "$lib" ]; then bench_skip cmp_bench "$lib is not built (make)"; return 0; fi
+    # shellcheck disable=SC2046
+    if ! cc -O2 -std=c11 -D_GNU_SOURCE -Iinclude "$src" "$lib" $(pkg-config --cflags --libs jansson) -lm \
+        -o "$bin" 2>"$BENCH_OUT/logs/cmp_bench-build.log"; then
+        bench_skip cmp_bench "build failed: $(head -n 2 "$BENCH_OUT/logs/cmp_bench-build.log" | tr '\n' ' ')"
+        return 0
+    fi
+    bench_log "run cmp_bench"
+    local rc=0
+    timeout -k 5 300 "$bin" >"$BENCH_OUT/cmp_bench.txt" 2>&1 || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        bench_skip cmp_bench "cmp_bench failed (exit $rc): $(tail -n 2 "$BENCH_OUT/cmp_bench.txt" | tr '\n' ' ')"
+    fi
+}
+
+if [[ $SECTIONS == *" cmp "* ]]; then
+    if [ "$ST_OK" = 1 ]; then cmp_redis; else bench_skip "cmp/redis" "$ST_WHY"; fi
+    cmp_microbench
+fi
+
+bench_stop_all
+"$BENCH_PY" "$ROOT/bench/report.py" "$BENCH_OUT" >"$BENCH_OUT/report.md"
+cp "$BENCH_OUT/report.md" "$ROOT/bench/results/latest.md"
+cat "$BENCH_OUT/report.md"
+bench_log "saved bench/results/latest.md and ${BENCH_OUT#"$ROOT"/}/"
