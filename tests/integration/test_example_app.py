@@ -3,6 +3,7 @@ free loopback ports, started with /usr/bin/python3, v1 and v2 side by side."""
 import json
 import math
 import os
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -184,3 +185,44 @@ def test_bad_model_version_exits_with_message():
     r = subprocess.run([PY, APP, "--port", str(free_port())], env=dict(os.environ, MODEL_VERSION="v3"),
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "MODEL_VERSION must be one of v1|v2" in r.stderr
+
+
+# ---- end to end: the example behind the real proxy, compared with rules.json --
+
+
+def test_rules_behind_shadowtee(apps, shadowtee, redis_server, procs):
+    """v1 primary, v2 shadow, a v1 noise replica, rules.json: the only
+    divergence Redis records is the label flip, on exactly the inputs above
+    the threshold; score noise, timestamps and model_version never count."""
+    import time
+    import redis as redislib
+
+    if not os.path.exists(os.path.join(os.environ.get("SHADOWTEE_BUILD", os.path.join(ROOT, "build")), "shadowtee")):
+        pytest.skip("build/shadowtee is not built: end-to-end rules check NOT run")
+    noise_port = free_port()
+    procs([PY, APP, "--port", str(noise_port)], env={"MODEL_VERSION": "v1"}, wait_ports=(noise_port,))
+    proxy = shadowtee(primary="127.0.0.1:%d" % apps["v1"].port, shadow="127.0.0.1:%d" % apps["v2"].port,
+                      noise_upstream="127.0.0.1:%d" % noise_port, mirror_percent=100, compare_rules=RULES,
+                      redis="127.0.0.1:%d" % redis_server.port, service="example-e2e")
+    inputs = INPUTS + [[0.8], [0.74], {"instances": [[0.1], [0.9, 1.0]]}]
+    want_diverged = sum(1 for f in inputs if (f[0] if isinstance(f, list) else max(i[0] for i in f["instances"])) > FLIP)
+    for f in inputs:
+        body = f if isinstance(f, dict) else {"features": f}
+        status, out = call(proxy.port, "/predict", body)
+        assert status == 200 and out["model_version"] == "v1"  # the client always gets the stable answer
+    r = redislib.Redis(host="127.0.0.1", port=redis_server.port)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        counts = {}
+        for k in r.scan_iter("shadowtee:{example-e2e}:ep:*:counts"):
+            for f, v in r.hgetall(k).items():
+                counts[f.decode()] = counts.get(f.decode(), 0) + int(v)
+        if counts.get("compared", 0) >= len(inputs):
+            break
+        time.sleep(0.05)
+    assert counts.get("compared") == len(inputs), counts
+    assert counts.get("diverged") == want_diverged and counts.get("errors", 0) == 0, counts
+    paths = {}
+    for k in r.scan_iter("shadowtee:{example-e2e}:ep:*:paths"):
+        paths.update({f.decode(): int(v) for f, v in r.hgetall(k).items()})
+    assert paths and all(re.fullmatch(r"value\|\$\.predictions\[\d+\]\.label", p) for p in paths), paths
