@@ -122,6 +122,30 @@ def test_validator_cli_without_schemas_says_so(tmp_path):
     assert "no JSON schemas at %s" % tmp_path in r.stderr
 
 
+@pytest.mark.parametrize("env", list(ENVS))
+def test_sidecar_args_are_accepted_by_the_binary(env, procs):
+    """The rendered sidecar args start the real build/shadowtee (addresses
+    moved to loopback ports, the shadow Service name to localhost since it
+    only resolves in the cluster, the rules path to the repo's file): flag
+    names and value formats are the binary's, not a guess."""
+    import urllib.request
+    from conftest import free_port
+    binary = os.path.join(BUILD, "shadowtee")
+    if not os.path.exists(binary):
+        pytest.skip("%s is not built: sidecar args NOT checked against the binary" % binary)
+    args = list(sidecar(rendered(env))["args"])
+    flags = vk.parse_args(args)
+    port, admin = free_port(), free_port()
+    swap = {flags["--listen"]: "127.0.0.1:%d" % port, flags["--admin"]: "127.0.0.1:%d" % admin,
+            flags["--shadow"]: "localhost:%s" % flags["--shadow"].rsplit(":", 1)[1],
+            flags["--compare-rules"]: RULES}
+    argv = [binary] + [swap.get(a, a) for a in args]
+    p = procs(argv, wait_ports=(port, admin), ours=True)
+    with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % admin, timeout=5) as r:
+        assert r.status == 200
+    assert p.stop() == 0
+
+
 # ---- the strict loader -----------------------------------------------------
 
 
