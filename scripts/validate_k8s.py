@@ -87,7 +87,8 @@ def load_documents(text, source="<input>"):
 
 
 def kubectl_path():
-    return os.environ.get("KUBECTL") or shutil.which("kubectl")
+    """$KUBECTL or kubectl on PATH, if executable; else None."""
+    return shutil.which(os.environ.get("KUBECTL") or "kubectl")
 
 
 def render(env_dir):
