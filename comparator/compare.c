@@ -293,7 +293,7 @@ static int sniffs_json(const char *s, size_t len)
     return 0;
 }
 
-static char *describe_not_json(const char *body, size_t len, const char *why)
+static char *describe_not_json(size_t len, const char *why)
 {
     char tmp[STC_VALUE_MAX + 1];
     if (len == 0)
@@ -304,9 +304,45 @@ static char *describe_not_json(const char *body, size_t len, const char *why)
     return stc_text_dup(tmp, strlen(tmp));
 }
 
-static void diff_bodies(const stc_policy_t *pol, const st_response_t *a, const st_response_t *b,
-                        stc_sink_t *sink)
+/* A body as st_compare sees it: parsed at most once, on first need, so the
+ * primary's tree serves both the noise and the shadow comparison. */
+typedef struct {
+    const st_response_t *r;
+    int try_json; /* declared or sniffed as JSON */
+    int parsed;   /* stc_json_parse ran (st, j, err are set) */
+    stc_parse_status_t st;
+    json_t *j;
+    char err[160];
+} body_t;
+
+static void body_init(body_t *b, const st_response_t *r)
 {
+    b->r = r;
+    b->try_json = declares_json(r) || sniffs_json(r->body, r->body_len);
+    b->parsed = 0;
+    b->st = STC_PARSE_INVALID;
+    b->j = NULL;
+    b->err[0] = '\0';
+}
+
+static void body_parse(body_t *b, size_t max_depth)
+{
+    if (b->parsed) return;
+    b->parsed = 1;
+    if (b->try_json && b->r->body_len)
+        b->st =
+            stc_json_parse(b->r->body, b->r->body_len, max_depth, &b->j, b->err, sizeof(b->err));
+}
+
+static void body_deinit(body_t *b)
+{
+    json_decref(b->j);
+    b->j = NULL;
+}
+
+static void diff_bodies(const stc_policy_t *pol, body_t *ba, body_t *bb, stc_sink_t *sink)
+{
+    const st_response_t *a = ba->r, *b = bb->r;
     if (a->body_truncated || b->body_truncated) {
         char *ta = NULL, *tb = NULL;
         if (stc_sink_wants(sink)) {
@@ -322,39 +358,31 @@ static void diff_bodies(const stc_policy_t *pol, const st_response_t *a, const s
         return;
     }
     if (a->body_len == 0 && b->body_len == 0) return;
-    int try_a = declares_json(a) || sniffs_json(a->body, a->body_len);
-    int try_b = declares_json(b) || sniffs_json(b->body, b->body_len);
-    if (!try_a && !try_b) {
+    if (!ba->try_json && !bb->try_json) {
         stc_bytes_diff(a->body, a->body_len, b->body, b->body_len, ST_DIFF_BYTES, sink);
         return;
     }
-    json_t *ja = NULL, *jb = NULL;
-    char ea[160] = "", eb[160] = "";
-    stc_parse_status_t sa = STC_PARSE_INVALID, sb = STC_PARSE_INVALID;
-    if (try_a && a->body_len)
-        sa = stc_json_parse(a->body, a->body_len, pol->max_depth, &ja, ea, sizeof(ea));
-    if (try_b && b->body_len)
-        sb = stc_json_parse(b->body, b->body_len, pol->max_depth, &jb, eb, sizeof(eb));
+    body_parse(ba, pol->max_depth);
+    body_parse(bb, pol->max_depth);
+    stc_parse_status_t sa = ba->st, sb = bb->st;
     if (sa == STC_PARSE_NOMEM || sb == STC_PARSE_NOMEM) {
         sink->failed = 1;
     } else if (sa == STC_PARSE_TOO_DEEP || sb == STC_PARSE_TOO_DEEP) {
         stc_bytes_diff(a->body, a->body_len, b->body, b->body_len, ST_DIFF_TOO_DEEP, sink);
     } else if (sa == STC_PARSE_OK && sb == STC_PARSE_OK) {
-        stc_json_diff(pol, ja, jb, sink);
+        stc_json_diff(pol, ba->j, bb->j, sink);
     } else if (sa == STC_PARSE_OK || sb == STC_PARSE_OK) {
         char *ta = NULL, *tb = NULL;
         if (stc_sink_wants(sink)) {
-            ta = sa == STC_PARSE_OK ? stc_json_text(ja)
-                                    : describe_not_json(a->body, a->body_len, try_a ? ea : NULL);
-            tb = sb == STC_PARSE_OK ? stc_json_text(jb)
-                                    : describe_not_json(b->body, b->body_len, try_b ? eb : NULL);
+            ta = sa == STC_PARSE_OK ? stc_json_text(ba->j)
+                                    : describe_not_json(a->body_len, ba->try_json ? ba->err : NULL);
+            tb = sb == STC_PARSE_OK ? stc_json_text(bb->j)
+                                    : describe_not_json(b->body_len, bb->try_json ? bb->err : NULL);
         }
         stc_sink_add(sink, ST_DIFF_INVALID_JSON, "$body", ta, tb, 0);
     } else {
         stc_bytes_diff(a->body, a->body_len, b->body, b->body_len, ST_DIFF_BYTES, sink);
     }
-    json_decref(ja);
-    json_decref(jb);
 }
 
 /* ---- headers ------------------------------------------------------------- */
@@ -531,21 +559,21 @@ out:
 
 /* ---- st_compare ---------------------------------------------------------- */
 
-static void compare_pair(const st_rules_t *rules, const stc_policy_t *pol, const st_response_t *a,
-                         const st_response_t *b, stc_sink_t *sink)
+static void compare_pair(const st_rules_t *rules, const stc_policy_t *pol, body_t *a, body_t *b,
+                         stc_sink_t *sink)
 {
-    if (a->status != b->status) {
+    if (a->r->status != b->r->status) {
         char *ta = NULL, *tb = NULL;
         if (stc_sink_wants(sink)) {
             char t[32];
-            snprintf(t, sizeof(t), "%d", a->status);
+            snprintf(t, sizeof(t), "%d", a->r->status);
             ta = stc_text_dup(t, strlen(t));
-            snprintf(t, sizeof(t), "%d", b->status);
+            snprintf(t, sizeof(t), "%d", b->r->status);
             tb = stc_text_dup(t, strlen(t));
         }
         stc_sink_add(sink, ST_DIFF_STATUS, "status", ta, tb, 0);
     }
-    diff_headers(rules, pol, a, b, sink);
+    diff_headers(rules, pol, a->r, b->r, sink);
     diff_bodies(pol, a, b, sink);
 }
 
@@ -565,15 +593,22 @@ int st_compare(const st_rules_t *rules, const char *endpoint, const st_response_
     stc_policy_t pol;
     stc_rules_policy(rules, endpoint, &pol);
 
+    body_t bp, bs, bn;
+    body_init(&bp, primary);
+    body_init(&bs, shadow);
     stc_sink_t ns, s;
     stc_sink_init(&ns, STC_NOISE_PATHS_MAX, 1);
     stc_sink_init(&s, STC_ENTRIES_MAX, 0);
     if (usable(noise)) {
-        compare_pair(rules, &pol, primary, noise, &ns);
+        body_init(&bn, noise);
+        compare_pair(rules, &pol, &bp, &bn, &ns);
+        body_deinit(&bn);
         s.noise = ns.entries;
         s.nnoise = ns.nentries;
     }
-    compare_pair(rules, &pol, primary, shadow, &s);
+    compare_pair(rules, &pol, &bp, &bs, &s);
+    body_deinit(&bp);
+    body_deinit(&bs);
     int failed = s.failed || ns.failed;
     stc_sink_deinit(&ns);
 
