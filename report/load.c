@@ -1,0 +1,553 @@
+/*
+ * load.c: reads one service's keys from Redis (synchronous hiredis, bounded
+ * timeouts) into an rpt_model_t. The keys and fields are the schema in
+ * docs/ARCHITECTURE.md ("Redis key schema"), written by comparator/stats.c.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "model.h"
+
+#define CONNECT_TIMEOUT_S 3
+#define COMMAND_TIMEOUT_S 10
+#define SCAN_MAX_ROUNDS   100000 /* SCAN iterations before giving up */
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* ---- address ----------------------------------------------------------- */
+
+static int parse_port(const char *s, int *port)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < 1 || v > 65535) return -1;
+    *port = (int)v;
+    return 0;
+}
+
+int rpt_parse_redis(const char *text, rpt_redis_addr_t *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    out->port = 6379;
+    char *copy = strdup(text), *hostport = copy;
+    if (!copy) return fail(err, errlen, "out of memory");
+    if (strncmp(copy, "redis://", 8) == 0) {
+        hostport = copy + 8;
+        char *slash = strchr(hostport, '/');
+        if (slash) {
+            *slash = '\0';
+            char *end;
+            long db = strtol(slash + 1, &end, 10);
+            if (slash[1] && (*end || db < 0 || db > 1000000)) {
+                fail(err, errlen, "--redis %s: bad database number '%s'", text, slash + 1);
+                free(copy);
+                return -1;
+            }
+            out->db = (int)db;
+        }
+        char *at = strrchr(hostport, '@');
+        if (at) {
+            *at = '\0';
+            char *colon = strchr(hostport, ':');
+            if (colon) {
+                *colon = '\0';
+                if (*hostport) out->user = strdup(hostport);
+                out->password = strdup(colon + 1);
+            } else {
+                out->password = strdup(hostport);
+            }
+            hostport = at + 1;
+        }
+    } else if (strstr(copy, "://")) {
+        free(copy);
+        return fail(err, errlen, "--redis %s: only redis:// URLs are supported", text);
+    }
+    char *colon = strrchr(hostport, ':');
+    if (colon) {
+        *colon = '\0';
+        if (parse_port(colon + 1, &out->port) != 0) {
+            rpt_redis_addr_free(out);
+            free(copy);
+            return fail(err, errlen, "--redis %s: bad port", text);
+        }
+    }
+    if (!*hostport) {
+        rpt_redis_addr_free(out);
+        free(copy);
+        return fail(err, errlen, "--redis %s: missing host", text);
+    }
+    out->host = strdup(hostport);
+    free(copy);
+    return 0;
+}
+
+void rpt_redis_addr_free(rpt_redis_addr_t *a)
+{
+    free(a->host);
+    free(a->user);
+    free(a->password);
+    memset(a, 0, sizeof(*a));
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static uint64_t to_u64(const redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_STRING) return 0;
+    long long v = atoll(r->str);
+    return v > 0 ? (uint64_t)v : 0;
+}
+
+/* A reply of HGETALL: elements in pairs. */
+static int is_pairs(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ARRAY && r->elements % 2 == 0;
+}
+
+static void tally_field(rpt_tally_t *t, const char *f, uint64_t v)
+{
+    if (!strcmp(f, "compared"))
+        t->compared += v;
+    else if (!strcmp(f, "matched"))
+        t->matched += v;
+    else if (!strcmp(f, "diverged"))
+        t->diverged += v;
+    else if (!strcmp(f, "noise"))
+        t->noise += v;
+    else if (!strcmp(f, "errors"))
+        t->errors += v;
+    else if (!strcmp(f, "timeouts"))
+        t->timeouts += v;
+}
+
+static int load_counts(rpt_endpoint_t *ep, const redisReply *r)
+{
+    for (size_t i = 0; is_pairs(r) && i < r->elements; i += 2) {
+        const char *f = r->element[i]->str;
+        uint64_t v = to_u64(r->element[i + 1]);
+        tally_field(&ep->t, f, v);
+        int rc = 0;
+        if (!strncmp(f, "kind:", 5))
+            rc = rpt_counts_add(&ep->kinds, f + 5, NULL, v);
+        else if (!strncmp(f, "error:", 6))
+            rc = rpt_counts_add(&ep->reasons, f + 6, NULL, v);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+/* "<kind>|<path>" fields. */
+static int load_paths(rpt_counts_t *c, const redisReply *r)
+{
+    for (size_t i = 0; is_pairs(r) && i < r->elements; i += 2) {
+        const char *f = r->element[i]->str, *bar = strchr(f, '|');
+        if (!bar) continue;
+        char kind[64];
+        snprintf(kind, sizeof(kind), "%.*s", (int)(bar - f), f);
+        if (rpt_counts_add(c, bar + 1, kind, to_u64(r->element[i + 1])) != 0) return -1;
+    }
+    rpt_counts_sort(c);
+    return 0;
+}
+
+static int load_hist(rpt_hist_t *h, const redisReply *r)
+{
+    for (size_t i = 0; is_pairs(r) && i < r->elements; i += 2) {
+        const char *f = r->element[i]->str, *v = r->element[i + 1]->str;
+        if (!strcmp(f, "count"))
+            h->count = (uint64_t)atoll(v);
+        else if (!strcmp(f, "sum_ms"))
+            h->sum_ms = atof(v);
+        else if (!strcmp(f, "+Inf"))
+            h->inf += (uint64_t)atoll(v);
+        else {
+            char *end;
+            double b = strtod(f, &end);
+            if (*end == '\0' && b > 0 && rpt_hist_put(h, b, (uint64_t)atoll(v)) != 0) return -1;
+        }
+    }
+    return 0;
+}
+
+static int load_samples(rpt_endpoint_t *ep, const redisReply *r, int64_t since_ms)
+{
+    ep->samples = json_array();
+    if (!ep->samples) return -1;
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        json_t *s = json_loadb(r->element[i]->str, r->element[i]->len, 0, NULL);
+        if (!json_is_object(s)) {
+            json_decref(s);
+            continue; /* not ours: skipped rather than trusted */
+        }
+        json_int_t t = json_integer_value(json_object_get(s, "time_ms"));
+        if (since_ms && t < since_ms) {
+            json_decref(s);
+            continue;
+        }
+        json_object_set_new(s, "endpoint", json_string(ep->name));
+        json_array_append_new(ep->samples, s);
+    }
+    return 0;
+}
+
+static void endpoint_free(rpt_endpoint_t *ep)
+{
+    free(ep->name);
+    rpt_counts_free(&ep->paths);
+    rpt_counts_free(&ep->noise_paths);
+    rpt_counts_free(&ep->kinds);
+    rpt_counts_free(&ep->reasons);
+    rpt_hist_free(&ep->lat_primary);
+    rpt_hist_free(&ep->lat_shadow);
+    json_decref(ep->samples);
+}
+
+void rpt_model_free(rpt_model_t *m)
+{
+    for (size_t i = 0; i < m->neps; i++)
+        endpoint_free(&m->eps[i]);
+    free(m->eps);
+    free(m->service);
+    free(m->timeline);
+    rpt_hist_free(&m->lat_primary);
+    rpt_hist_free(&m->lat_shadow);
+    memset(m, 0, sizeof(*m));
+}
+
+/* Escapes glob characters for SCAN MATCH. */
+static void glob_escape(const char *in, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (; *in && o + 3 < outlen; in++) {
+        if (strchr("*?[]\\", *in)) out[o++] = '\\';
+        out[o++] = *in;
+    }
+    out[o] = '\0';
+}
+
+/* Collects up to `max` service names that have a meta key (for hints). */
+static void known_services(redisContext *c, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    unsigned long long cursor = 0;
+    size_t found = 0, used = 0;
+    for (int round = 0; round < 1000; round++) {
+        redisReply *r = redisCommand(c, "SCAN %llu MATCH shadowtee:{*}:meta COUNT 1000", cursor);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            freeReplyObject(r);
+            return;
+        }
+        cursor = strtoull(r->element[0]->str, NULL, 10);
+        const redisReply *keys = r->element[1];
+        for (size_t i = 0; i < keys->elements && found < 10; i++) {
+            const char *k = keys->element[i]->str, *open = strchr(k, '{');
+            const char *close = strstr(k, "}:meta");
+            if (!open || !close || close < open) continue;
+            int n = snprintf(out + used, outlen - used, "%s'%.*s'", found ? ", " : "",
+                             (int)(close - open - 1), open + 1);
+            if (n > 0 && (size_t)n < outlen - used) used += (size_t)n;
+            found++;
+        }
+        freeReplyObject(r);
+        if (cursor == 0 || found >= 10) return;
+    }
+}
+
+/* ---- minute buckets ---------------------------------------------------- */
+
+static int minute_cmp(const void *a, const void *b)
+{
+    const rpt_minute_t *x = a, *y = b;
+    return x->minute < y->minute ? -1 : x->minute > y->minute;
+}
+
+static rpt_endpoint_t *find_ep(rpt_model_t *m, const char *name)
+{
+    for (size_t i = 0; i < m->neps; i++)
+        if (!strcmp(m->eps[i].name, name)) return &m->eps[i];
+    return NULL;
+}
+
+/* Loads every "minute:M" key in the window (SCAN, then pipelined HGETALL):
+ * builds the timeline and, with --since, the endpoints' window tallies. */
+static int load_minutes(redisContext *c, const char *prefix, int64_t since_min, rpt_model_t *m,
+                        char *err, size_t errlen)
+{
+    char pat[1200];
+    glob_escape(prefix, pat, sizeof(pat) - 16);
+    strcat(pat, "minute:*");
+    int64_t *mins = NULL;
+    size_t nmins = 0, cap = 0;
+    unsigned long long cursor = 0;
+    int rc = -1, rounds = 0;
+    do {
+        redisReply *r = redisCommand(c, "SCAN %llu MATCH %s COUNT 1000", cursor, pat);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            fail(err, errlen, "redis SCAN failed: %s", r ? (r->str ? r->str : "?") : c->errstr);
+            freeReplyObject(r);
+            goto done;
+        }
+        cursor = strtoull(r->element[0]->str, NULL, 10);
+        const redisReply *keys = r->element[1];
+        for (size_t i = 0; i < keys->elements; i++) {
+            const char *k = keys->element[i]->str + strlen(prefix) + strlen("minute:");
+            char *end;
+            long long mn = strtoll(k, &end, 10);
+            if (*end || mn < since_min) continue;
+            if (nmins == cap) {
+                size_t ncap = cap ? cap * 2 : 64;
+                int64_t *n = realloc(mins, ncap * sizeof(*n));
+                if (!n) {
+                    freeReplyObject(r);
+                    goto done;
+                }
+                mins = n;
+                cap = ncap;
+            }
+            mins[nmins++] = mn;
+        }
+        freeReplyObject(r);
+    } while (cursor != 0 && ++rounds < SCAN_MAX_ROUNDS);
+
+    m->timeline = calloc(nmins ? nmins : 1, sizeof(*m->timeline));
+    if (!m->timeline) goto done;
+    for (size_t i = 0; i < nmins; i++)
+        redisAppendCommand(c, "HGETALL %sminute:%lld", prefix, (long long)mins[i]);
+    for (size_t i = 0; i < nmins; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+            fail(err, errlen, "redis: %s", c->errstr);
+            goto done;
+        }
+        rpt_minute_t *mt = &m->timeline[m->ntimeline++];
+        mt->minute = mins[i];
+        for (size_t k = 0; is_pairs(r) && k < r->elements; k += 2) {
+            const char *f = r->element[k]->str, *bar = strchr(f, '|');
+            if (!bar) continue;
+            rpt_endpoint_t *ep = find_ep(m, bar + 1);
+            if (!ep) continue; /* filtered out by --endpoint */
+            char counter[32];
+            snprintf(counter, sizeof(counter), "%.*s", (int)(bar - f), f);
+            uint64_t v = to_u64(r->element[k + 1]);
+            tally_field(&mt->t, counter, v);
+            if (since_min) tally_field(&ep->t, counter, v);
+        }
+        freeReplyObject(r);
+    }
+    qsort(m->timeline, m->ntimeline, sizeof(*m->timeline), minute_cmp);
+    for (size_t i = 0; i < m->ntimeline; i++) {
+        rpt_tally_t *t = &m->timeline[i].t;
+        uint64_t other = t->diverged + t->noise + t->errors;
+        t->matched = t->compared > other ? t->compared - other : 0;
+    }
+    rc = 0;
+done:
+    free(mins);
+    return rc;
+}
+
+/* ---- main load --------------------------------------------------------- */
+
+static int ep_rank(const void *a, const void *b)
+{
+    const rpt_endpoint_t *x = a, *y = b;
+    double rx = rpt_ratio(x->t.diverged, rpt_comparable(&x->t));
+    double ry = rpt_ratio(y->t.diverged, rpt_comparable(&y->t));
+    if (rx != ry) return rx < ry ? 1 : -1;
+    if (x->t.compared != y->t.compared) return x->t.compared < y->t.compared ? 1 : -1;
+    return strcmp(x->name, y->name);
+}
+
+static redisContext *connect_redis(const rpt_redis_addr_t *a, char *err, size_t errlen)
+{
+    struct timeval tv = {CONNECT_TIMEOUT_S, 0};
+    redisContext *c = redisConnectWithTimeout(a->host, a->port, tv);
+    if (!c || c->err) {
+        fail(err, errlen, "cannot connect to Redis at %s:%d: %s", a->host, a->port,
+             c ? c->errstr : "out of memory");
+        redisFree(c);
+        return NULL;
+    }
+    struct timeval ctv = {COMMAND_TIMEOUT_S, 0};
+    redisSetTimeout(c, ctv);
+    redisReply *r = NULL;
+    if (a->password) {
+        r = a->user ? redisCommand(c, "AUTH %s %s", a->user, a->password)
+                    : redisCommand(c, "AUTH %s", a->password);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            fail(err, errlen, "Redis at %s:%d refused AUTH: %s", a->host, a->port,
+                 r ? r->str : c->errstr);
+            goto fail;
+        }
+        freeReplyObject(r);
+    }
+    if (a->db) {
+        r = redisCommand(c, "SELECT %d", a->db);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            fail(err, errlen, "Redis at %s:%d: SELECT %d failed: %s", a->host, a->port, a->db,
+                 r ? r->str : c->errstr);
+            goto fail;
+        }
+        freeReplyObject(r);
+    }
+    r = redisCommand(c, "PING");
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        fail(err, errlen, "Redis at %s:%d: %s", a->host, a->port, r ? r->str : c->errstr);
+        goto fail;
+    }
+    freeReplyObject(r);
+    return c;
+fail:
+    freeReplyObject(r);
+    redisFree(c);
+    return NULL;
+}
+
+int rpt_load(const rpt_options_t *opt, rpt_model_t *m, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof(*m));
+    redisContext *c = connect_redis(&opt->redis, err, errlen);
+    if (!c) return -1;
+    int rc = -1;
+    redisReply *meta = NULL, *members = NULL;
+    char prefix[1024];
+    snprintf(prefix, sizeof(prefix), "shadowtee:{%s}:", opt->service);
+    m->service = strdup(opt->service);
+    m->since_s = opt->since_s;
+    meta = redisCommand(c, "HGETALL %smeta", prefix);
+    members = redisCommand(c, "SMEMBERS %sendpoints", prefix);
+    if (!is_pairs(meta) || !members || members->type != REDIS_REPLY_ARRAY) {
+        fail(err, errlen, "redis: cannot read %smeta: %s", prefix,
+             meta && meta->str ? meta->str : c->errstr);
+        goto done;
+    }
+    if (meta->elements == 0 && members->elements == 0) {
+        char hint[600];
+        known_services(c, hint, sizeof(hint));
+        fail(err, errlen, "no data for service '%s' in Redis %s:%d db %d (no key %smeta)%s%s",
+             opt->service, opt->redis.host, opt->redis.port, opt->redis.db, prefix,
+             hint[0] ? "; services with data: " : "; no shadowtee data in this database", hint);
+        goto done;
+    }
+    const char *bounds = NULL;
+    for (size_t i = 0; i < meta->elements; i += 2) {
+        const char *f = meta->element[i]->str;
+        if (!strcmp(f, "hist_bounds_ms"))
+            bounds = meta->element[i + 1]->str;
+        else if (!strcmp(f, "first_seen_ms"))
+            m->first_seen_ms = atoll(meta->element[i + 1]->str);
+        else if (!strcmp(f, "last_seen_ms"))
+            m->last_seen_ms = atoll(meta->element[i + 1]->str);
+    }
+    m->eps = calloc(members->elements ? members->elements : 1, sizeof(*m->eps));
+    if (!m->eps) goto done;
+    for (size_t i = 0; i < members->elements; i++) {
+        const char *name = members->element[i]->str;
+        if (opt->endpoint && strcmp(opt->endpoint, name) != 0) continue;
+        m->eps[m->neps++].name = strdup(name);
+    }
+    if (opt->endpoint && m->neps == 0) {
+        char list[800];
+        size_t used = 0;
+        list[0] = '\0';
+        for (size_t i = 0; i < members->elements && used + 4 < sizeof(list); i++) {
+            int n = snprintf(list + used, sizeof(list) - used, "%s'%s'", i ? ", " : "",
+                             members->element[i]->str);
+            if (n > 0)
+                used += (size_t)n < sizeof(list) - used ? (size_t)n : sizeof(list) - used - 1;
+        }
+        fail(err, errlen, "endpoint '%s' has no data for service '%s'; known endpoints: %s",
+             opt->endpoint, opt->service, list);
+        goto done;
+    }
+    int64_t since_ms = opt->since_s ? opt->now_ms - opt->since_s * 1000 : 0;
+    static const char *const sfx[] = {"counts", "paths", "noise_paths", "lat:primary",
+                                      "lat:shadow"};
+    for (size_t i = 0; i < m->neps; i++) {
+        const char *n = m->eps[i].name;
+        for (size_t k = 0; k < 5; k++)
+            redisAppendCommand(c, "HGETALL %sep:%s:%s", prefix, n, sfx[k]);
+        redisAppendCommand(c, "LRANGE %sep:%s:samples 0 -1", prefix, n);
+    }
+    for (size_t i = 0; i < m->neps; i++) {
+        rpt_endpoint_t *ep = &m->eps[i];
+        redisReply *r[6] = {0};
+        int ok = 1;
+        for (size_t k = 0; k < 6; k++)
+            if (redisGetReply(c, (void **)&r[k]) != REDIS_OK) ok = 0;
+        /* every bound of the writer's histogram, so a bucket's lower edge is
+         * the previous bound even when that bucket is empty */
+        for (const char *b = bounds; ok && b && *b;) {
+            char *end;
+            double v = strtod(b, &end);
+            if (end == b) break;
+            if (v > 0 &&
+                (rpt_hist_put(&ep->lat_primary, v, 0) || rpt_hist_put(&ep->lat_shadow, v, 0)))
+                ok = 0;
+            b = *end == ',' ? end + 1 : end;
+        }
+        if (ok) {
+            rpt_tally_t all_time = {0};
+            ok = load_counts(ep, r[0]) == 0 && load_paths(&ep->paths, r[1]) == 0 &&
+                 load_paths(&ep->noise_paths, r[2]) == 0 &&
+                 load_hist(&ep->lat_primary, r[3]) == 0 && load_hist(&ep->lat_shadow, r[4]) == 0 &&
+                 load_samples(ep, r[5], since_ms) == 0;
+            rpt_counts_sort(&ep->kinds);
+            rpt_counts_sort(&ep->reasons);
+            if (since_ms) /* counts come from the minute buckets instead */
+                ep->t = all_time;
+        }
+        for (size_t k = 0; k < 6; k++)
+            freeReplyObject(r[k]);
+        if (!ok) {
+            fail(err, errlen, "redis: reading endpoint '%s' failed: %s", ep->name,
+                 c->err ? c->errstr : "bad reply");
+            goto done;
+        }
+    }
+    if (load_minutes(c, prefix, since_ms ? since_ms / 60000 : 0, m, err, errlen) != 0) goto done;
+    for (size_t i = 0; i < m->neps; i++) {
+        rpt_endpoint_t *ep = &m->eps[i];
+        if (since_ms) {
+            uint64_t other = ep->t.diverged + ep->t.noise + ep->t.errors;
+            ep->t.matched = ep->t.compared > other ? ep->t.compared - other : 0;
+        }
+        m->total.compared += ep->t.compared;
+        m->total.matched += ep->t.matched;
+        m->total.diverged += ep->t.diverged;
+        m->total.noise += ep->t.noise;
+        m->total.errors += ep->t.errors;
+        m->total.timeouts += ep->t.timeouts;
+        if (rpt_hist_add(&m->lat_primary, &ep->lat_primary) != 0 ||
+            rpt_hist_add(&m->lat_shadow, &ep->lat_shadow) != 0)
+            goto done;
+    }
+    qsort(m->eps, m->neps, sizeof(*m->eps), ep_rank);
+    m->window_start_ms = m->first_seen_ms;
+    m->window_end_ms = m->last_seen_ms;
+    if (since_ms) {
+        if (since_ms > m->window_start_ms) m->window_start_ms = since_ms;
+        if (m->window_end_ms < m->window_start_ms) m->window_end_ms = m->window_start_ms;
+    }
+    rc = 0;
+done:
+    freeReplyObject(meta);
+    freeReplyObject(members);
+    redisFree(c);
+    return rc;
+}
