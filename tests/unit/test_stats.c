@@ -16,7 +16,6 @@
 #include <jansson.h>
 
 #include "../../comparator/stats_internal.h"
-#include "stats_test_stubs.h"
 
 /* ---- helpers ----------------------------------------------------------- */
 

@@ -21,7 +21,6 @@
 #include <jansson.h>
 
 #include "../../comparator/stats_internal.h"
-#include "stats_test_stubs.h"
 
 static int64_t now_ms(void)
 {

@@ -22,7 +22,6 @@
 #include <hiredis/hiredis.h>
 
 #include "../../comparator/stats_internal.h"
-#include "stats_test_stubs.h"
 
 static int env_port(const char *name)
 {
