@@ -21,7 +21,7 @@ extern "C" {
 
 typedef struct st_rules st_rules_t; /* opaque, immutable once loaded */
 
-/* Loads rules from a JSON file (format documented in README.md).
+/* Loads rules from a JSON file (format documented in docs/RULES.md).
  * Returns 0 and sets *out, or -1 and writes one clear message into err
  * (e.g. "rules.json: $.endpoints[2].ignore: expected an array of strings"). */
 int st_rules_load(const char *path, st_rules_t **out, char *err, size_t errlen);
@@ -75,18 +75,18 @@ typedef struct {
 } st_response_t;
 
 typedef enum {
-    ST_DIFF_STATUS = 0,     /* status codes differ */
-    ST_DIFF_HEADER,         /* a header differs, is missing or extra (path "header:<name>") */
-    ST_DIFF_VALUE,          /* same JSON type, different value */
-    ST_DIFF_TYPE,           /* JSON type changed */
-    ST_DIFF_MISSING,        /* present in stable, missing in shadow */
-    ST_DIFF_EXTRA,          /* present in shadow only */
-    ST_DIFF_ARRAY_LEN,      /* arrays of different length */
-    ST_DIFF_BYTES,          /* non-JSON bodies differ (path "$body", offset in a/b) */
-    ST_DIFF_TOO_LARGE,      /* a body exceeded the capture limit: not compared */
-    ST_DIFF_INVALID_JSON,   /* one side is JSON, the other is not parseable */
-    ST_DIFF_TOO_DEEP,       /* nesting beyond the limit: compared as bytes */
-    ST_DIFF_ARGMAX,         /* argmax / top-k rule: winning class(es) differ */
+    ST_DIFF_STATUS = 0,   /* status codes differ */
+    ST_DIFF_HEADER,       /* a header differs, is missing or extra (path "header:<name>") */
+    ST_DIFF_VALUE,        /* same JSON type, different value */
+    ST_DIFF_TYPE,         /* JSON type changed */
+    ST_DIFF_MISSING,      /* present in stable, missing in shadow */
+    ST_DIFF_EXTRA,        /* present in shadow only */
+    ST_DIFF_ARRAY_LEN,    /* arrays of different length */
+    ST_DIFF_BYTES,        /* non-JSON bodies differ (path "$body", offset in a/b) */
+    ST_DIFF_TOO_LARGE,    /* a body exceeded the capture limit: not compared */
+    ST_DIFF_INVALID_JSON, /* one side is JSON, the other is not parseable */
+    ST_DIFF_TOO_DEEP,     /* nesting beyond the limit: compared as bytes */
+    ST_DIFF_ARGMAX,       /* argmax / top-k rule: winning class(es) differ */
     ST_DIFF_KIND_COUNT
 } st_diff_kind_t;
 
@@ -97,11 +97,13 @@ const char *st_diff_kind_name(st_diff_kind_t kind);
 
 typedef struct {
     st_diff_kind_t kind;
-    char *path;    /* JSONPath, e.g. "$.predictions[3].score"; "status"; "header:x-model" */
-    char *a;       /* stable value as compact JSON text (truncated to ~256 bytes), or NULL */
-    char *b;       /* shadow value, same */
-    double delta;  /* largest absolute numeric delta under this path (0 if none) */
-    int noise;     /* 1: the same path also differs between primary and noise replica */
+    char *path;   /* JSONPath, e.g. "$.predictions[3].score"; "status"; "header:x-model" */
+    char *a;      /* stable value as compact JSON text (truncated to ~256 bytes), or NULL
+                     when absent; for status/header/bytes/too_large/invalid_json entries a
+                     plain description ("200", header value, "offset 17 (length 40): ...") */
+    char *b;      /* shadow value, same */
+    double delta; /* largest absolute numeric delta under this path (0 if none) */
+    int noise;    /* 1: the same path also differs between primary and noise replica */
 } st_diff_entry_t;
 
 typedef enum {
