@@ -48,12 +48,17 @@ stc_parse_status_t stc_json_parse(const char *body, size_t len, size_t max_depth
         return STC_PARSE_TOO_DEEP;
     }
     size_t flags = JSON_DECODE_ANY | JSON_ALLOW_NUL;
+    /* jansson leaves the error unset when an early allocation fails */
+    memset(&jerr, 0, sizeof(jerr));
     json_t *j = json_loadb(body, len, flags, &jerr);
-    if (!j && json_error_code(&jerr) == json_error_numeric_overflow)
+    if (!j && json_error_code(&jerr) == json_error_numeric_overflow) {
         /* an integer beyond int64: compare this document's integers as doubles */
+        memset(&jerr, 0, sizeof(jerr));
         j = json_loadb(body, len, flags | JSON_DECODE_INT_AS_REAL, &jerr);
+    }
     if (!j) {
-        if (json_error_code(&jerr) == json_error_out_of_memory) return STC_PARSE_NOMEM;
+        if (jerr.text[0] == '\0' || json_error_code(&jerr) == json_error_out_of_memory)
+            return STC_PARSE_NOMEM;
         if (errbuf && errlen)
             snprintf(errbuf, errlen, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
         return STC_PARSE_INVALID;

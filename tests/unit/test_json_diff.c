@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "shadowtee/comparator.h"
 
@@ -788,6 +789,46 @@ static void test_mutated_inputs_are_handled(void **state)
     st_rules_free(r);
 }
 
+/* jansson allocations fail after `budget` calls (test-only allocator). */
+static long alloc_budget = -1;
+
+static void *failing_malloc(size_t n)
+{
+    if (alloc_budget == 0) return NULL;
+    if (alloc_budget > 0) alloc_budget--;
+    return malloc(n);
+}
+
+/* Whichever jansson allocation fails, st_compare returns 0 or -1, never
+ * crashes, and leaks nothing (checked under valgrind and ASan). */
+static void test_allocation_failures_are_reported(void **state)
+{
+    const char *a = "{\"p\":[{\"s\":[0.1,0.9],\"t\":[\"x\",\"y\"]}],\"m\":{\"e\":\"a@b\"},\"k\":1}";
+    const char *b = "{\"p\":[{\"s\":[0.9,0.1],\"t\":[\"y\",\"z\"]}],\"m\":{\"e\":\"c@d\"},\"n\":2}";
+    st_rules_t *r = rules_or_default("{\"defaults\":{\"argmax\":[\"$.p[*].s\"],"
+                                     "\"unordered\":[\"$..t\"],\"redact_paths\":[\"$.m.e\"]}}");
+    st_response_t ra = body_resp(a, strlen(a)), rb = body_resp(b, strlen(b));
+    st_diff_result_t res;
+    int failures = 0, successes = 0;
+    (void)state;
+    json_set_alloc_funcs(failing_malloc, free);
+    for (long budget = 0; budget < 400 && successes < 3; budget++) {
+        alloc_budget = budget;
+        int rc = st_compare(r, "GET /", &ra, &rb, &rb, &res);
+        assert_true(rc == 0 || rc == -1);
+        if (rc == 0 && alloc_budget > 0)
+            successes++; /* enough allocations: the normal result */
+        else if (rc == -1)
+            failures++;
+        st_diff_result_free(&res);
+    }
+    alloc_budget = -1;
+    json_set_alloc_funcs(malloc, free);
+    assert_true(failures > 0);
+    assert_true(successes > 0);
+    st_rules_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -814,6 +855,7 @@ int main(void)
         cmocka_unit_test(test_noise_beyond_entry_cap),
         cmocka_unit_test(test_verdicts),
         cmocka_unit_test(test_mutated_inputs_are_handled),
+        cmocka_unit_test(test_allocation_failures_are_reported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
