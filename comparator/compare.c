@@ -229,10 +229,10 @@ static char *bytes_window(const char *s, size_t len, size_t off)
     char *tmp = malloc(96 + (to - from) * 4);
     if (!tmp) return NULL;
     size_t n = (size_t)sprintf(tmp, "offset %zu (length %zu): \"", off, len);
-    n = escape_into(tmp, n, s + from, off - from);
+    if (len > 0) n = escape_into(tmp, n, s + from, off - from); /* s may be NULL when empty */
     memcpy(tmp + n, "\" \"", 3);
     n += 3;
-    n = escape_into(tmp, n, s + off, to - off);
+    if (len > 0) n = escape_into(tmp, n, s + off, to - off);
     tmp[n++] = '"';
     char *d = stc_text_dup(tmp, n);
     free(tmp);

@@ -105,7 +105,7 @@ static char *truncated_copy(const char *s, size_t len, size_t max_len, size_t *o
     size_t ml = strlen(marker);
     char *d = malloc(keep + ml + 1);
     if (!d) return NULL;
-    memcpy(d, s, keep);
+    if (keep > 0) memcpy(d, s, keep); /* s may be NULL when len is 0 */
     memcpy(d + keep, marker, ml + 1);
     *out_len = keep + ml;
     return d;

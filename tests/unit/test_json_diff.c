@@ -252,6 +252,23 @@ static void test_empty_bodies(void **state)
     };
     (void)state;
     RUN(cases);
+
+    /* a NULL body pointer with length 0 is an empty body */
+    st_response_t a = body_resp(NULL, 0), b = body_resp("ok", 2), c = body_resp(NULL, 0);
+    st_diff_result_t res;
+    assert_int_equal(st_compare(NULL, "GET /", &a, &c, NULL, &res), 0);
+    assert_int_equal(res.verdict, ST_VERDICT_MATCH);
+    st_diff_result_free(&res);
+    assert_int_equal(st_compare(NULL, "GET /", &a, &b, NULL, &res), 0);
+    assert_int_equal(res.nentries, 1);
+    assert_string_equal(res.entries[0].a, "offset 0 (length 0): \"\" \"\"");
+    assert_string_equal(res.entries[0].b, "offset 0 (length 2): \"\" \"ok\"");
+    st_diff_result_free(&res);
+    size_t out_len = 1;
+    char *red = st_redact_body(NULL, NULL, 0, 10, &out_len);
+    assert_non_null(red);
+    assert_int_equal(out_len, 0);
+    free(red);
 }
 
 static void test_binary_bodies(void **state)
