@@ -5,9 +5,10 @@
  *   - memcmp of the two bodies (the floor: a byte comparison),
  *   - jansson parse-only of both bodies (json_loadb + json_decref), which is
  *     the part of st_compare we cannot avoid.
- * Cases: identical responses (MATCH), a shadow that differs within
- * tolerance plus a few real divergences (DIVERGED), and the same with a
- * noise replica (two diffs per comparison).
+ * Cases: identical bytes (MATCH without parsing), a shadow within tolerance
+ * (MATCH), a shadow within tolerance plus a few real divergences (DIVERGED),
+ * and the same with a noise replica (two diffs per comparison, the primary
+ * parsed once).
  *
  *   cc -O2 -std=c11 -D_GNU_SOURCE -Iinclude bench/cmp_bench.c build/libstcmp.a \
  *      $(pkg-config --cflags --libs jansson) -lm -o build/cmp_bench
@@ -62,7 +63,8 @@ static double rnd(unsigned long long *s)
 
 /* variant 0: primary; 1: shadow (scores moved by ~1e-7 relative, within
  * tolerance, plus 3 real divergences); 2: noise replica (other timestamp and
- * request id, one real divergence of its own). */
+ * request id, one divergence that the shadow shares); 3: shadow within
+ * tolerance only (no real divergence). */
 static char *make_response(int npred, int variant, size_t *len)
 {
     sbuf_t b = {NULL, 0, 0};
@@ -71,6 +73,7 @@ static char *make_response(int npred, int variant, size_t *len)
     sb_printf(&b, "\"request_id\":\"%s\",\"timestamp\":%.3f,",
               variant == 0   ? "8d2f0c4e-1111"
               : variant == 1 ? "8d2f0c4e-2222"
+              : variant == 3 ? "8d2f0c4e-4444"
                              : "8d2f0c4e-3333",
               1717171717.123 + variant);
     sb_printf(&b, "\"predictions\":[");
@@ -199,6 +202,8 @@ int main(int argc, char **argv)
     size_t lp, ls, ln;
     char *bp = make_response(npred, 0, &lp), *bs = make_response(npred, 1, &ls);
     char *bn = make_response(npred, 2, &ln);
+    size_t lt;
+    char *bt = make_response(npred, 3, &lt);
     st_header_t hp[] = {{"Content-Type", 12, "application/json", 16},
                         {"Date", 4, "Mon, 01 Jan 2024 00:00:00 GMT", 29},
                         {"X-Model-Version", 15, "2024-06-01", 10},
@@ -210,6 +215,7 @@ int main(int argc, char **argv)
     st_response_t p = {200, hp, 4, bp, lp, 0, NULL};
     st_response_t s = {200, hs, 4, bs, ls, 0, NULL};
     st_response_t n = {200, hs, 4, bn, ln, 0, NULL};
+    st_response_t t = {200, hs, 4, bt, lt, 0, NULL};
     st_response_t same = p;
 
     printf("cmp_bench: %d predictions, primary %zu bytes, shadow %zu bytes, %.1f s per case max\n",
@@ -231,7 +237,12 @@ int main(int argc, char **argv)
     r.kind = RUN_COMPARE;
     r.s = &same;
     per_s = measure(&r, secs, &bytes, &v, &total);
-    report("st_compare identical -> match", per_s, bytes, parse_per_s);
+    report("st_compare identical bytes -> match (no parse)", per_s, bytes, parse_per_s);
+    if (v != ST_VERDICT_MATCH) fprintf(stderr, "unexpected verdict %s\n", st_verdict_name(v));
+
+    r.s = &t;
+    per_s = measure(&r, secs, &bytes, &v, &total);
+    report("st_compare within tolerance -> match", per_s, bytes, parse_per_s);
     if (v != ST_VERDICT_MATCH) fprintf(stderr, "unexpected verdict %s\n", st_verdict_name(v));
 
     r.s = &s;
@@ -255,6 +266,7 @@ int main(int argc, char **argv)
     free(bp);
     free(bs);
     free(bn);
+    free(bt);
     st_rules_free(rules);
     return 0;
 }

@@ -358,6 +358,8 @@ static void diff_bodies(const stc_policy_t *pol, body_t *ba, body_t *bb, stc_sin
         return;
     }
     if (a->body_len == 0 && b->body_len == 0) return;
+    /* identical bytes cannot differ in any way below: skip the parse */
+    if (a->body_len == b->body_len && memcmp(a->body, b->body, a->body_len) == 0) return;
     if (!ba->try_json && !bb->try_json) {
         stc_bytes_diff(a->body, a->body_len, b->body, b->body_len, ST_DIFF_BYTES, sink);
         return;

@@ -22,9 +22,17 @@ size_t stc_json_depth(const char *s, size_t len, size_t limit)
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
         if (c == '"') {
-            /* skip the string, honouring backslash escapes */
-            for (i++; i < len && s[i] != '"'; i++)
-                if (s[i] == '\\') i++;
+            /* skip the string: jump to each next quote, done when it is not
+             * escaped (preceded by an even number of backslashes) */
+            for (;;) {
+                const char *q = memchr(s + i + 1, '"', len - i - 1);
+                if (!q) return max;
+                i = (size_t)(q - s);
+                size_t bs = 0;
+                while (bs < i && s[i - 1 - bs] == '\\')
+                    bs++;
+                if (bs % 2 == 0) break;
+            }
         } else if (c == '{' || c == '[') {
             if (++depth > max) {
                 max = depth;

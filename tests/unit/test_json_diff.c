@@ -211,6 +211,8 @@ static void test_deep_nesting(void **state)
          "value $.a.b"},
         {"rules lower the limit: beyond", "{\"max_depth\":2}", "{\"a\":{\"b\":[1]}}",
          "{\"a\":{\"b\":[2]}}", "too_deep $body"},
+        {"escaped quotes and backslashes in strings", "{\"max_depth\":1}", "[\"\\\"[[[\\\\\", 1]",
+         "[\"\\\"[[[\\\\\", 2]", "value $[1]"},
         {"brackets inside strings do not count", "{\"max_depth\":1}", "[\"[[[[\"]", "[\"[[[[x\"]",
          "value $[0]"},
     };
