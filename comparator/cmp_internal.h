@@ -177,14 +177,18 @@ stc_parse_status_t stc_json_parse(const char *body, size_t len, size_t max_depth
  * limit + 1. */
 size_t stc_json_depth(const char *s, size_t len, size_t limit);
 
+/* Text of the value v found at path at[0..nat) for a/b: bounded compact
+ * JSON with the policy's redact paths applied ("[REDACTED]"). */
+char *stc_value_text(const stc_policy_t *pol, const json_t *v, const stc_seg_t *at, size_t nat);
+
 /* Structural diff of two parsed documents under a policy, into sink. */
 void stc_json_diff(const stc_policy_t *pol, const json_t *a, const json_t *b, stc_sink_t *sink);
 
 /* Byte comparison of two bodies: adds one `kind` entry (ST_DIFF_BYTES or
  * ST_DIFF_TOO_DEEP) at "$body" when they differ, with the first differing
- * offset and the bytes around it in a/b. */
+ * offset and (when show_bytes) the bytes around it in a/b. */
 void stc_bytes_diff(const char *a, size_t alen, const char *b, size_t blen, st_diff_kind_t kind,
-                    stc_sink_t *sink);
+                    int show_bytes, stc_sink_t *sink);
 
 /* ---- redaction --------------------------------------------------------- */
 

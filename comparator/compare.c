@@ -220,27 +220,32 @@ drop:
 
 /* ---- bodies -------------------------------------------------------------- */
 
-/* "offset 17 (length 40): "<8 bytes before>" "<24 bytes from the offset>"" */
-static char *bytes_window(const char *s, size_t len, size_t off)
+/* "offset 17 (length 40): "<8 bytes before>" "<24 bytes from the offset>"",
+ * or only "offset 17 (length 40)" when the bytes must not be shown. */
+static char *bytes_window(const char *s, size_t len, size_t off, int show)
 {
     size_t from = off > 8 ? off - 8 : 0;
     size_t to = off + 24 < len ? off + 24 : len;
     if (off > len) off = len;
     char *tmp = malloc(96 + (to - from) * 4);
     if (!tmp) return NULL;
-    size_t n = (size_t)sprintf(tmp, "offset %zu (length %zu): \"", off, len);
-    if (len > 0) n = escape_into(tmp, n, s + from, off - from); /* s may be NULL when empty */
-    memcpy(tmp + n, "\" \"", 3);
-    n += 3;
-    if (len > 0) n = escape_into(tmp, n, s + off, to - off);
-    tmp[n++] = '"';
+    size_t n = (size_t)sprintf(tmp, "offset %zu (length %zu)", off, len);
+    if (show) {
+        memcpy(tmp + n, ": \"", 3);
+        n += 3;
+        if (len > 0) n = escape_into(tmp, n, s + from, off - from); /* s may be NULL if empty */
+        memcpy(tmp + n, "\" \"", 3);
+        n += 3;
+        if (len > 0) n = escape_into(tmp, n, s + off, to - off);
+        tmp[n++] = '"';
+    }
     char *d = stc_text_dup(tmp, n);
     free(tmp);
     return d;
 }
 
 void stc_bytes_diff(const char *a, size_t alen, const char *b, size_t blen, st_diff_kind_t kind,
-                    stc_sink_t *sink)
+                    int show_bytes, stc_sink_t *sink)
 {
     size_t n = alen < blen ? alen : blen;
     if (alen == blen && (n == 0 || memcmp(a, b, n) == 0)) return;
@@ -252,8 +257,8 @@ void stc_bytes_diff(const char *a, size_t alen, const char *b, size_t blen, st_d
         off++;
     char *ta = NULL, *tb = NULL;
     if (stc_sink_wants(sink)) {
-        ta = bytes_window(a, alen, off);
-        tb = bytes_window(b, blen, off);
+        ta = bytes_window(a, alen, off, show_bytes);
+        tb = bytes_window(b, blen, off, show_bytes);
     }
     stc_sink_add(sink, kind, "$body", ta, tb, 0);
 }
@@ -361,29 +366,31 @@ static void diff_bodies(const stc_policy_t *pol, body_t *ba, body_t *bb, stc_sin
     /* identical bytes cannot differ in any way below: skip the parse */
     if (a->body_len == b->body_len && memcmp(a->body, b->body, a->body_len) == 0) return;
     if (!ba->try_json && !bb->try_json) {
-        stc_bytes_diff(a->body, a->body_len, b->body, b->body_len, ST_DIFF_BYTES, sink);
+        stc_bytes_diff(a->body, a->body_len, b->body, b->body_len, ST_DIFF_BYTES, 1, sink);
         return;
     }
+    /* JSON that cannot be parsed cannot be redacted: show no bytes of it */
+    int show = pol->nredact == 0;
     body_parse(ba, pol->max_depth);
     body_parse(bb, pol->max_depth);
     stc_parse_status_t sa = ba->st, sb = bb->st;
     if (sa == STC_PARSE_NOMEM || sb == STC_PARSE_NOMEM) {
         sink->failed = 1;
     } else if (sa == STC_PARSE_TOO_DEEP || sb == STC_PARSE_TOO_DEEP) {
-        stc_bytes_diff(a->body, a->body_len, b->body, b->body_len, ST_DIFF_TOO_DEEP, sink);
+        stc_bytes_diff(a->body, a->body_len, b->body, b->body_len, ST_DIFF_TOO_DEEP, show, sink);
     } else if (sa == STC_PARSE_OK && sb == STC_PARSE_OK) {
         stc_json_diff(pol, ba->j, bb->j, sink);
     } else if (sa == STC_PARSE_OK || sb == STC_PARSE_OK) {
         char *ta = NULL, *tb = NULL;
         if (stc_sink_wants(sink)) {
-            ta = sa == STC_PARSE_OK ? stc_json_text(ba->j)
+            ta = sa == STC_PARSE_OK ? stc_value_text(pol, ba->j, NULL, 0)
                                     : describe_not_json(a->body_len, ba->try_json ? ba->err : NULL);
-            tb = sb == STC_PARSE_OK ? stc_json_text(bb->j)
+            tb = sb == STC_PARSE_OK ? stc_value_text(pol, bb->j, NULL, 0)
                                     : describe_not_json(b->body_len, bb->try_json ? bb->err : NULL);
         }
         stc_sink_add(sink, ST_DIFF_INVALID_JSON, "$body", ta, tb, 0);
     } else {
-        stc_bytes_diff(a->body, a->body_len, b->body, b->body_len, ST_DIFF_BYTES, sink);
+        stc_bytes_diff(a->body, a->body_len, b->body, b->body_len, ST_DIFF_BYTES, show, sink);
     }
 }
 

@@ -162,23 +162,27 @@ static stc_tol_t tol_here(const walk_t *w)
 
 /* ---- recording ---------------------------------------------------------- */
 
-/* Text of a value for a/b, with the rules' redact paths applied. */
-static char *value_text(walk_t *w, const json_t *v)
+char *stc_value_text(const stc_policy_t *pol, const json_t *v, const stc_seg_t *at, size_t nat)
 {
     if (!v) return NULL;
-    if (w->pol->nredact == 0) return stc_json_text(v);
-    for (size_t i = 0; i < w->pol->nredact; i++)
-        if (stc_pattern_match(w->pol->redact[i], w->segs, w->depth))
-            return stc_text_dup("\"[REDACTED]\"", 12);
+    if (pol->nredact == 0) return stc_json_text(v);
+    for (size_t i = 0; i < pol->nredact; i++)
+        if (stc_pattern_match(pol->redact[i], at, nat)) return stc_text_dup("\"[REDACTED]\"", 12);
     if (!json_is_object(v) && !json_is_array(v)) return stc_json_text(v);
     json_t *copy = json_deep_copy(v);
     if (!copy) return NULL;
     stc_seg_t segs[STC_MAX_DEPTH_HARD + 2];
-    memcpy(segs, w->segs, w->depth * sizeof(stc_seg_t));
-    stc_redact_tree(copy, w->pol->redact, w->pol->nredact, segs, w->depth);
+    if (nat > STC_MAX_DEPTH_HARD) nat = STC_MAX_DEPTH_HARD;
+    if (nat > 0) memcpy(segs, at, nat * sizeof(stc_seg_t));
+    stc_redact_tree(copy, pol->redact, pol->nredact, segs, nat);
     char *t = stc_json_text(copy);
     json_decref(copy);
     return t;
+}
+
+static char *value_text(walk_t *w, const json_t *v)
+{
+    return stc_value_text(w->pol, v, w->segs, w->depth);
 }
 
 /* Records a difference at the current path; a/b are formatted only when the

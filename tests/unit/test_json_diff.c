@@ -618,6 +618,26 @@ static void test_redacted_values_in_entries(void **state)
     assert_string_equal(res.entries[1].a, "\"[REDACTED]\"");
     assert_string_equal(res.entries[1].b, "\"[REDACTED]\"");
     st_diff_result_free(&res);
+
+    /* the JSON side of an invalid_json entry is redacted too */
+    rb = body_resp("{\"email\":", 9);
+    assert_int_equal(st_compare(r, "GET /", &ra, &rb, NULL, &res), 0);
+    describe(&res, got, sizeof(got));
+    assert_string_equal(got, "invalid_json $body");
+    assert_null(strstr(res.entries[0].a, "@x.io"));
+    assert_non_null(strstr(res.entries[0].a, "[REDACTED]"));
+    assert_non_null(strstr(res.entries[0].b, "not JSON: line 1 column"));
+    st_diff_result_free(&res);
+
+    /* JSON that does not parse cannot be redacted: no bytes are shown */
+    ra = body_resp("{\"email\":\"a@x.io", 16);
+    rb = body_resp("{\"email\":\"b@x.io", 16);
+    assert_int_equal(st_compare(r, "GET /", &ra, &rb, NULL, &res), 0);
+    describe(&res, got, sizeof(got));
+    assert_string_equal(got, "bytes $body");
+    assert_string_equal(res.entries[0].a, "offset 10 (length 16)");
+    assert_string_equal(res.entries[0].b, "offset 10 (length 16)");
+    st_diff_result_free(&res);
     st_rules_free(r);
 }
 
