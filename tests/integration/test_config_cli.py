@@ -14,7 +14,7 @@ from upstreams import upstream, watchdog  # noqa: F401  (fixtures)
 WATCHDOG_SECONDS = 30
 
 
-def _run(args, env=None, timeout=10):
+def _run(args, env=None, timeout=3):
     e = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWTEE_")}
     e.update(env or {})
     return subprocess.run([shadowtee_bin()] + list(args), capture_output=True, text=True,

@@ -171,6 +171,7 @@ def test_hop_by_hop_request_headers_removed(shadowtee, upstream):
     for h in ("x-hop-named", "keep-alive", "te", "trailer", "proxy-connection", "upgrade"):
         assert h not in got, "hop-by-hop %s reached the upstream: %r" % (h, got)
     assert "x-hop-named" not in got.get("connection", "").lower()
+    assert got["host"] == "test.local"
     assert got["x-end-to-end"] == "keep-me"
     assert got["accept"] == "application/json"
     assert got["cookie"] == "a=b"

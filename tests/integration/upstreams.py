@@ -424,6 +424,22 @@ class Upstream:
                 except OSError:
                     pass
 
+    def _send(self, sock, data):
+        """sendall() that survives the short socket timeout used for stop
+        checks: a stalled reader (back-pressure) is waited for, up to idle_limit."""
+        view = memoryview(data)
+        deadline = time.monotonic() + self.idle_limit
+        while view:
+            if self._stopping.is_set():
+                raise EOFError("server stopping")
+            try:
+                n = sock.send(view)
+            except socket.timeout:
+                if time.monotonic() > deadline:
+                    raise
+                continue
+            view = view[n:]
+
     def _record(self, req):
         req.at = time.monotonic()
         with self._lock:
@@ -433,7 +449,7 @@ class Upstream:
         te = (req.header("transfer-encoding") or "").lower()
         cl = req.header("content-length")
         if self.send_continue and (req.header("expect") or "").lower() == "100-continue":
-            sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._send(sock, b"HTTP/1.1 100 Continue\r\n\r\n")
         parts = []
         state = {"n": 0, "crc": 0, "paused": False}
 
@@ -499,7 +515,7 @@ class Upstream:
                 head.append("Transfer-Encoding: chunked")
         if not keep:
             head.append("Connection: close")
-        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        self._send(sock, ("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
         if bodyless:
             return keep
         step = self.chunk_size if total < 65536 else 1 << 20
@@ -508,11 +524,11 @@ class Upstream:
                 c = bytes(c)
                 for i in range(0, len(c), step):
                     piece = c[i:i + step]
-                    sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self._send(sock, b"%x\r\n%s\r\n" % (len(piece), piece))
             else:
-                sock.sendall(c)
+                self._send(sock, c)
         if self.framing == "chunked":
-            sock.sendall(b"0\r\n\r\n")
+            self._send(sock, b"0\r\n\r\n")
         return keep
 
     def _reset(self, sock, req):
@@ -528,7 +544,7 @@ class Upstream:
         else:
             head += "Content-Length: %d\r\n\r\n" % len(body)
             data = head.encode("latin-1") + part
-        sock.sendall(data)
+        self._send(sock, data)
         self._stopping.wait(self.reset_delay)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()
@@ -536,9 +552,9 @@ class Upstream:
     def _tunnel(self, sock, reader):
         up = reader.buf
         hdr = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
-        sock.sendall(hdr.encode())
+        self._send(sock, hdr.encode())
         if up:
-            sock.sendall(bytes(up))
+            self._send(sock, bytes(up))
             del up[:]
         while not self._stopping.is_set():
             try:
@@ -548,7 +564,7 @@ class Upstream:
             if not data:
                 break
             self._count_bytes(reader.rec, data)
-            sock.sendall(data)
+            self._send(sock, data)
 
 
 class NoAcceptListener:
