@@ -177,13 +177,16 @@ bench_cpu_ticks() {
     echo "$total"
 }
 
-# bench_measure SECTION SHAPE TARGET SHADOW CONNS URL PROXY_PID
+# bench_measure SECTION SHAPE TARGET SHADOW CONNS URL PROXY_PID [ADMIN_PORT]
 #   Runs a wrk warm-up, then the measured wrk --latency run (pinned with
 #   taskset to $BENCH_WRK_CPUS when set), stores the output under
 #   $BENCH_OUT/wrk/ and appends one row to $BENCH_OUT/results.tsv. PROXY_PID
 #   ("-" for none) is the process tree whose CPU per request is recorded.
+#   With ADMIN_PORT (shadowtee), GET /metrics is saved right before and after
+#   the measured run as wrk/LABEL.metrics0 and .metrics1.
 bench_measure() {
-    local section=$1 shape=$2 target=$3 shadow=$4 conns=$5 url=$6 pid=$7
+    local section=$1 shape=$2 target=$3 shadow=$4 conns=$5 url=$6 pid=$7 admin=${8:-}
+    local metrics=-
     local threads=1 label file cpu=- note='' t0 t1 reqs
     [ "$conns" -ge 32 ] && [ -z "$BENCH_WRK_CPUS" ] && threads=2
     local wrk=(timeout -k 5 $((BENCH_SECS + 30)) wrk -t "$threads" -c "$conns" --timeout 2s)
@@ -193,8 +196,15 @@ bench_measure() {
     file=$BENCH_OUT/wrk/$label.txt
     bench_log "run $label (${BENCH_WARMUP_SECS}s warm-up + ${BENCH_SECS}s)"
     "${wrk[@]}" -d "${BENCH_WARMUP_SECS}s" "$url" >/dev/null 2>&1 || true
+    if [ -n "$admin" ]; then
+        metrics=wrk/$label.metrics
+        curl -fsS -m 2 -o "$BENCH_OUT/$metrics"0 "http://127.0.0.1:$admin/metrics" 2>/dev/null || true
+    fi
     [ "$pid" = - ] || t0=$(bench_cpu_ticks "$pid")
     "${wrk[@]}" -d "${BENCH_SECS}s" --latency "$url" >"$file" 2>&1 || note="wrk exit $?"
+    if [ -n "$admin" ]; then
+        curl -fsS -m 2 -o "$BENCH_OUT/$metrics"1 "http://127.0.0.1:$admin/metrics" 2>/dev/null || true
+    fi
     if [ "$pid" != - ]; then
         t1=$(bench_cpu_ticks "$pid")
         reqs=$(awk '/ requests in /{print $1; exit}' "$file")
@@ -204,8 +214,8 @@ bench_measure() {
         fi
         bench_alive "$pid" || note="${note:+$note; }target process died"
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$shape" "$target" "$shadow" "$conns" \
-        "wrk/$label.txt" "$cpu" "$note" >>"$BENCH_OUT/results.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$shape" "$target" "$shadow" "$conns" \
+        "wrk/$label.txt" "$cpu" "$note" "$metrics" >>"$BENCH_OUT/results.tsv"
 }
 
 # bench_skip SECTION REASON: prints and records "skipped: REASON".

@@ -18,7 +18,7 @@ TEE_GOAL = 2.0   # shadowtee mirroring req/s vs nginx + mirror
 
 SHADOW_NAMES = {"-": "", "none": "no mirroring", "fast": "fast", "slow": "slow (200 ms)",
                 "blackhole": "blackhole", "mirror": "fast, mirror only",
-                "compare": "fast, mirror + compare + Redis"}
+                "compare": "fast, mirror + compare", "redis": "fast, mirror + compare + Redis"}
 
 
 def parse_wrk(path):
@@ -47,6 +47,52 @@ def parse_wrk(path):
     return out
 
 
+def parse_metrics(path):
+    """Returns {series: value} of a Prometheus text file ({} if missing)."""
+    out = {}
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                if line.startswith("#") or not line.strip():
+                    continue
+                name, _, value = line.rstrip("\n").rpartition(" ")
+                try:
+                    out[name] = float(value)
+                except ValueError:
+                    pass
+    except OSError:
+        pass
+    return out
+
+
+def mirror_share(d, base):
+    """From shadowtee's /metrics before/after the measured run: the share of
+    requests that were mirrored, and of those skipped by reason. None when
+    the metrics are missing."""
+    m0 = parse_metrics(os.path.join(d, base + "0"))
+    m1 = parse_metrics(os.path.join(d, base + "1"))
+    if not m0 or not m1:
+        return None
+
+    def delta(pred):
+        return sum(v - m0.get(k, 0.0) for k, v in m1.items() if pred(k))
+
+    reqs = delta(lambda k: k.startswith("shadowtee_requests_total"))
+    mirrored = delta(lambda k: k == "shadowtee_mirror_requests_total")
+    if reqs <= 0:
+        return None
+    skipped = {}
+    for k in m1:
+        m = re.match(r'shadowtee_mirror_skipped_total\{reason="([^"]+)"\}', k)
+        if m:
+            n = m1[k] - m0.get(k, 0.0)
+            if n > 0:
+                skipped[m.group(1)] = n / reqs
+    errors = delta(lambda k: k.startswith("shadowtee_shadow_errors_total"))
+    return {"mirrored": mirrored / reqs, "skipped": skipped,
+            "shadow_errors": errors / mirrored if mirrored > 0 else 0.0}
+
+
 def read_rows(d):
     rows = []
     with open(os.path.join(d, "results.tsv")) as f:
@@ -55,8 +101,10 @@ def read_rows(d):
             if len(parts) < 8:
                 continue
             section, shape, target, shadow, conns, wrk, cpu, note = parts[:8]
+            metrics = parts[8] if len(parts) > 8 else "-"
             row = {"section": section, "shape": shape, "target": target, "shadow": shadow,
-                   "conns": int(conns), "cpu": None if cpu == "-" else float(cpu), "note": note}
+                   "conns": int(conns), "cpu": None if cpu == "-" else float(cpu), "note": note,
+                   "mirror": None if metrics == "-" else mirror_share(d, metrics)}
             row.update(parse_wrk(os.path.join(d, wrk)))
             if row["requests"] is not None and row["requests"] < 2 * row["conns"]:
                 # wrk only reports requests that finished: a stalled target
@@ -104,14 +152,42 @@ def references(rows, r):
                               conns=r["conns"]), "nginx+mirror"))
         elif r["target"] == "nginx-mirror":
             refs.append((base, "shadowtee no-mirror"))
-    elif r["section"] == "cmp" and r["shadow"] == "compare":
+    elif r["section"] == "cmp" and r["shadow"] in ("compare", "redis"):
         refs.append((find(rows, section="cmp", shadow="mirror", conns=r["conns"]), "mirror only"))
+        if r["shadow"] == "redis":
+            refs.append((find(rows, section="cmp", shadow="compare", conns=r["conns"]), "compare"))
     return [(ref, label) for ref, label in refs if ref is not None]
+
+
+def mirrored_rps(r):
+    """Mirrored requests per second: nginx's mirror copies every request
+    (blocking the connection), shadowtee reports its share in /metrics."""
+    if r["rps"] is None:
+        return None
+    if r["target"] == "nginx-mirror":
+        return r["rps"]
+    if r["mirror"] is not None and r["shadow"] not in ("none", "-"):
+        return r["rps"] * r["mirror"]["mirrored"]
+    return None
+
+
+def fmt_mirror(r):
+    if r["target"] == "nginx-mirror":
+        return "100%% (%s/s)" % fmt(mirrored_rps(r), "%.0f")
+    m = r["mirror"]
+    if m is None or r["shadow"] in ("none", "-"):
+        return "—"
+    text = "%.1f%% (%s/s)" % (100 * m["mirrored"], fmt(mirrored_rps(r), "%.0f"))
+    for reason, share in sorted(m["skipped"].items(), key=lambda x: -x[1]):
+        text += "; skipped %s %.1f%%" % (reason, 100 * share)
+    if m["shadow_errors"] > 0:
+        text += "; shadow errors %.1f%%" % (100 * m["shadow_errors"])
+    return text
 
 
 def table(rows):
     head = ["section", "shape", "target", "shadow", "conns", "req/s", "p50 ms", "p99 ms", "errors",
-            "CPU µs/req", "req/s ratio", "p99 ratio", "note"]
+            "CPU µs/req", "mirrored", "req/s ratio", "p99 ratio", "note"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         refs = references(rows, r)
@@ -120,7 +196,7 @@ def table(rows):
         target = {"nginx-mirror": "nginx+mirror"}.get(r["target"], r["target"])
         cells = [r["section"], r["shape"], target, SHADOW_NAMES.get(r["shadow"], r["shadow"]),
                  str(r["conns"]), fmt(r["rps"], "%.0f"), fmt(r["p50"], "%.3f"), fmt(r["p99"], "%.3f"),
-                 str(r["errors"]), fmt(r["cpu"], "%.1f"),
+                 str(r["errors"]), fmt(r["cpu"], "%.1f"), fmt_mirror(r),
                  " · ".join(x for x in rps if x) or "—", " · ".join(x for x in p99 if x) or "—",
                  r["note"] or ""]
         lines.append("| " + " | ".join(cells) + " |")
@@ -150,24 +226,37 @@ def goals(rows):
         for shadow in ("fast", "slow", "blackhole"):
             st = find(rows, section="tee", target="shadowtee", shadow=shadow, conns=conns)
             ng = find(rows, section="tee", target="nginx-mirror", shadow=shadow, conns=conns)
-            v = ratio(st and st["rps"], ng and ng["rps"])
-            if v is not None:
-                out.append("- tee req/s, shadow %s, c%d: shadowtee / nginx+mirror = %.2f (goal ≥ %.1f): %s"
-                           % (shadow, conns, v, TEE_GOAL, verdict(v >= TEE_GOAL, st)))
+            if not (st and ng):
+                continue
+            v = ratio(st["rps"], ng["rps"])
+            if v is None:
+                out.append("- tee req/s, shadow %s, c%d: FAIL (no measurement: %s)"
+                           % (shadow, conns, st["note"] or ng["note"] or "wrk gave no figure"))
+                continue
+            mv = ratio(mirrored_rps(st), mirrored_rps(ng))
+            out.append("- tee req/s, shadow %s, c%d: shadowtee / nginx+mirror = %.2f (goal ≥ %.1f): %s%s"
+                       % (shadow, conns, v, TEE_GOAL, verdict(v >= TEE_GOAL, st),
+                          "" if mv is None else "; mirrored req/s ratio %.2f" % mv))
     for conns in (4, 32):
         base = find(rows, section="tee", target="shadowtee", shadow="none", conns=conns)
         for shadow in ("slow", "blackhole"):
             st = find(rows, section="tee", target="shadowtee", shadow=shadow, conns=conns)
-            v = ratio(st and st["p99"], base and base["p99"])
-            if v is not None:
+            if not (st and base):
+                continue
+            v = ratio(st["p99"], base["p99"])
+            if v is None:
+                out.append("- tee client p99, shadow %s, c%d: FAIL (no measurement: %s)"
+                           % (shadow, conns, st["note"] or base["note"] or "wrk gave no figure"))
+            else:
                 out.append("- tee client p99, shadow %s, c%d: %.3f ms vs %.3f ms without mirroring = %.2f "
                            "(goal ≤ %.2f): %s" % (shadow, conns, st["p99"], base["p99"], v, P99_GOAL,
                                                    verdict(v <= P99_GOAL, st, base)))
     mirror = find(rows, section="cmp", shadow="mirror")
-    compare = find(rows, section="cmp", shadow="compare")
-    v = ratio(compare and compare["rps"], mirror and mirror["rps"])
-    if v is not None:
-        out.append("- cmp: req/s with comparison + Redis / mirroring only = %.2f (no fixed goal)" % v)
+    for key, what in (("compare", "comparison"), ("redis", "comparison + Redis")):
+        other = find(rows, section="cmp", shadow=key)
+        v = ratio(other and other["rps"], mirror and mirror["rps"])
+        if v is not None:
+            out.append("- cmp: req/s with %s / mirroring only = %.2f (no fixed goal)" % (what, v))
     for r in rows:
         if not clean(r):
             out.append("- warning: %s/%s/%s/%s c%d: %d socket errors or non-2xx%s" % (

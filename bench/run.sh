@@ -12,7 +12,8 @@
 #   BENCH_WARMUP=1s     wrk warm-up before each measured run
 #   BENCH_QUICK=1       3 s runs: a smoke test of the whole script
 #   BENCH_SECTIONS="core tee cmp"   which sections to run
-#   BENCH_NGINX_MIRROR_TIMEOUT=1s   nginx mirror leg connect/read timeout
+#   BENCH_SHADOW_TIMEOUT=1s         shadow connect/response timeout, for
+#                                   shadowtee and the nginx mirror leg alike
 #   BENCH_COMPARE_RULES=FILE        rules for the cmp case (default: "{}")
 #   SHADOWTEE_BUILD=build           where shadowtee and libstcmp.a are
 # Output: stdout, bench/results/run-<time>/ (raw wrk output, logs) and
@@ -38,7 +39,10 @@ else
     BENCH_WARMUP_SECS=$(secs_of "${BENCH_WARMUP:-1s}" BENCH_WARMUP)
 fi
 SECTIONS=" ${BENCH_SECTIONS:-core tee cmp} "
-MIRROR_TIMEOUT=${BENCH_NGINX_MIRROR_TIMEOUT:-1s}
+SHADOW_TIMEOUT=${BENCH_SHADOW_TIMEOUT:-1s}
+[[ $SHADOW_TIMEOUT =~ ^[1-9][0-9]*(ms|s)$ ]] || bench_die "BENCH_SHADOW_TIMEOUT must look like 1s or 500ms"
+# Every shadowtee run: quiet logs, and a short drain so stopping it is quick.
+ST_COMMON=(--log-level warn --drain-timeout 1s)
 BUILD=${SHADOWTEE_BUILD:-$ROOT/build}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 ST=$BUILD/shadowtee
@@ -106,7 +110,7 @@ core_shape() {
     up_pid=$BENCH_LAST_PID
     if [ "$ST_OK" = 1 ]; then
         if bench_shadowtee "core-$shape-shadowtee" "$ST" "$cpus" "$st_port" "$st_admin" \
-            --primary "127.0.0.1:$up_port" --workers "$workers" --log-level warn; then
+            --primary "127.0.0.1:$up_port" --workers "$workers" "${ST_COMMON[@]}"; then
             st_pid=$BENCH_LAST_PID
         else
             bench_skip "core/$shape/shadowtee" "$BENCH_FAIL_REASON"
@@ -171,13 +175,13 @@ st_case() {
     next_port; port=$NEXT_PORT
     next_port; admin=$NEXT_PORT
     if ! bench_shadowtee "$section-shadowtee-$shadow" "$ST" - "$port" "$admin" \
-        --primary "127.0.0.1:$TEE_UP" --workers 2 --log-level warn "$@"; then
+        --primary "127.0.0.1:$TEE_UP" --workers 2 "${ST_COMMON[@]}" "$@"; then
         bench_skip "$section/shadowtee/$shadow" "$BENCH_FAIL_REASON"
         return 1
     fi
     local pid=$BENCH_LAST_PID
     for c in "${conns[@]}"; do
-        bench_measure "$section" unpinned shadowtee "$shadow" "$c" "http://127.0.0.1:$port/" "$pid"
+        bench_measure "$section" unpinned shadowtee "$shadow" "$c" "http://127.0.0.1:$port/" "$pid" "$admin"
     done
     bench_stop "$pid"
 }
@@ -186,7 +190,7 @@ ng_mirror_case() {
     local shadow=$1 port c
     next_port; port=$NEXT_PORT
     bench_nginx "tee-nginx-mirror-$shadow" proxy_mirror.conf - "$port" WORKERS=2 \
-        "UPSTREAM_PORT=$TEE_UP" "SHADOW_PORT=${SHADOW_PORT[$shadow]}" "MIRROR_TIMEOUT=$MIRROR_TIMEOUT"
+        "UPSTREAM_PORT=$TEE_UP" "SHADOW_PORT=${SHADOW_PORT[$shadow]}" "MIRROR_TIMEOUT=$SHADOW_TIMEOUT"
     local pid=$BENCH_LAST_PID
     for c in 32 4; do
         bench_measure tee unpinned nginx-mirror "$shadow" "$c" "http://127.0.0.1:$port/" "$pid"
@@ -199,7 +203,7 @@ if [[ $SECTIONS == *" tee "* || $SECTIONS == *" cmp "* ]]; then
 fi
 
 if [[ $SECTIONS == *" tee "* ]]; then
-    bench_note "nginx mirror leg: keep-alive upstream, connect/send/read timeout $MIRROR_TIMEOUT"
+    bench_note "shadow timeouts: $SHADOW_TIMEOUT connect and response, shadowtee (--shadow-timeout) and nginx (proxy_*_timeout) alike; tee runs use shadowtee --compare off (mirroring only, like nginx)"
     if [ "$ST_OK" = 1 ]; then
         st_case tee none 32 4 -- || true
     else
@@ -207,7 +211,8 @@ if [[ $SECTIONS == *" tee "* ]]; then
     fi
     for shadow in fast slow blackhole; do
         if [ "$ST_OK" = 1 ]; then
-            st_case tee "$shadow" 32 4 -- --shadow "127.0.0.1:${SHADOW_PORT[$shadow]}" --mirror-percent 100 || true
+            st_case tee "$shadow" 32 4 -- --shadow "127.0.0.1:${SHADOW_PORT[$shadow]}" --mirror-percent 100 \
+                --compare off --shadow-timeout "$SHADOW_TIMEOUT" --shadow-connect-timeout "$SHADOW_TIMEOUT" || true
         fi
         ng_mirror_case "$shadow"
     done
@@ -225,9 +230,10 @@ cmp_redis() {
     rules=${BENCH_COMPARE_RULES:-$BENCH_WORK/compare-rules.json}
     [ -n "${BENCH_COMPARE_RULES:-}" ] || echo '{}' >"$rules"
     local mirror=(--shadow "127.0.0.1:$TEE_FAST" --mirror-percent 100)
-    st_case cmp mirror 32 -- "${mirror[@]}" || true
-    if st_case cmp compare 32 -- "${mirror[@]}" --redis "127.0.0.1:$port" --service bench \
-        --compare-rules "$rules"; then
+    st_case cmp mirror 32 -- "${mirror[@]}" --compare off || true
+    st_case cmp compare 32 -- "${mirror[@]}" --compare on --compare-rules "$rules" || true
+    if st_case cmp redis 32 -- "${mirror[@]}" --compare on --compare-rules "$rules" \
+        --redis "127.0.0.1:$port" --service bench; then
         local keys
         keys=$(redis-cli -p "$port" --scan --pattern 'shadowtee:*' 2>/dev/null | wc -l || echo '?')
         bench_note "cmp: Redis held $keys shadowtee:* keys after the compare run"
