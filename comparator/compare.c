@@ -224,9 +224,9 @@ drop:
  * or only "offset 17 (length 40)" when the bytes must not be shown. */
 static char *bytes_window(const char *s, size_t len, size_t off, int show)
 {
+    if (off > len) off = len;
     size_t from = off > 8 ? off - 8 : 0;
     size_t to = off + 24 < len ? off + 24 : len;
-    if (off > len) off = len;
     char *tmp = malloc(96 + (to - from) * 4);
     if (!tmp) return NULL;
     size_t n = (size_t)sprintf(tmp, "offset %zu (length %zu)", off, len);

@@ -166,8 +166,10 @@ char *stc_value_text(const stc_policy_t *pol, const json_t *v, const stc_seg_t *
 {
     if (!v) return NULL;
     if (pol->nredact == 0) return stc_json_text(v);
-    for (size_t i = 0; i < pol->nredact; i++)
-        if (stc_pattern_match(pol->redact[i], at, nat)) return stc_text_dup("\"[REDACTED]\"", 12);
+    /* the value itself or one of its ancestors is redacted */
+    for (size_t k = 0; k <= nat; k++)
+        for (size_t i = 0; i < pol->nredact; i++)
+            if (stc_pattern_match(pol->redact[i], at, k)) return stc_text_dup("\"[REDACTED]\"", 12);
     if (!json_is_object(v) && !json_is_array(v)) return stc_json_text(v);
     json_t *copy = json_deep_copy(v);
     if (!copy) return NULL;

@@ -619,6 +619,21 @@ static void test_redacted_values_in_entries(void **state)
     assert_string_equal(res.entries[1].b, "\"[REDACTED]\"");
     st_diff_result_free(&res);
 
+    /* a value below a redacted path is redacted */
+    st_rules_t *r2 = rules_or_default("{\"defaults\":{\"redact_paths\":[\"$.user\"]}}");
+    const char *ja = "{\"user\":{\"email\":\"a@x.io\"}}";
+    const char *jb = "{\"user\":{\"email\":\"b@x.io\",\"x\":1}}";
+    st_response_t ua = body_resp(ja, strlen(ja)), ub = body_resp(jb, strlen(jb));
+    assert_int_equal(st_compare(r2, "GET /", &ua, &ub, NULL, &res), 0);
+    describe(&res, got, sizeof(got));
+    assert_string_equal(got, "value $.user.email | extra $.user.x");
+    assert_string_equal(res.entries[0].a, "\"[REDACTED]\"");
+    assert_string_equal(res.entries[0].b, "\"[REDACTED]\"");
+    assert_null(res.entries[1].a);
+    assert_string_equal(res.entries[1].b, "\"[REDACTED]\"");
+    st_diff_result_free(&res);
+    st_rules_free(r2);
+
     /* the JSON side of an invalid_json entry is redacted too */
     rb = body_resp("{\"email\":", 9);
     assert_int_equal(st_compare(r, "GET /", &ra, &rb, NULL, &res), 0);
