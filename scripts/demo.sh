@@ -189,11 +189,12 @@ echo
 "$BUILD/shadowtee-report" --redis "$REDIS_URL" --service "$SERVICE" --format text
 "$BUILD/shadowtee-report" --redis "$REDIS_URL" --service "$SERVICE" --format html --output "$HTML"
 echo
-echo "demo: promotion gate (v2 flips the label when features[0] > 0.75, so it should FAIL):"
+echo "demo: promotion gate (v2 flips the label when features[0] > 0.75, so it should FAIL;"
+echo "      the latency ratio bound is loose: Flask's development server on a small box is noisy):"
 gate=0
 "$BUILD/shadowtee-report" --redis "$REDIS_URL" --service "$SERVICE" --format text --gate \
-  --max-divergence 1 --max-shadow-errors 1 --max-latency-ratio 3 --min-compared 50 >"$WORK/gate.txt" 2>&1 || gate=$?
-tail -n 5 "$WORK/gate.txt"
+  --max-divergence 1 --max-shadow-errors 1 --max-latency-ratio 10 --min-compared 50 >"$WORK/gate.txt" 2>&1 || gate=$?
+grep '^GATE' "$WORK/gate.txt" || tail -n 3 "$WORK/gate.txt"
 case "$gate" in
   0) echo "demo: gate PASSED (exit 0)" ;;
   1) echo "demo: gate FAILED (exit 1): scripts/promote would refuse to promote v2" ;;
