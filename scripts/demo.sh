@@ -14,7 +14,8 @@
 # Everything it starts is stopped on exit (trap). Readiness is polled (a port
 # that answers, /readyz), never a fixed sleep; every wait has a deadline.
 # Environment: SHADOWTEE_BUILD (default build), DEMO_REQUESTS (10..5000),
-# DEMO_KEEP=1 keeps the work dir (logs) after a successful run.
+# DEMO_HTML (default $BUILD/demo-report.html), DEMO_KEEP=1 keeps the work dir
+# (logs) after a successful run.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,7 +26,7 @@ REQUESTS=${DEMO_REQUESTS:-300}
 SERVICE=flask-inference
 APP=examples/flask-inference/app.py
 RULES=examples/flask-inference/rules.json
-HTML=$BUILD/demo-report.html
+HTML=${DEMO_HTML:-$BUILD/demo-report.html}
 
 die() { echo "demo: $*" >&2; exit 1; }
 if ! [[ "$REQUESTS" =~ ^[0-9]+$ ]] || [ "$REQUESTS" -lt 10 ] || [ "$REQUESTS" -gt 5000 ]; then

@@ -295,3 +295,30 @@ def test_bluegreen_patches_flip_the_rendered_route(tools, tmp_path):
     r = kubectl_patch_local(f, to_blue)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["spec"] == vs["spec"]
+
+
+# ---- make demo ---------------------------------------------------------------
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    """scripts/demo.sh with the real binaries: every request compared, only
+    the label flips diverge, the gate fails, the HTML report is written, and
+    nothing it started is left running."""
+    from conftest import BUILD
+    for name in ("shadowtee", "shadowtee-report"):
+        if not os.path.exists(os.path.join(BUILD, name)):
+            pytest.skip("%s/%s is not built: demo NOT run" % (BUILD, name))
+    html = tmp_path / "demo.html"
+    env = dict(os.environ, SHADOWTEE_BUILD=BUILD, DEMO_REQUESTS="120", DEMO_HTML=str(html))
+    r = subprocess.run(["bash", os.path.join(SCRIPTS, "demo.sh")], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "demo: 120 of 120 requests compared" in r.stdout
+    assert "GATE FAIL service=flask-inference: failed: divergence" in r.stdout
+    paths = [ln.split()[-1] for ln in r.stdout.splitlines() if "  value  " in ln and ln.strip()[0].isdigit()]
+    assert paths and all(p.startswith("$.predictions[") and p.endswith("].label") for p in paths), r.stdout
+    assert html.read_text().lstrip().lower().startswith("<!doctype html")
+    ports = [int(x) for x in __import__("re").findall(r":(\d+)", r.stdout.splitlines()[0])]
+    import socket
+    for port in ports:  # everything the demo started is gone
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, "port %d still answers" % port
