@@ -124,6 +124,7 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *priv)
         return;
     }
     if (s->setup_pending && --s->setup_pending == 0) {
+        atomic_store_explicit(&s->connected, 1, memory_order_relaxed);
         s->backoff_ms = ST_SINK_BACKOFF_MIN_MS;
         if (s->logged_down)
             fprintf(stderr, "shadowtee stats: event=redis_up service=%s\n", s->cfg.service);
@@ -158,6 +159,10 @@ static void on_connect(const redisAsyncContext *cac, int status)
 {
     st_stats_t *s = cac->data;
     redisAsyncContext *ac = s->ac;
+    if (s->teardown) { /* close or teardown already queued on ctl_timer: let it run */
+        if (status != REDIS_OK) s->ac = NULL; /* hiredis frees it after this returns */
+        return;
+    }
     uv_timer_stop(&s->ctl_timer);
     if (status != REDIS_OK) { /* hiredis frees the context after this */
         s->ac = NULL;
@@ -173,7 +178,6 @@ static void on_connect(const redisAsyncContext *cac, int status)
     s->meta_sent = 0;
     s->setup_pending = 0;
     s->inflight_since = uv_now(s->loop); /* the setup replies share the reply timeout */
-    atomic_store_explicit(&s->connected, 1, memory_order_relaxed);
     if (s->cfg.redis_password && *s->cfg.redis_password) {
         const char *argv[] = {"AUTH", s->cfg.redis_password};
         size_t lens[] = {4, strlen(s->cfg.redis_password)};

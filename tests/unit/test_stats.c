@@ -472,6 +472,135 @@ static void test_unreachable_redis_close(void **state)
     free(f);
 }
 
+/* ---- a silent server: accepts, reads, never answers ------------------- */
+
+typedef struct {
+    uv_tcp_t server;
+    uv_tcp_t conns[4];
+    int nconns;
+    int port;
+} silent_t;
+
+static void on_silent_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+    static char sink[4096];
+    *buf = uv_buf_init(sink, sizeof(sink));
+}
+
+static void on_silent_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    if (n < 0) uv_read_stop(s);
+}
+
+static void on_silent_conn(uv_stream_t *server, int status)
+{
+    silent_t *sv = server->data;
+    assert_int_equal(status, 0);
+    assert_true(sv->nconns < 4);
+    uv_tcp_t *c = &sv->conns[sv->nconns];
+    uv_tcp_init(server->loop, c);
+    assert_int_equal(uv_accept(server, (uv_stream_t *)c), 0);
+    sv->nconns++;
+    uv_read_start((uv_stream_t *)c, on_silent_alloc, on_silent_read);
+}
+
+static void silent_start(uv_loop_t *loop, silent_t *sv)
+{
+    struct sockaddr_in addr;
+    memset(sv, 0, sizeof(*sv));
+    uv_ip4_addr("127.0.0.1", 0, &addr);
+    uv_tcp_init(loop, &sv->server);
+    sv->server.data = sv;
+    assert_int_equal(uv_tcp_bind(&sv->server, (const struct sockaddr *)&addr, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&sv->server, 8, on_silent_conn), 0);
+    struct sockaddr_in bound;
+    int len = sizeof(bound);
+    uv_tcp_getsockname(&sv->server, (struct sockaddr *)&bound, &len);
+    sv->port = ntohs(bound.sin_port);
+}
+
+static void silent_stop(silent_t *sv)
+{
+    for (int i = 0; i < sv->nconns; i++)
+        uv_close((uv_handle_t *)&sv->conns[i], NULL);
+    uv_close((uv_handle_t *)&sv->server, NULL);
+}
+
+typedef struct {
+    st_stats_t *s;
+    silent_t *sv;
+    int closed;
+    uint64_t closed_at, close_called_at;
+    uv_loop_t *loop;
+} close_case_t;
+
+static void on_case_closed(void *arg)
+{
+    close_case_t *c = arg;
+    c->closed++;
+    c->closed_at = uv_now(c->loop);
+    silent_stop(c->sv);
+}
+
+static void on_close_later(uv_timer_t *t)
+{
+    close_case_t *c = t->data;
+    /* connected at TCP level, PING unanswered: setup pending */
+    assert_int_equal(c->s->state, ST_SINK_READY);
+    assert_true(c->s->setup_pending > 0);
+    assert_int_equal(atomic_load(&c->s->connected), 0);
+    st_stats_record_t r = rec_base("GET /x", ST_VERDICT_MATCH, T0);
+    st_stats_record(c->s, &r);
+    c->close_called_at = uv_now(c->loop);
+    st_stats_close(c->s, on_case_closed, c);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+/* A server that never answers: close waits a bounded time, then frees. */
+static void test_close_with_silent_server(void **state)
+{
+    uv_loop_t loop;
+    silent_t sv;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    silent_start(&loop, &sv);
+    st_stats_config_t cfg;
+    st_stats_config_init(&cfg);
+    cfg.redis_host = "127.0.0.1";
+    cfg.redis_port = sv.port;
+    close_case_t c = {.sv = &sv, .loop = &loop};
+    c.s = st_stats_new(&loop, &cfg);
+    assert_non_null(c.s);
+    uv_timer_t later;
+    uv_timer_init(&loop, &later);
+    later.data = &c;
+    uv_timer_start(&later, on_close_later, 200, 0);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(c.closed, 1);
+    assert_true(c.closed_at - c.close_called_at <= 1500); /* ST_SINK_CLOSE_WAIT_MS + slack */
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* Close right after new, while the connect is still in progress. */
+static void test_close_while_connecting(void **state)
+{
+    uv_loop_t loop;
+    silent_t sv;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    silent_start(&loop, &sv);
+    st_stats_config_t cfg;
+    st_stats_config_init(&cfg);
+    cfg.redis_host = "127.0.0.1";
+    cfg.redis_port = sv.port;
+    close_case_t c = {.sv = &sv, .loop = &loop};
+    c.s = st_stats_new(&loop, &cfg);
+    assert_non_null(c.s);
+    assert_int_equal(c.s->state, ST_SINK_CONNECTING);
+    st_stats_close(c.s, on_case_closed, &c);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(c.closed, 1);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -484,6 +613,8 @@ int main(void)
         cmocka_unit_test(test_endpoint_cap_and_prometheus),
         cmocka_unit_test(test_no_redis_keeps_only_counters),
         cmocka_unit_test(test_unreachable_redis_close),
+        cmocka_unit_test(test_close_with_silent_server),
+        cmocka_unit_test(test_close_while_connecting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
