@@ -355,11 +355,13 @@ def test_gate(filled):
     assert g["passed"] is False and g["checks"][0]["name"] == "divergence"
     assert g["checks"][0]["value"] == pytest.approx(100 * 20 / 150)
     assert r.err.strip().startswith("GATE FAIL"), r
-    # a window with nothing comparable cannot pass
-    r = report(*base, "--since", "1s", "--max-divergence", "50")
-    assert r.rc in (0, 1)  # data may still be in the last second on a fast run
-    if "compared:        0 " in r.out:
-        assert r.rc == 1 and "nothing comparable" in r.out
+    # a window with nothing comparable cannot pass (GET /health has data
+    # only 5 and 10 minutes ago)
+    r = report(*base, "--endpoint", "GET /health", "--since", "2m", "--max-divergence", "50")
+    assert r.rc == 1, r
+    assert re.search(r"^compared:\s+0 ", r.out, re.M), r.out
+    assert r.out.splitlines()[-1] == \
+        "GATE FAIL service=drv: failed: divergence unknown (nothing comparable)", r.out
 
 
 def test_html_escaped_and_self_contained(filled, tmp_path):
