@@ -265,6 +265,10 @@ def check_workloads(r, out):
                 out.append("%s: readOnlyRootFilesystem is not true" % where)
             if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
                 out.append("%s: capabilities.drop does not contain ALL" % where)
+            image = c.get("image") or ""
+            tag = image.rsplit("/", 1)[-1].partition(":")[2] if "@" not in image else "digest"
+            if tag in ("", "latest"):
+                out.append("%s: image %r needs a pinned tag (not latest)" % (where, image))
             res = c.get("resources") or {}
             if not (res.get("requests") and res.get("limits")):
                 out.append("%s: resources.requests and resources.limits are required" % where)

@@ -272,6 +272,12 @@ def test_broken_security_context(k8s_copy):
                    r"Deployment/flask-inference-server-canary container flask-inference: readOnlyRootFilesystem is not true")
 
 
+def test_broken_unpinned_image(k8s_copy):
+    k8s_copy("inference/green-deployment.yml", "flask-inference:v2", "flask-inference:latest")
+    assert_problem(problems_for(k8s_copy, schemas=False),
+                   r"Deployment/flask-inference-server-green container flask-inference: image .* needs a pinned tag")
+
+
 def test_broken_rules_copy_drifts(k8s_copy):
     k8s_copy("inference/rules.json", '"relative": 1e-4', '"relative": 1e-2')
     assert_problem(problems_for(k8s_copy, schemas=False),

@@ -72,6 +72,15 @@ def gate_argv(redis="redis://127.0.0.1:6379/0"):
             "--max-divergence", "1", "--max-shadow-errors", "1", "--max-latency-ratio", "1.5", "--min-compared", "100"]
 
 
+def test_scripts_pass_shellcheck():
+    if not shutil.which("shellcheck"):
+        pytest.skip("shellcheck is not installed: lint NOT run")
+    names = ["deploy", "promote", "rollback", "demo.sh"]
+    r = subprocess.run(["shellcheck"] + [os.path.join(SCRIPTS, n) for n in names], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stdout
+
+
 # ---- deploy -----------------------------------------------------------------
 
 
