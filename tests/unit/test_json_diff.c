@@ -883,6 +883,36 @@ static void test_allocation_failures_are_reported(void **state)
     st_rules_free(r);
 }
 
+/* Every path the diff reports can be pasted into the rules: ignoring the
+ * reported paths makes the same comparison a match. */
+static void test_reported_paths_round_trip_as_rules(void **state)
+{
+    const char *a = "{\"a b\":1,\"it's\":[1,{\"x\\\\y\":2}],\"q\\\"\":3,\"é\":4,\"_k9\":[[5]],"
+                    "\"x-model\":\"m1\",\"gone\":0}";
+    const char *b = "{\"a b\":2,\"it's\":[1,{\"x\\\\y\":3}],\"q\\\"\":4,\"é\":5,\"_k9\":[[6]],"
+                    "\"x-model\":\"m2\",\"new\":0}";
+    st_response_t ra = body_resp(a, strlen(a)), rb = body_resp(b, strlen(b));
+    st_diff_result_t res;
+    (void)state;
+    assert_int_equal(st_compare(NULL, "GET /", &ra, &rb, NULL, &res), 0);
+    assert_int_equal(res.nentries, 8);
+    json_t *ignore = json_array();
+    for (size_t i = 0; i < res.nentries; i++)
+        json_array_append_new(ignore, json_string(res.entries[i].path));
+    st_diff_result_free(&res);
+    json_t *rules_doc = json_pack("{s:{s:o}}", "defaults", "ignore", ignore);
+    char *rules_text = json_dumps(rules_doc, JSON_COMPACT);
+    json_decref(rules_doc);
+    st_rules_t *r = rules_or_default(rules_text);
+    assert_int_equal(st_compare(r, "GET /", &ra, &rb, NULL, &res), 0);
+    if (res.verdict != ST_VERDICT_MATCH)
+        fail_msg("with %s: %zu differences left, first %s", rules_text, res.total,
+                 res.nentries ? res.entries[0].path : "-");
+    st_diff_result_free(&res);
+    st_rules_free(r);
+    free(rules_text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -904,6 +934,7 @@ int main(void)
         cmocka_unit_test(test_truncated_body_not_compared),
         cmocka_unit_test(test_entry_cap_and_value_truncation),
         cmocka_unit_test(test_value_text),
+        cmocka_unit_test(test_reported_paths_round_trip_as_rules),
         cmocka_unit_test(test_redacted_values_in_entries),
         cmocka_unit_test(test_noise_marking),
         cmocka_unit_test(test_noise_beyond_entry_cap),
