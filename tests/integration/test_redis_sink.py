@@ -4,7 +4,8 @@ The C side is the cmocka binary build/tests/test_stats_redis (from
 tests/unit/test_stats_redis.c): it skips itself without ST_TEST_REDIS_PORT,
 so this test gives it a real server, and a second port where Redis only
 starts once the binary says it is waiting (backlog kept while Redis is
-down, delivered when it comes up). A skip inside the binary fails here.
+down, delivered when it comes up); on RESTART_REDIS the server is stopped
+and started again on the same port. A skip inside the binary fails here.
 """
 import os
 import select
@@ -27,7 +28,7 @@ def test_sink_basic_against_real_redis(redis_server, procs):
     assert os.path.exists(binary), "%s is not built (make unit)" % binary
     late_port = free_port()
     env = dict(os.environ, ST_TEST_REDIS_PORT=str(redis_server.port),
-               ST_TEST_REDIS_LATE_PORT=str(late_port))
+               ST_TEST_REDIS_LATE_PORT=str(late_port), ST_TEST_REDIS_RESTART="1")
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
     argv = [binary]
     if os.environ.get("SHADOWTEE_VALGRIND") == "1":
@@ -52,6 +53,9 @@ def test_sink_basic_against_real_redis(redis_server, procs):
                 line, buf = buf.split(b"\n", 1)
                 text = line.decode(errors="replace")
                 out.append(text + "\n")
+                if text.strip() == "RESTART_REDIS":  # a real restart, same port
+                    assert redis_server.proc.stop() == 0
+                    redis_server.start()
                 if text.strip() == "WAITING_FOR_REDIS":
                     procs(_redis_argv(late_port, late_dir), wait_ports=(late_port,))
         rc = p.wait(timeout=30)
@@ -63,6 +67,6 @@ def test_sink_basic_against_real_redis(redis_server, procs):
     log = "".join(out)
     assert rc == 0, "test_stats_redis failed (rc=%s):\n%s" % (rc, log)
     assert "SKIPPED" not in log, "a Redis test skipped itself:\n" + log
-    assert "[  PASSED  ] 5 test(s)." in log, log
+    assert "[  PASSED  ] 6 test(s)." in log, log
     for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
         assert marker not in log, log

@@ -341,6 +341,48 @@ static int flushed_once(st_stats_t *s, void *arg)
     return atomic_load(&s->flushes) >= 1 && st_stats__pending(s) == 0 && s->inflight_left == 0;
 }
 
+static int is_down(st_stats_t *s, void *arg)
+{
+    return atomic_load(&s->connected) == 0;
+}
+
+/* A real restart (the pytest stops redis-server and starts it again on the
+ * same port when it reads RESTART_REDIS): deltas recorded while it is down
+ * are delivered after the reconnect. Redis runs without persistence, so
+ * what was flushed before the restart is gone. */
+static void test_restart(void **state)
+{
+    NEED_REDIS(port);
+    if (!getenv("ST_TEST_REDIS_RESTART")) {
+        fprintf(stderr, "SKIP: ST_TEST_REDIS_RESTART is not set\n");
+        skip();
+    }
+    fx_t *f = fx_new(port, "restart", NULL, 0);
+    assert_true(run_until(f, is_connected, NULL, 5000));
+    record_n(f->s, "GET /a", ST_VERDICT_MATCH, 3);
+    uint64_t one = 1;
+    assert_true(run_until(f, flushed_at_least, &one, 5000));
+    printf("RESTART_REDIS\n");
+    fflush(stdout);
+    assert_true(run_until(f, is_down, NULL, 15000));
+    record_n(f->s, "GET /a", ST_VERDICT_DIVERGED, 2); /* while down */
+    assert_true(run_until(f, reconnected, NULL, 15000));
+    record_n(f->s, "GET /a", ST_VERDICT_MATCH, 4);
+    uint64_t want = atomic_load(&f->s->flushes) + 1;
+    assert_true(run_until(f, flushed_at_least, &want, 5000));
+    redisContext *c = sync_connect(port);
+    assert_int_equal(hget_ll(c, "shadowtee:{restart}:ep:GET /a:counts", "compared"), 6);
+    assert_int_equal(hget_ll(c, "shadowtee:{restart}:ep:GET /a:counts", "diverged"), 2);
+    redisReply *m = cmd(c, "SISMEMBER %s %s", "shadowtee:{restart}:endpoints", "GET /a");
+    assert_int_equal(m->type, REDIS_REPLY_INTEGER);
+    assert_int_equal(m->integer, 1);
+    freeReplyObject(m);
+    assert_int_equal(hget_ll(c, "shadowtee:{restart}:meta", "schema"), 1); /* meta re-sent */
+    assert_int_equal(atomic_load(&f->s->lost), 0);
+    fx_free(f);
+    redisFree(c);
+}
+
 /* Redis absent at start: the backlog is kept (bounded) and delivered once
  * the server comes up. */
 static void test_late_redis(void **state)
@@ -382,7 +424,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flush_values),    cmocka_unit_test(test_reconnect_after_kill),
         cmocka_unit_test(test_auth_and_select), cmocka_unit_test(test_stalled_server),
-        cmocka_unit_test(test_late_redis),
+        cmocka_unit_test(test_restart),         cmocka_unit_test(test_late_redis),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
