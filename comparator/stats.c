@@ -27,6 +27,13 @@ const double st_stats_hist_bounds_ms[ST_HIST_NBOUNDS] = {
     50,   60,   80,   100,  150,  200,  250,   300,   400,   500,   600,   800,   1000,  1500, 2000,
     2500, 3000, 4000, 5000, 6000, 8000, 10000, 15000, 20000, 25000, 30000, 40000, 50000, 60000};
 
+const char *const st_stats_hist_fields[ST_HIST_NBOUNDS + 1] = {
+    "1",     "1.5",   "2",     "2.5",   "3",     "4",     "5",     "6",     "8",
+    "10",    "15",    "20",    "25",    "30",    "40",    "50",    "60",    "80",
+    "100",   "150",   "200",   "250",   "300",   "400",   "500",   "600",   "800",
+    "1000",  "1500",  "2000",  "2500",  "3000",  "4000",  "5000",  "6000",  "8000",
+    "10000", "15000", "20000", "25000", "30000", "40000", "50000", "60000", "+Inf"};
+
 void st_stats_config_init(st_stats_config_t *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -57,13 +64,23 @@ size_t st_stats__hist_bucket(double ms)
     return lo;
 }
 
+/* A fast 64-bit hash of n bytes, 8 at a time, chained through h. */
 static uint64_t hash_bytes(uint64_t h, const char *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 1099511628211ULL;
+    const uint64_t k = 0x9E3779B97F4A7C15ULL;
+    while (n >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        h = (h ^ v) * k;
+        h ^= h >> 29;
+        p += 8;
+        n -= 8;
     }
-    return h;
+    uint64_t v = n;
+    for (size_t i = 0; i < n; i++)
+        v = (v << 8) | (unsigned char)p[i];
+    h = (h ^ v) * k;
+    return h ^ (h >> 32);
 }
 
 /* ---- batch ------------------------------------------------------------- */
@@ -124,13 +141,29 @@ size_t st_stats__pending(const st_stats_t *s)
     return s->norder + s->npending_samples;
 }
 
+/* Doubles the delta hash table (best effort: stays as is on ENOMEM). */
+static void buckets_grow(st_stats_t *s)
+{
+    size_t n = s->nbuckets * 2;
+    st_delta_t **b = calloc(n, sizeof(*b));
+    if (!b) return;
+    for (size_t i = 0; i < s->norder; i++) {
+        st_delta_t *d = s->order[i];
+        size_t bi = (size_t)(d->hash & (n - 1));
+        d->next = b[bi];
+        b[bi] = d;
+    }
+    free(s->buckets);
+    s->buckets = b;
+    s->nbuckets = n;
+}
+
 /* Adds `ival` (or `fval` when is_float) to key/field. A new entry beyond
  * max_backlog is dropped and counted; merging into an existing one never is. */
 static void delta_add(st_stats_t *s, const char *key, size_t keylen, const char *field,
                       size_t fieldlen, int64_t ival, double fval, int is_float)
 {
-    uint64_t h = hash_bytes(hash_bytes(14695981039346656037ULL, key, keylen), "\0", 1);
-    h = hash_bytes(h, field, fieldlen);
+    uint64_t h = hash_bytes(hash_bytes(keylen, key, keylen), field, fieldlen);
     size_t bi = (size_t)(h & (s->nbuckets - 1));
     for (st_delta_t *d = s->buckets[bi]; d; d = d->next) {
         if (d->hash == h && d->keylen == keylen && d->fieldlen == fieldlen &&
@@ -149,6 +182,9 @@ static void delta_add(st_stats_t *s, const char *key, size_t keylen, const char 
         s->order = n;
         s->ordercap = ncap;
     }
+    if (s->norder >= s->nbuckets) /* keep chains short: load factor <= 1 */
+        buckets_grow(s);
+    bi = (size_t)(h & (s->nbuckets - 1));
     st_delta_t *d = malloc(sizeof(*d) + keylen + fieldlen + 2);
     if (!d) goto drop;
     d->hash = h;
@@ -169,23 +205,21 @@ drop:
     atomic_fetch_add_explicit(&s->dropped, 1, memory_order_relaxed);
 }
 
-/* key = ep->key + suffix; field as given. */
+/* key = ep->key + suffix (built in s->kbuf); field as given. */
+static void ep_delta(st_stats_t *s, st_stats_ep_t *ep, const char *suffix, const char *field,
+                     int64_t ival, double fval, int is_float)
+{
+    size_t sl = strlen(suffix);
+    if (ep->keylen + sl > s->kbufcap) return;
+    memcpy(s->kbuf, ep->key, ep->keylen);
+    memcpy(s->kbuf + ep->keylen, suffix, sl);
+    delta_add(s, s->kbuf, ep->keylen + sl, field, strlen(field), ival, fval, is_float);
+}
+
 static void ep_incr(st_stats_t *s, st_stats_ep_t *ep, const char *suffix, const char *field,
                     int64_t by)
 {
-    char key[EP_NAME_MAX + 512];
-    int n = snprintf(key, sizeof(key), "%s%s", ep->key, suffix);
-    if (n < 0 || (size_t)n >= sizeof(key)) return;
-    delta_add(s, key, (size_t)n, field, strlen(field), by, 0, 0);
-}
-
-static void ep_incr_float(st_stats_t *s, st_stats_ep_t *ep, const char *suffix, const char *field,
-                          double by)
-{
-    char key[EP_NAME_MAX + 512];
-    int n = snprintf(key, sizeof(key), "%s%s", ep->key, suffix);
-    if (n < 0 || (size_t)n >= sizeof(key)) return;
-    delta_add(s, key, (size_t)n, field, strlen(field), 0, by, 1);
+    ep_delta(s, ep, suffix, field, by, 0, 0);
 }
 
 /* ---- endpoints --------------------------------------------------------- */
@@ -243,14 +277,13 @@ static st_stats_ep_t *ep_get(st_stats_t *s, const char *name)
 {
     if (!name || !*name) name = ST_ENDPOINT_OTHER;
     size_t len = strnlen(name, EP_NAME_MAX);
-    uint64_t h = hash_bytes(14695981039346656037ULL, name, len);
+    uint64_t h = hash_bytes(0, name, len);
     for (st_stats_ep_t *ep = s->ephash[h & (s->nephash - 1)]; ep; ep = ep->hnext)
         if (ep->hash == h && strlen(ep->name) == len && memcmp(ep->name, name, len) == 0) return ep;
     size_t named = s->neps - (s->other ? 1 : 0);
     if (named >= s->cfg.max_endpoints || strcmp(name, ST_ENDPOINT_OTHER) == 0) {
         if (!s->other) {
-            uint64_t oh =
-                hash_bytes(14695981039346656037ULL, ST_ENDPOINT_OTHER, strlen(ST_ENDPOINT_OTHER));
+            uint64_t oh = hash_bytes(0, ST_ENDPOINT_OTHER, strlen(ST_ENDPOINT_OTHER));
             s->other = ep_new(s, ST_ENDPOINT_OTHER, strlen(ST_ENDPOINT_OTHER), oh);
         }
         return s->other;
@@ -416,11 +449,17 @@ static void minute_touch(st_stats_t *s, int64_t minute)
 
 static void minute_incr(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const char *counter)
 {
-    char key[256], field[EP_NAME_MAX + 64];
-    int kn = snprintf(key, sizeof(key), "%sminute:%" PRId64, s->prefix, minute);
-    int fn = snprintf(field, sizeof(field), "%s|%s", counter, ep->name);
-    if (kn < 0 || (size_t)kn >= sizeof(key) || fn < 0 || (size_t)fn >= sizeof(field)) return;
-    delta_add(s, key, (size_t)kn, field, (size_t)fn, 1, 0, 0);
+    if (minute != s->mkey_minute || !s->mkeylen) {
+        s->mkeylen =
+            (size_t)snprintf(s->mkey, s->prefixlen + 32, "%sminute:%" PRId64, s->prefix, minute);
+        s->mkey_minute = minute;
+    }
+    size_t cl = strlen(counter), nl = strlen(ep->name);
+    if (cl + 1 + nl > s->fbufcap) return;
+    memcpy(s->fbuf, counter, cl);
+    s->fbuf[cl] = '|';
+    memcpy(s->fbuf + cl + 1, ep->name, nl);
+    delta_add(s, s->mkey, s->mkeylen, s->fbuf, cl + 1 + nl, 1, 0, 0);
 }
 
 static void latency_add(st_stats_t *s, st_stats_ep_t *ep, const char *suffix, double seconds)
@@ -428,14 +467,9 @@ static void latency_add(st_stats_t *s, st_stats_ep_t *ep, const char *suffix, do
     if (!(seconds >= 0) || !isfinite(seconds)) return;
     double ms = seconds * 1000.0;
     size_t b = st_stats__hist_bucket(ms);
-    char field[32];
-    if (b == ST_HIST_NBOUNDS)
-        snprintf(field, sizeof(field), "+Inf");
-    else
-        snprintf(field, sizeof(field), "%g", st_stats_hist_bounds_ms[b]);
-    ep_incr(s, ep, suffix, field, 1);
+    ep_incr(s, ep, suffix, st_stats_hist_fields[b], 1);
     ep_incr(s, ep, suffix, "count", 1);
-    ep_incr_float(s, ep, suffix, "sum_ms", ms);
+    ep_delta(s, ep, suffix, "sum_ms", 0, ms, 1);
 }
 
 static void diff_paths_add(st_stats_t *s, st_stats_ep_t *ep, const st_diff_result_t *diff)
@@ -546,14 +580,15 @@ void st_stats__pending_clear(st_stats_t *s)
 int st_stats__build_batch(st_stats_t *s, st_batch_t *out, int with_meta, int64_t now_ms)
 {
     int err = 0;
-    char key[512], num[64], num2[64];
+    char *key = s->kbuf, num[64], num2[64];
+    size_t keycap = s->kbufcap;
     size_t ntouched = 0;
     for (size_t i = 0; i < s->neps; i++)
         ntouched += s->eps[i]->touched;
     if (ntouched) { /* SADD <prefix>endpoints e1 e2 ... */
         const char **argv = calloc(ntouched + 2, sizeof(char *));
         if (!argv) return -1;
-        snprintf(key, sizeof(key), "%sendpoints", s->prefix);
+        snprintf(key, keycap, "%sendpoints", s->prefix);
         argv[0] = "SADD";
         argv[1] = key;
         int argc = 2;
@@ -574,7 +609,7 @@ int st_stats__build_batch(st_stats_t *s, st_batch_t *out, int with_meta, int64_t
     }
     snprintf(num2, sizeof(num2), "%" PRIu64, s->cfg.bucket_ttl_s);
     for (size_t i = 0; i < s->nminutes && !err; i++) {
-        snprintf(key, sizeof(key), "%sminute:%" PRId64, s->prefix, s->minutes[i]);
+        snprintf(key, keycap, "%sminute:%" PRId64, s->prefix, s->minutes[i]);
         const char *argv[] = {"EXPIRE", key, num2};
         add_cmd(out, 0, 3, argv, &err);
     }
@@ -584,7 +619,7 @@ int st_stats__build_batch(st_stats_t *s, st_batch_t *out, int with_meta, int64_t
         if (ep->nsamples == 0) continue;
         const char **argv = calloc(ep->nsamples + 2, sizeof(char *));
         if (!argv) return -1;
-        snprintf(key, sizeof(key), "%ssamples", ep->key);
+        snprintf(key, keycap, "%ssamples", ep->key);
         argv[0] = "LPUSH";
         argv[1] = key;
         for (size_t k = 0; k < ep->nsamples; k++) /* oldest first: newest ends at the head */
@@ -595,7 +630,7 @@ int st_stats__build_batch(st_stats_t *s, st_batch_t *out, int with_meta, int64_t
         const char *trim[] = {"LTRIM", key, "0", num};
         add_cmd(out, 0, 4, trim, &err);
     }
-    snprintf(key, sizeof(key), "%smeta", s->prefix);
+    snprintf(key, keycap, "%smeta", s->prefix);
     if (s->batch_first_ms && !err) {
         snprintf(num, sizeof(num), "%" PRId64, s->batch_first_ms);
         const char *nx[] = {"HSETNX", key, "first_seen_ms", num};
@@ -807,6 +842,12 @@ st_stats_t *st_stats_new(uv_loop_t *loop, const st_stats_config_t *cfg)
     if (!s->cfg.rules) s->own_rules = st_rules_default();
     if (!s->buckets || !s->ephash || !s->prefix || (!s->cfg.rules && !s->own_rules)) goto fail;
     s->prefixlen = (size_t)snprintf(s->prefix, plen, "shadowtee:{%s}:", s->cfg.service);
+    s->kbufcap = s->prefixlen + EP_NAME_MAX + 64;
+    s->fbufcap = ST_STATS_MAX_FIELD + EP_NAME_MAX + 64;
+    s->kbuf = malloc(s->kbufcap);
+    s->fbuf = malloc(s->fbufcap);
+    s->mkey = malloc(s->prefixlen + 32);
+    if (!s->kbuf || !s->fbuf || !s->mkey) goto fail;
     if (st_sink_start(s) != 0) goto fail;
     return s;
 fail:
@@ -826,6 +867,9 @@ void st_stats__free(st_stats_t *s)
     free(s->order);
     free(s->minutes);
     free(s->prefix);
+    free(s->kbuf);
+    free(s->fbuf);
+    free(s->mkey);
     st_batch_free(&s->inflight);
     if (s->own_rules) st_rules_free(s->own_rules);
     pthread_mutex_destroy(&s->lock);

@@ -30,6 +30,7 @@ struct redisAsyncContext;
  * written with "%g" ("1", "1.5", ..., "60000", "+Inf"). */
 #define ST_HIST_NBOUNDS 44
 extern const double st_stats_hist_bounds_ms[ST_HIST_NBOUNDS];
+extern const char *const st_stats_hist_fields[ST_HIST_NBOUNDS + 1]; /* "%g" of each, "+Inf" */
 
 #define ST_STATS_SCHEMA_VERSION "1"
 #define ST_STATS_MAX_FIELD      512 /* diff paths are cut to keep fields bounded */
@@ -99,6 +100,11 @@ struct st_stats {
     size_t neps, epcap;
     st_stats_ep_t *other;   /* the "{other}" endpoint once the cap is hit; in eps */
     st_stats_ep_t **ephash; /* lookup by name, nephash chains */
+    char *kbuf, *fbuf;      /* scratch key / field buffers (kbufcap, fbufcap bytes); owned */
+    size_t kbufcap, fbufcap;
+    char *mkey; /* "<prefix>minute:<mkey_minute>", mkeylen bytes; owned */
+    size_t mkeylen;
+    int64_t mkey_minute;
     size_t nephash;
 
     /* pending deltas: chained hash table + insertion order list */

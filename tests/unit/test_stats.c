@@ -139,6 +139,12 @@ static void test_hist_bucket(void **state)
     assert_int_equal(st_stats__hist_bucket(60001), ST_HIST_NBOUNDS);
     for (size_t i = 1; i < ST_HIST_NBOUNDS; i++)
         assert_true(st_stats_hist_bounds_ms[i] > st_stats_hist_bounds_ms[i - 1]);
+    char name[32];
+    for (size_t i = 0; i < ST_HIST_NBOUNDS; i++) { /* field names are "%g" of the bounds */
+        snprintf(name, sizeof(name), "%g", st_stats_hist_bounds_ms[i]);
+        assert_string_equal(st_stats_hist_fields[i], name);
+    }
+    assert_string_equal(st_stats_hist_fields[ST_HIST_NBOUNDS], "+Inf");
 }
 
 static void test_batch_counts_paths_latency(void **state)
@@ -346,6 +352,38 @@ static void test_backlog_bounded(void **state)
     assert_true(has_line(l, "HINCRBY shadowtee:{svc}:ep:GET /x:counts compared 50"));
     assert_true(has_line(l, "HINCRBY shadowtee:{svc}:ep:GET /x:counts noise 50"));
     lines_free(l);
+    st_batch_free(&b);
+    fx_free(f);
+}
+
+/* Many distinct fields: the table grows and every increment still merges. */
+static void test_many_fields_merge(void **state)
+{
+    fixture_t *f = fx_new(NULL);
+    char path[32];
+    st_diff_entry_t e = {ST_DIFF_VALUE, path, "1", "2", 1, 0};
+    st_diff_result_t diff = {ST_VERDICT_DIVERGED, &e, 1, 1, 1};
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 5000; i++) {
+            snprintf(path, sizeof(path), "$.a[%d]", i);
+            st_stats_record_t r = rec_base("GET /x", ST_VERDICT_DIVERGED, T0);
+            r.diff = &diff;
+            st_stats_record(f->s, &r);
+        }
+    }
+    assert_true(f->s->nbuckets >= 5000);
+    assert_int_equal(atomic_load(&f->s->dropped), 0); /* the rate limit skips samples, no drop */
+    st_batch_t b;
+    st_batch_init(&b);
+    assert_int_equal(st_stats__build_batch(f->s, &b, 0, T0), 0);
+    size_t paths = 0;
+    for (size_t i = 0; i < b.ncmds; i++) {
+        if (strcmp(b.cmds[i].argv[0], "HINCRBY") == 0 && strstr(b.cmds[i].argv[1], ":paths")) {
+            paths++;
+            assert_string_equal(b.cmds[i].argv[3], "3");
+        }
+    }
+    assert_int_equal(paths, 5000);
     st_batch_free(&b);
     fx_free(f);
 }
@@ -610,6 +648,7 @@ int main(void)
         cmocka_unit_test(test_sample_json_redacted),
         cmocka_unit_test(test_samples_capped_per_second),
         cmocka_unit_test(test_backlog_bounded),
+        cmocka_unit_test(test_many_fields_merge),
         cmocka_unit_test(test_endpoint_cap_and_prometheus),
         cmocka_unit_test(test_no_redis_keeps_only_counters),
         cmocka_unit_test(test_unreachable_redis_close),
