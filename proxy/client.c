@@ -77,6 +77,8 @@ typedef struct st_client {
     int pause_why;
     int need_exec;   /* run the parser even without new bytes */
     int rechunk;     /* response re-chunked to the client */
+    int tunnel;      /* the response accepted an upgrade / CONNECT */
+    int head_pending; /* chunked request: head goes out with the first valid chunk */
     int close_delim; /* response delimited by close */
     int status;
     int close_after; /* close once the exchange ends */
@@ -521,6 +523,10 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 static int on_chunk_header(llhttp_t *p)
 {
     st_client_t *c = p->data;
+    if (c->head_pending) {
+        c->head_pending = 0;
+        if (add(c, DIR_UP, c->head.p, c->head.len) != 0) return HPE_USER;
+    }
     if (p->content_length == 0) {
         c->last_chunk = 1;
         return add(c, DIR_UP, "0\r\n\r\n", 5) ? HPE_USER : 0;
@@ -591,6 +597,7 @@ static int on_res_headers_complete(llhttp_t *p)
     c->status = status;
     int connect_ok = c->method == HTTP_CONNECT && status >= 200 && status < 300;
     int tunnel = (status == 101 && c->upgrade) || connect_ok;
+    c->tunnel = tunnel;
     int no_body = c->method == HTTP_HEAD || status == 204 || status == 304 || tunnel;
     st_resphead_opts_t o = {.status = status, .http_minor = c->minor};
     if (tunnel) {
@@ -646,7 +653,7 @@ static int on_res_body(llhttp_t *p, const char *at, size_t len)
 static int on_res_message_complete(llhttp_t *p)
 {
     st_client_t *c = p->data;
-    if (c->resp == R_NONE) return 0; /* end of an interim response */
+    if (c->resp == R_NONE || c->tunnel) return 0; /* interim response, or llhttp pauses for the upgrade */
     if (c->rechunk && add(c, DIR_CL, "0\r\n\r\n", 5) != 0) return HPE_USER;
     c->resp = R_DONE;
     return HPE_PAUSED;
@@ -742,7 +749,22 @@ static void upstream_failed(st_client_t *c, enum st_upfail why)
         client_close(c, "upstream_failed_mid_response"); /* never present a cut body as complete */
         return;
     }
-    reply_error(c, why == ST_UPFAIL_TIMEOUT ? 504 : 502, st_uperr_names[reason]);
+    int status = why == ST_UPFAIL_TIMEOUT ? 504 : 502;
+    if (c->state == C_SENT && c->keep_alive && !c->upgrade && !c->w->draining) {
+        /* the request was read whole: answer and keep the connection */
+        drop_exchange(c);
+        c->status = status;
+        c->resp = R_DONE;
+        c->rhead.len = 0;
+        if (st_http_build_error(&c->rhead, status, c->rid, 0) != 0 || add(c, DIR_CL, c->rhead.p, c->rhead.len) != 0 ||
+            flush(c, DIR_CL) != 0) {
+            client_close(c, "client_write_error");
+            return;
+        }
+        finish_exchange(c);
+        return;
+    }
+    reply_error(c, status, st_uperr_names[reason]);
 }
 
 static void up_on_fail(void *owner, st_upconn_t *u, enum st_upfail why)
@@ -766,9 +788,9 @@ static void up_on_ready(void *owner, st_upconn_t *u)
     llhttp_init(&u->parser, HTTP_RESPONSE, &response_settings);
     u->parser.data = c;
     st_http_msg_reset(&c->res);
-    st_upconn_set_timeout(u, c->w->cfg->upstream_timeout_ms);
     c->state = C_BODY;
-    if (add(c, DIR_UP, c->head.p, c->head.len) != 0) {
+    c->head_pending = c->chunked_in; /* nothing reaches the upstream before the first chunk parses */
+    if (!c->head_pending && add(c, DIR_UP, c->head.p, c->head.len) != 0) {
         upstream_failed(c, ST_UPFAIL_RESET);
         return;
     }
@@ -786,6 +808,7 @@ static void start_upstream(st_client_t *c)
 {
     st_upconn_t *u;
     c->state = C_CONNECT;
+    reading(c, 0); /* the body waits in the socket until the upstream is ready */
     uv_timer_stop(&c->timer);
     int rc = st_pool_acquire(&c->w->primary_pool, c, &primary_ops, &u);
     if (rc < 0) {
@@ -844,7 +867,7 @@ static void finish_exchange(st_client_t *c)
     c->rb.parsed = 0;
     c->lf_scan = 0;
     c->resp = R_NONE;
-    c->rechunk = c->close_delim = 0;
+    c->rechunk = c->close_delim = c->tunnel = 0;
     c->status = 0;
     c->pause_why = P_NONE;
     if (left) {
@@ -951,6 +974,7 @@ static void client_process(st_client_t *c)
         if (err == HPE_PAUSED && c->pause_why == P_DONE) {
             c->pause_why = P_NONE;
             c->state = C_SENT;
+            if (c->up) st_upconn_set_timeout(c->up, c->w->cfg->upstream_timeout_ms);
             if (c->mirror) st_tee_request_done(c->mirror);
             if (c->resp == R_DONE) {
                 finish_exchange(c);

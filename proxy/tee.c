@@ -310,7 +310,7 @@ static void compare_and_record(st_mirror_t *m)
     st_diff_result_t res;
     memset(&res, 0, sizeof(res));
     int use_noise = n->active && !n->cap.error;
-    if (st_compare(w->rules, ep, &rp, &rs, use_noise ? &rn : NULL, &res) == 0) {
+    if (st_compare(w->rules, key, &rp, &rs, use_noise ? &rn : NULL, &res) == 0) { /* rules by the real key */
         st_stats_record_t rec = {
             .endpoint = ep,
             .method = m->method_name,
