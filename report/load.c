@@ -17,9 +17,9 @@
 #define COMMAND_TIMEOUT_S 10
 #define SCAN_MAX_ROUNDS   100000 /* SCAN iterations before giving up */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+static int set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+static int set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -45,7 +45,7 @@ int rpt_parse_redis(const char *text, rpt_redis_addr_t *out, char *err, size_t e
     memset(out, 0, sizeof(*out));
     out->port = 6379;
     char *copy = strdup(text), *hostport = copy;
-    if (!copy) return fail(err, errlen, "out of memory");
+    if (!copy) return set_err(err, errlen, "out of memory");
     if (strncmp(copy, "redis://", 8) == 0) {
         hostport = copy + 8;
         char *slash = strchr(hostport, '/');
@@ -54,7 +54,7 @@ int rpt_parse_redis(const char *text, rpt_redis_addr_t *out, char *err, size_t e
             char *end;
             long db = strtol(slash + 1, &end, 10);
             if (slash[1] && (*end || db < 0 || db > 1000000)) {
-                fail(err, errlen, "--redis %s: bad database number '%s'", text, slash + 1);
+                set_err(err, errlen, "--redis %s: bad database number '%s'", text, slash + 1);
                 free(copy);
                 return -1;
             }
@@ -75,7 +75,7 @@ int rpt_parse_redis(const char *text, rpt_redis_addr_t *out, char *err, size_t e
         }
     } else if (strstr(copy, "://")) {
         free(copy);
-        return fail(err, errlen, "--redis %s: only redis:// URLs are supported", text);
+        return set_err(err, errlen, "--redis %s: only redis:// URLs are supported", text);
     }
     char *colon = strrchr(hostport, ':');
     if (colon) {
@@ -83,13 +83,13 @@ int rpt_parse_redis(const char *text, rpt_redis_addr_t *out, char *err, size_t e
         if (parse_port(colon + 1, &out->port) != 0) {
             rpt_redis_addr_free(out);
             free(copy);
-            return fail(err, errlen, "--redis %s: bad port", text);
+            return set_err(err, errlen, "--redis %s: bad port", text);
         }
     }
     if (!*hostport) {
         rpt_redis_addr_free(out);
         free(copy);
-        return fail(err, errlen, "--redis %s: missing host", text);
+        return set_err(err, errlen, "--redis %s: missing host", text);
     }
     out->host = strdup(hostport);
     free(copy);
@@ -298,7 +298,7 @@ static int load_minutes(redisContext *c, const char *prefix, int64_t since_min, 
     do {
         redisReply *r = redisCommand(c, "SCAN %llu MATCH %s COUNT 1000", cursor, pat);
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            fail(err, errlen, "redis SCAN failed: %s", r ? (r->str ? r->str : "?") : c->errstr);
+            set_err(err, errlen, "redis SCAN failed: %s", r ? (r->str ? r->str : "?") : c->errstr);
             freeReplyObject(r);
             goto done;
         }
@@ -331,7 +331,7 @@ static int load_minutes(redisContext *c, const char *prefix, int64_t since_min, 
     for (size_t i = 0; i < nmins; i++) {
         redisReply *r = NULL;
         if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-            fail(err, errlen, "redis: %s", c->errstr);
+            set_err(err, errlen, "redis: %s", c->errstr);
             goto done;
         }
         rpt_minute_t *mt = &m->timeline[m->ntimeline++];
@@ -378,8 +378,8 @@ static redisContext *connect_redis(const rpt_redis_addr_t *a, char *err, size_t 
     struct timeval tv = {CONNECT_TIMEOUT_S, 0};
     redisContext *c = redisConnectWithTimeout(a->host, a->port, tv);
     if (!c || c->err) {
-        fail(err, errlen, "cannot connect to Redis at %s:%d: %s", a->host, a->port,
-             c ? c->errstr : "out of memory");
+        set_err(err, errlen, "cannot connect to Redis at %s:%d: %s", a->host, a->port,
+                c ? c->errstr : "out of memory");
         redisFree(c);
         return NULL;
     }
@@ -390,8 +390,8 @@ static redisContext *connect_redis(const rpt_redis_addr_t *a, char *err, size_t 
         r = a->user ? redisCommand(c, "AUTH %s %s", a->user, a->password)
                     : redisCommand(c, "AUTH %s", a->password);
         if (!r || r->type == REDIS_REPLY_ERROR) {
-            fail(err, errlen, "Redis at %s:%d refused AUTH: %s", a->host, a->port,
-                 r ? r->str : c->errstr);
+            set_err(err, errlen, "Redis at %s:%d refused AUTH: %s", a->host, a->port,
+                    r ? r->str : c->errstr);
             goto fail;
         }
         freeReplyObject(r);
@@ -399,15 +399,15 @@ static redisContext *connect_redis(const rpt_redis_addr_t *a, char *err, size_t 
     if (a->db) {
         r = redisCommand(c, "SELECT %d", a->db);
         if (!r || r->type == REDIS_REPLY_ERROR) {
-            fail(err, errlen, "Redis at %s:%d: SELECT %d failed: %s", a->host, a->port, a->db,
-                 r ? r->str : c->errstr);
+            set_err(err, errlen, "Redis at %s:%d: SELECT %d failed: %s", a->host, a->port, a->db,
+                    r ? r->str : c->errstr);
             goto fail;
         }
         freeReplyObject(r);
     }
     r = redisCommand(c, "PING");
     if (!r || r->type == REDIS_REPLY_ERROR) {
-        fail(err, errlen, "Redis at %s:%d: %s", a->host, a->port, r ? r->str : c->errstr);
+        set_err(err, errlen, "Redis at %s:%d: %s", a->host, a->port, r ? r->str : c->errstr);
         goto fail;
     }
     freeReplyObject(r);
@@ -432,16 +432,16 @@ int rpt_load(const rpt_options_t *opt, rpt_model_t *m, char *err, size_t errlen)
     meta = redisCommand(c, "HGETALL %smeta", prefix);
     members = redisCommand(c, "SMEMBERS %sendpoints", prefix);
     if (!is_pairs(meta) || !members || members->type != REDIS_REPLY_ARRAY) {
-        fail(err, errlen, "redis: cannot read %smeta: %s", prefix,
-             meta && meta->str ? meta->str : c->errstr);
+        set_err(err, errlen, "redis: cannot read %smeta: %s", prefix,
+                meta && meta->str ? meta->str : c->errstr);
         goto done;
     }
     if (meta->elements == 0 && members->elements == 0) {
         char hint[600];
         known_services(c, hint, sizeof(hint));
-        fail(err, errlen, "no data for service '%s' in Redis %s:%d db %d (no key %smeta)%s%s",
-             opt->service, opt->redis.host, opt->redis.port, opt->redis.db, prefix,
-             hint[0] ? "; services with data: " : "; no shadowtee data in this database", hint);
+        set_err(err, errlen, "no data for service '%s' in Redis %s:%d db %d (no key %smeta)%s%s",
+                opt->service, opt->redis.host, opt->redis.port, opt->redis.db, prefix,
+                hint[0] ? "; services with data: " : "; no shadowtee data in this database", hint);
         goto done;
     }
     const char *bounds = NULL;
@@ -471,8 +471,8 @@ int rpt_load(const rpt_options_t *opt, rpt_model_t *m, char *err, size_t errlen)
             if (n > 0)
                 used += (size_t)n < sizeof(list) - used ? (size_t)n : sizeof(list) - used - 1;
         }
-        fail(err, errlen, "endpoint '%s' has no data for service '%s'; known endpoints: %s",
-             opt->endpoint, opt->service, list);
+        set_err(err, errlen, "endpoint '%s' has no data for service '%s'; known endpoints: %s",
+                opt->endpoint, opt->service, list);
         goto done;
     }
     int64_t since_ms = opt->since_s ? opt->now_ms - opt->since_s * 1000 : 0;
@@ -515,8 +515,8 @@ int rpt_load(const rpt_options_t *opt, rpt_model_t *m, char *err, size_t errlen)
         for (size_t k = 0; k < 6; k++)
             freeReplyObject(r[k]);
         if (!ok) {
-            fail(err, errlen, "redis: reading endpoint '%s' failed: %s", ep->name,
-                 c->err ? c->errstr : "bad reply");
+            set_err(err, errlen, "redis: reading endpoint '%s' failed: %s", ep->name,
+                    c->err ? c->errstr : "bad reply");
             goto done;
         }
     }

@@ -1,0 +1,167 @@
+/*
+ * Unit tests of the report's pure parts: Wilson interval, histogram
+ * quantiles, count tables, duration formatting (report/stats_math.c), the
+ * gate verdict (report/gate.c) and --redis parsing (report/load.c). The
+ * report is a program, not a library, so its sources are compiled in here.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../report/gate.c"
+#include "../../report/load.c"
+#include "../../report/stats_math.c"
+
+static void test_wilson(void **state)
+{
+    rpt_interval_t r = rpt_wilson(20, 150); /* reference values computed independently */
+    assert_true(fabs(r.lo - 0.0879980047) < 1e-8);
+    assert_true(fabs(r.hi - 0.1969801745) < 1e-8);
+    r = rpt_wilson(0, 10);
+    assert_true(r.lo == 0 && r.hi > 0.27 && r.hi < 0.28); /* 0.2775 */
+    r = rpt_wilson(10, 10);
+    assert_true(r.hi == 1 && r.lo > 0.72 && r.lo < 0.73);
+    r = rpt_wilson(0, 0);
+    assert_true(r.lo == 0 && r.hi == 1);
+    r = rpt_wilson(500000, 1000000); /* large n: tight around 0.5 */
+    assert_true(r.lo > 0.499 && r.hi < 0.501);
+}
+
+static void test_quantiles(void **state)
+{
+    rpt_hist_t h;
+    memset(&h, 0, sizeof(h));
+    assert_true(rpt_hist_quantile(&h, 0.5) < 0); /* empty */
+    double bounds[] = {1, 1.5, 2, 2.5, 3, 4, 5};
+    for (size_t i = 0; i < 7; i++)
+        assert_int_equal(rpt_hist_put(&h, bounds[i], 0), 0);
+    assert_int_equal(rpt_hist_put(&h, 1, 55), 0);
+    assert_int_equal(rpt_hist_put(&h, 4, 100), 0);
+    /* rank 77.5: 55 in (0,1], then (3,4] holds 100: 3 + 22.5/100 */
+    assert_true(fabs(rpt_hist_quantile(&h, 0.5) - 3.225) < 1e-9);
+    assert_true(fabs(rpt_hist_quantile(&h, 0.1) - 15.5 / 55) < 1e-9);
+    assert_true(fabs(rpt_hist_quantile(&h, 1.0) - 4) < 1e-9);
+    h.inf = 1000; /* most values above the last bound: the last bound */
+    assert_true(rpt_hist_quantile(&h, 0.99) == 5);
+    assert_int_equal(rpt_hist_total(&h), 1155);
+
+    rpt_hist_t sum;
+    memset(&sum, 0, sizeof(sum));
+    assert_int_equal(rpt_hist_add(&sum, &h), 0);
+    assert_int_equal(rpt_hist_add(&sum, &h), 0);
+    assert_int_equal(rpt_hist_total(&sum), 2310);
+    assert_int_equal(sum.n, 7);
+    h.inf = 0;
+    rpt_hist_t sh;
+    memset(&sh, 0, sizeof(sh));
+    rpt_hist_put(&sh, 4, 10);
+    rpt_hist_put(&sh, 8, 10); /* shadow p50 is at the top of (4, 8] -> 8... */
+    assert_true(rpt_latency_ratio(&h, &sh, 0.5) > 1);
+    rpt_hist_free(&h);
+    rpt_hist_free(&sum);
+    rpt_hist_free(&sh);
+}
+
+static void test_counts_and_format(void **state)
+{
+    rpt_counts_t c;
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(rpt_counts_add(&c, "$.a", "value", 3), 0);
+    assert_int_equal(rpt_counts_add(&c, "$.b", "type", 5), 0);
+    assert_int_equal(rpt_counts_add(&c, "$.a", "value", 4), 0);
+    assert_int_equal(rpt_counts_add(&c, "$.a", "missing", 1), 0);
+    rpt_counts_sort(&c);
+    assert_int_equal(c.n, 3);
+    assert_string_equal(c.v[0].name, "$.a");
+    assert_int_equal(c.v[0].count, 7);
+    assert_string_equal(c.v[1].name, "$.b");
+    rpt_counts_free(&c);
+
+    char buf[32];
+    rpt_fmt_duration(42, buf, sizeof(buf));
+    assert_string_equal(buf, "42s");
+    rpt_fmt_duration(248, buf, sizeof(buf));
+    assert_string_equal(buf, "4m08s");
+    rpt_fmt_duration(7380, buf, sizeof(buf));
+    assert_string_equal(buf, "2h03m");
+    rpt_fmt_duration(90000, buf, sizeof(buf));
+    assert_string_equal(buf, "1d01h");
+    rpt_fmt_time(1700000000000LL, buf, sizeof(buf));
+    assert_string_equal(buf, "2023-11-14 22:13:20Z");
+}
+
+static void test_parse_redis(void **state)
+{
+    rpt_redis_addr_t a;
+    char err[256];
+    assert_int_equal(rpt_parse_redis("10.0.0.1:6380", &a, err, sizeof(err)), 0);
+    assert_string_equal(a.host, "10.0.0.1");
+    assert_int_equal(a.port, 6380);
+    assert_null(a.password);
+    rpt_redis_addr_free(&a);
+    assert_int_equal(rpt_parse_redis("redis://:p%40ss:w@h:7000/3", &a, err, sizeof(err)), 0);
+    assert_string_equal(a.host, "h");
+    assert_int_equal(a.port, 7000);
+    assert_null(a.user);
+    assert_string_equal(a.password, "p%40ss:w"); /* no percent-decoding */
+    assert_int_equal(a.db, 3);
+    rpt_redis_addr_free(&a);
+    assert_int_equal(rpt_parse_redis("redis://alice:pw@cache", &a, err, sizeof(err)), 0);
+    assert_string_equal(a.user, "alice");
+    assert_string_equal(a.password, "pw");
+    assert_int_equal(a.port, 6379);
+    assert_int_equal(a.db, 0);
+    rpt_redis_addr_free(&a);
+    assert_int_equal(rpt_parse_redis("h:0", &a, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "bad port"));
+    assert_int_equal(rpt_parse_redis("redis://h/x", &a, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "bad database"));
+    assert_int_equal(rpt_parse_redis(":6379", &a, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "missing host"));
+}
+
+static void test_gate_verdict(void **state)
+{
+    rpt_options_t opt;
+    memset(&opt, 0, sizeof(opt));
+    opt.gate = 1;
+    opt.max_divergence_pct = 10;
+    opt.max_shadow_errors_pct = 1;
+    opt.max_latency_ratio = -1;
+    opt.min_compared = 100;
+    rpt_model_t m;
+    memset(&m, 0, sizeof(m));
+    m.service = "svc";
+    m.total.compared = 200;
+    m.total.errors = 10;   /* 5% of compared */
+    m.total.diverged = 19; /* 10% of 190 comparable: passes (<=) */
+    rpt_gate_t g;
+    rpt_gate_eval(&opt, &m, &g);
+    assert_false(g.passed);
+    assert_string_equal(g.verdict, "GATE FAIL service=svc: failed: shadow errors 5.00% > 1.00%");
+    opt.max_shadow_errors_pct = 5;
+    rpt_gate_eval(&opt, &m, &g);
+    assert_true(g.passed);
+    assert_string_equal(g.verdict, "GATE PASS service=svc: compared 200 >= 100; "
+                                   "divergence 10.00% <= 10.00%; shadow errors 5.00% <= 5.00%");
+    opt.max_latency_ratio = 2; /* no latency data: cannot pass */
+    rpt_gate_eval(&opt, &m, &g);
+    assert_false(g.passed);
+    assert_non_null(strstr(g.verdict, "latency ratio unknown (no latency data)"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_wilson),
+        cmocka_unit_test(test_quantiles),
+        cmocka_unit_test(test_counts_and_format),
+        cmocka_unit_test(test_parse_redis),
+        cmocka_unit_test(test_gate_verdict),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
