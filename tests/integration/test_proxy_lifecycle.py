@@ -127,9 +127,10 @@ def test_metrics_counters_move(shadowtee, upstream):
             c.request("GET", path)
     def counted():
         m = metrics(st.admin_port)
-        done = metric(m, "shadowtee_request_duration_seconds_count") - \
+        timed = metric(m, "shadowtee_request_duration_seconds_count") - \
             metric(m0, "shadowtee_request_duration_seconds_count")
-        return m if done >= 6 else None
+        counted = metric(m, "shadowtee_requests_total") - metric(m0, "shadowtee_requests_total")
+        return m if timed >= 6 and counted >= 6 else None
 
     m1 = wait_for(counted, timeout=3) or metrics(st.admin_port)
 

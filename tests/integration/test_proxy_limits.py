@@ -11,7 +11,7 @@ WATCHDOG_SECONDS = 30
 
 def test_head_too_large_gets_431(shadowtee, upstream):
     up = upstream("echo")
-    st = shadowtee(primary=up.addr, max_header_size="2K")
+    st = shadowtee(primary=up.addr, max_header_size="2K", max_uri_size="1K")
     with Conn(st.port) as c:
         assert c.request("GET", "/small", [("X-Pad", "a" * 1000)]).status == 200
     with Conn(st.port) as c:

@@ -377,6 +377,7 @@ class Upstream:
                 self.conns.append(rec)
                 self._socks.add(s)
             s.settimeout(0.25)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             t = threading.Thread(target=self._serve, args=(s, rec), daemon=True)
             self._threads.append(t)
             t.start()
@@ -515,9 +516,15 @@ class Upstream:
                 head.append("Transfer-Encoding: chunked")
         if not keep:
             head.append("Connection: close")
-        self._send(sock, ("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        head_bytes = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
         if bodyless:
+            self._send(sock, head_bytes)
             return keep
+        if self.framing != "chunked" and total <= 65536:
+            # Small bodies leave in one write, like most servers do.
+            self._send(sock, head_bytes + b"".join(bytes(c) for c in chunks))
+            return keep
+        self._send(sock, head_bytes)
         step = self.chunk_size if total < 65536 else 1 << 20
         for c in chunks:
             if self.framing == "chunked":
