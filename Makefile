@@ -84,14 +84,17 @@ integration: all
 
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 asan:
-	$(MAKE) BUILD=build-asan CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" \
-	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 check
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(MAKE) BUILD=build-asan CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" check
 
 valgrind: all $(UNIT_BIN)
 	$(MAKE) --no-print-directory unit TEST_WRAP="valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite"
 	SHADOWTEE_VALGRIND=1 $(MAKE) --no-print-directory integration PYTEST_ARGS="-k 'basic or keepalive or chunked'"
 
-bench: all
+$(BUILD)/cmp_bench: bench/cmp_bench.c $(LIBCMP)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $^ $(LDLIBS)
+
+bench: all $(BUILD)/cmp_bench
 	bash bench/run.sh
 
 demo: deps all
