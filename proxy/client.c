@@ -75,11 +75,11 @@ typedef struct st_client {
     int expect; /* answer 100 Continue when the upstream is ready */
     uint64_t body_seen;
     int pause_why;
-    int need_exec;   /* run the parser even without new bytes */
-    int rechunk;     /* response re-chunked to the client */
-    int tunnel;      /* the response accepted an upgrade / CONNECT */
+    int need_exec;    /* run the parser even without new bytes */
+    int rechunk;      /* response re-chunked to the client */
+    int tunnel;       /* the response accepted an upgrade / CONNECT */
     int head_pending; /* chunked request: head goes out with the first valid chunk */
-    int close_delim; /* response delimited by close */
+    int close_delim;  /* response delimited by close */
     int status;
     int close_after; /* close once the exchange ends */
     int reading;
@@ -636,7 +636,7 @@ static int on_res_headers_complete(llhttp_t *p)
     c->resp = R_BODY;
     if (add(c, DIR_CL, c->rhead.p, c->rhead.len) != 0) return HPE_USER;
     if (tunnel) return 2;
-    return c->method == HTTP_HEAD ? 1 : 0;
+    return no_body ? 1 : 0; /* HEAD, 204, 304: no body whatever the headers say (RFC 9112 6.3) */
 }
 
 static int on_res_body(llhttp_t *p, const char *at, size_t len)
@@ -653,7 +653,8 @@ static int on_res_body(llhttp_t *p, const char *at, size_t len)
 static int on_res_message_complete(llhttp_t *p)
 {
     st_client_t *c = p->data;
-    if (c->resp == R_NONE || c->tunnel) return 0; /* interim response, or llhttp pauses for the upgrade */
+    if (c->resp == R_NONE || c->tunnel)
+        return 0; /* interim response, or llhttp pauses for the upgrade */
     if (c->rechunk && add(c, DIR_CL, "0\r\n\r\n", 5) != 0) return HPE_USER;
     c->resp = R_DONE;
     return HPE_PAUSED;
@@ -756,8 +757,8 @@ static void upstream_failed(st_client_t *c, enum st_upfail why)
         c->status = status;
         c->resp = R_DONE;
         c->rhead.len = 0;
-        if (st_http_build_error(&c->rhead, status, c->rid, 0) != 0 || add(c, DIR_CL, c->rhead.p, c->rhead.len) != 0 ||
-            flush(c, DIR_CL) != 0) {
+        if (st_http_build_error(&c->rhead, status, c->rid, 0) != 0 ||
+            add(c, DIR_CL, c->rhead.p, c->rhead.len) != 0 || flush(c, DIR_CL) != 0) {
             client_close(c, "client_write_error");
             return;
         }
@@ -789,7 +790,8 @@ static void up_on_ready(void *owner, st_upconn_t *u)
     u->parser.data = c;
     st_http_msg_reset(&c->res);
     c->state = C_BODY;
-    c->head_pending = c->chunked_in; /* nothing reaches the upstream before the first chunk parses */
+    c->head_pending =
+        c->chunked_in; /* nothing reaches the upstream before the first chunk parses */
     if (!c->head_pending && add(c, DIR_UP, c->head.p, c->head.len) != 0) {
         upstream_failed(c, ST_UPFAIL_RESET);
         return;
@@ -975,7 +977,10 @@ static void client_process(st_client_t *c)
             c->pause_why = P_NONE;
             c->state = C_SENT;
             if (c->up) st_upconn_set_timeout(c->up, c->w->cfg->upstream_timeout_ms);
-            if (c->mirror) st_tee_request_done(c->mirror);
+            if (c->mirror && st_tee_request_done(c->mirror) != 0) {
+                c->mirror = NULL;
+                c->cap = NULL;
+            }
             if (c->resp == R_DONE) {
                 finish_exchange(c);
                 return;

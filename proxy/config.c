@@ -476,7 +476,8 @@ static int validate(st_config_t *cfg, char *err, size_t errlen)
     if (!cfg->mirror_percent_set) cfg->mirror_percent = cfg->shadow.set ? 100.0 : 0.0;
     if (cfg->mirror_percent_set && !cfg->shadow.set && cfg->mirror_percent > 0)
         return fail(err, errlen, "--mirror-percent needs --shadow");
-    if (cfg->max_uri_size > cfg->max_header_size) cfg->max_uri_size = cfg->max_header_size; /* the URI is part of the head */
+    if (cfg->max_uri_size > cfg->max_header_size)
+        cfg->max_uri_size = cfg->max_header_size; /* the URI is part of the head */
     for (const char *c = cfg->mirror_sample_by; *c; c++)
         if (!isalnum((unsigned char)*c) && !strchr("-_", *c))
             return fail(err, errlen, "--mirror-sample-by: invalid header name '%s'",

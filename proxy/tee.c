@@ -310,7 +310,8 @@ static void compare_and_record(st_mirror_t *m)
     st_diff_result_t res;
     memset(&res, 0, sizeof(res));
     int use_noise = n->active && !n->cap.error;
-    if (st_compare(w->rules, key, &rp, &rs, use_noise ? &rn : NULL, &res) == 0) { /* rules by the real key */
+    if (st_compare(w->rules, key, &rp, &rs, use_noise ? &rn : NULL, &res) ==
+        0) { /* rules by the real key */
         st_stats_record_t rec = {
             .endpoint = ep,
             .method = m->method_name,
@@ -444,7 +445,7 @@ static int leg_on_headers_complete(llhttp_t *p)
         for (size_t i = 0; i < leg->res.nhdr; i++)
             st_capture_header(&leg->cap, leg->res.hdr[i].name, leg->res.hdr[i].name_len,
                               leg->res.hdr[i].value, leg->res.hdr[i].value_len);
-    return leg->m->method == HTTP_HEAD ? 1 : 0;
+    return leg->m->method == HTTP_HEAD || status == 204 || status == 304 ? 1 : 0;
 }
 
 static int leg_on_body(llhttp_t *p, const char *at, size_t len)
@@ -559,7 +560,7 @@ static int leg_start(st_leg_t *leg, st_pool_t *pool)
     return 0;
 }
 
-void st_tee_request_done(st_mirror_t *m)
+int st_tee_request_done(st_mirror_t *m)
 {
     st_worker_t *w = m->w;
     if (m->has_body)
@@ -573,7 +574,7 @@ void st_tee_request_done(st_mirror_t *m)
         skip(w, ST_SKIP_SHADOW_UNAVAILABLE);
         m->finished = 1;
         mirror_free(m);
-        return;
+        return -1;
     }
     m->dispatched = 1;
     ST_INC(w->metrics.mirror_requests);
@@ -587,7 +588,9 @@ void st_tee_request_done(st_mirror_t *m)
         }
     }
     m->starting = 0;
-    maybe_finish(m);
+    if (!m->primary_done) return 0;
+    maybe_finish(m); /* an early primary answer already came: m may be gone */
+    return -1;
 }
 
 void st_tee_abort_all(st_worker_t *w)

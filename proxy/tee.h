@@ -53,8 +53,11 @@ st_mirror_t *st_tee_begin(struct st_worker *w, const st_tee_request_t *r);
  * copy was dropped (too large, memory budget): it is counted and freed and
  * the caller forgets the pointer. */
 int st_tee_body(st_mirror_t *m, const char *data, size_t len);
-/* The request is complete: the copy goes to the shadow (and noise replica). */
-void st_tee_request_done(st_mirror_t *m);
+/* The request is complete: the copy goes to the shadow (and noise replica).
+ * Returns 0 while the mirror waits for the primary's response, or -1 when the
+ * caller must forget the pointer (dropped and counted, e.g. the shadow pool is
+ * full, or the primary's answer was already reported). */
+int st_tee_request_done(st_mirror_t *m);
 /* The client went away before its request was complete: drop the copy. */
 void st_tee_abort(st_mirror_t *m);
 
