@@ -346,6 +346,23 @@ static int is_down(st_stats_t *s, void *arg)
     return atomic_load(&s->connected) == 0;
 }
 
+/* st_stats_close sends what is pending before it frees (final flush). */
+static void test_close_flushes(void **state)
+{
+    NEED_REDIS(port);
+    redisContext *c = sync_connect(port);
+    fx_t *f = fx_new(port, "closing", NULL, 0);
+    f->s->cfg.flush_interval_ms = 60000; /* only the close can flush */
+    uv_timer_stop(&f->s->flush_timer);
+    assert_true(run_until(f, is_connected, NULL, 5000));
+    record_n(f->s, "GET /a", ST_VERDICT_DIVERGED, 7);
+    assert_int_equal(atomic_load(&f->s->flushes), 0);
+    fx_free(f); /* st_stats_close + run the loop until the callback ran */
+    assert_int_equal(hget_ll(c, "shadowtee:{closing}:ep:GET /a:counts", "compared"), 7);
+    assert_int_equal(int_reply(c, "LLEN %s", "shadowtee:{closing}:ep:GET /a:samples"), 5);
+    redisFree(c);
+}
+
 /* A real restart (the pytest stops redis-server and starts it again on the
  * same port when it reads RESTART_REDIS): deltas recorded while it is down
  * are delivered after the reconnect. Redis runs without persistence, so
@@ -424,7 +441,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flush_values),    cmocka_unit_test(test_reconnect_after_kill),
         cmocka_unit_test(test_auth_and_select), cmocka_unit_test(test_stalled_server),
-        cmocka_unit_test(test_restart),         cmocka_unit_test(test_late_redis),
+        cmocka_unit_test(test_close_flushes),   cmocka_unit_test(test_restart),
+        cmocka_unit_test(test_late_redis),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
