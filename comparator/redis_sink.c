@@ -14,7 +14,7 @@
  *               the connection is torn down and re-established.
  *   CLOSED      st_stats_close ran its final flush; no more connects.
  *
- * hiredis lifetimes: the context is only ever freed by us from ctl_timer
+ * hiredis lifetimes: the context is only ever freed by us from our timers
  * (never inside one of its own callbacks); when hiredis frees it itself (a
  * failed connect, a dropped connection) we learn it in on_connect /
  * on_disconnect and forget the pointer. Replies of a batch still in flight
@@ -223,7 +223,8 @@ static void connect_now(st_stats_t *s)
     ctl_arm(s, ST_SINK_CONNECT_TIMEOUT_MS);
 }
 
-/* Frees our context (from ctl_timer only). */
+/* Frees our context. Only from a timer callback (ctl_timer, or flush_timer on
+ * a broken poll), never inside one of the context's own callbacks. */
 static void free_context(st_stats_t *s)
 {
     if (s->ac) {
