@@ -249,3 +249,36 @@ def test_upgrade_101_becomes_byte_tunnel(shadowtee, upstream):
     req = up.requests[0]
     assert req.header("upgrade") == "websocket"
     assert "upgrade" in (req.header("connection") or "").lower()
+
+
+def test_close_delimited_upstream_response(shadowtee, upstream):
+    body = b"no length, ends with the connection\n" * 50
+    up = upstream("fixed", body=body, framing="close")
+    st = shadowtee(primary=up.addr)
+    with Conn(st.port) as c:
+        r = c.request("GET", "/eof")
+        assert r.status == 200 and r.body == body
+        if r.close_delimited:
+            return
+        # Re-framed (chunked or a length): the connection stays usable unless
+        # the proxy said it would close it.
+        if "close" in (r.header("connection") or "").lower():
+            assert c.closed_within(3)
+        else:
+            assert c.request("GET", "/eof2").body == body
+
+
+def test_concurrent_connections_two_workers(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr, workers=2)
+    conns = [Conn(st.port) for _ in range(8)]
+    try:
+        for round_ in range(3):
+            for i, c in enumerate(conns):
+                c.send(build_request("GET", "/c%d/r%d" % (i, round_)))
+            for i, c in enumerate(conns):
+                assert c.response().json()["path"] == "/c%d/r%d" % (i, round_)
+    finally:
+        for c in conns:
+            c.close()
+    assert len(up.requests) == 24

@@ -182,3 +182,14 @@ def test_admin_unknown_path_404(shadowtee, upstream):
     up = upstream("echo")
     st = shadowtee(primary=up.addr)
     assert get(st.admin_port, "/nope").status == 404
+
+
+def test_readyz_follows_primary(shadowtee, upstream):
+    up = upstream("echo")
+    port = up.port
+    st = shadowtee(primary=up.addr)
+    assert wait_for(lambda: _readyz(st.admin_port) == 200, timeout=5)
+    up.stop()
+    assert wait_for(lambda: _readyz(st.admin_port) == 503, timeout=6), "readyz still 200 with the primary down"
+    upstream("echo", port=port)
+    assert wait_for(lambda: _readyz(st.admin_port) == 200, timeout=6), "readyz did not recover"

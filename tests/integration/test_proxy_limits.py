@@ -136,3 +136,27 @@ def test_no_bytes_at_all_connection_closed(shadowtee, upstream):
         assert time.monotonic() - t0 < 5
     finally:
         s.close()
+
+
+def test_body_inactivity_closes_connection(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr, idle_timeout="1s")
+    with Conn(st.port) as c:
+        c.send(build_request("POST", "/stalled", [("Content-Length", "100")]) + b"only ten b")
+        t0 = time.monotonic()
+        data, how = c.read_to_close(6)
+        elapsed = time.monotonic() - t0
+    assert how != "timeout", "a body stalled past --idle-timeout kept the connection open"
+    assert 0.8 <= elapsed <= 4.0, elapsed
+    # Whatever reached the upstream, it never saw a complete 100-byte body.
+    assert all(q.body_len < 100 for q in up.requests)
+
+
+def test_expect_100_with_oversized_length_gets_413_without_continue(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr, max_body_size="1K")
+    with Conn(st.port) as c:
+        c.send(build_request("POST", "/big", [("Expect", "100-continue"), ("Content-Length", "5000")]))
+        head = c.read_head()
+        assert head.startswith(b"HTTP/1.1 413"), head
+    assert up.requests == []

@@ -176,3 +176,16 @@ def test_mirror_counters(shadowtee, upstream):
     assert d("shadowtee_shadow_responses_total", code="2xx") == 3
     assert d("shadowtee_shadow_responses_total", code="4xx") == 2
     assert d("shadowtee_shadow_duration_seconds_count") == 5
+
+
+def test_shadow_gets_1mib_body_identical(shadowtee, upstream):
+    primary = upstream("echo", sink=True)
+    shadow = upstream("echo")
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr)
+    body = bytes((i * 31 + 7) % 251 for i in range(1 << 20))
+    with Conn(st.port, timeout=10) as c:
+        r = c.request("PUT", "/blob", body=body)
+        assert r.status == 200 and r.json()["body_len"] == len(body)
+    assert shadow.wait_requests(1) == 1
+    assert shadow.requests[0].method == "PUT"
+    assert shadow.requests[0].body == body

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from httpclient import Conn, build_request, metric, metrics, strip_headers
-from upstreams import RssSampler, closed_port, sanitized, upstream, wait_for, watchdog  # noqa: F401
+from upstreams import RssSampler, blackhole_addr, closed_port, sanitized, upstream, wait_for, watchdog  # noqa: F401,E501
 
 WATCHDOG_SECONDS = 60
 N = 20
@@ -179,3 +179,18 @@ def test_shadow_responses_never_reach_client(shadowtee, upstream):
     assert b"SHADOW" not in wire
     assert wait_for(lambda: metric(metrics(st.admin_port), "shadowtee_shadow_responses_total",
                                    code="5xx") >= 10, timeout=5)
+
+
+def test_memory_budget_skips_mirrors_not_clients(shadowtee, upstream, blackhole_addr):
+    # The shadow's connect hangs, so every mirror copy is held for the whole
+    # --shadow-connect-timeout: 10 x 1 MiB within it must exceed a 2 MiB budget.
+    primary = upstream("echo", sink=True)
+    st = shadowtee(primary=primary.addr, shadow=blackhole_addr, mirror_memory_budget="2M",
+                   shadow_connect_timeout="2s")
+    body = b"m" * (1 << 20)
+    with Conn(st.port, timeout=10) as c:
+        for i in range(10):
+            r = c.request("POST", "/b%d" % i, body=body)
+            assert r.status == 200 and r.json()["body_len"] == len(body)
+    assert wait_for(lambda: metric(metrics(st.admin_port), "shadowtee_mirror_skipped_total",
+                                   reason="memory_budget") >= 1, timeout=3)

@@ -21,7 +21,8 @@ Modes (Upstream(mode=...)):
 Options common to the body modes: framing = "length" | "chunked" | "close",
 delay (seconds before answering), status, headers, sink (count and crc
 the request body instead of storing it), pause_after/pause (stall the
-body read once, to exercise the proxy's back-pressure).
+body read once, to exercise the proxy's back-pressure), port (0: a free one;
+a fixed one to restart a server where a proxy already points).
 
 Fixtures: `upstream` (factory, stops every server at test end),
 `blackhole_addr` (a listener whose accept queue is full: connects hang,
@@ -268,7 +269,7 @@ class Upstream:
     def __init__(self, mode="echo", status=200, body=b"hello from upstream\n", headers=(),
                  framing="length", delay=0.0, chunk_size=7, stream_size=0, reset_after=10,
                  reset_delay=0.3, sink=False, pause_after=0, pause=0.0, send_continue=True,
-                 idle_limit=120.0, max_conns=4000):
+                 idle_limit=120.0, max_conns=4000, port=0):
         self.mode = mode
         self.status = status
         self.body = body
@@ -295,7 +296,7 @@ class Upstream:
         self._threads = []
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.bind(("127.0.0.1", port))
         self.lsock.listen(512)
         self.lsock.settimeout(0.2)
         self.port = self.lsock.getsockname()[1]
