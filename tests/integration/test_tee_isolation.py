@@ -2,6 +2,7 @@
 resetting shadow the client gets byte-identical responses, without the
 shadow's delay, and the proxy's memory stays bounded under sustained load
 against a shadow that never answers."""
+import signal
 import threading
 import time
 
@@ -194,3 +195,45 @@ def test_memory_budget_skips_mirrors_not_clients(shadowtee, upstream, blackhole_
             assert r.status == 200 and r.json()["body_len"] == len(body)
     assert wait_for(lambda: metric(metrics(st.admin_port), "shadowtee_mirror_skipped_total",
                                    reason="memory_budget") >= 1, timeout=3)
+
+
+def test_pipelined_requests_with_slow_shadow(shadowtee, upstream):
+    primary = upstream("echo")
+    shadow = upstream("fixed", body=b"slow", delay=0.5)
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr)
+    with Conn(st.port) as c:
+        t0 = time.monotonic()
+        c.send(b"".join(build_request("GET", "/p%d" % i) for i in range(8)))
+        paths = [c.response().json()["path"] for _ in range(8)]
+        elapsed = time.monotonic() - t0
+    assert paths == ["/p%d" % i for i in range(8)]
+    assert elapsed < (1.0 if not sanitized() else 3.0), elapsed
+    assert shadow.wait_requests(8, timeout=8) == 8
+
+
+def test_clients_gone_while_shadow_in_flight(shadowtee, upstream):
+    primary = upstream("fixed", body=b"p", delay=0.1)
+    shadow = upstream("fixed", body=b"s", delay=0.5)
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr)
+    for i in range(20):
+        c = Conn(st.port)
+        c.send(build_request("POST", "/gone%d" % i, body=b"x" * 1000))
+        c.close()  # before the primary (and the shadow) answered
+    assert primary.wait_requests(20, timeout=5) == 20
+    with Conn(st.port) as c:
+        assert c.request("GET", "/still-alive").body == b"p"
+    assert st.proc.p.poll() is None
+
+
+def test_sigterm_with_shadow_in_flight_exits_cleanly(shadowtee, upstream):
+    primary = upstream("fixed", body=b"p")
+    shadow = upstream("fixed", body=b"s", delay=2.0)
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr, drain_timeout="5s")
+    with Conn(st.port) as c:
+        for i in range(5):
+            assert c.request("GET", "/%d" % i).body == b"p"
+    assert shadow.wait_requests(5) == 5
+    t0 = time.monotonic()
+    st.proc.signal(signal.SIGTERM)
+    assert st.proc.wait(timeout=10) == 0
+    assert time.monotonic() - t0 < 7
