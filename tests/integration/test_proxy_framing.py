@@ -97,3 +97,15 @@ def test_chunked_upload_valid_then_pipelined_request(shadowtee, upstream):
         r2 = c.response()
     assert r1.status == 200 and r1.json()["body"] == "abc"
     assert r2.json()["path"] == "/next"
+
+
+def test_http11_without_host_gets_400(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr)
+    with Conn(st.port) as c:
+        c.send(b"GET /nohost HTTP/1.1\r\nAccept: */*\r\n\r\n")
+        assert c.response().status == 400
+    with Conn(st.port) as c:
+        c.send(b"GET /two HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+        assert c.response().status == 400
+    assert up.requests == []

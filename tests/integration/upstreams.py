@@ -18,11 +18,14 @@ Modes (Upstream(mode=...)):
   blackhole  accepts and reads, never answers (held until stop)
   upgrade    a request with Upgrade gets 101 then every byte is echoed;
              other requests are answered like `echo`
+  raw        `body` is sent verbatim as the whole response (malformed
+             responses), then the connection is closed
 Options common to the body modes: framing = "length" | "chunked" | "close",
 delay (seconds before answering), status, headers, sink (count and crc
 the request body instead of storing it), pause_after/pause (stall the
 body read once, to exercise the proxy's back-pressure), port (0: a free one;
-a fixed one to restart a server where a proxy already points).
+a fixed one to restart a server where a proxy already points), close_after
+(close right after each response although it was keep-alive: a stale pool).
 
 Fixtures: `upstream` (factory, stops every server at test end),
 `blackhole_addr` (a listener whose accept queue is full: connects hang,
@@ -269,7 +272,7 @@ class Upstream:
     def __init__(self, mode="echo", status=200, body=b"hello from upstream\n", headers=(),
                  framing="length", delay=0.0, chunk_size=7, stream_size=0, reset_after=10,
                  reset_delay=0.3, sink=False, pause_after=0, pause=0.0, send_continue=True,
-                 idle_limit=120.0, max_conns=4000, port=0):
+                 idle_limit=120.0, max_conns=4000, port=0, close_after=False):
         self.mode = mode
         self.status = status
         self.body = body
@@ -286,6 +289,7 @@ class Upstream:
         self.send_continue = send_continue
         self.idle_limit = idle_limit
         self.max_conns = max_conns
+        self.close_after = close_after
         self.requests = []
         self.conns = []
         self.bytes_received = 0
@@ -348,6 +352,12 @@ class Upstream:
                 break
         return len(self.requests)
 
+    def conns_with_bytes(self):
+        """Connections that carried at least one byte (a readiness probe's
+        bare connect does not count)."""
+        with self._lock:
+            return sum(1 for c in self.conns if c.nbytes)
+
     def raw_all(self):
         with self._lock:
             return b"".join(bytes(c.raw) for c in self.conns)
@@ -408,11 +418,14 @@ class Upstream:
                         break
                 if self.mode == "close":
                     break
+                if self.mode == "raw":
+                    self._send(sock, self.body)
+                    break
                 if self.mode == "reset":
                     self._reset(sock, req)
                     rst = True
                     break
-                if not self._respond(sock, req):
+                if not self._respond(sock, req) or self.close_after:
                     break
         except (OSError, EOFError, ValueError) as e:
             rec.error = repr(e)
