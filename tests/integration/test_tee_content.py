@@ -189,3 +189,60 @@ def test_shadow_gets_1mib_body_identical(shadowtee, upstream):
     assert shadow.wait_requests(1) == 1
     assert shadow.requests[0].method == "PUT"
     assert shadow.requests[0].body == body
+
+
+def test_pipelined_posts_mirrored_with_matching_bodies(shadowtee, upstream):
+    primary, shadow, st = _pair(shadowtee, upstream)
+    bodies = [bytes([65 + i]) * (100 + 1000 * i) for i in range(6)]
+    with Conn(st.port) as c:
+        c.send(b"".join(build_request("POST", "/pp%d" % i, body=b) for i, b in enumerate(bodies)))
+        for i in range(6):
+            assert c.response().json()["path"] == "/pp%d" % i
+    assert shadow.wait_requests(6) == 6
+    for i, b in enumerate(bodies):
+        got = _by_path(shadow.requests, "/pp%d" % i)
+        assert len(got) == 1 and got[0].body == b, i
+
+
+def test_expect_100_continue_mirrored(shadowtee, upstream):
+    primary, shadow, st = _pair(shadowtee, upstream)
+    body = b"continue-body" * 100
+    m0 = metrics(st.admin_port)
+    with Conn(st.port) as c:
+        c.send(build_request("POST", "/exp", [("Expect", "100-continue"), ("Content-Length", str(len(body)))]))
+        assert c.read_head().startswith(b"HTTP/1.1 100")
+        c.send(body)
+        r = c.response()
+        assert r.status == 200 and r.json()["body_len"] == len(body)
+        assert r.interim == []  # one 100 only: the shadow's must not leak
+        assert c.request("GET", "/after").status == 200
+    assert shadow.wait_requests(2) == 2
+    assert _by_path(shadow.requests, "/exp")[0].body == body
+
+    def counted():
+        m = metrics(st.admin_port)
+        return metric(m, "shadowtee_shadow_responses_total", code="2xx") - \
+            metric(m0, "shadowtee_shadow_responses_total", code="2xx") >= 2
+
+    assert wait_for(counted, timeout=5)
+    m = metrics(st.admin_port)
+    assert metric(m, "shadowtee_shadow_responses_total", code="1xx") == metric(
+        m0, "shadowtee_shadow_responses_total", code="1xx")
+
+
+@pytest.mark.parametrize("method,status", [("HEAD", 200), ("GET", 304), ("GET", 204)])
+def test_bodiless_shadow_responses_complete(shadowtee, upstream, method, status):
+    """The shadow leg must frame HEAD/204/304 answers right too (a parser
+    waiting for a body would time out every one of them)."""
+    primary = upstream("fixed", status=status, body=b"P" * 40)
+    shadow = upstream("fixed", status=status, body=b"S" * 40)
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr, shadow_timeout="1s")
+    with Conn(st.port) as c:
+        for i in range(3):
+            c.send(build_request(method, "/b%d" % i))
+            assert c.response(method).status == status
+    assert shadow.wait_requests(3) == 3
+    code = "%dxx" % (status // 100)
+    assert wait_for(lambda: metric(metrics(st.admin_port), "shadowtee_shadow_responses_total", code=code) >= 3,
+                    timeout=3), "shadow answers to %s/%d not counted as complete" % (method, status)
+    assert metric(metrics(st.admin_port), "shadowtee_shadow_errors_total") == 0
