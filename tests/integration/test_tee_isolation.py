@@ -238,3 +238,39 @@ def test_sigterm_with_shadow_in_flight_exits_cleanly(shadowtee, upstream):
     st.proc.signal(signal.SIGTERM)
     assert st.proc.wait(timeout=10) == 0
     assert time.monotonic() - t0 < 7
+
+
+def test_huge_shadow_response_is_discarded_not_buffered(shadowtee, upstream):
+    size = 128 << 20
+    primary = upstream("fixed", body=b"small primary answer")
+    shadow = upstream("stream", stream_size=size)
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr, shadow_timeout="20s",
+                   env={"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:quarantine_size_mb=16"})
+    with RssSampler(st.proc.pid) as rss:
+        with Conn(st.port) as c:
+            for i in range(2):
+                assert c.request("GET", "/%d" % i).body == b"small primary answer"
+        assert wait_for(lambda: metric(metrics(st.admin_port), "shadowtee_shadow_responses_total",
+                                       code="2xx") >= 2, timeout=20), "shadow bodies not drained"
+    limit = (64 if not sanitized() else 256) * 1024
+    assert rss.max_kib < limit, "RSS peaked at %d KiB while draining 2 x 128 MiB shadow bodies" % rss.max_kib
+
+
+def test_large_upload_over_mirror_max_body_streams_with_bounded_rss(shadowtee, upstream):
+    size = 64 << 20
+    primary = upstream("echo", sink=True)
+    shadow = upstream("echo", sink=True)
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr,
+                   env={"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:quarantine_size_mb=16"})
+    from upstreams import pattern_chunks, pattern_crc
+    with RssSampler(st.proc.pid) as rss, Conn(st.port, timeout=20) as c:
+        c.send(build_request("POST", "/big", [("Content-Length", str(size))]))
+        for piece in pattern_chunks(size):
+            c.send(piece)
+        r = c.response()
+    assert r.status == 200 and r.json()["body_len"] == size and r.json()["body_crc"] == pattern_crc(size)
+    limit = (64 if not sanitized() else 256) * 1024
+    assert rss.max_kib < limit, "RSS peaked at %d KiB" % rss.max_kib
+    assert wait_for(lambda: metric(metrics(st.admin_port), "shadowtee_mirror_skipped_total",
+                                   reason="body_too_large") == 1, timeout=3)
+    assert all(q.path != "/big" for q in shadow.requests)
