@@ -151,3 +151,37 @@ def test_shadow_as_url_accepted(shadowtee, upstream):
     with Conn(st.port) as c:
         assert c.request("GET", "/").status == 200
     assert sh.wait_requests(1) >= 1
+
+
+def test_primary_and_shadow_by_hostname(shadowtee, upstream):
+    up = upstream("echo")
+    sh = upstream("echo")
+    st = shadowtee(primary="localhost:%d" % up.port, shadow="localhost:%d" % sh.port)
+    with Conn(st.port) as c:
+        assert c.request("GET", "/named").json()["path"] == "/named"
+    assert sh.wait_requests(1) == 1
+
+
+def test_listen_on_ipv6_loopback(procs, upstream):
+    from conftest import wait_port
+    up = upstream("echo")
+    port, admin = free_port(), free_port()
+    procs([shadowtee_bin(), "--listen", "[::1]:%d" % port, "--primary", up.addr,
+           "--admin", "127.0.0.1:%d" % admin, "--workers", "1"], wait_ports=(admin,), ours=True)
+    wait_port(port, host="::1")
+    with Conn(port, host="::1") as c:
+        r = c.request("GET", "/v6")
+    assert r.status == 200
+    assert up.requests[0].header("x-forwarded-for") == "::1"
+
+
+def test_workers_zero_means_one_per_cpu(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr, workers=0)
+    conns = [Conn(st.port) for _ in range(4)]
+    try:
+        for i, c in enumerate(conns):
+            assert c.request("GET", "/w%d" % i).status == 200
+    finally:
+        for c in conns:
+            c.close()
