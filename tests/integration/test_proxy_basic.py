@@ -282,3 +282,81 @@ def test_concurrent_connections_two_workers(shadowtee, upstream):
         for c in conns:
             c.close()
     assert len(up.requests) == 24
+
+
+def test_chunked_response_with_trailers_then_next_request(shadowtee, upstream):
+    body = b"with trailers " * 20
+    up = upstream("fixed", body=body, framing="chunked", trailers=[("X-Checksum", "abc123")])
+    st = shadowtee(primary=up.addr)
+    with Conn(st.port) as c:
+        for _ in range(3):
+            r = c.request("GET", "/t")
+            assert r.status == 200 and r.complete and r.body == body
+
+
+def test_early_upstream_answer_before_body_reaches_client(shadowtee, upstream):
+    up = upstream("early", status=401, body=b"no credentials")
+    st = shadowtee(primary=up.addr)
+    with Conn(st.port, timeout=10) as c:
+        c.send(build_request("POST", "/upload", [("Content-Length", str(1 << 20))]))
+        try:
+            c.send(b"z" * (1 << 20))
+        except OSError:
+            pass  # the proxy may stop reading once the answer is in
+        r = c.response()
+    assert r.status == 401 and r.body == b"no credentials"
+
+
+def test_upstream_connection_close_each_response(shadowtee, upstream):
+    up = upstream("echo", always_close=True)
+    st = shadowtee(primary=up.addr)
+    with Conn(st.port) as c:
+        for i in range(4):
+            r = c.request("GET", "/%d" % i)
+            assert r.status == 200 and r.json()["path"] == "/%d" % i
+            if "close" in (r.header("connection") or "").lower():
+                assert c.closed_within(3)
+                return
+    assert len(up.requests) == 4
+
+
+def test_client_connection_close_honoured(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr)
+    with Conn(st.port) as c:
+        r = c.request("GET", "/bye", [("Connection", "close")])
+        assert r.status == 200
+        assert "close" in (r.header("connection") or "").lower()
+        assert c.closed_within(3)
+
+
+def test_client_half_close_still_gets_response(shadowtee, upstream):
+    import socket as _socket
+    up = upstream("fixed", body=b"half-closed is fine", delay=0.2)
+    st = shadowtee(primary=up.addr)
+    with Conn(st.port) as c:
+        c.send(build_request("GET", "/half"))
+        c.sock.shutdown(_socket.SHUT_WR)
+        r = c.response()
+    assert r.status == 200 and r.body == b"half-closed is fine"
+
+
+def test_many_and_duplicate_headers_kept_in_order(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr)
+    hs = [("X-H%03d" % i, "value-%d" % i) for i in range(100)]
+    hs += [("X-Dup", "one"), ("X-Dup", "two"), ("Set-Something", "a=b; c=d")]
+    with Conn(st.port) as c:
+        assert c.request("GET", "/h", hs).status == 200
+    got = [(k, v) for k, v in up.requests[0].headers if k.lower().startswith(("x-h", "x-dup", "set-something"))]
+    assert got == hs
+
+
+def test_request_target_passed_verbatim(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr)
+    targets = ["/a%2Fb/../c?q=a+b&r=%20", "/%E2%82%AC?x=[1]", "/p;matrix=1?", "/?", "/double//slash"]
+    with Conn(st.port) as c:
+        for t in targets:
+            assert c.request("GET", t).status == 200
+    assert [q.path for q in up.requests] == targets

@@ -20,12 +20,16 @@ Modes (Upstream(mode=...)):
              other requests are answered like `echo`
   raw        `body` is sent verbatim as the whole response (malformed
              responses), then the connection is closed
+  early      answers right after the head without reading the body (like an
+             auth failure), then lingers: half-close, drain, close
 Options common to the body modes: framing = "length" | "chunked" | "close",
 delay (seconds before answering), status, headers, sink (count and crc
 the request body instead of storing it), pause_after/pause (stall the
 body read once, to exercise the proxy's back-pressure), port (0: a free one;
 a fixed one to restart a server where a proxy already points), close_after
-(close right after each response although it was keep-alive: a stale pool).
+(close right after each response although it was keep-alive: a stale pool),
+always_close (every response says Connection: close), trailers (list of
+(name, value) sent after the last chunk of a chunked response).
 
 Fixtures: `upstream` (factory, stops every server at test end),
 `blackhole_addr` (a listener whose accept queue is full: connects hang,
@@ -272,7 +276,8 @@ class Upstream:
     def __init__(self, mode="echo", status=200, body=b"hello from upstream\n", headers=(),
                  framing="length", delay=0.0, chunk_size=7, stream_size=0, reset_after=10,
                  reset_delay=0.3, sink=False, pause_after=0, pause=0.0, send_continue=True,
-                 idle_limit=120.0, max_conns=4000, port=0, close_after=False):
+                 idle_limit=120.0, max_conns=4000, port=0, close_after=False,
+                 always_close=False, trailers=()):
         self.mode = mode
         self.status = status
         self.body = body
@@ -290,6 +295,8 @@ class Upstream:
         self.idle_limit = idle_limit
         self.max_conns = max_conns
         self.close_after = close_after
+        self.always_close = always_close
+        self.trailers = list(trailers)
         self.requests = []
         self.conns = []
         self.bytes_received = 0
@@ -411,6 +418,10 @@ class Upstream:
                     self._record(req)
                     self._tunnel(sock, reader)
                     break
+                if self.mode == "early":
+                    self._record(req)
+                    self._early(sock)
+                    break
                 self._read_body(reader, sock, req)
                 self._record(req)
                 if self.delay:
@@ -519,7 +530,7 @@ class Upstream:
 
     def _respond(self, sock, req):
         status, chunks, total = self._payload(req)
-        keep = self._keep_alive(req) and self.framing != "close"
+        keep = self._keep_alive(req) and self.framing != "close" and not self.always_close
         bodyless = req.method == "HEAD" or status in (204, 304) or status < 200
         head = ["HTTP/1.1 %d %s" % (status, _reason(status))]
         head += ["%s: %s" % kv for kv in self.headers]
@@ -549,8 +560,28 @@ class Upstream:
             else:
                 self._send(sock, c)
         if self.framing == "chunked":
-            self._send(sock, b"0\r\n\r\n")
+            tr = "".join("%s: %s\r\n" % kv for kv in self.trailers).encode("latin-1")
+            self._send(sock, b"0\r\n" + tr + b"\r\n")
         return keep
+
+    def _early(self, sock):
+        body = self.body
+        head = "HTTP/1.1 %d %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (
+            self.status, _reason(self.status), len(body))
+        self._send(sock, head.encode("latin-1") + body)
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        deadline = time.monotonic() + 2.0  # lingering close, like nginx
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            try:
+                if not sock.recv(1 << 20):
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                break
 
     def _reset(self, sock, req):
         body = self.body
