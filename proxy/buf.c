@@ -46,6 +46,17 @@ int st_sbuf_appends(st_sbuf_t *b, const char *s)
     return st_sbuf_append(b, s, strlen(s));
 }
 
+int st_sbuf_append_u64(st_sbuf_t *b, unsigned long long v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return st_sbuf_append(b, tmp + sizeof(tmp) - n, n);
+}
+
 int st_sbuf_appendf(st_sbuf_t *b, const char *fmt, ...)
 {
     va_list ap;

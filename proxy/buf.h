@@ -33,6 +33,9 @@ void st_sbuf_free(st_sbuf_t *b);                 /* releases the memory, leaves 
 int st_sbuf_reserve(st_sbuf_t *b, size_t extra); /* 0 or -1 (ENOMEM) */
 int st_sbuf_append(st_sbuf_t *b, const void *data, size_t n); /* 0 or -1 */
 int st_sbuf_appends(st_sbuf_t *b, const char *s);             /* NUL-terminated */
+/* Appends a string literal (length known at compile time). */
+#define ST_SBUF_LIT(b, lit) st_sbuf_append((b), (lit), sizeof(lit) - 1)
+int st_sbuf_append_u64(st_sbuf_t *b, unsigned long long v); /* decimal, no printf */
 int st_sbuf_appendf(st_sbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 typedef struct {

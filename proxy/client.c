@@ -75,15 +75,18 @@ typedef struct st_client {
     int expect; /* answer 100 Continue when the upstream is ready */
     uint64_t body_seen;
     int pause_why;
-    int need_exec;    /* run the parser even without new bytes */
-    int rechunk;      /* response re-chunked to the client */
-    int tunnel;       /* the response accepted an upgrade / CONNECT */
-    int head_pending; /* chunked request: head goes out with the first valid chunk */
-    int close_delim;  /* response delimited by close */
+    int need_exec;      /* run the parser even without new bytes */
+    int rechunk;        /* response re-chunked to the client */
+    int tunnel;         /* the response accepted an upgrade / CONNECT */
+    int resp_until_eof; /* the primary's body ends when it closes (no length, not chunked) */
+    int head_pending;   /* chunked request: head goes out with the first valid chunk */
+    int close_delim;    /* response delimited by close */
     int status;
     int close_after; /* close once the exchange ends */
     int reading;
-    uint64_t t_start; /* uv_hrtime at the request's first byte */
+    uint64_t deadline;  /* loop time (ms) the current timeout expires, 0: none */
+    uint64_t timer_due; /* loop time the uv timer is set to fire */
+    uint64_t t_start;   /* uv_hrtime at the request's first byte */
 } st_client_t;
 
 static void client_process(st_client_t *c);
@@ -131,9 +134,22 @@ static void reading(st_client_t *c, int on)
 }
 
 static void on_timer(uv_timer_t *t);
+/* Timeouts are lazy: arm() only records the deadline and touches the libuv
+ * timer when it must fire earlier than it is set to; on_timer() re-arms for
+ * the rest when the deadline moved. Most requests cost no timer operation. */
 static void arm(st_client_t *c, uint64_t ms)
 {
-    if (!c->closing) uv_timer_start(&c->timer, on_timer, ms, 0);
+    if (c->closing) return;
+    c->deadline = uv_now(&c->w->loop) + ms;
+    if (!uv_is_active((uv_handle_t *)&c->timer) || c->deadline < c->timer_due) {
+        c->timer_due = c->deadline;
+        uv_timer_start(&c->timer, on_timer, ms, 0);
+    }
+}
+
+static void disarm(st_client_t *c)
+{
+    c->deadline = 0;
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -227,7 +243,7 @@ static void on_batch_written(uv_write_t *req, int status)
     if (c->resp == R_DONE)
         finish_exchange(c);
     else if (c->up) {
-        uv_timer_stop(&c->timer);
+        disarm(c);
         up_resume(c);
     }
 }
@@ -363,6 +379,14 @@ static void reply_error(st_client_t *c, int status, const char *why)
 static void on_timer(uv_timer_t *t)
 {
     st_client_t *c = t->data;
+    uint64_t now = uv_now(&c->w->loop);
+    if (c->deadline == 0) return;
+    if (now < c->deadline) { /* the deadline moved later since the timer was set */
+        c->timer_due = c->deadline;
+        uv_timer_start(&c->timer, on_timer, c->deadline - now, 0);
+        return;
+    }
+    c->deadline = 0;
     switch (c->state) {
     case C_HEAD:
         reply_error(c, 408, "header_timeout");
@@ -465,7 +489,8 @@ static int on_headers_complete(llhttp_t *p)
         c->req.bad = ST_HTTP_TOO_LARGE;
         return HPE_USER;
     }
-    if (c->req.host < 0 && c->minor >= 1) { /* RFC 9112 3.2: Host is required in 1.1 */
+    if ((c->req.host < 0 && c->minor >= 1) ||
+        c->req.nhost > 1) { /* RFC 9112 3.2: exactly one Host in 1.1 */
         c->req.bad = ST_HTTP_BAD_REQUEST;
         return HPE_USER;
     }
@@ -595,6 +620,7 @@ static int on_res_headers_complete(llhttp_t *p)
     int status = llhttp_get_status_code(p);
     if (status >= 100 && status < 200 && status != 101) return 0; /* interim: dropped */
     c->status = status;
+    st_http_on_headers_complete(&c->res);
     int connect_ok = c->method == HTTP_CONNECT && status >= 200 && status < 300;
     int tunnel = (status == 101 && c->upgrade) || connect_ok;
     c->tunnel = tunnel;
@@ -613,7 +639,9 @@ static int on_res_headers_complete(llhttp_t *p)
         } else if (c->minor >= 1) {
             o.framing = ST_FRAME_CHUNKED;
             c->rechunk = 1;
+            c->resp_until_eof = !(p->flags & F_CHUNKED);
         } else {
+            c->resp_until_eof = !(p->flags & F_CHUNKED);
             o.framing = ST_FRAME_CLOSE;
             c->close_delim = 1;
         }
@@ -729,9 +757,9 @@ static void up_on_data(void *owner, st_upconn_t *u)
 static void upstream_failed(st_client_t *c, enum st_upfail why)
 {
     st_upconn_t *u = c->up;
-    if (why == ST_UPFAIL_EOF && u && c->resp == R_BODY && c->close_delim) {
+    if (why == ST_UPFAIL_EOF && u && c->resp == R_BODY && c->resp_until_eof) {
         /* a close-delimited response ends with the connection */
-        llhttp_finish(&u->parser);
+        llhttp_finish(&u->parser); /* on_res_message_complete ends the re-chunked body */
         c->resp = R_DONE;
         if (flush(c, DIR_CL) == 0 && c->pending[DIR_CL] == 0) finish_exchange(c);
         return;
@@ -790,6 +818,7 @@ static void up_on_ready(void *owner, st_upconn_t *u)
     u->parser.data = c;
     st_http_msg_reset(&c->res);
     c->state = C_BODY;
+    arm(c, c->w->cfg->idle_timeout_ms); /* a body that stalls is cut off */
     c->head_pending =
         c->chunked_in; /* nothing reaches the upstream before the first chunk parses */
     if (!c->head_pending && add(c, DIR_UP, c->head.p, c->head.len) != 0) {
@@ -810,14 +839,14 @@ static void start_upstream(st_client_t *c)
 {
     st_upconn_t *u;
     c->state = C_CONNECT;
-    reading(c, 0); /* the body waits in the socket until the upstream is ready */
-    uv_timer_stop(&c->timer);
+    disarm(c);
     int rc = st_pool_acquire(&c->w->primary_pool, c, &primary_ops, &u);
     if (rc < 0) {
         reply_error(c, 502, "pool");
         return;
     }
     c->up = u;
+    if (rc == 0) reading(c, 0); /* the body waits in the socket until the upstream is ready */
     if (rc == 1) up_on_ready(c, u);
 }
 
@@ -869,7 +898,7 @@ static void finish_exchange(st_client_t *c)
     c->rb.parsed = 0;
     c->lf_scan = 0;
     c->resp = R_NONE;
-    c->rechunk = c->close_delim = c->tunnel = 0;
+    c->rechunk = c->close_delim = c->tunnel = c->resp_until_eof = 0;
     c->status = 0;
     c->pause_why = P_NONE;
     if (left) {
@@ -932,8 +961,12 @@ static void client_process(st_client_t *c)
             return;
         }
         if (c->state == C_LINGER) return;
-        if (c->state == C_CONNECT || c->pending[DIR_UP] || c->state == C_SENT) {
-            reading(c, 0); /* the next request (pipelined) waits for this exchange */
+        if (c->state == C_CONNECT || c->pending[DIR_UP]) {
+            reading(c, 0);
+            return;
+        }
+        if (c->state == C_SENT) { /* the next request waits in the buffer for this exchange */
+            if (c->rb.base && c->rb.filled == c->rb.cap) reading(c, 0);
             return;
         }
         if (c->rb.parsed == c->rb.filled && !c->need_exec) {

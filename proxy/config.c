@@ -211,12 +211,12 @@ int st_config_parse_addr(const char *s, st_addr_t *a, int default_port)
     if (port <= 0 || *host == '\0' || strlen(host) >= sizeof(a->host)) return -1;
     for (const char *c = host; *c; c++)
         if (!isalnum((unsigned char)*c) && !strchr(".-_:%", *c)) return -1;
-    snprintf(a->host, sizeof(a->host), "%s", host);
+    snprintf(a->host, sizeof(a->host), "%.255s", host);
     a->port = port;
     if (strchr(host, ':'))
-        snprintf(a->authority, sizeof(a->authority), "[%s]:%d", host, port);
+        snprintf(a->authority, sizeof(a->authority), "[%.255s]:%d", host, port);
     else
-        snprintf(a->authority, sizeof(a->authority), "%s:%d", host, port);
+        snprintf(a->authority, sizeof(a->authority), "%.255s:%d", host, port);
     a->set = 1;
     return 0;
 }

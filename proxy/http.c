@@ -21,6 +21,7 @@ void st_http_msg_reset(st_http_msg_t *m)
     m->nhdr = 0;
     m->in_value = 0;
     m->xrid = m->host = -1;
+    m->nhost = 0;
     m->expect_continue = 0;
     m->bad = 0;
 }
@@ -91,19 +92,66 @@ int st_http_on_header_value(st_http_msg_t *m, const char *at, size_t len)
     return 0;
 }
 
+/* Classifies a header name by its length first, so most names cost one
+ * length switch and at most two case-insensitive compares. */
+static enum st_http_hclass classify(const char *n, size_t len)
+{
+    switch (len) {
+    case 2:
+        return st_http_name_eq(n, len, "te") ? ST_H_HOP : ST_H_OTHER;
+    case 4:
+        return st_http_name_eq(n, len, "host") ? ST_H_HOST : ST_H_OTHER;
+    case 6:
+        return st_http_name_eq(n, len, "expect") ? ST_H_EXPECT : ST_H_OTHER;
+    case 7:
+        return st_http_name_eq(n, len, "trailer") || st_http_name_eq(n, len, "upgrade")
+                   ? ST_H_HOP
+                   : ST_H_OTHER;
+    case 10:
+        return st_http_name_eq(n, len, "connection") || st_http_name_eq(n, len, "keep-alive")
+                   ? ST_H_HOP
+                   : ST_H_OTHER;
+    case 12:
+        return st_http_name_eq(n, len, "x-request-id") ? ST_H_XRID : ST_H_OTHER;
+    case 14:
+        return st_http_name_eq(n, len, "content-length") ? ST_H_CONTENT_LENGTH : ST_H_OTHER;
+    case 15:
+        return st_http_name_eq(n, len, "x-forwarded-for") ? ST_H_XFF : ST_H_OTHER;
+    case 16:
+        return st_http_name_eq(n, len, "proxy-connection") ? ST_H_HOP : ST_H_OTHER;
+    case 17:
+        if (st_http_name_eq(n, len, "transfer-encoding")) return ST_H_HOP;
+        return st_http_name_eq(n, len, "x-forwarded-proto") ? ST_H_XFP : ST_H_OTHER;
+    case 18:
+        return st_http_name_eq(n, len, "x-shadowtee-mirror") ? ST_H_MIRROR : ST_H_OTHER;
+    default:
+        return ST_H_OTHER;
+    }
+}
+
 void st_http_on_headers_complete(st_http_msg_t *m)
 {
+    int has_connection = 0;
     for (size_t i = 0; i < m->nhdr; i++) {
         const st_header_t *h = &m->hdr[i];
-        if (m->host < 0 && st_http_name_eq(h->name, h->name_len, "host"))
+        enum st_http_hclass c = classify(h->name, h->name_len);
+        m->cls[i] = (unsigned char)c;
+        if (c == ST_H_HOST && m->nhost++ == 0)
             m->host = (int)i;
-        else if (m->xrid < 0 && st_http_name_eq(h->name, h->name_len, "x-request-id") &&
-                 h->value_len > 0)
+        else if (c == ST_H_XRID && m->xrid < 0 && h->value_len > 0)
             m->xrid = (int)i;
-        else if (st_http_name_eq(h->name, h->name_len, "expect") &&
-                 st_http_name_eq(h->value, h->value_len, "100-continue"))
+        else if (c == ST_H_EXPECT && st_http_name_eq(h->value, h->value_len, "100-continue"))
             m->expect_continue = 1;
+        else if (c == ST_H_HOP && h->name_len == 10 &&
+                 st_http_name_eq(h->name, h->name_len, "connection"))
+            has_connection = 1;
     }
+    if (!has_connection) return;
+    for (size_t i = 0; i < m->nhdr;
+         i++) /* RFC 9110 7.6.1: names listed by Connection are hop-by-hop */
+        if (m->cls[i] != ST_H_HOP && m->cls[i] != ST_H_HOST &&
+            st_http_connection_lists(m, m->hdr[i].name, m->hdr[i].name_len))
+            m->cls[i] = ST_H_HOP;
 }
 
 int st_http_is_hop_by_hop(const char *name, size_t len)
@@ -149,17 +197,6 @@ const st_header_t *st_http_find(const st_http_msg_t *m, const char *name)
     return NULL;
 }
 
-/* Headers the proxy regenerates or consumes itself on requests. */
-static int request_skip(const st_http_msg_t *m, const st_header_t *h)
-{
-    static const char *const own[] = {"content-length",    "expect",       "x-forwarded-for",
-                                      "x-forwarded-proto", "x-request-id", "x-shadowtee-mirror"};
-    if (st_http_is_hop_by_hop(h->name, h->name_len)) return 1;
-    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
-        if (st_http_name_eq(h->name, h->name_len, own[i])) return 1;
-    return st_http_connection_lists(m, h->name, h->name_len);
-}
-
 int st_http_shadow_host(const char *host, size_t len, char *out, size_t outlen)
 {
     size_t name_len = len;
@@ -188,43 +225,66 @@ int st_http_shadow_host(const char *host, size_t len, char *out, size_t outlen)
 int st_http_build_request_head(st_sbuf_t *out, const st_http_msg_t *m, const st_reqhead_opts_t *o)
 {
     int rc = 0;
-    rc |= st_sbuf_appendf(out, "%s %.*s HTTP/1.1\r\n", o->method, (int)m->url_len, m->url);
+    if (st_sbuf_reserve(out, 512 + m->url_len) != 0) return -1; /* typical heads need no regrowth */
+    rc |= st_sbuf_appends(out, o->method);
+    rc |= ST_SBUF_LIT(out, " ");
+    rc |= st_sbuf_append(out, m->url, m->url_len);
+    rc |= ST_SBUF_LIT(out, " HTTP/1.1\r\n");
     const st_header_t *xff = NULL;
     for (size_t i = 0; i < m->nhdr; i++) {
         const st_header_t *h = &m->hdr[i];
-        if (!xff && st_http_name_eq(h->name, h->name_len, "x-forwarded-for")) xff = h;
-        if (request_skip(m, h)) continue;
-        if ((int)i == m->host && o->host_suffix) {
-            char host[300];
-            int n = st_http_shadow_host(h->value, h->value_len, host, sizeof(host));
-            if (n >= 0) {
-                rc |= st_sbuf_appendf(out, "%.*s: %s\r\n", (int)h->name_len, h->name, host);
-                continue;
+        switch (m->cls[i]) {
+        case ST_H_XFF:
+            if (!xff) xff = h;
+            continue;
+        case ST_H_HOST:
+            if (o->host_suffix) {
+                char host[300];
+                int n = st_http_shadow_host(h->value, h->value_len, host, sizeof(host));
+                if (n >= 0) {
+                    rc |= st_sbuf_append(out, h->name, h->name_len);
+                    rc |= ST_SBUF_LIT(out, ": ");
+                    rc |= st_sbuf_append(out, host, (size_t)n);
+                    rc |= ST_SBUF_LIT(out, "\r\n");
+                    continue;
+                }
             }
+            break;
+        case ST_H_OTHER:
+            break;
+        default: /* hop-by-hop, or regenerated below */
+            continue;
         }
         rc |= st_sbuf_append(out, h->name, h->name_len);
-        rc |= st_sbuf_append(out, ": ", 2);
+        rc |= ST_SBUF_LIT(out, ": ");
         rc |= st_sbuf_append(out, h->value, h->value_len);
-        rc |= st_sbuf_append(out, "\r\n", 2);
+        rc |= ST_SBUF_LIT(out, "\r\n");
     }
-    if (xff)
-        rc |= st_sbuf_appendf(out, "X-Forwarded-For: %.*s, %s\r\n", (int)xff->value_len, xff->value,
-                              o->client_ip);
-    else
-        rc |= st_sbuf_appendf(out, "X-Forwarded-For: %s\r\n", o->client_ip);
-    rc |= st_sbuf_appendf(out, "X-Forwarded-Proto: %s\r\nx-request-id: %s\r\n", o->proto,
-                          o->request_id);
+    rc |= ST_SBUF_LIT(out, "X-Forwarded-For: ");
+    if (xff) {
+        rc |= st_sbuf_append(out, xff->value, xff->value_len);
+        rc |= ST_SBUF_LIT(out, ", ");
+    }
+    rc |= st_sbuf_appends(out, o->client_ip);
+    rc |= ST_SBUF_LIT(out, "\r\nX-Forwarded-Proto: ");
+    rc |= st_sbuf_appends(out, o->proto);
+    rc |= ST_SBUF_LIT(out, "\r\nx-request-id: ");
+    rc |= st_sbuf_appends(out, o->request_id);
+    rc |= ST_SBUF_LIT(out, "\r\n");
     if (o->mirror) rc |= st_sbuf_appends(out, "x-shadowtee-mirror: 1\r\n");
     if (o->upgrade) {
         const st_header_t *up = st_http_find(m, "upgrade");
-        if (up)
-            rc |= st_sbuf_appendf(out, "Connection: upgrade\r\nUpgrade: %.*s\r\n",
-                                  (int)up->value_len, up->value);
+        if (up) {
+            rc |= st_sbuf_appends(out, "Connection: upgrade\r\nUpgrade: ");
+            rc |= st_sbuf_append(out, up->value, up->value_len);
+            rc |= ST_SBUF_LIT(out, "\r\n");
+        }
     }
     switch (o->framing) {
     case ST_FRAME_LENGTH:
-        rc |= st_sbuf_appendf(out, "Content-Length: %llu\r\n\r\n",
-                              (unsigned long long)o->content_length);
+        rc |= ST_SBUF_LIT(out, "Content-Length: ");
+        rc |= st_sbuf_append_u64(out, o->content_length);
+        rc |= ST_SBUF_LIT(out, "\r\n\r\n");
         break;
     case ST_FRAME_CHUNKED:
         rc |= st_sbuf_appends(out, "Transfer-Encoding: chunked\r\n\r\n");
@@ -232,7 +292,7 @@ int st_http_build_request_head(st_sbuf_t *out, const st_http_msg_t *m, const st_
     case ST_FRAME_OPEN:
         break;
     default:
-        rc |= st_sbuf_append(out, "\r\n", 2);
+        rc |= ST_SBUF_LIT(out, "\r\n");
         break;
     }
     return rc ? -1 : 0;
@@ -281,33 +341,40 @@ const char *st_http_reason(int status)
 int st_http_build_response_head(st_sbuf_t *out, const st_http_msg_t *m, const st_resphead_opts_t *o)
 {
     int rc = 0;
+    if (st_sbuf_reserve(out, 512) != 0) return -1;
+    rc |= ST_SBUF_LIT(out, "HTTP/1.1 ");
+    rc |= st_sbuf_append_u64(out, (unsigned)o->status);
+    rc |= ST_SBUF_LIT(out, " ");
     if (m->reason_len)
-        rc |=
-            st_sbuf_appendf(out, "HTTP/1.1 %d %.*s\r\n", o->status, (int)m->reason_len, m->reason);
+        rc |= st_sbuf_append(out, m->reason, m->reason_len);
     else
-        rc |= st_sbuf_appendf(out, "HTTP/1.1 %d %s\r\n", o->status, st_http_reason(o->status));
+        rc |= st_sbuf_appends(out, st_http_reason(o->status));
+    rc |= ST_SBUF_LIT(out, "\r\n");
     for (size_t i = 0; i < m->nhdr; i++) {
         const st_header_t *h = &m->hdr[i];
-        if (st_http_is_hop_by_hop(h->name, h->name_len)) continue;
-        if (st_http_connection_lists(m, h->name, h->name_len)) continue;
-        if (!o->keep_content_length && st_http_name_eq(h->name, h->name_len, "content-length"))
-            continue;
+        if (m->cls[i] == ST_H_HOP) continue;
+        if (m->cls[i] == ST_H_CONTENT_LENGTH && !o->keep_content_length) continue;
         rc |= st_sbuf_append(out, h->name, h->name_len);
-        rc |= st_sbuf_append(out, ": ", 2);
+        rc |= ST_SBUF_LIT(out, ": ");
         rc |= st_sbuf_append(out, h->value, h->value_len);
-        rc |= st_sbuf_append(out, "\r\n", 2);
+        rc |= ST_SBUF_LIT(out, "\r\n");
     }
     if (o->upgrade) {
         const st_header_t *up = st_http_find(m, "upgrade");
         if (up) rc |= st_sbuf_appendf(out, "Upgrade: %.*s\r\n", (int)up->value_len, up->value);
     }
-    if (o->connection) rc |= st_sbuf_appendf(out, "Connection: %s\r\n", o->connection);
-    if (o->framing == ST_FRAME_LENGTH)
-        rc |=
-            st_sbuf_appendf(out, "Content-Length: %llu\r\n", (unsigned long long)o->content_length);
-    else if (o->framing == ST_FRAME_CHUNKED)
+    if (o->connection) {
+        rc |= ST_SBUF_LIT(out, "Connection: ");
+        rc |= st_sbuf_appends(out, o->connection);
+        rc |= ST_SBUF_LIT(out, "\r\n");
+    }
+    if (o->framing == ST_FRAME_LENGTH) {
+        rc |= ST_SBUF_LIT(out, "Content-Length: ");
+        rc |= st_sbuf_append_u64(out, o->content_length);
+        rc |= ST_SBUF_LIT(out, "\r\n");
+    } else if (o->framing == ST_FRAME_CHUNKED)
         rc |= st_sbuf_appends(out, "Transfer-Encoding: chunked\r\n");
-    rc |= st_sbuf_append(out, "\r\n", 2);
+    rc |= ST_SBUF_LIT(out, "\r\n");
     return rc ? -1 : 0;
 }
 

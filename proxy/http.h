@@ -37,9 +37,25 @@ typedef struct {
     int in_value;        /* last callback was a value (a new field starts a header) */
     int xrid;            /* index of x-request-id, -1 */
     int host;            /* index of Host, -1 */
+    int nhost;           /* Host headers seen */
     int expect_continue; /* Expect: 100-continue seen */
     int bad;             /* enum st_http_err when a callback refused the head */
+    unsigned char
+        cls[ST_HTTP_MAX_HEADERS]; /* enum st_http_hclass per header, set at headers-complete */
 } st_http_msg_t;
+
+/* What a header is to the proxy, decided once per head. */
+enum st_http_hclass {
+    ST_H_OTHER = 0, /* end-to-end: forwarded as is */
+    ST_H_HOP,       /* hop-by-hop, or named by Connection: never forwarded */
+    ST_H_CONTENT_LENGTH,
+    ST_H_EXPECT,
+    ST_H_XFF,
+    ST_H_XFP,
+    ST_H_XRID,
+    ST_H_MIRROR,
+    ST_H_HOST,
+};
 
 void st_http_msg_reset(st_http_msg_t *m);
 /* llhttp span callbacks, called by the owner's own callbacks. Each returns 0,
@@ -50,7 +66,8 @@ int st_http_on_url(st_http_msg_t *m, const char *at, size_t len, size_t max_uri)
 int st_http_on_status(st_http_msg_t *m, const char *at, size_t len);
 int st_http_on_header_field(st_http_msg_t *m, const char *at, size_t len);
 int st_http_on_header_value(st_http_msg_t *m, const char *at, size_t len);
-/* Call at headers-complete: indexes Host, x-request-id and Expect. */
+/* Call at headers-complete: classifies every header (cls) and indexes Host,
+ * x-request-id and Expect. The head builders below rely on it. */
 void st_http_on_headers_complete(st_http_msg_t *m);
 
 /* 1 when the header is hop-by-hop per RFC 9110 7.6.1 (fixed list). */

@@ -57,13 +57,34 @@ static void fail(st_upconn_t *u, enum st_upfail why)
         st_upconn_close(u);
         return;
     }
-    uv_timer_stop(&u->timer);
+    u->deadline = 0;
     u->ops->on_fail(u->owner, u, why);
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* Lazy timeout, as for clients: only an earlier deadline touches the timer. */
+static void arm(st_upconn_t *u, uint64_t ms)
+{
+    if (u->state == ST_UP_CLOSING) return;
+    u->deadline = uv_now(u->timer.loop) + ms;
+    if (!uv_is_active((uv_handle_t *)&u->timer) || u->deadline < u->timer_due) {
+        u->timer_due = u->deadline;
+        uv_timer_start(&u->timer, on_timer, ms, 0);
+    }
 }
 
 static void on_timer(uv_timer_t *t)
 {
     st_upconn_t *u = t->data;
+    uint64_t now = uv_now(t->loop);
+    if (u->deadline == 0) return;
+    if (now < u->deadline) {
+        u->timer_due = u->deadline;
+        uv_timer_start(&u->timer, on_timer, u->deadline - now, 0);
+        return;
+    }
+    u->deadline = 0;
     if (u->state == ST_UP_IDLE) {
         st_upconn_close(u);
         return;
@@ -129,9 +150,9 @@ void st_upconn_set_timeout(st_upconn_t *u, uint64_t ms)
 {
     if (u->state == ST_UP_CLOSING) return;
     if (ms)
-        uv_timer_start(&u->timer, on_timer, ms, 0);
+        arm(u, ms);
     else
-        uv_timer_stop(&u->timer);
+        u->deadline = 0;
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -144,7 +165,7 @@ static void on_connect(uv_connect_t *req, int status)
         fail(u, ST_UPFAIL_CONNECT);
         return;
     }
-    uv_timer_stop(&u->timer);
+    u->deadline = 0;
     uv_tcp_nodelay(&u->tcp, 1);
     u->state = ST_UP_ACTIVE;
     start_reading(u);
@@ -157,7 +178,7 @@ int st_pool_acquire(st_pool_t *p, void *owner, const st_upstream_ops_t *ops, st_
         st_upconn_t *u = st_list_entry(p->idle.prev, st_upconn_t, link); /* most recent */
         st_list_remove(&u->link);
         p->nidle--;
-        uv_timer_stop(&u->timer);
+        u->deadline = 0;
         u->state = ST_UP_ACTIVE;
         u->owner = owner;
         u->ops = ops;
@@ -184,9 +205,9 @@ int st_pool_acquire(st_pool_t *p, void *owner, const st_upstream_ops_t *ops, st_
         /* synchronous failure: report it asynchronously like a refused connect */
         st_debug("msg=\"upstream connect failed\" upstream=%s err=%s", p->addr->authority,
                  uv_err_name(rc));
-        uv_timer_start(&u->timer, on_timer, 0, 0);
+        arm(u, 0);
     } else {
-        uv_timer_start(&u->timer, on_timer, p->connect_timeout_ms, 0);
+        arm(u, p->connect_timeout_ms);
     }
     *out = u;
     return 0;
@@ -208,5 +229,5 @@ void st_upconn_release(st_upconn_t *u, int reusable)
     st_list_push(&p->idle, &u->link);
     p->nidle++;
     start_reading(u);
-    uv_timer_start(&u->timer, on_timer, p->idle_timeout_ms, 0);
+    arm(u, p->idle_timeout_ms);
 }

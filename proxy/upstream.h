@@ -65,12 +65,14 @@ struct st_upconn {
     st_pool_t *pool;
     st_list_t link; /* in pool->idle while IDLE */
     enum st_upconn_state state;
-    int handles;     /* open libuv handles; freed when it reaches 0 */
-    int reading;     /* uv_read_start active */
-    int reused;      /* served at least one earlier request */
-    st_rbuf_t rb;    /* read buffer, borrowed from the worker's rpool while needed */
-    llhttp_t parser; /* response parser, initialised by the owner */
-    void *owner;     /* NULL while idle */
+    int handles;        /* open libuv handles; freed when it reaches 0 */
+    int reading;        /* uv_read_start active */
+    int reused;         /* served at least one earlier request */
+    uint64_t deadline;  /* loop time (ms) the timeout expires, 0: none (lazy timer) */
+    uint64_t timer_due; /* loop time the uv timer is set to fire */
+    st_rbuf_t rb;       /* read buffer, borrowed from the worker's rpool while needed */
+    llhttp_t parser;    /* response parser, initialised by the owner */
+    void *owner;        /* NULL while idle */
     const st_upstream_ops_t *ops;
 };
 

@@ -207,10 +207,18 @@ uint64_t st_worker_random(st_worker_t *w)
 
 void st_worker_request_id(st_worker_t *w, char out[37])
 {
+    static const char hex[] = "0123456789abcdef";
     uint64_t a = st_worker_random(w), b = st_worker_random(w);
     a = (a & ~0xF000ULL) | 0x4000ULL;                        /* version 4 */
     b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL; /* variant */
-    snprintf(out, 37, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(a >> 32),
-             (unsigned)((a >> 16) & 0xFFFF), (unsigned)(a & 0xFFFF), (unsigned)(b >> 48),
-             (unsigned long long)(b & 0xFFFFFFFFFFFFULL));
+    char *o = out;
+    for (int i = 0; i < 16; i++) { /* 8-4-4 from a, 4-12 from b */
+        *o++ = hex[(a >> (60 - 4 * i)) & 0xF];
+        if (i == 7 || i == 11 || i == 15) *o++ = '-';
+    }
+    for (int i = 0; i < 16; i++) {
+        *o++ = hex[(b >> (60 - 4 * i)) & 0xF];
+        if (i == 3) *o++ = '-';
+    }
+    *o = '\0';
 }

@@ -158,6 +158,7 @@ static void test_response_head_framing(void **state)
     add_header(&m, store[1], "Transfer-Encoding", "chunked");
     add_header(&m, store[2], "Connection", "close");
     add_header(&m, store[3], "Content-Length", "5");
+    st_http_on_headers_complete(&m);
     st_sbuf_t out;
     st_sbuf_init(&out);
     st_resphead_opts_t o = {.status = 200, .http_minor = 1, .framing = ST_FRAME_CHUNKED};
