@@ -1,5 +1,8 @@
 """Ambiguous or malformed request framing: 400, the connection closed, and
 not one byte reaching the upstream (request smuggling defence)."""
+import os
+import socket
+
 import pytest
 
 from httpclient import Conn, build_request
@@ -109,3 +112,74 @@ def test_http11_without_host_gets_400(shadowtee, upstream):
         c.send(b"GET /two HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
         assert c.response().status == 400
     assert up.requests == []
+
+
+SEEDS = [
+    build_request("GET", "/a?b=c", [("Accept", "*/*"), ("X-Request-Id", "r1")]),
+    build_request("POST", "/p", [("Content-Type", "application/json")], b'{"k": [1, 2, 3]}'),
+    b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwiki\r\n5;e=1\r\npedia\r\n0\r\nT: v\r\n\r\n",
+    build_request("GET", "/ws", [("Connection", "Upgrade"), ("Upgrade", "websocket")]),
+    build_request("PUT", "/e", [("Expect", "100-continue")], b"0123456789"),
+    build_request("GET", "/one") + build_request("HEAD", "/two"),
+]
+
+
+def _mutate(rng, data):
+    data = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(5)
+        i = rng.randrange(len(data) + 1)
+        if op == 0 and data:  # flip a byte
+            data[min(i, len(data) - 1)] = rng.randrange(256)
+        elif op == 1:  # insert special bytes
+            data[i:i] = rng.choice([b"\r\n", b"\n", b"\x00", b" ", b":", b"\t", b"\r\n\r\n", b"ffffffff",
+                                    b"Content-Length: 3\r\n", b"Transfer-Encoding: chunked\r\n"])
+        elif op == 2:  # truncate
+            del data[i:]
+        elif op == 3 and data:  # delete a span
+            del data[i:i + rng.randint(1, 8)]
+        else:  # duplicate a span
+            data[i:i] = data[max(0, i - 16):i]
+    return bytes(data)
+
+
+def test_mutated_requests_never_crash_the_proxy(shadowtee, upstream):
+    import random
+    import threading
+    up = upstream("echo")
+    shadow = upstream("echo")
+    st = shadowtee(primary=up.addr, shadow=shadow.addr, client_header_timeout="1s", idle_timeout="1s")
+    cases = [_mutate(random.Random(seed), SEEDS[seed % len(SEEDS)]) for seed in range(int(os.environ.get("ST_FUZZ_CASES", "400")))]
+    errors = []
+
+    def run(part):
+        for data in part:
+            try:
+                with Conn(st.port, timeout=3) as c:
+                    c.send(data)
+                    try:
+                        c.sock.shutdown(socket.SHUT_WR)
+                    except OSError:
+                        pass
+                    _, how = c.read_to_close(3)
+                    if how == "timeout":
+                        errors.append(("left open", data))
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+            except Exception as e:  # connect refused: the proxy died
+                errors.append((repr(e), data))
+                return
+
+    threads = [threading.Thread(target=run, args=(cases[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert st.proc.p.poll() is None, "proxy died: %s" % st.proc.stderr()[-2000:]
+    assert not errors, errors[:5]
+    with Conn(st.port) as c:
+        assert c.request("GET", "/still-fine").status == 200
+    print("mutated: %d cases, %d reached the primary, %d the shadow" % (
+        len(cases), len(up.requests), len(shadow.requests)))
+    assert len(up.requests) >= 20, "almost every mutation rejected: the corpus tests nothing"

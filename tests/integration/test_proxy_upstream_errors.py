@@ -2,6 +2,8 @@
 closed without answer, reset in the middle of the body."""
 import time
 
+import pytest
+
 from httpclient import Conn, metric, metrics
 from upstreams import blackhole_addr, closed_port, sanitized, upstream, watchdog  # noqa: F401
 
@@ -158,3 +160,87 @@ def test_stale_pooled_connection_not_a_502(shadowtee, upstream):
             r = c.request("GET", "/%d" % i)
             assert r.status == 200 and r.body == b"fresh", (i, r)
             time.sleep(0.1)
+
+
+RESPONSE_SEEDS = [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n",
+    b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 10\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.0 200 OK\r\n\r\nclose-delimited body",
+    b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+]
+
+
+def test_mutated_upstream_responses_answered_cleanly(shadowtee, upstream):
+    import os
+    import random
+    import re
+    from test_proxy_framing import _mutate
+    up = upstream("raw", body=b"")
+    st = shadowtee(primary=up.addr, upstream_timeout="1s")
+    n = int(os.environ.get("ST_FUZZ_CASES", "300"))
+    statuses = {}
+    for seed in range(n):
+        up.body = _mutate(random.Random(seed), RESPONSE_SEEDS[seed % len(RESPONSE_SEEDS)])
+        with Conn(st.port, timeout=5) as c:
+            c.send(b"GET /f%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % seed)
+            data, how = c.read_to_close(4)
+        assert how != "timeout", "client left hanging for response %r" % up.body
+        # The head is parsed before anything is forwarded, so the client always
+        # gets a valid status line: the upstream's or a 502.
+        assert re.match(rb"HTTP/1\.[01] [1-5][0-9][0-9] ", data), \
+            "upstream sent %r, client got %r" % (up.body, data[:200])
+        code = data[9:12]
+        statuses[code] = statuses.get(code, 0) + 1
+        assert st.proc.p.poll() is None, "proxy died on upstream response %r" % up.body
+    with Conn(st.port) as c:
+        up.body = RESPONSE_SEEDS[0]
+        assert c.request("GET", "/last").body == b"hello"
+    print("mutated responses:", statuses)
+    assert statuses.get(b"502", 0) > 0 and len(statuses) > 2
+
+
+def test_bad_first_chunk_before_anything_forwarded_gets_502(shadowtee, upstream):
+    up = upstream("raw", body=b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n\r\nhello\r\n0\r\n\r\n")
+    st = shadowtee(primary=up.addr)
+    with Conn(st.port) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        data, how = c.read_to_close(3)
+    assert how != "timeout"
+    # Either a 502, or the 200 head followed by a visibly unterminated body;
+    # never an empty reply.
+    assert data.startswith(b"HTTP/1.1 502") or (data.startswith(b"HTTP/1.1 200")
+                                                 and not data.endswith(b"0\r\n\r\n")), data
+
+
+def test_1xx_with_content_length_has_no_body(shadowtee, upstream):
+    # A 1xx never has a body (RFC 9112 6.3): "ok" starts the next message,
+    # which is not a status line: 502, and no stray bytes before it.
+    up = upstream("raw", body=b"HTTP/1.1 100 Continue\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n")
+    st = shadowtee(primary=up.addr)
+    with Conn(st.port) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        data, how = c.read_to_close(3)
+    assert data.startswith(b"HTTP/1.1 "), "stray bytes before the response: %r" % data[:80]
+
+
+def test_1xx_then_final_response_forwarded_cleanly(shadowtee, upstream):
+    up = upstream("raw", body=b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
+    st = shadowtee(primary=up.addr)
+    with Conn(st.port) as c:
+        r = c.request("GET", "/")
+    assert r.status == 200 and r.body == b"final"
+    for head in r.interim:
+        assert head.startswith(b"HTTP/1.1 1")
+
+
+@pytest.mark.parametrize("status_line", [b"HTTP/1.1 2 OK", b"HTTP/1.1  OK", b"HTTP/1.1 2000 OK",
+                                         b"HTTP/1.1 abc OK"])
+def test_invalid_status_code_gets_502(shadowtee, upstream, status_line):
+    up = upstream("raw", body=status_line + b"\r\nContent-Length: 2\r\n\r\nok")
+    st = shadowtee(primary=up.addr)
+    with Conn(st.port) as c:
+        r = c.request("GET", "/")
+    assert r.status == 502, (status_line, r.raw_head)
