@@ -21,6 +21,11 @@ void st_sbuf_free(st_sbuf_t *b)
 int st_sbuf_reserve(st_sbuf_t *b, size_t extra)
 {
     if (b->cap - b->len > extra) return 0;
+    return st_sbuf_grow(b, extra);
+}
+
+int st_sbuf_grow(st_sbuf_t *b, size_t extra)
+{
     size_t need = b->len + extra + 1;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < need)
@@ -29,15 +34,6 @@ int st_sbuf_reserve(st_sbuf_t *b, size_t extra)
     if (!p) return -1;
     b->p = p;
     b->cap = cap;
-    return 0;
-}
-
-int st_sbuf_append(st_sbuf_t *b, const void *data, size_t n)
-{
-    if (st_sbuf_reserve(b, n) != 0) return -1;
-    if (n) memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = '\0';
     return 0;
 }
 

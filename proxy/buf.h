@@ -21,6 +21,7 @@
 #define ST_BUF_H
 
 #include <stddef.h>
+#include <string.h>
 
 typedef struct {
     char *p;
@@ -31,8 +32,17 @@ typedef struct {
 void st_sbuf_init(st_sbuf_t *b);
 void st_sbuf_free(st_sbuf_t *b);                 /* releases the memory, leaves an empty buffer */
 int st_sbuf_reserve(st_sbuf_t *b, size_t extra); /* 0 or -1 (ENOMEM) */
-int st_sbuf_append(st_sbuf_t *b, const void *data, size_t n); /* 0 or -1 */
-int st_sbuf_appends(st_sbuf_t *b, const char *s);             /* NUL-terminated */
+int st_sbuf_grow(st_sbuf_t *b, size_t extra);    /* reserve's slow path */
+/* Appends n bytes: 0 or -1. Inline: heads are built from many small pieces. */
+static inline int st_sbuf_append(st_sbuf_t *b, const void *data, size_t n)
+{
+    if (b->cap - b->len <= n && st_sbuf_grow(b, n) != 0) return -1;
+    if (n) memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+int st_sbuf_appends(st_sbuf_t *b, const char *s); /* NUL-terminated */
 /* Appends a string literal (length known at compile time). */
 #define ST_SBUF_LIT(b, lit) st_sbuf_append((b), (lit), sizeof(lit) - 1)
 int st_sbuf_append_u64(st_sbuf_t *b, unsigned long long v); /* decimal, no printf */

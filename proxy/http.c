@@ -14,6 +14,14 @@ int st_http_name_eq(const char *a, size_t alen, const char *lower)
     return 1;
 }
 
+static int span_caseeq(const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (alen != blen) return 0;
+    for (size_t i = 0; i < alen; i++)
+        if (tolower((unsigned char)a[i]) != tolower((unsigned char)b[i])) return 0;
+    return 1;
+}
+
 void st_http_msg_reset(st_http_msg_t *m)
 {
     m->url = m->reason = NULL;
@@ -74,12 +82,9 @@ int st_http_on_header_field(st_http_msg_t *m, const char *at, size_t len)
 int st_http_on_header_value(st_http_msg_t *m, const char *at, size_t len)
 {
     if (m->nhdr == 0) return refuse(m, ST_HTTP_BAD_REQUEST);
-    /* RFC 9110 5.5: no CTLs but HTAB in field values; CR or LF here means an
-     * obs-fold line continuation, which RFC 9112 5.2 lets us reject. */
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)at[i];
-        if ((c < 0x20 && c != '\t') || c == 0x7f) return refuse(m, ST_HTTP_BAD_REQUEST);
-    }
+    /* CTLs other than HTAB (RFC 9110 5.5) never get here: llhttp's strict
+     * mode rejects them (HPE_INVALID_HEADER_TOKEN). An obs-fold continuation
+     * arrives as a second, non-adjacent piece and is refused below. */
     st_header_t *h = &m->hdr[m->nhdr - 1];
     if (!m->in_value) {
         h->value = at;
@@ -94,36 +99,41 @@ int st_http_on_header_value(st_http_msg_t *m, const char *at, size_t len)
 
 /* Classifies a header name by its length first, so most names cost one
  * length switch and at most two case-insensitive compares. */
+/* Equality of a token (letters, digits, '-') of known length with a lower
+ * case literal: OR-ing 0x20 folds ASCII letters and leaves '-' and digits. */
+static inline int tok_eq(const char *n, const char *lower, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((n[i] | 0x20) != lower[i]) return 0;
+    return 1;
+}
+
 static enum st_http_hclass classify(const char *n, size_t len)
 {
     switch (len) {
     case 2:
-        return st_http_name_eq(n, len, "te") ? ST_H_HOP : ST_H_OTHER;
+        return tok_eq(n, "te", len) ? ST_H_HOP : ST_H_OTHER;
     case 4:
-        return st_http_name_eq(n, len, "host") ? ST_H_HOST : ST_H_OTHER;
+        return tok_eq(n, "host", len) ? ST_H_HOST : ST_H_OTHER;
     case 6:
-        return st_http_name_eq(n, len, "expect") ? ST_H_EXPECT : ST_H_OTHER;
+        return tok_eq(n, "expect", len) ? ST_H_EXPECT : ST_H_OTHER;
     case 7:
-        return st_http_name_eq(n, len, "trailer") || st_http_name_eq(n, len, "upgrade")
-                   ? ST_H_HOP
-                   : ST_H_OTHER;
+        return tok_eq(n, "trailer", len) || tok_eq(n, "upgrade", len) ? ST_H_HOP : ST_H_OTHER;
     case 10:
-        return st_http_name_eq(n, len, "connection") || st_http_name_eq(n, len, "keep-alive")
-                   ? ST_H_HOP
-                   : ST_H_OTHER;
+        return tok_eq(n, "connection", len) || tok_eq(n, "keep-alive", len) ? ST_H_HOP : ST_H_OTHER;
     case 12:
-        return st_http_name_eq(n, len, "x-request-id") ? ST_H_XRID : ST_H_OTHER;
+        return tok_eq(n, "x-request-id", len) ? ST_H_XRID : ST_H_OTHER;
     case 14:
-        return st_http_name_eq(n, len, "content-length") ? ST_H_CONTENT_LENGTH : ST_H_OTHER;
+        return tok_eq(n, "content-length", len) ? ST_H_CONTENT_LENGTH : ST_H_OTHER;
     case 15:
-        return st_http_name_eq(n, len, "x-forwarded-for") ? ST_H_XFF : ST_H_OTHER;
+        return tok_eq(n, "x-forwarded-for", len) ? ST_H_XFF : ST_H_OTHER;
     case 16:
-        return st_http_name_eq(n, len, "proxy-connection") ? ST_H_HOP : ST_H_OTHER;
+        return tok_eq(n, "proxy-connection", len) ? ST_H_HOP : ST_H_OTHER;
     case 17:
-        if (st_http_name_eq(n, len, "transfer-encoding")) return ST_H_HOP;
-        return st_http_name_eq(n, len, "x-forwarded-proto") ? ST_H_XFP : ST_H_OTHER;
+        if (tok_eq(n, "transfer-encoding", len)) return ST_H_HOP;
+        return tok_eq(n, "x-forwarded-proto", len) ? ST_H_XFP : ST_H_OTHER;
     case 18:
-        return st_http_name_eq(n, len, "x-shadowtee-mirror") ? ST_H_MIRROR : ST_H_OTHER;
+        return tok_eq(n, "x-shadowtee-mirror", len) ? ST_H_MIRROR : ST_H_OTHER;
     default:
         return ST_H_OTHER;
     }
@@ -147,11 +157,27 @@ void st_http_on_headers_complete(st_http_msg_t *m)
             has_connection = 1;
     }
     if (!has_connection) return;
-    for (size_t i = 0; i < m->nhdr;
-         i++) /* RFC 9110 7.6.1: names listed by Connection are hop-by-hop */
-        if (m->cls[i] != ST_H_HOP && m->cls[i] != ST_H_HOST &&
-            st_http_connection_lists(m, m->hdr[i].name, m->hdr[i].name_len))
-            m->cls[i] = ST_H_HOP;
+    /* RFC 9110 7.6.1: headers named by Connection are hop-by-hop too. Walk
+     * the tokens once; most are keep-alive/close/upgrade, already hop-by-hop. */
+    for (size_t k = 0; k < m->nhdr; k++) {
+        const st_header_t *ch = &m->hdr[k];
+        if (m->cls[k] != ST_H_HOP || ch->name_len != 10 || !tok_eq(ch->name, "connection", 10))
+            continue;
+        const char *p = ch->value, *end = ch->value + ch->value_len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+                p++;
+            const char *tok = p;
+            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+                p++;
+            size_t tlen = (size_t)(p - tok);
+            if (tlen == 0 || classify(tok, tlen) == ST_H_HOP) continue;
+            for (size_t i = 0; i < m->nhdr; i++)
+                if (m->cls[i] != ST_H_HOST && m->hdr[i].name_len == tlen &&
+                    span_caseeq(m->hdr[i].name, tlen, tok, tlen))
+                    m->cls[i] = ST_H_HOP;
+        }
+    }
 }
 
 int st_http_is_hop_by_hop(const char *name, size_t len)
@@ -162,14 +188,6 @@ int st_http_is_hop_by_hop(const char *name, size_t len)
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
         if (st_http_name_eq(name, len, hop[i])) return 1;
     return 0;
-}
-
-static int span_caseeq(const char *a, size_t alen, const char *b, size_t blen)
-{
-    if (alen != blen) return 0;
-    for (size_t i = 0; i < alen; i++)
-        if (tolower((unsigned char)a[i]) != tolower((unsigned char)b[i])) return 0;
-    return 1;
 }
 
 int st_http_connection_lists(const st_http_msg_t *m, const char *name, size_t len)
