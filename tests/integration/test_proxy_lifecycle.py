@@ -5,7 +5,7 @@ import socket
 import threading
 import time
 
-from httpclient import Conn, get, has_metric, metric, metrics, metrics_text
+from httpclient import Conn, build_request, get, has_metric, metric, metrics, metrics_text
 from upstreams import closed_port, upstream, wait_for, watchdog  # noqa: F401
 
 WATCHDOG_SECONDS = 40
@@ -193,3 +193,37 @@ def test_readyz_follows_primary(shadowtee, upstream):
     assert wait_for(lambda: _readyz(st.admin_port) == 503, timeout=6), "readyz still 200 with the primary down"
     upstream("echo", port=port)
     assert wait_for(lambda: _readyz(st.admin_port) == 200, timeout=6), "readyz did not recover"
+
+
+def test_sigterm_closes_idle_keepalive_connections(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr, drain_timeout="10s")
+    conns = [Conn(st.port, timeout=10) for _ in range(5)]
+    try:
+        for c in conns:
+            assert c.request("GET", "/").status == 200
+        t0 = time.monotonic()
+        st.proc.signal(signal.SIGTERM)
+        for c in conns:
+            _, how = c.read_to_close(5)
+            assert how != "timeout", "idle keep-alive connection not closed on drain"
+        assert st.proc.wait(timeout=10) == 0
+        assert time.monotonic() - t0 < 5, "drain waited for idle connections"
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_request_on_keepalive_during_drain_gets_close(shadowtee, upstream):
+    up = upstream("fixed", body=b"slow-one", delay=1.5)
+    st = shadowtee(primary=up.addr, drain_timeout="10s")
+    busy = Conn(st.port, timeout=10)
+    busy.send(build_request("GET", "/busy"))
+    assert up.wait_requests(1) == 1
+    st.proc.signal(signal.SIGTERM)
+    r = busy.response()
+    assert r.status == 200 and r.body == b"slow-one"
+    # Once draining, the proxy must not keep this connection for more requests.
+    assert "close" in (r.header("connection") or "").lower() or busy.closed_within(3)
+    busy.close()
+    assert st.proc.wait(timeout=10) == 0

@@ -274,3 +274,21 @@ def test_large_upload_over_mirror_max_body_streams_with_bounded_rss(shadowtee, u
     assert wait_for(lambda: metric(metrics(st.admin_port), "shadowtee_mirror_skipped_total",
                                    reason="body_too_large") == 1, timeout=3)
     assert all(q.path != "/big" for q in shadow.requests)
+
+
+def test_mutated_shadow_responses_never_reach_or_hurt_the_client(shadowtee, upstream):
+    import os
+    import random
+    from test_proxy_framing import _mutate
+    from test_proxy_upstream_errors import RESPONSE_SEEDS
+    primary = upstream("fixed", body=b"primary says hi")
+    shadow = upstream("raw", body=b"")
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr, shadow_timeout="500ms")
+    n = int(os.environ.get("ST_FUZZ_CASES", "300"))
+    with Conn(st.port, timeout=5) as c:
+        for seed in range(n):
+            shadow.body = _mutate(random.Random(seed), RESPONSE_SEEDS[seed % len(RESPONSE_SEEDS)])
+            r = c.request("GET", "/s%d" % seed)
+            assert r.status == 200 and r.body == b"primary says hi", (seed, r.raw[:200])
+    assert shadow.wait_requests(n // 2, timeout=5) >= n // 2
+    assert st.proc.p.poll() is None
