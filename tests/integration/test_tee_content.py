@@ -246,3 +246,27 @@ def test_bodiless_shadow_responses_complete(shadowtee, upstream, method, status)
     assert wait_for(lambda: metric(metrics(st.admin_port), "shadowtee_shadow_responses_total", code=code) >= 3,
                     timeout=3), "shadow answers to %s/%d not counted as complete" % (method, status)
     assert metric(metrics(st.admin_port), "shadowtee_shadow_errors_total") == 0
+
+
+TEE_METRICS = (
+    "shadowtee_mirror_requests_total",
+    "shadowtee_mirror_skipped_total",
+    "shadowtee_shadow_responses_total",
+    "shadowtee_shadow_errors_total",
+    "shadowtee_shadow_duration_seconds_bucket",
+    "shadowtee_shadow_duration_seconds_sum",
+    "shadowtee_shadow_duration_seconds_count",
+)
+
+
+def test_metrics_exposes_tee_families(shadowtee, upstream):
+    from httpclient import has_metric, metrics_text
+    primary, shadow, st = _pair(shadowtee, upstream)
+    with Conn(st.port) as c:
+        assert c.request("GET", "/").status == 200
+    assert shadow.wait_requests(1) == 1
+    text = metrics_text(st.admin_port)
+    missing = [n for n in TEE_METRICS if not has_metric(text, n)]
+    assert not missing, missing
+    for reason in ("sampling", "method", "body_too_large", "inflight_cap", "memory_budget", "shadow_unavailable"):
+        assert 'shadowtee_mirror_skipped_total{reason="%s"}' % reason in text, reason

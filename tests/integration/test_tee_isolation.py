@@ -292,3 +292,35 @@ def test_mutated_shadow_responses_never_reach_or_hurt_the_client(shadowtee, upst
             assert r.status == 200 and r.body == b"primary says hi", (seed, r.raw[:200])
     assert shadow.wait_requests(n // 2, timeout=5) >= n // 2
     assert st.proc.p.poll() is None
+
+
+def test_inflight_cap_sheds_mirrors(shadowtee, upstream):
+    primary = upstream("fixed", body=b"p")
+    shadow = upstream("fixed", body=b"s", delay=1.5)
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr, shadow_max_inflight=2, shadow_timeout="5s")
+    with Conn(st.port) as c:
+        t0 = time.monotonic()
+        for i in range(10):
+            assert c.request("GET", "/%d" % i).body == b"p"
+        quick = time.monotonic() - t0 < 1.0  # all sent while the first two are in flight
+    m = metrics(st.admin_port)
+    capped = metric(m, "shadowtee_mirror_skipped_total", reason="inflight_cap")
+    if quick:
+        assert capped == 8, capped
+        assert shadow.settle(quiet=0.5, timeout=5) == 2
+    else:
+        assert capped >= 1
+    assert metric(m, "shadowtee_mirror_requests_total") + capped == 10
+
+
+def test_shadow_connect_timeout_counted(shadowtee, upstream, blackhole_addr):
+    primary = upstream("fixed", body=b"p")
+    st = shadowtee(primary=primary.addr, shadow=blackhole_addr, shadow_connect_timeout="300ms")
+    with Conn(st.port) as c:
+        t0 = time.monotonic()
+        for i in range(3):
+            assert c.request("GET", "/%d" % i).body == b"p"
+        assert time.monotonic() - t0 < 0.3 * 3  # never waited for the shadow's connect
+    assert wait_for(lambda: metric(metrics(st.admin_port), "shadowtee_shadow_errors_total") >= 1
+                    or metric(metrics(st.admin_port), "shadowtee_mirror_skipped_total",
+                              reason="shadow_unavailable") >= 1, timeout=3)
