@@ -9,7 +9,7 @@ import pytest
 
 from conftest import free_port, shadowtee_bin
 from httpclient import Conn, get
-from upstreams import upstream, watchdog  # noqa: F401  (fixtures)
+from upstreams import upstream, wait_for, watchdog  # noqa: F401  (fixtures)
 
 WATCHDOG_SECONDS = 30
 
@@ -185,3 +185,42 @@ def test_workers_zero_means_one_per_cpu(shadowtee, upstream):
     finally:
         for c in conns:
             c.close()
+
+
+def test_access_log_one_line_per_request(shadowtee, upstream):
+    import re
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr, access_log=True)
+    with Conn(st.port) as c:
+        for path in ("/one", "/two?x=1", '/q"uote'):
+            c.request("GET", path)
+        c.request("GET", "/status/404")
+
+    def lines():
+        return [ln for ln in st.proc.stderr().splitlines() if "msg=access" in ln]
+
+    assert wait_for(lambda: len(lines()) >= 4, timeout=3), st.proc.stderr()[-2000:]
+    got = lines()
+    assert len(got) == 4
+    assert "/one" in got[0] and "status=200" in got[0]
+    assert "status=404" in got[3]
+    for ln in got:  # each line stays parseable: quotes balanced once escapes are dropped
+        assert re.sub(r'\\.', "", ln).count('"') % 2 == 0, ln
+
+
+def test_env_configures_the_tee(procs, upstream):
+    up = upstream("echo")
+    sh = upstream("echo")
+    port, admin = free_port(), free_port()
+    env = {"SHADOWTEE_LISTEN": "127.0.0.1:%d" % port, "SHADOWTEE_PRIMARY": up.addr,
+           "SHADOWTEE_ADMIN": "127.0.0.1:%d" % admin, "SHADOWTEE_WORKERS": "1",
+           "SHADOWTEE_SHADOW": sh.addr, "SHADOWTEE_MIRROR_METHODS": "POST",
+           "SHADOWTEE_SHADOW_HOST_SUFFIX": "append"}
+    procs([shadowtee_bin()], env=env, wait_ports=(port, admin), ours=True)
+    with Conn(port) as c:
+        c.request("GET", "/not-mirrored", [("Host", "api:80")], host=None)
+        c.request("POST", "/mirrored", [("Host", "api:80")], body=b"x", host=None)
+    assert sh.wait_requests(1) == 1
+    assert sh.settle(quiet=0.3) == 1
+    assert sh.requests[0].path == "/mirrored"
+    assert sh.requests[0].header("host") == "api-shadow:80"
