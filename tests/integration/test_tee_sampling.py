@@ -3,6 +3,8 @@
 and the 100% default when --shadow is set."""
 import math
 import threading
+
+import pytest
 from collections import defaultdict
 
 from httpclient import Conn, build_request, metric, metrics
@@ -93,15 +95,16 @@ def test_default_percent_is_100_when_shadow_set(shadowtee, upstream):
     assert shadow.settle(quiet=0.3) == 50
 
 
-def test_sample_by_header_is_deterministic(shadowtee, upstream):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sample_by_header_is_deterministic(shadowtee, upstream, workers):
     primary = upstream("fixed", body=b"p")
     shadow = upstream("fixed", body=b"s")
     st = shadowtee(primary=primary.addr, shadow=shadow.addr, mirror_percent=50,
-                   mirror_sample_by="x-request-id")
+                   mirror_sample_by="x-request-id", workers=workers)
     ids = ["user-%03d" % i for i in range(40)]
     repeats = 10
     # Each id is sent `repeats` times, interleaved, over several connections.
-    _send_many(st.port, len(ids) * repeats, conns=2,
+    _send_many(st.port, len(ids) * repeats, conns=4,
                headers_for=lambda k: [("X-Request-Id", ids[k % len(ids)])])
     shadow.settle(quiet=0.5, timeout=10)
     per_id = defaultdict(int)
@@ -141,3 +144,20 @@ def test_mirror_methods_filter(shadowtee, upstream):
     skipped = metric(metrics(st.admin_port), "shadowtee_mirror_skipped_total", reason="method") - \
         metric(m0, "shadowtee_mirror_skipped_total", reason="method")
     assert skipped == 4
+
+
+def test_sample_by_header_same_decision_in_every_process(shadowtee, upstream):
+    """Two sidecars with the same settings pick the same ids: the hash is
+    stable, not seeded per process (replicas must agree on a user)."""
+    ids = ["acct-%04d" % i for i in range(60)]
+    picked = []
+    for _ in range(2):
+        primary = upstream("fixed", body=b"p")
+        shadow = upstream("fixed", body=b"s")
+        st = shadowtee(primary=primary.addr, shadow=shadow.addr, mirror_percent=30,
+                       mirror_sample_by="x-request-id")
+        _send_many(st.port, len(ids), conns=1, headers_for=lambda k: [("X-Request-Id", ids[k])])
+        shadow.settle(quiet=0.5, timeout=10)
+        picked.append(sorted(q.header("x-request-id") for q in shadow.requests))
+    assert 0 < len(picked[0]) < len(ids)
+    assert picked[0] == picked[1]
