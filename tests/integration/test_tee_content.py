@@ -270,3 +270,22 @@ def test_metrics_exposes_tee_families(shadowtee, upstream):
     assert not missing, missing
     for reason in ("sampling", "method", "body_too_large", "inflight_cap", "memory_budget", "shadow_unavailable"):
         assert 'shadowtee_mirror_skipped_total{reason="%s"}' % reason in text, reason
+
+
+def test_default_mirror_max_body_is_8m(shadowtee, upstream):
+    from upstreams import pattern_chunks, pattern_crc
+    primary = upstream("echo", sink=True)
+    shadow = upstream("echo", sink=True)
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr)
+    limit = 8 << 20
+    with Conn(st.port, timeout=20) as c:
+        for path, size in (("/under", limit - 1), ("/over", limit + 1)):
+            c.send(build_request("POST", path, [("Content-Length", str(size))]))
+            for piece in pattern_chunks(size):
+                c.send(piece)
+            r = c.response()
+            assert r.status == 200 and r.json()["body_len"] == size
+    _marker(st, shadow)
+    under = _by_path(shadow.requests, "/under")
+    assert len(under) == 1 and under[0].body_len == limit - 1 and under[0].body_crc == pattern_crc(limit - 1)
+    assert _by_path(shadow.requests, "/over") == []
