@@ -1,5 +1,6 @@
 """Ambiguous or malformed request framing: 400, the connection closed, and
-not one byte reaching the upstream (request smuggling defence)."""
+not one byte reaching the upstream or the shadow (request smuggling
+defence); mutated requests never crash the proxy."""
 import os
 import socket
 
@@ -35,7 +36,8 @@ BAD_REQUESTS = {
 @pytest.mark.parametrize("name", sorted(BAD_REQUESTS))
 def test_bad_framing_rejected_and_not_forwarded(shadowtee, upstream, name):
     up = upstream("echo")
-    st = shadowtee(primary=up.addr)
+    shadow = upstream("echo")
+    st = shadowtee(primary=up.addr, shadow=shadow.addr)
     with Conn(st.port, timeout=5) as c:
         c.send(BAD_REQUESTS[name])
         r = c.response()
@@ -47,6 +49,11 @@ def test_bad_framing_rejected_and_not_forwarded(shadowtee, upstream, name):
         assert c.request("GET", "/good").status == 200
     assert [q.path for q in up.requests] == ["/good"], name
     assert up.raw_all().count(b"/s HTTP/1.1") == 0, "%s: bytes of the bad request reached upstream" % name
+    # Nor the shadow: once /good is mirrored, the bad request never will be.
+    assert shadow.wait_requests(1) >= 1
+    shadow.settle(quiet=0.2)
+    assert [q.path for q in shadow.requests] == ["/good"], name
+    assert shadow.raw_all().count(b"/s HTTP/1.1") == 0, "%s: bytes of the bad request reached the shadow" % name
 
 
 def test_good_request_after_bad_one_on_other_connection_works(shadowtee, upstream):
