@@ -32,6 +32,7 @@ struct st_wbatch {
     uv_buf_t iov[WB_IOV];
     int nframes;
     char frames[WB_IOV][24];
+    char *owned; /* TLS: the ciphertext buffer this batch sends, freed after */
 };
 
 enum cstate { C_IDLE = 0, C_HEAD, C_CONNECT, C_BODY, C_SENT, C_TUNNEL, C_LINGER };
@@ -80,7 +81,9 @@ typedef struct st_client {
     int tunnel;         /* the response accepted an upgrade / CONNECT */
     int resp_until_eof; /* the primary's body ends when it closes (no length, not chunked) */
     int head_pending;   /* chunked request: head goes out with the first valid chunk */
-    int close_delim;    /* response delimited by close */
+    st_tls_t tls;       /* --tls-cert: the client's TLS session */
+    int tls_on;
+    int close_delim; /* response delimited by close */
     int status;
     int close_after; /* close once the exchange ends */
     int reading;
@@ -106,6 +109,7 @@ static void maybe_free(st_client_t *c)
 {
     if (c->handles > 0 || c->pending[0] || c->pending[1]) return;
     st_worker_t *w = c->w;
+    st_tls_free(&c->tls);
     st_sbuf_free(&c->head);
     st_sbuf_free(&c->rhead);
     free(c);
@@ -121,6 +125,9 @@ static void on_handle_closed(uv_handle_t *h)
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static ssize_t tls_input(st_client_t *c, const char *data, size_t len);
+static ssize_t tls_pull(st_client_t *c);
+static void on_request_bytes(st_client_t *c);
 
 static void reading(st_client_t *c, int on)
 {
@@ -211,6 +218,8 @@ static void on_batch_written(uv_write_t *req, int status)
     st_client_t *c = b->c;
     int dir = b->dir;
     st_worker_t *w = c->w;
+    free(b->owned);
+    b->owned = NULL;
     if (w->nwfree < 256)
         w->wfree[w->nwfree++] = b;
     else
@@ -253,6 +262,20 @@ static void on_batch_written(uv_write_t *req, int status)
 static int flush(st_client_t *c, int dir)
 {
     st_wbatch_t *b = &c->wb[dir];
+    st_tls_t *tls =
+        dir == DIR_UP ? (c->up ? st_upconn_tls(c->up) : NULL) : (c->tls_on ? &c->tls : NULL);
+    if (tls) { /* encrypt: the plaintext sources are free again right away */
+        int rc = 0;
+        for (int i = 0; i < b->n && rc == 0; i++)
+            rc = st_tls_encrypt(tls, b->iov[i].base, b->iov[i].len);
+        b->n = b->nframes = 0;
+        char *out;
+        long n = rc == 0 ? st_tls_take_output(tls, &out) : -1;
+        if (n <= 0) return (int)n;
+        b->iov[0] = uv_buf_init(out, (unsigned)n);
+        b->n = 1;
+        b->owned = out;
+    }
     if (b->n == 0) return 0;
     uv_stream_t *s = dst_stream(c, dir);
     int first = 0;
@@ -272,15 +295,20 @@ static int flush(st_client_t *c, int dir)
     }
     if (first == b->n) {
         b->n = b->nframes = 0;
+        free(b->owned);
+        b->owned = NULL;
         return 0;
     }
     st_worker_t *w = c->w;
     st_wbatch_t *h = w->nwfree ? w->wfree[--w->nwfree] : malloc(sizeof(*h));
     if (!h) {
         b->n = b->nframes = 0;
+        free(b->owned);
+        b->owned = NULL;
         return -1;
     }
     memcpy(h, b, sizeof(*h));
+    b->owned = NULL;                 /* now the heap batch's */
     for (int i = 0; i < h->n; i++) { /* frames moved with the copy */
         char *base = h->iov[i].base;
         if (base >= b->frames[0] && base < b->frames[WB_IOV - 1] + 24)
@@ -290,6 +318,7 @@ static int flush(st_client_t *c, int dir)
     h->dir = dir;
     b->n = b->nframes = 0;
     if (uv_write(&h->req, s, h->iov + first, (unsigned)(h->n - first), on_batch_written) != 0) {
+        free(h->owned);
         free(h);
         return -1;
     }
@@ -498,7 +527,7 @@ static int on_headers_complete(llhttp_t *p)
         .method = llhttp_method_name((llhttp_method_t)c->method),
         .http_minor = c->minor,
         .client_ip = c->ip,
-        .proto = "http",
+        .proto = c->tls_on ? "https" : "http",
         .request_id = c->rid,
         .upgrade = c->upgrade,
         .framing = c->chunked_in                   ? ST_FRAME_CHUNKED
@@ -971,7 +1000,15 @@ static void client_process(st_client_t *c)
         }
         if (c->rb.parsed == c->rb.filled && !c->need_exec) {
             if (c->state == C_BODY)
-                c->rb.parsed = c->rb.filled = 0; /* nothing references it any more */
+                c->rb.parsed = c->rb.filled = 0;          /* nothing references it any more */
+            if (c->tls_on && st_tls_has_input(&c->tls)) { /* plaintext waiting inside OpenSSL */
+                ssize_t n = tls_pull(c);
+                if (c->closing) return;
+                if (n > 0) {
+                    on_request_bytes(c);
+                    continue;
+                }
+            }
             reading(c, 1);
             return;
         }
@@ -1028,12 +1065,69 @@ static void client_process(st_client_t *c)
     }
 }
 
+/* ---- TLS on the client side -------------------------------------------- */
+
+/* Decrypts what OpenSSL holds into rb (as much as fits). Returns the bytes
+ * added, UV_EOF on close_notify, or UV_EPROTO after closing on an error. */
+static ssize_t tls_pull(st_client_t *c)
+{
+    ssize_t total = 0;
+    for (;;) {
+        if (!c->rb.base && st_rbuf_get(&c->w->rpool, &c->rb) != 0) break;
+        if (c->rb.filled == c->rb.cap) break; /* the rest waits in OpenSSL (pumped later) */
+        long n = st_tls_read(&c->tls, c->rb.base + c->rb.filled, c->rb.cap - c->rb.filled);
+        if (n == 0) break;
+        if (n < 0) {
+            if (!c->tls.failed) return total ? total : UV_EOF;
+            ST_INC(c->w->metrics.tls_failures[ST_TLS_LISTENER][st_tls_reason_index("protocol")]);
+            client_close(c, "tls_error");
+            return UV_EPROTO;
+        }
+        c->rb.filled += (size_t)n;
+        total += n;
+    }
+    return total;
+}
+
+/* Ciphertext from the socket: handshake, then plaintext into rb. Returns as
+ * tls_pull, or 0 while the handshake goes on. */
+static ssize_t tls_input(st_client_t *c, const char *data, size_t len)
+{
+    if (st_tls_feed(&c->tls, data, len) != 0) {
+        client_close(c, "tls_error");
+        return UV_EPROTO;
+    }
+    if (!c->tls.handshaken) {
+        int rc = st_tls_handshake(&c->tls);
+        if (flush(c, DIR_CL) != 0 || rc < 0) { /* a plain-HTTP client lands here */
+            char e[256];
+            const char *reason = st_tls_failure_reason(&c->tls);
+            ST_INC(c->w->metrics.tls_failures[ST_TLS_LISTENER][st_tls_reason_index(reason)]);
+            st_debug("msg=\"client TLS handshake failed\" client=%s err=\"%s\"", c->ip,
+                     st_tls_last_error(e, sizeof(e)));
+            client_close(c, "tls_handshake");
+            return UV_EPROTO;
+        }
+        if (rc == 0) return 0;
+    }
+    ssize_t n = tls_pull(c);
+    if (n >= 0 && !c->closing && flush(c, DIR_CL) != 0) { /* e.g. session tickets */
+        client_close(c, "client_write_error");
+        return UV_EPROTO;
+    }
+    return n;
+}
+
 /* ---- reading ------------------------------------------------------------ */
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     st_client_t *c = h->data;
     (void)hint;
+    if (c->tls_on) { /* ciphertext to the worker's scratch; st_tls_read fills rb */
+        *buf = uv_buf_init(c->w->tls_scratch, ST_RBUF_SIZE);
+        return;
+    }
     if (!c->rb.base && st_rbuf_get(&c->w->rpool, &c->rb) != 0) {
         *buf = uv_buf_init(NULL, 0);
         return;
@@ -1045,8 +1139,12 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     st_client_t *c = s->data;
-    (void)buf;
     if (nread == 0 || c->closing) return;
+    if (nread > 0 && c->tls_on) {
+        if (c->state == C_LINGER) return;
+        nread = tls_input(c, buf->base, (size_t)nread);
+        if (nread == 0 || c->closing) return;
+    }
     if (nread == UV_ENOBUFS) {
         if (c->state == C_HEAD || c->state == C_IDLE)
             reply_error(c, 431, "head_too_large");
@@ -1066,7 +1164,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (c->state == C_LINGER) return;
-    c->rb.filled += (size_t)nread;
+    if (!c->tls_on) c->rb.filled += (size_t)nread;
+    on_request_bytes(c);
+    client_process(c);
+}
+
+/* Timers and state on new request bytes (plain or decrypted). */
+static void on_request_bytes(st_client_t *c)
+{
     if (c->state == C_IDLE) {
         c->state = C_HEAD;
         c->t_start = uv_hrtime();
@@ -1074,7 +1179,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     } else if (c->state == C_BODY) {
         arm(c, c->w->cfg->idle_timeout_ms);
     }
-    client_process(c);
 }
 
 /* ---- accept and drain --------------------------------------------------- */
@@ -1109,6 +1213,15 @@ void st_client_accept(st_worker_t *w)
     }
     llhttp_init(&c->parser, HTTP_REQUEST, &request_settings);
     c->parser.data = c;
+    if (w->tls_server) {
+        if (st_tls_accept(&c->tls, w->tls_server) != 0) {
+            c->closing = 1;
+            uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+            uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+            return;
+        }
+        c->tls_on = 1;
+    }
     st_list_push(&w->clients, &c->link);
     w->nclients++;
     ST_ADD(w->metrics.active_connections, 1);

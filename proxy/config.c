@@ -111,6 +111,26 @@ static const opt_t options[] = {
      "divergent samples kept per endpoint"},
     {"max-endpoints", OPT_INT, OFF(max_endpoints), 0, 1, 100000, "100",
      "endpoint keys tracked before {other}"},
+    {"tls-cert", OPT_STR, OFF(tls_cert), SZ(tls_cert), 0, 0, "",
+     "PEM certificate chain: terminate TLS on --listen"},
+    {"tls-key", OPT_STR, OFF(tls_key), SZ(tls_key), 0, 0, "",
+     "PEM private key for --tls-cert (reloaded on SIGHUP)"},
+    {"primary-ca", OPT_STR, OFF(primary_ca), SZ(primary_ca), 0, 0, "",
+     "CA file for an https primary and noise replica (default: system store)"},
+    {"primary-client-cert", OPT_STR, OFF(primary_client_cert), SZ(primary_client_cert), 0, 0, "",
+     "client certificate for mutual TLS to the primary"},
+    {"primary-client-key", OPT_STR, OFF(primary_client_key), SZ(primary_client_key), 0, 0, "",
+     "key of --primary-client-cert"},
+    {"primary-insecure", OPT_BOOL, OFF(primary_insecure), 0, 0, 1, "0",
+     "do not verify the primary's certificate (logged)"},
+    {"shadow-ca", OPT_STR, OFF(shadow_ca), SZ(shadow_ca), 0, 0, "",
+     "CA file for an https shadow (default: system store)"},
+    {"shadow-client-cert", OPT_STR, OFF(shadow_client_cert), SZ(shadow_client_cert), 0, 0, "",
+     "client certificate for mutual TLS to the shadow"},
+    {"shadow-client-key", OPT_STR, OFF(shadow_client_key), SZ(shadow_client_key), 0, 0, "",
+     "key of --shadow-client-cert"},
+    {"shadow-insecure", OPT_BOOL, OFF(shadow_insecure), 0, 0, 1, "0",
+     "do not verify the shadow's certificate (logged)"},
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -466,11 +486,29 @@ static int validate(st_config_t *cfg, char *err, size_t errlen)
                  {&cfg->noise, "noise-upstream"}};
     for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
         if (!addrs[i].a->set) continue;
-        if (addrs[i].a->tls)
-            return fail(err, errlen, "--%s: https upstreams are not supported by this build",
+        if (addrs[i].a->tls && (i == 0 || i == 2))
+            return fail(err, errlen, "--%s: use --tls-cert/--tls-key to serve TLS, not https://",
                         addrs[i].name);
         if (resolve(addrs[i].a, addrs[i].name, i == 0 || i == 2, err, errlen) != 0) return -1;
     }
+    if (!cfg->tls_cert[0] != !cfg->tls_key[0])
+        return fail(err, errlen, "--tls-cert and --tls-key go together");
+    const char *files[][2] = {{cfg->tls_cert, "--tls-cert"},
+                              {cfg->tls_key, "--tls-key"},
+                              {cfg->primary_ca, "--primary-ca"},
+                              {cfg->primary_client_cert, "--primary-client-cert"},
+                              {cfg->primary_client_key, "--primary-client-key"},
+                              {cfg->shadow_ca, "--shadow-ca"},
+                              {cfg->shadow_client_cert, "--shadow-client-cert"},
+                              {cfg->shadow_client_key, "--shadow-client-key"}};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+        if (files[i][0][0] && access(files[i][0], R_OK) != 0)
+            return fail(err, errlen, "%s: cannot read '%s': %s", files[i][1], files[i][0],
+                        strerror(errno));
+    if (!cfg->primary_client_cert[0] != !cfg->primary_client_key[0])
+        return fail(err, errlen, "--primary-client-cert and --primary-client-key go together");
+    if (!cfg->shadow_client_cert[0] != !cfg->shadow_client_key[0])
+        return fail(err, errlen, "--shadow-client-cert and --shadow-client-key go together");
     if (cfg->noise.set && !cfg->shadow.set)
         return fail(err, errlen, "--noise-upstream needs --shadow");
     if (!cfg->mirror_percent_set) cfg->mirror_percent = cfg->shadow.set ? 100.0 : 0.0;

@@ -74,6 +74,18 @@ typedef struct st_config {
     uint64_t redis_flush_interval_ms;
     int samples_per_endpoint;
     int max_endpoints;
+
+    /* TLS */
+    char tls_cert[1024]; /* --tls-cert: terminate TLS on --listen */
+    char tls_key[1024];
+    char primary_ca[1024]; /* https primary (and noise replica): CA file, "" = system store */
+    char primary_client_cert[1024]; /* mutual TLS towards the primary */
+    char primary_client_key[1024];
+    int primary_insecure;
+    char shadow_ca[1024];
+    char shadow_client_cert[1024];
+    char shadow_client_key[1024];
+    int shadow_insecure;
 } st_config_t;
 
 /* Fills cfg from defaults, the environment (envp may be NULL: no variables)

@@ -24,7 +24,9 @@ extern char **environ;
 typedef struct {
     st_app_t app;
     st_admin_t *admin;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
+    st_tls_server_t tls_server; /* --tls-cert, reloaded on SIGHUP */
+    st_tls_contexts_t tls;
     uv_timer_t drain_timer;
     uv_async_t done_async;
     int finished;
@@ -42,6 +44,68 @@ static void on_drain_timeout(uv_timer_t *t)
     st_warn("msg=\"drain timeout: stopping in-flight work\" timeout_ms=%llu",
             (unsigned long long)m->app.cfg->drain_timeout_ms);
     command_all(m, ST_CMD_STOP);
+}
+
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    st_main_t *m = s->data;
+    char err[512];
+    (void)signum;
+    if (!m->tls.server) return;
+    if (st_tls_server_reload(&m->tls_server, m->app.cfg->tls_cert, m->app.cfg->tls_key, err,
+                             sizeof(err)) != 0)
+        st_error("msg=\"TLS reload failed, keeping the current certificate\" err=\"%s\"", err);
+    else
+        st_info("msg=\"TLS certificate reloaded\" cert=%s", m->app.cfg->tls_cert);
+}
+
+/* Client contexts for https upstreams; 0 or -1 with a message on stderr. */
+static int tls_setup(st_main_t *m, const st_config_t *cfg)
+{
+    char err[512];
+    if (cfg->tls_cert[0]) {
+        if (st_tls_server_init(&m->tls_server, cfg->tls_cert, cfg->tls_key, err, sizeof(err)) !=
+            0) {
+            fprintf(stderr, "shadowtee: %s\n", err);
+            return -1;
+        }
+        m->tls.server = &m->tls_server;
+    }
+    st_tls_client_opts_t po = {cfg->primary_ca[0] ? cfg->primary_ca : NULL,
+                               cfg->primary_client_cert[0] ? cfg->primary_client_cert : NULL,
+                               cfg->primary_client_key[0] ? cfg->primary_client_key : NULL,
+                               cfg->primary_insecure};
+    st_tls_client_opts_t so = {cfg->shadow_ca[0] ? cfg->shadow_ca : NULL,
+                               cfg->shadow_client_cert[0] ? cfg->shadow_client_cert : NULL,
+                               cfg->shadow_client_key[0] ? cfg->shadow_client_key : NULL,
+                               cfg->shadow_insecure};
+    struct {
+        const st_addr_t *a;
+        const st_tls_client_opts_t *o;
+        SSL_CTX **ctx;
+        const char *name;
+    } ups[] = {{&cfg->primary, &po, &m->tls.primary, "primary"},
+               {&cfg->shadow, &so, &m->tls.shadow, "shadow"},
+               {&cfg->noise, &po, &m->tls.noise, "noise-upstream"}};
+    for (size_t i = 0; i < 3; i++) {
+        if (!ups[i].a->set || !ups[i].a->tls) continue;
+        *ups[i].ctx = st_tls_client_ctx_new(ups[i].o, err, sizeof(err));
+        if (!*ups[i].ctx) {
+            fprintf(stderr, "shadowtee: --%s: %s\n", ups[i].name, err);
+            return -1;
+        }
+        if (ups[i].o->insecure)
+            st_warn("msg=\"TLS certificate verification is OFF\" upstream=%s", ups[i].a->authority);
+    }
+    return 0;
+}
+
+static void tls_teardown(st_main_t *m)
+{
+    SSL_CTX *c[] = {m->tls.primary, m->tls.shadow, m->tls.noise};
+    for (size_t i = 0; i < 3; i++)
+        if (c[i]) SSL_CTX_free(c[i]);
+    if (m->tls.server) st_tls_server_deinit(&m->tls_server);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -73,6 +137,7 @@ static void on_worker_done(uv_async_t *a)
     if (m->admin) st_admin_stop(m->admin);
     uv_close((uv_handle_t *)&m->sigterm, NULL);
     uv_close((uv_handle_t *)&m->sigint, NULL);
+    uv_close((uv_handle_t *)&m->sighup, NULL);
     uv_close((uv_handle_t *)&m->drain_timer, NULL);
     uv_close((uv_handle_t *)&m->done_async, NULL);
 }
@@ -106,6 +171,11 @@ int main(int argc, char **argv)
 
     st_main_t m;
     memset(&m, 0, sizeof(m));
+    if (tls_setup(&m, &cfg) != 0) { /* before anything else is allocated */
+        tls_teardown(&m);
+        st_rules_free(rules);
+        return 2;
+    }
     uv_loop_t loop;
     uv_loop_init(&loop);
     m.app.cfg = &cfg;
@@ -119,7 +189,7 @@ int main(int argc, char **argv)
         return 1;
     }
     for (int i = 0; i < cfg.workers; i++) {
-        rc = st_worker_init(&m.app.workers[i], i, &cfg, rules, &m.done_async);
+        rc = st_worker_init(&m.app.workers[i], i, &cfg, rules, &m.tls, &m.done_async);
         if (rc != 0) {
             fprintf(stderr, "shadowtee: worker %d: %s\n", i, uv_strerror(rc));
             return 1;
@@ -132,6 +202,9 @@ int main(int argc, char **argv)
     }
     uv_signal_init(&loop, &m.sigterm);
     uv_signal_init(&loop, &m.sigint);
+    uv_signal_init(&loop, &m.sighup);
+    m.sighup.data = &m;
+    uv_signal_start(&m.sighup, on_sighup, SIGHUP);
     uv_timer_init(&loop, &m.drain_timer);
     m.sigterm.data = m.sigint.data = m.drain_timer.data = &m;
     uv_signal_start(&m.sigterm, on_signal, SIGTERM);
@@ -155,6 +228,7 @@ int main(int argc, char **argv)
     free(m.app.workers);
     uv_loop_close(&loop);
     st_rules_free(rules);
+    tls_teardown(&m);
     st_info("msg=stopped");
     return 0;
 }

@@ -1,10 +1,24 @@
 /* metrics: histogram buckets and Prometheus rendering (see metrics.h). */
 #include "metrics.h"
 
-const char *const st_uperr_names[ST_UPERR_COUNT] = {"connect", "timeout", "reset", "protocol"};
+#include <string.h>
+
+const char *const st_uperr_names[ST_UPERR_COUNT] = {"connect", "timeout", "reset", "protocol",
+                                                    "tls"};
 const char *const st_skip_names[ST_SKIP_COUNT] = {
     "sampling", "method", "body_too_large", "inflight_cap", "memory_budget", "shadow_unavailable"};
-const char *const st_shadow_err_names[ST_SHERR_COUNT] = {"connect", "timeout", "reset", "protocol"};
+const char *const st_shadow_err_names[ST_SHERR_COUNT] = {"connect", "timeout", "reset", "protocol",
+                                                         "tls"};
+
+static const char *const tls_sides[4] = {"listener", "primary", "shadow", "noise"};
+static const char *const tls_reasons[3] = {"verify", "handshake", "protocol"};
+
+int st_tls_reason_index(const char *reason)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(reason, tls_reasons[i]) == 0) return i;
+    return 2;
+}
 
 static const double bounds[ST_HIST_BUCKETS - 1] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                    0.1,    0.25,  0.5,    1,     2.5,  5};
@@ -118,4 +132,17 @@ void st_metrics_render(st_metrics_t *const *all, size_t n, FILE *out)
             "# HELP shadowtee_noise_requests_total Requests also sent to the noise replica.\n"
             "# TYPE shadowtee_noise_requests_total counter\nshadowtee_noise_requests_total %llu\n",
             (unsigned long long)SUM(noise_requests));
+    fprintf(out, "# HELP shadowtee_tls_handshake_failures_total TLS failures, by side and reason.\n"
+                 "# TYPE shadowtee_tls_handshake_failures_total counter\n");
+    for (int side = 0; side < 4; side++)
+        for (int r = 0; r < 3; r++)
+            fprintf(out, "shadowtee_tls_handshake_failures_total{side=\"%s\",reason=\"%s\"} %llu\n",
+                    tls_sides[side], tls_reasons[r],
+                    (unsigned long long)SUM(tls_failures[side][r]));
+    fprintf(out, "# HELP shadowtee_tls_sessions_resumed_total Upstream TLS handshakes that resumed "
+                 "a session.\n"
+                 "# TYPE shadowtee_tls_sessions_resumed_total counter\n");
+    for (int side = 1; side < 4; side++)
+        fprintf(out, "shadowtee_tls_sessions_resumed_total{side=\"%s\"} %llu\n", tls_sides[side],
+                (unsigned long long)SUM(tls_resumed[side]));
 }

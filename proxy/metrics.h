@@ -18,6 +18,7 @@ enum st_uperr {
     ST_UPERR_TIMEOUT,
     ST_UPERR_RESET,
     ST_UPERR_PROTOCOL,
+    ST_UPERR_TLS,
     ST_UPERR_COUNT
 };
 enum st_skip {
@@ -34,12 +35,16 @@ enum st_shadow_err {
     ST_SHERR_TIMEOUT,
     ST_SHERR_RESET,
     ST_SHERR_PROTOCOL,
+    ST_SHERR_TLS,
     ST_SHERR_COUNT
 };
 
 extern const char *const st_uperr_names[ST_UPERR_COUNT];
 extern const char *const st_skip_names[ST_SKIP_COUNT];
 extern const char *const st_shadow_err_names[ST_SHERR_COUNT];
+enum st_tls_side { ST_TLS_LISTENER = 0, ST_TLS_PRIMARY, ST_TLS_SHADOW, ST_TLS_NOISE };
+/* Index of a TLS failure reason ("verify", "handshake", "protocol"). */
+int st_tls_reason_index(const char *reason);
 
 #define ST_HIST_BUCKETS 14
 typedef struct {
@@ -61,8 +66,11 @@ typedef struct st_metrics {
     _Atomic uint64_t shadow_errors[ST_SHERR_COUNT];
     st_hist_t shadow_duration;
     _Atomic uint64_t noise_requests;
-    _Atomic uint64_t mirror_inflight; /* gauge */
-    _Atomic uint64_t mirror_bytes;    /* gauge: bytes of mirror copies held */
+    _Atomic uint64_t mirror_inflight;    /* gauge */
+    _Atomic uint64_t mirror_bytes;       /* gauge: bytes of mirror copies held */
+    _Atomic uint64_t tls_failures[4][3]; /* [side][reason]: side listener/primary/shadow/noise,
+                                            reason verify/handshake/protocol */
+    _Atomic uint64_t tls_resumed[4];     /* upstream handshakes that resumed a session, by side */
 } st_metrics_t;
 
 #define ST_INC(field) ST_ADD(field, 1)

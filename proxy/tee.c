@@ -32,6 +32,7 @@ typedef struct st_leg {
     int in_body; /* response head seen */
     int close_delim;
     uv_write_t wreq;
+    char *wbuf; /* TLS: ciphertext of the request, owned until wreq completes */
     st_upconn_t *up;
     st_http_msg_t res; /* response head spans into up->rb */
     st_capture_t cap;
@@ -505,6 +506,8 @@ static void on_leg_written(uv_write_t *req, int status)
     st_leg_t *leg = req->data;
     st_mirror_t *m = leg->m;
     leg->writing = 0;
+    free(leg->wbuf);
+    leg->wbuf = NULL;
     if (m->finished) {
         mirror_free(m);
         return;
@@ -525,7 +528,7 @@ static void leg_send(st_leg_t *leg)
     uv_buf_t bufs[2] = {uv_buf_init(m->head.p, (unsigned)m->head.len),
                         uv_buf_init(m->body.p ? m->body.p : "", (unsigned)m->body.len)};
     leg->wreq.data = leg;
-    if (uv_write(&leg->wreq, (uv_stream_t *)&u->tcp, bufs, m->body.len ? 2 : 1, on_leg_written) !=
+    if (st_upconn_write(u, &leg->wreq, bufs, m->body.len ? 2 : 1, &leg->wbuf, on_leg_written) !=
         0) {
         leg_fail(leg, ST_UPFAIL_RESET);
         return;

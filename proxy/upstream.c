@@ -26,6 +26,7 @@ static void on_handle_closed(uv_handle_t *h)
 {
     st_upconn_t *u = h->data;
     if (--u->handles > 0) return;
+    st_tls_free(&u->tls);
     st_rbuf_put(&u->pool->w->rpool, &u->rb);
     u->pool->nconns--;
     free(u);
@@ -89,13 +90,18 @@ static void on_timer(uv_timer_t *t)
         st_upconn_close(u);
         return;
     }
-    fail(u, u->state == ST_UP_CONNECTING ? ST_UPFAIL_CONNECT : ST_UPFAIL_TIMEOUT);
+    fail(u, u->state == ST_UP_CONNECTING || u->state == ST_UP_HANDSHAKE ? ST_UPFAIL_CONNECT
+                                                                        : ST_UPFAIL_TIMEOUT);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     st_upconn_t *u = h->data;
     (void)hint;
+    if (u->pool->tls_ctx) { /* ciphertext goes to the worker's scratch, plaintext to rb */
+        *buf = uv_buf_init(u->pool->w->tls_scratch, ST_RBUF_SIZE);
+        return;
+    }
     if (!u->rb.base && st_rbuf_get(&u->pool->w->rpool, &u->rb) != 0) {
         *buf = uv_buf_init(NULL, 0);
         return;
@@ -103,10 +109,15 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     *buf = uv_buf_init(u->rb.base + u->rb.filled, (unsigned)(u->rb.cap - u->rb.filled));
 }
 
+static void tls_on_read(st_upconn_t *u, const char *data, size_t len);
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     st_upconn_t *u = s->data;
-    (void)buf;
+    if (nread > 0 && u->pool->tls_ctx) {
+        tls_on_read(u, buf->base, (size_t)nread);
+        return;
+    }
     if (nread == 0) return;
     if (nread < 0) {
         st_upconn_trim(u);
@@ -122,6 +133,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     u->rb.filled += (size_t)nread;
     u->ops->on_data(u->owner, u);
 }
+
+static void tls_pump(st_upconn_t *u);
 
 static void start_reading(st_upconn_t *u)
 {
@@ -139,6 +152,7 @@ void st_upconn_pause(st_upconn_t *u)
 void st_upconn_resume(st_upconn_t *u)
 {
     start_reading(u);
+    if (u->pool->tls_ctx) tls_pump(u); /* plaintext may wait inside OpenSSL */
 }
 
 void st_upconn_trim(st_upconn_t *u)
@@ -155,6 +169,133 @@ void st_upconn_set_timeout(st_upconn_t *u, uint64_t ms)
         u->deadline = 0;
 }
 
+/* ---- TLS upstreams ------------------------------------------------------ */
+
+typedef struct {
+    uv_write_t req;
+    char *buf;
+} tls_out_t;
+
+static void on_tls_out_written(uv_write_t *req, int status)
+{
+    tls_out_t *o = (tls_out_t *)req;
+    (void)status; /* a failed write surfaces as a read error */
+    free(o->buf);
+    free(o);
+}
+
+/* Sends what OpenSSL queued on its own (handshake records, alerts). 0 or -1. */
+static int tls_flush(st_upconn_t *u)
+{
+    char *out;
+    long n = st_tls_take_output(&u->tls, &out);
+    if (n <= 0) return (int)n;
+    uv_buf_t b = uv_buf_init(out, (unsigned)n);
+    int w = uv_try_write((uv_stream_t *)&u->tcp, &b, 1);
+    if (w == n) {
+        free(out);
+        return 0;
+    }
+    if (w > 0) b.base += w, b.len -= (size_t)w;
+    tls_out_t *o = malloc(sizeof(*o));
+    if (!o) {
+        free(out);
+        return -1;
+    }
+    o->buf = out;
+    if (uv_write(&o->req, (uv_stream_t *)&u->tcp, &b, 1, on_tls_out_written) != 0) {
+        free(out);
+        free(o);
+        return -1;
+    }
+    return 0;
+}
+
+static void tls_failed(st_upconn_t *u)
+{
+    char e[256];
+    const char *reason = st_tls_failure_reason(&u->tls);
+    st_metrics_t *m = &u->pool->w->metrics;
+    ST_INC(m->tls_failures[u->pool->tls_side][st_tls_reason_index(reason)]);
+    st_warn("msg=\"upstream TLS failed\" upstream=%s pool=%s reason=%s err=\"%s\"",
+            u->pool->addr->authority, u->pool->name, reason, st_tls_last_error(e, sizeof(e)));
+    fail(u, ST_UPFAIL_TLS);
+}
+
+/* Decrypts what OpenSSL holds into rb and hands it to the owner. */
+static void tls_pump(st_upconn_t *u)
+{
+    if (u->pumping || u->state != ST_UP_ACTIVE || !u->reading) return;
+    u->pumping = 1;
+    while (u->state == ST_UP_ACTIVE && u->reading && st_tls_has_input(&u->tls)) {
+        if (!u->rb.base && st_rbuf_get(&u->pool->w->rpool, &u->rb) != 0) break;
+        if (u->rb.filled == u->rb.cap) break; /* the owner pauses or fails on a full buffer */
+        long n = st_tls_read(&u->tls, u->rb.base + u->rb.filled, u->rb.cap - u->rb.filled);
+        if (n == 0) break;
+        if (n < 0) {
+            u->pumping = 0;
+            if (u->tls.failed)
+                tls_failed(u);
+            else
+                fail(u, ST_UPFAIL_EOF); /* close_notify */
+            return;
+        }
+        u->rb.filled += (size_t)n;
+        u->ops->on_data(u->owner, u);
+    }
+    u->pumping = 0;
+}
+
+static void tls_on_read(st_upconn_t *u, const char *data, size_t len)
+{
+    if (st_tls_feed(&u->tls, data, len) != 0) {
+        tls_failed(u);
+        return;
+    }
+    if (u->state == ST_UP_HANDSHAKE) {
+        int rc = st_tls_handshake(&u->tls);
+        if (tls_flush(u) != 0 || rc < 0) {
+            tls_failed(u);
+            return;
+        }
+        if (rc == 0) return;
+        if (SSL_session_reused(u->tls.ssl))
+            ST_INC(u->pool->w->metrics.tls_resumed[u->pool->tls_side]);
+        u->deadline = 0;
+        u->state = ST_UP_ACTIVE;
+        u->ops->on_ready(u->owner, u);
+        if (u->state != ST_UP_ACTIVE) return;
+    }
+    if (u->state == ST_UP_IDLE) { /* session tickets are fine; application bytes are not */
+        char tmp[256];
+        long n = st_tls_read(&u->tls, tmp, sizeof(tmp));
+        if (n != 0) st_upconn_close(u);
+        return;
+    }
+    tls_pump(u);
+    if (u->state == ST_UP_ACTIVE && tls_flush(u) != 0) tls_failed(u);
+}
+
+int st_upconn_write(st_upconn_t *u, uv_write_t *req, const uv_buf_t *bufs, unsigned nbufs,
+                    char **owned, uv_write_cb cb)
+{
+    *owned = NULL;
+    if (!u->pool->tls_ctx) return uv_write(req, (uv_stream_t *)&u->tcp, bufs, nbufs, cb);
+    for (unsigned i = 0; i < nbufs; i++)
+        if (bufs[i].len && st_tls_encrypt(&u->tls, bufs[i].base, bufs[i].len) != 0)
+            return UV_EPROTO;
+    char *out;
+    long n = st_tls_take_output(&u->tls, &out);
+    if (n < 0) return UV_ENOMEM;
+    uv_buf_t b = uv_buf_init(out ? out : "", (unsigned)n);
+    int rc = uv_write(req, (uv_stream_t *)&u->tcp, &b, 1, cb);
+    if (rc != 0)
+        free(out);
+    else
+        *owned = out;
+    return rc;
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
     st_upconn_t *u = req->data;
@@ -165,8 +306,19 @@ static void on_connect(uv_connect_t *req, int status)
         fail(u, ST_UPFAIL_CONNECT);
         return;
     }
-    u->deadline = 0;
     uv_tcp_nodelay(&u->tcp, 1);
+    if (u->pool->tls_ctx) { /* the connect timeout also covers the handshake */
+        st_pool_t *p = u->pool;
+        if (st_tls_connect(&u->tls, p->tls_ctx, p->addr->host, p->tls_session) != 0 ||
+            tls_flush(u) != 0) {
+            tls_failed(u);
+            return;
+        }
+        u->state = ST_UP_HANDSHAKE;
+        start_reading(u);
+        return;
+    }
+    u->deadline = 0;
     u->state = ST_UP_ACTIVE;
     start_reading(u);
     u->ops->on_ready(u->owner, u);
@@ -220,6 +372,13 @@ void st_upconn_release(st_upconn_t *u, int reusable)
         (u->rb.base && u->rb.parsed < u->rb.filled)) {
         st_upconn_close(u);
         return;
+    }
+    if (p->tls_ctx) { /* the newest session (TLS 1.3 tickets come after the handshake) */
+        SSL_SESSION *sess = SSL_get1_session(u->tls.ssl);
+        if (sess) {
+            if (p->tls_session) SSL_SESSION_free(p->tls_session);
+            p->tls_session = sess;
+        }
     }
     u->owner = NULL;
     u->ops = NULL;

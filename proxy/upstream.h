@@ -21,6 +21,7 @@
 #include "buf.h"
 #include "config.h"
 #include "list.h"
+#include "tls.h"
 
 struct st_worker;
 typedef struct st_upconn st_upconn_t;
@@ -31,6 +32,7 @@ enum st_upfail {
     ST_UPFAIL_TIMEOUT,
     ST_UPFAIL_RESET,
     ST_UPFAIL_PROTOCOL,
+    ST_UPFAIL_TLS,
     ST_UPFAIL_EOF
 };
 
@@ -45,7 +47,13 @@ typedef struct {
     void (*on_fail)(void *owner, st_upconn_t *u, enum st_upfail why);
 } st_upstream_ops_t;
 
-enum st_upconn_state { ST_UP_CONNECTING = 0, ST_UP_ACTIVE, ST_UP_IDLE, ST_UP_CLOSING };
+enum st_upconn_state {
+    ST_UP_CONNECTING = 0,
+    ST_UP_HANDSHAKE,
+    ST_UP_ACTIVE,
+    ST_UP_IDLE,
+    ST_UP_CLOSING
+};
 
 typedef struct st_pool {
     struct st_worker *w;
@@ -56,6 +64,9 @@ typedef struct st_pool {
     size_t nconns, max_conns; /* open connections; 0 = unbounded */
     uint64_t connect_timeout_ms;
     uint64_t idle_timeout_ms; /* idle pooled connections are closed after this */
+    SSL_CTX *tls_ctx;         /* https upstream: shared client context, NULL for plain HTTP */
+    SSL_SESSION *tls_session; /* last session, resumed by new connections */
+    int tls_side;             /* enum st_tls_side, for metrics */
 } st_pool_t;
 
 struct st_upconn {
@@ -72,6 +83,8 @@ struct st_upconn {
     uint64_t timer_due; /* loop time the uv timer is set to fire */
     st_rbuf_t rb;       /* read buffer, borrowed from the worker's rpool while needed */
     llhttp_t parser;    /* response parser, initialised by the owner */
+    st_tls_t tls;       /* with pool->tls_ctx */
+    int pumping;        /* inside tls_pump: no re-entry */
     void *owner;        /* NULL while idle */
     const st_upstream_ops_t *ops;
 };
@@ -95,6 +108,16 @@ void st_upconn_close(st_upconn_t *u);
 void st_upconn_set_timeout(st_upconn_t *u, uint64_t ms);
 void st_upconn_pause(st_upconn_t *u);  /* stop reading (backpressure) */
 void st_upconn_resume(st_upconn_t *u); /* start reading again */
+/* Writes bufs to the upstream: as is, or encrypted for TLS upstreams into one
+ * buffer that the request owns (*owned, freed by the caller in cb). Returns
+ * 0 or a negative libuv error. */
+int st_upconn_write(st_upconn_t *u, uv_write_t *req, const uv_buf_t *bufs, unsigned nbufs,
+                    char **owned, uv_write_cb cb);
+/* The TLS session of a TLS upstream connection, NULL for plain HTTP. */
+static inline st_tls_t *st_upconn_tls(st_upconn_t *u)
+{
+    return u->pool->tls_ctx ? &u->tls : NULL;
+}
 /* Returns the read buffer to the pool when it holds nothing unparsed. */
 void st_upconn_trim(st_upconn_t *u);
 

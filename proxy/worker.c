@@ -101,7 +101,7 @@ static int bind_listener(st_worker_t *w)
 }
 
 int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, const st_rules_t *rules,
-                   uv_async_t *done_async)
+                   const st_tls_contexts_t *tls, uv_async_t *done_async)
 {
     memset(w, 0, sizeof(*w));
     w->id = id;
@@ -134,6 +134,17 @@ int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, const st_rule
                  w->mirror_cap, cfg->shadow_connect_timeout_ms, idle);
     st_pool_init(&w->noise_pool, w, &cfg->noise, "noise", (size_t)cfg->shadow_idle_conns,
                  w->mirror_cap, cfg->shadow_connect_timeout_ms, idle);
+    w->primary_pool.tls_ctx = tls->primary;
+    w->primary_pool.tls_side = ST_TLS_PRIMARY;
+    w->shadow_pool.tls_ctx = tls->shadow;
+    w->shadow_pool.tls_side = ST_TLS_SHADOW;
+    w->noise_pool.tls_ctx = tls->noise;
+    w->noise_pool.tls_side = ST_TLS_NOISE;
+    w->tls_server = tls->server;
+    if (tls->server || tls->primary || tls->shadow || tls->noise) {
+        w->tls_scratch = malloc(ST_RBUF_SIZE);
+        if (!w->tls_scratch) return UV_ENOMEM;
+    }
     if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
         w->rng = uv_hrtime() ^ ((uint64_t)(id + 1) << 32) ^ 0x9E3779B97F4A7C15ULL;
     if (cfg->shadow.set && cfg->compare) {
@@ -189,6 +200,10 @@ void st_worker_join(st_worker_t *w)
     }
     while (w->nwfree)
         free(w->wfree[--w->nwfree]);
+    st_pool_t *pools[] = {&w->primary_pool, &w->shadow_pool, &w->noise_pool};
+    for (size_t i = 0; i < 3; i++)
+        if (pools[i]->tls_session) SSL_SESSION_free(pools[i]->tls_session);
+    free(w->tls_scratch);
     free(w->wfree);
     st_rpool_deinit(&w->rpool);
     if (w->endpoints) st_endpoint_set_free(w->endpoints);

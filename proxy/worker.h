@@ -15,6 +15,7 @@
 #include "config.h"
 #include "list.h"
 #include "metrics.h"
+#include "tls.h"
 #include "upstream.h"
 #include "shadowtee/comparator.h"
 #include "shadowtee/stats.h"
@@ -42,6 +43,9 @@ typedef struct st_worker {
     st_metrics_t metrics;
     st_rpool_t rpool;    /* ST_RBUF_SIZE read buffers */
     st_wbatch_t **wfree; /* free list of heap write batches */
+    char
+        *tls_scratch; /* ST_RBUF_SIZE ciphertext buffer for TLS reads (alloc -> read -> callback) */
+    st_tls_server_t *tls_server; /* --tls-cert listener context, NULL: plain HTTP */
     size_t nwfree;
 
     st_pool_t primary_pool;
@@ -65,8 +69,14 @@ typedef struct st_worker {
 
 /* Sets up the worker (loop, listener, pools) on the calling thread. 0 or a
  * negative libuv error with a message logged. */
+/* TLS contexts shared by all workers (NULL members: plain HTTP). */
+typedef struct {
+    st_tls_server_t *server;
+    SSL_CTX *primary, *shadow, *noise;
+} st_tls_contexts_t;
+
 int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, const st_rules_t *rules,
-                   uv_async_t *done_async);
+                   const st_tls_contexts_t *tls, uv_async_t *done_async);
 /* Runs the loop on a new thread. */
 int st_worker_start(st_worker_t *w);
 /* Asks the worker to drain (stop accepting, finish in-flight) or stop now. */
