@@ -30,6 +30,9 @@ BAD_REQUESTS = {
     "ctl_in_header_value": b"GET /s HTTP/1.1\r\n" + H + b"X-Bad: a\x01b\r\n\r\n",
     "nul_in_header_value": b"GET /s HTTP/1.1\r\n" + H + b"X-Bad: a\x00b\r\n\r\n",
     "space_before_colon": b"GET /s HTTP/1.1\r\n" + H + b"Content-Length : 0\r\n\r\n",
+    "cl_negative": b"POST /s HTTP/1.1\r\n" + H + b"Content-Length: -1\r\n\r\nx",
+    "te_chunked_not_last": b"POST /s HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
+    "http10_with_te": b"POST /s HTTP/1.0\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 }
 
 
