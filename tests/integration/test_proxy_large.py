@@ -142,3 +142,31 @@ def test_concurrent_uploads_and_downloads(shadowtee, upstream):
         t.join(timeout=40)
     assert not any(t.is_alive() for t in threads)
     assert not errors, errors
+
+
+def test_pipelined_flood_with_unread_responses_bounded(shadowtee, upstream):
+    """2000 pipelined GETs for 64 KiB answers while the client does not read:
+    the proxy must stop reading requests instead of queueing 128 MiB."""
+    n = 200 if VALGRIND else 2000
+    body = bytes(range(256)) * 256
+    up = upstream("fixed", body=body)
+    st = shadowtee(primary=up.addr, env=_env())
+    reqs = b"".join(build_request("GET", "/f%d" % i) for i in range(n))
+    errors = []
+    with Conn(st.port, timeout=20) as c, RssSampler(st.proc.pid) as rss:
+        def writer():
+            try:
+                c.send(reqs)
+            except Exception as e:
+                errors.append(e)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        time.sleep(1.0)  # nobody reads: the proxy has to push back
+        for i in range(n):
+            r = c.response()
+            assert r.status == 200 and r.body_len == len(body), i
+        t.join(timeout=10)
+    assert not errors, errors
+    assert len(up.requests) == n
+    assert rss.max_kib < _rss_limit_kib(), "RSS peaked at %d KiB" % rss.max_kib
