@@ -16,11 +16,11 @@ RUN make clean && make -j"$(nproc)" all && make "$MAKE_TARGET" \
  && strip build/shadowtee build/shadowtee-report
 
 FROM debian:12-slim AS runtime
-# Exactly the libraries the two binaries link (plus CA certificates). No
-# libssl3 today: the proxy rejects https:// upstreams and nothing calls
-# OpenSSL, so the linker drops -lssl/-lcrypto; the test fails when that changes.
+# Exactly the libraries the two binaries link (plus CA certificates, the
+# system store TLS upstreams are verified against); tests/integration/test_k8s.py
+# compares this list with what `ldd` reports.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libuv1 libhiredis0.14 libjansson4 ca-certificates \
+ && apt-get install -y --no-install-recommends libuv1 libhiredis0.14 libjansson4 libssl3 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 shadowtee \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin shadowtee
