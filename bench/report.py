@@ -2,11 +2,18 @@
 """Prints the markdown report of one bench run.
 
     report.py RESULTS_DIR
+    report.py --instr INSTR_DIR
 
 RESULTS_DIR is what bench/run.sh wrote: results.tsv (one row per measured
 wrk run: section, shape, target, shadow, conns, wrk output file, proxy CPU
 us/request, note), skipped.tsv (section, reason), notes.txt and, when it
-ran, cmp_bench.txt. Ratios are computed here, between rows of the same run.
+ran, cmp_bench.txt and instr/ (the instr section). Ratios are computed here,
+between rows of the same run.
+
+INSTR_DIR is what bench/callgrind.sh wrote: instr.tsv (one row per case:
+case, program, job, requests, how they were counted, wrk's count, wrk req/s,
+wrk errors, instructions between the two callgrind dumps, mirrored requests
+by shadowtee's count, requests the shadow received, note) and notes.txt.
 """
 import os
 import re
@@ -273,18 +280,140 @@ def read_lines(path):
         return []
 
 
+INSTR_JOBS = {"proxy": "proxy", "mirror": "mirror 100%, --compare off",
+              "mirror+compare": "mirror 100% + compare",
+              "mirror+compare+redis": "mirror 100% + compare + Redis"}
+
+
+def num(text, kind=int):
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def read_instr(d):
+    """Rows of INSTR_DIR/instr.tsv with instructions per request computed."""
+    rows = []
+    try:
+        with open(os.path.join(d, "instr.tsv")) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return rows
+    for line in lines:
+        p = line.split("\t")
+        if len(p) < 12:
+            continue
+        r = {"case": p[0], "program": p[1], "job": p[2], "requests": num(p[3]), "source": p[4],
+             "wrk_requests": num(p[5]), "rps": num(p[6], float), "errors": num(p[7]),
+             "instr": num(p[8]), "mirrored": num(p[9]), "seen": num(p[10]), "note": p[11]}
+        r["per_req"] = (r["instr"] / r["requests"]
+                        if r["instr"] is not None and r["requests"] else None)
+        rows.append(r)
+    return rows
+
+
+def instr_clean(r):
+    return r["per_req"] is not None and r["errors"] == 0 and not r["note"]
+
+
+def instr_table(d):
+    """Markdown lines: instructions per request for each case, against nginx
+    doing the same job and against the same program's plain proxy case."""
+    rows = read_instr(d)
+    if not rows:
+        return ["(no instr measurement ran)"]
+    nginx = {r["job"]: r for r in rows if r["program"] == "nginx"}
+    plain = {r["program"]: r for r in rows if r["job"] == "proxy"}
+    head = ["program", "job", "requests", "instructions", "instr/req", "vs nginx", "added by the tee",
+            "mirrored", "shadow received", "wrk req/s (under callgrind)", "errors", "note"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        ref = nginx.get("mirror" if r["job"] != "proxy" else "proxy")
+        vs = "—"
+        if r["program"] == "shadowtee" and ref is not None:
+            v = ratio(r["per_req"], ref["per_req"])
+            if v is not None:
+                vs = "%.2f× nginx %s" % (v, "proxy" if r["job"] == "proxy" else "+mirror")
+        base = plain.get(r["program"])
+        added = "—"
+        if r["job"] != "proxy" and base is not None and None not in (r["per_req"], base["per_req"]):
+            added = "%+.0f" % (r["per_req"] - base["per_req"])
+        mirrored = "—"
+        if r["mirrored"] is not None and r["requests"]:
+            mirrored = "%.1f%%" % (100.0 * r["mirrored"] / r["requests"])
+        seen = "—"
+        if r["job"] != "proxy" and r["seen"] is not None and r["requests"]:
+            seen = "%d (%.1f%%)" % (r["seen"], 100.0 * r["seen"] / r["requests"])
+        job = INSTR_JOBS.get(r["job"], r["job"])
+        if r["program"] == "nginx" and r["job"] == "mirror":
+            job = "mirror 100% (ngx_http_mirror_module)"
+        cells = [r["program"], job, fmt(r["requests"], "%d"),
+                 "—" if r["instr"] is None else "{:,}".format(r["instr"]),
+                 fmt(r["per_req"], "%.0f"), vs, added, mirrored, seen, fmt(r["rps"], "%.0f"),
+                 fmt(r["errors"], "%d"), r["note"]]
+        out.append("| " + " | ".join(cells) + " |")
+    summary = []
+    for job, label in (("proxy", "plain proxy"), ("mirror", "mirroring 100% (--compare off)")):
+        st = next((r for r in rows if r["program"] == "shadowtee" and r["job"] == job), None)
+        ng = nginx.get(job)
+        if st is None or ng is None:
+            continue
+        v = ratio(st["per_req"], ng["per_req"])
+        if v is None:
+            summary.append("- %s: no figure (%s)" % (label, st["note"] or ng["note"] or "no requests counted"))
+            continue
+        summary.append("- %s: shadowtee %.0f vs nginx %.0f instructions/request = %.2f×%s"
+                       % (label, st["per_req"], ng["per_req"], v,
+                          "" if instr_clean(st) and instr_clean(ng) else " (a run had errors: see notes)"))
+    for r in rows:
+        if r["requests"] is not None and r["wrk_requests"] is not None:
+            gap = r["requests"] - r["wrk_requests"]
+            if abs(gap) > 2 * 64:
+                summary.append("- warning: %s: the proxy counted %d requests, wrk %d"
+                               % (r["case"], r["requests"], r["wrk_requests"]))
+        if r["per_req"] is not None and not instr_clean(r):
+            summary.append("- warning: %s: %s errors in wrk%s" % (r["case"], fmt(r["errors"], "%d"),
+                                                                   "; " + r["note"] if r["note"] else ""))
+    if summary:
+        out += [""] + summary
+    return out
+
+
+def instr_report(d):
+    out = ["# shadowtee instructions per request (%s)" % os.path.basename(os.path.normpath(d)), ""]
+    out += ["- " + n for n in read_lines(os.path.join(d, "notes.txt"))]
+    out.append("")
+    out += instr_table(d)
+    skipped = read_lines(os.path.join(d, "skipped.tsv"))
+    if skipped:
+        out += [""] + ["- %s skipped: %s" % tuple(s.split("\t", 1)) if "\t" in s else "- " + s
+                       for s in skipped]
+    return out
+
+
+
+
 def main(argv):
+    if len(argv) == 2 and argv[0] == "--instr":
+        if not os.path.isfile(os.path.join(argv[1], "instr.tsv")):
+            print("usage: report.py --instr INSTR_DIR (a bench/callgrind.sh dir with instr.tsv)", file=sys.stderr)
+            return 2
+        print("\n".join(instr_report(argv[1])))
+        return 0
     if len(argv) != 1 or not os.path.isfile(os.path.join(argv[0], "results.tsv")):
-        print("usage: report.py RESULTS_DIR (a bench/run.sh results dir with results.tsv)", file=sys.stderr)
+        print("usage: report.py RESULTS_DIR | --instr INSTR_DIR (bench/run.sh or bench/callgrind.sh output)", file=sys.stderr)
         return 2
     d = argv[0]
     rows = read_rows(d)
     out = ["# shadowtee bench (%s)" % os.path.basename(os.path.normpath(d)), ""]
     out += ["- " + n for n in read_lines(os.path.join(d, "notes.txt"))]
     out.append("")
+    instr_dir = os.path.join(d, "instr")
+    has_instr = os.path.isfile(os.path.join(instr_dir, "instr.tsv"))
     if rows:
         out += table(rows)
-    else:
+    elif not has_instr:
         out.append("(no measurement ran)")
     g = goals(rows)
     if g:
@@ -296,6 +425,11 @@ def main(argv):
     cmp_text = read_lines(os.path.join(d, "cmp_bench.txt"))
     if cmp_text:
         out += ["", "## cmp_bench (comparator micro-benchmark)", "", "```"] + cmp_text + ["```"]
+    if has_instr:
+        out += ["", "## instr: instructions per request (callgrind)", ""]
+        out += ["- " + n for n in read_lines(os.path.join(instr_dir, "notes.txt"))]
+        out.append("")
+        out += instr_table(instr_dir)
     print("\n".join(out))
     return 0
 

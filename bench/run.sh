@@ -6,12 +6,15 @@
 #   tee   shadowtee mirroring 100% to a fast, a 200 ms and a blackholed shadow
 #         next to nginx + ngx_http_mirror_module to the same shadows;
 #   cmp   mirroring with comparison + Redis against mirroring only, and
-#         build/cmp_bench when it can be built.
+#         build/cmp_bench when it can be built;
+#   instr instructions per request under callgrind, shadowtee vs nginx, plain
+#         proxy and 100% mirroring (bench/callgrind.sh): free of CPU noise.
 # See bench/README.md. Options (environment):
 #   BENCH_DURATION=10s  measured seconds per wrk run (plain seconds: "8" or "8s")
 #   BENCH_WARMUP=1s     wrk warm-up before each measured run
 #   BENCH_QUICK=1       3 s runs: a smoke test of the whole script
-#   BENCH_SECTIONS="core tee cmp"   which sections to run
+#   BENCH_SECTIONS="core tee cmp instr"   which sections to run
+#   BENCH_INSTR_DURATION=5s         measured seconds per instr case
 #   BENCH_SHADOW_TIMEOUT=1s         shadow connect/response timeout, for
 #                                   shadowtee and the nginx mirror leg alike
 #   BENCH_COMPARE_RULES=FILE        rules for the cmp case (default: "{}")
@@ -38,7 +41,7 @@ else
     BENCH_SECS=$(secs_of "${BENCH_DURATION:-10s}" BENCH_DURATION)
     BENCH_WARMUP_SECS=$(secs_of "${BENCH_WARMUP:-1s}" BENCH_WARMUP)
 fi
-SECTIONS=" ${BENCH_SECTIONS:-core tee cmp} "
+SECTIONS=" ${BENCH_SECTIONS:-core tee cmp instr} "
 SHADOW_TIMEOUT=${BENCH_SHADOW_TIMEOUT:-1s}
 [[ $SHADOW_TIMEOUT =~ ^[1-9][0-9]*(ms|s)$ ]] || bench_die "BENCH_SHADOW_TIMEOUT must look like 1s or 500ms"
 # Every shadowtee run: quiet logs, and a short drain so stopping it is quick.
@@ -265,6 +268,23 @@ if [[ $SECTIONS == *" cmp "* ]]; then
 fi
 
 bench_stop_all
+
+# ------------------------------------------------------------- instr ----
+# bench/callgrind.sh starts its own upstream, shadow and Redis (the servers
+# above are stopped by now) and writes $BENCH_OUT/instr/, which report.py
+# turns into the instr table.
+if [[ $SECTIONS == *" instr "* ]]; then
+    if [ "$ST_OK" != 1 ]; then
+        bench_skip instr "$ST_WHY"
+    elif ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null; then
+        bench_skip instr "valgrind is missing (bash scripts/deps.sh installs it)"
+    else
+        rc=0
+        SHADOWTEE_BUILD=$BUILD timeout -k 10 600 bash "$ROOT/bench/callgrind.sh" "$BENCH_OUT/instr" >/dev/null || rc=$?
+        [ "$rc" = 0 ] || bench_skip instr "bench/callgrind.sh failed (exit $rc): see the log above"
+    fi
+fi
+
 "$BENCH_PY" "$ROOT/bench/report.py" "$BENCH_OUT" >"$BENCH_OUT/report.md"
 cp "$BENCH_OUT/report.md" "$ROOT/bench/results/latest.md"
 cat "$BENCH_OUT/report.md"
