@@ -326,3 +326,66 @@ def test_shadow_connect_timeout_counted(shadowtee, upstream, blackhole_addr):
     assert wait_for(lambda: metric(metrics(st.admin_port), "shadowtee_shadow_errors_total") >= 1
                     or metric(metrics(st.admin_port), "shadowtee_mirror_skipped_total",
                               reason="shadow_unavailable") >= 1, timeout=3)
+
+
+@pytest.mark.parametrize("shadow_kind", ["reset", "slow", "blackhole"])
+def test_chaos_two_workers(shadowtee, upstream, shadow_kind):
+    """8 clients for ~2.5 s doing a random mix (keep-alive GET/POST, pipelined
+    bursts, abandoned requests, half-sent bodies) against two workers and a
+    misbehaving shadow: the proxy stays up and every completed answer is right."""
+    import random
+    primary = upstream("echo")
+    if shadow_kind == "reset":
+        shadow = upstream("reset", body=b"S" * 3000, reset_after=500, reset_delay=0.01)
+    elif shadow_kind == "slow":
+        shadow = upstream("fixed", body=b"s", delay=0.3)
+    else:
+        shadow = upstream("blackhole")
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr, workers=2, shadow_timeout="500ms",
+                   shadow_max_inflight=200)
+    deadline = time.monotonic() + (2.5 if not sanitized() else 5.0)
+    errors = []
+    done = [0]
+
+    def client(seed):
+        rng = random.Random(seed)
+        while time.monotonic() < deadline:
+            try:
+                with Conn(st.port, timeout=5) as c:
+                    for _ in range(rng.randint(1, 5)):
+                        op = rng.randrange(5)
+                        if op == 0:
+                            r = c.request("GET", "/g%d" % rng.randrange(1000))
+                            if r.status != 200 or not r.json()["path"].startswith("/g"):
+                                errors.append(("get", r.status))
+                        elif op == 1:
+                            body = bytes([rng.randrange(256)]) * rng.randint(0, 20000)
+                            r = c.request("POST", "/p", body=body)
+                            if r.status != 200 or r.json()["body_len"] != len(body):
+                                errors.append(("post", r.status))
+                        elif op == 2:
+                            c.send(b"".join(build_request("GET", "/b%d" % k) for k in range(5)))
+                            paths = [c.response().json()["path"] for _ in range(5)]
+                            if paths != ["/b%d" % k for k in range(5)]:
+                                errors.append(("pipeline", paths))
+                        elif op == 3:
+                            c.send(build_request("GET", "/abandoned"))
+                            break  # close without reading
+                        else:
+                            c.send(build_request("POST", "/half", [("Content-Length", "1000")]) + b"x" * 10)
+                            break  # close mid-body
+                        done[0] += 1
+            except Exception as e:
+                errors.append(repr(e))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    assert st.proc.p.poll() is None, "proxy died: %s" % st.proc.stderr()[-3000:]
+    assert not errors, errors[:5]
+    assert done[0] > 50
+    with Conn(st.port) as c:
+        assert c.request("GET", "/after-chaos").status == 200
