@@ -17,6 +17,8 @@ struct st_admin {
     uv_timer_t probe_timer;
     st_app_t *app;
     int closing;
+    int handles;         /* open handles of this struct; freed when 0 */
+    struct probe *probe; /* the readiness probe in flight, or NULL */
 };
 
 typedef struct {
@@ -35,11 +37,11 @@ typedef struct {
     char *out; /* response bytes (heap) */
 } admin_conn_t;
 
-typedef struct {
+typedef struct probe {
     uv_tcp_t tcp;
     uv_connect_t req;
     uv_timer_t timer;
-    st_admin_t *admin;
+    st_admin_t *admin; /* NULL once the admin is stopping */
     int handles;
 } probe_t;
 
@@ -217,6 +219,12 @@ static void probe_closed(uv_handle_t *h)
 static void probe_end(probe_t *p, int ok)
 {
     if (uv_is_closing((uv_handle_t *)&p->tcp)) return;
+    if (!p->admin) { /* the admin stopped: only close */
+        uv_close((uv_handle_t *)&p->timer, probe_closed);
+        uv_close((uv_handle_t *)&p->tcp, probe_closed);
+        return;
+    }
+    p->admin->probe = NULL;
     int was = atomic_exchange(&p->admin->app->primary_ok, ok);
     if (was != ok)
         st_info("msg=\"primary %s\" primary=%s", ok ? "reachable" : "unreachable",
@@ -239,9 +247,11 @@ static void on_probe_timeout(uv_timer_t *t)
 static void on_probe_tick(uv_timer_t *t)
 {
     st_admin_t *a = t->data;
+    if (a->probe) return; /* the previous probe has not ended yet */
     probe_t *p = calloc(1, sizeof(*p));
     if (!p) return;
     p->admin = a;
+    a->probe = p;
     uv_tcp_init(t->loop, &p->tcp);
     uv_timer_init(t->loop, &p->timer);
     p->tcp.data = p->timer.data = p->req.data = p;
@@ -279,13 +289,20 @@ st_admin_t *st_admin_start(st_app_t *app)
 static void admin_closed(uv_handle_t *h)
 {
     st_admin_t *a = h->data;
-    if (h == (uv_handle_t *)&a->listener) free(a);
+    if (--a->handles == 0) free(a); /* after the last of its handles */
 }
 
 void st_admin_stop(st_admin_t *a)
 {
     if (a->closing) return;
     a->closing = 1;
-    uv_close((uv_handle_t *)&a->probe_timer, NULL);
+    if (a->probe) { /* detach and end the probe in flight */
+        probe_t *p = a->probe;
+        a->probe = NULL;
+        p->admin = NULL;
+        probe_end(p, 0);
+    }
+    a->handles = 2;
+    uv_close((uv_handle_t *)&a->probe_timer, admin_closed);
     uv_close((uv_handle_t *)&a->listener, admin_closed);
 }

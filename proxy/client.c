@@ -80,6 +80,7 @@ typedef struct st_client {
     int rechunk;        /* response re-chunked to the client */
     int tunnel;         /* the response accepted an upgrade / CONNECT */
     int resp_until_eof; /* the primary's body ends when it closes (no length, not chunked) */
+    int resp_sent;      /* some of the response went to the client socket */
     int head_pending;   /* chunked request: head goes out with the first valid chunk */
     st_tls_t tls;       /* --tls-cert: the client's TLS session */
     int tls_on;
@@ -209,6 +210,7 @@ static void up_resume(st_client_t *c)
     if (!u) return;
     if (u->rb.parsed == u->rb.filled && (c->resp != R_NONE || c->state == C_TUNNEL))
         u->rb.parsed = u->rb.filled = 0;
+    if (c->state != C_TUNNEL) st_upconn_set_timeout(u, c->w->cfg->upstream_timeout_ms);
     st_upconn_resume(u);
 }
 
@@ -252,7 +254,10 @@ static void on_batch_written(uv_write_t *req, int status)
     if (c->resp == R_DONE)
         finish_exchange(c);
     else if (c->up) {
-        disarm(c);
+        if (c->state == C_BODY)
+            arm(c, c->w->cfg->idle_timeout_ms); /* back to the body deadline */
+        else
+            disarm(c); /* SENT: the primary's timer governs */
         up_resume(c);
     }
 }
@@ -277,6 +282,7 @@ static int flush(st_client_t *c, int dir)
         b->owned = out;
     }
     if (b->n == 0) return 0;
+    if (dir == DIR_CL && c->resp != R_NONE) c->resp_sent = 1;
     uv_stream_t *s = dst_stream(c, dir);
     int first = 0;
     if (c->pending[dir] == 0) {
@@ -324,7 +330,10 @@ static int flush(st_client_t *c, int dir)
     }
     c->pending[dir]++;
     if (dir == DIR_CL && !c->closing) { /* a client that does not read: send timeout */
-        if (c->up && c->state != C_TUNNEL) st_upconn_pause(c->up);
+        if (c->up && c->state != C_TUNNEL) {
+            st_upconn_pause(c->up);
+            st_upconn_set_timeout(c->up, 0); /* our client is slow, not the primary */
+        }
         arm(c, c->w->cfg->idle_timeout_ms);
     }
     return 0;
@@ -509,6 +518,10 @@ static int on_headers_complete(llhttp_t *p)
     } else {
         st_worker_request_id(c->w, c->rid);
     }
+    if ((p->flags & F_TRANSFER_ENCODING) && c->minor == 0) { /* RFC 9112 6.1: faulty framing */
+        c->req.bad = ST_HTTP_BAD_REQUEST;
+        return HPE_USER;
+    }
     if ((p->flags & F_TRANSFER_ENCODING) && !te_is_chunked(&c->req)) {
         c->req.bad = 501; /* a transfer coding we cannot re-frame */
         return HPE_USER;
@@ -647,7 +660,9 @@ static int on_res_headers_complete(llhttp_t *p)
 {
     st_client_t *c = p->data;
     int status = llhttp_get_status_code(p);
-    if (status >= 100 && status < 200 && status != 101) return 0; /* interim: dropped */
+    if (status < 100 || status > 599) return HPE_USER; /* not a 3-digit code: 502 */
+    if (status >= 100 && status < 200 && status != 101)
+        return 1; /* interim: dropped, never a body */
     c->status = status;
     st_http_on_headers_complete(&c->res);
     int connect_ok = c->method == HTTP_CONNECT && status >= 200 && status < 300;
@@ -758,6 +773,10 @@ static void up_on_data(void *owner, st_upconn_t *u)
     if (err != HPE_OK && err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
         st_debug("msg=\"bad upstream response\" err=%s reason=\"%s\"", llhttp_errno_name(err),
                  llhttp_get_error_reason(&u->parser));
+        if (!c->resp_sent) { /* nothing left yet: drop the head, answer 502 */
+            c->wb[DIR_CL].n = c->wb[DIR_CL].nframes = 0;
+            c->resp = R_NONE;
+        }
         upstream_failed(c, ST_UPFAIL_PROTOCOL);
         return;
     }
@@ -808,7 +827,8 @@ static void upstream_failed(st_client_t *c, enum st_upfail why)
         return;
     }
     int status = why == ST_UPFAIL_TIMEOUT ? 504 : 502;
-    if (c->state == C_SENT && c->keep_alive && !c->upgrade && !c->w->draining) {
+    if (c->state == C_SENT && c->keep_alive && !c->upgrade && !c->w->draining &&
+        why != ST_UPFAIL_PROTOCOL) {
         /* the request was read whole: answer and keep the connection */
         drop_exchange(c);
         c->status = status;
@@ -916,6 +936,16 @@ static void finish_exchange(st_client_t *c)
         c->mirror = NULL;
         c->cap = NULL;
     }
+    if (c->state != C_SENT && c->state != C_TUNNEL) {
+        /* an early answer while the client still uploads: closing now would
+         * reset the connection and lose the answer; discard input instead */
+        c->state = C_LINGER;
+        c->rb.filled = c->rb.parsed = 0;
+        reading(c, 1);
+        arm(c, 1000);
+        shutdown_write(c);
+        return;
+    }
     if (c->close_after || c->w->draining) {
         client_close(c, "exchange_done");
         return;
@@ -927,7 +957,7 @@ static void finish_exchange(st_client_t *c)
     c->rb.parsed = 0;
     c->lf_scan = 0;
     c->resp = R_NONE;
-    c->rechunk = c->close_delim = c->tunnel = c->resp_until_eof = 0;
+    c->rechunk = c->close_delim = c->tunnel = c->resp_until_eof = c->resp_sent = 0;
     c->status = 0;
     c->pause_why = P_NONE;
     if (left) {
@@ -1046,6 +1076,7 @@ static void client_process(st_client_t *c)
         if (err == HPE_PAUSED && c->pause_why == P_DONE) {
             c->pause_why = P_NONE;
             c->state = C_SENT;
+            disarm(c); /* the primary's response timer runs now; flush() arms the send timeout */
             if (c->up) st_upconn_set_timeout(c->up, c->w->cfg->upstream_timeout_ms);
             if (c->mirror && st_tee_request_done(c->mirror) != 0) {
                 c->mirror = NULL;
