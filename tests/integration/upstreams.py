@@ -341,8 +341,9 @@ class Upstream:
 
     # ---- queries ---------------------------------------------------
     def wait_requests(self, n, timeout=5.0):
-        """Waits until at least n requests were recorded; returns the count."""
-        wait_for(lambda: len(self.requests) >= n, timeout)
+        """Waits until at least n requests were recorded; returns the count.
+        The timeout stretches 4x for sanitizer/valgrind builds."""
+        wait_for(lambda: len(self.requests) >= n, timeout * (4 if sanitized() else 1))
         return len(self.requests)
 
     def settle(self, quiet=0.3, timeout=5.0):
