@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "list.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -17,12 +18,14 @@ struct st_admin {
     uv_timer_t probe_timer;
     st_app_t *app;
     int closing;
-    int handles;         /* open handles of this struct; freed when 0 */
+    int handles;         /* open handles of this struct; freed when 0 and no connection is left */
+    st_list_t conns;     /* open admin_conn_t */
     struct probe *probe; /* the readiness probe in flight, or NULL */
 };
 
 typedef struct {
     uv_tcp_t tcp;
+    st_list_t link;   /* in admin->conns */
     uv_timer_t timer; /* the whole exchange must end within 5 s */
     uv_write_t wreq;
     st_admin_t *admin;
@@ -45,12 +48,20 @@ typedef struct probe {
     int handles;
 } probe_t;
 
+static void admin_maybe_free(st_admin_t *a)
+{
+    if (a->closing && a->handles == 0 && st_list_empty(&a->conns)) free(a);
+}
+
 static void conn_closed(uv_handle_t *h)
 {
     admin_conn_t *c = h->data;
     if (--c->handles) return;
+    st_admin_t *a = c->admin;
+    st_list_remove(&c->link);
     free(c->out);
     free(c);
+    admin_maybe_free(a);
 }
 
 static void conn_close(admin_conn_t *c)
@@ -118,10 +129,13 @@ static void serve(admin_conn_t *c)
         }
         st_metrics_t *m[256];
         st_stats_t *s[256];
-        size_t ns = 0, nm = 0;
+        size_t ns = 0, nm = 0; /* workers free their statistics only after the DRAIN command, which
+                                * this (main) thread sends after setting draining: skipping them
+                                * then is race-free */
+        int live = !atomic_load(&app->draining);
         for (int i = 0; i < app->nworkers && i < 256; i++) {
             m[nm++] = &app->workers[i].metrics;
-            if (app->workers[i].stats) s[ns++] = app->workers[i].stats;
+            if (live && app->workers[i].stats) s[ns++] = app->workers[i].stats;
         }
         st_metrics_render(m, nm, f);
         fprintf(f,
@@ -194,6 +208,7 @@ static void on_connection(uv_stream_t *server, int status)
     admin_conn_t *c = calloc(1, sizeof(*c));
     if (!c) return;
     c->admin = a;
+    st_list_push(&a->conns, &c->link);
     uv_tcp_init(server->loop, &c->tcp);
     uv_timer_init(server->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
@@ -269,6 +284,7 @@ st_admin_t *st_admin_start(st_app_t *app)
     st_admin_t *a = calloc(1, sizeof(*a));
     if (!a) return NULL;
     a->app = app;
+    st_list_init(&a->conns);
     uv_tcp_init(app->loop, &a->listener);
     uv_timer_init(app->loop, &a->probe_timer);
     a->listener.data = a->probe_timer.data = a;
@@ -289,7 +305,8 @@ st_admin_t *st_admin_start(st_app_t *app)
 static void admin_closed(uv_handle_t *h)
 {
     st_admin_t *a = h->data;
-    if (--a->handles == 0) free(a); /* after the last of its handles */
+    a->handles--;
+    admin_maybe_free(a); /* after the last of its handles and connections */
 }
 
 void st_admin_stop(st_admin_t *a)
@@ -302,6 +319,8 @@ void st_admin_stop(st_admin_t *a)
         p->admin = NULL;
         probe_end(p, 0);
     }
+    for (st_list_t *n = a->conns.next; n != &a->conns; n = n->next)
+        conn_close(st_list_entry(n, admin_conn_t, link));
     a->handles = 2;
     uv_close((uv_handle_t *)&a->probe_timer, admin_closed);
     uv_close((uv_handle_t *)&a->listener, admin_closed);

@@ -81,6 +81,9 @@ typedef struct st_client {
     int tunnel;         /* the response accepted an upgrade / CONNECT */
     int resp_until_eof; /* the primary's body ends when it closes (no length, not chunked) */
     int resp_sent;      /* some of the response went to the client socket */
+    int write_failed;   /* bit per direction: a flush inside a parser callback failed */
+    int retried;        /* the request was replayed once on a fresh connection */
+    int retrying;       /* on_ready: send the kept head again instead of resuming the parser */
     int head_pending;   /* chunked request: head goes out with the first valid chunk */
     st_tls_t tls;       /* --tls-cert: the client's TLS session */
     int tls_on;
@@ -97,6 +100,7 @@ static void client_process(st_client_t *c);
 static void client_close(st_client_t *c, const char *why);
 static void finish_exchange(st_client_t *c);
 static void upstream_failed(st_client_t *c, enum st_upfail why);
+static const st_upstream_ops_t primary_ops; /* defined with the upstream events */
 static int flush(st_client_t *c, int dir);
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -110,6 +114,8 @@ static void maybe_free(st_client_t *c)
 {
     if (c->handles > 0 || c->pending[0] || c->pending[1]) return;
     st_worker_t *w = c->w;
+    for (int i = 0; i < 2; i++)
+        free(c->wb[i].owned);
     st_tls_free(&c->tls);
     st_sbuf_free(&c->head);
     st_sbuf_free(&c->rhead);
@@ -187,7 +193,10 @@ static int add(st_client_t *c, int dir, const char *p, size_t n)
             return 0;
         }
     }
-    if (b->n == WB_IOV && flush(c, dir) != 0) return -1;
+    if (b->n == WB_IOV && flush(c, dir) != 0) {
+        c->write_failed |= 1 << dir;
+        return -1;
+    }
     b->iov[b->n++] = uv_buf_init((char *)p, (unsigned)n);
     return 0;
 }
@@ -195,7 +204,10 @@ static int add(st_client_t *c, int dir, const char *p, size_t n)
 static int add_frame(st_client_t *c, int dir, const char *fmt, unsigned long long v)
 {
     st_wbatch_t *b = &c->wb[dir];
-    if ((b->n == WB_IOV || b->nframes == WB_IOV) && flush(c, dir) != 0) return -1;
+    if ((b->n == WB_IOV || b->nframes == WB_IOV) && flush(c, dir) != 0) {
+        c->write_failed |= 1 << dir;
+        return -1;
+    }
     char *f = b->frames[b->nframes++];
     int n = snprintf(f, 24, fmt, v);
     b->iov[b->n++] = uv_buf_init(f, (unsigned)n);
@@ -289,6 +301,8 @@ static int flush(st_client_t *c, int dir)
         int rc = uv_try_write(s, b->iov, (unsigned)b->n);
         if (rc < 0 && rc != UV_EAGAIN) {
             b->n = b->nframes = 0;
+            free(b->owned);
+            b->owned = NULL;
             return -1;
         }
         size_t left = rc > 0 ? (size_t)rc : 0;
@@ -430,6 +444,10 @@ static void on_timer(uv_timer_t *t)
         reply_error(c, 408, "header_timeout");
         break;
     case C_BODY:
+        if (c->pending[DIR_UP]) { /* the primary stopped reading the body: its fault */
+            upstream_failed(c, ST_UPFAIL_TIMEOUT);
+            break;
+        }
         if (c->resp == R_NONE)
             reply_error(c, 408, "body_timeout");
         else
@@ -447,6 +465,7 @@ static int on_message_begin(llhttp_t *p)
 {
     st_client_t *c = p->data;
     st_http_msg_reset(&c->req);
+    c->write_failed = c->retried = c->retrying = 0;
     c->body_seen = 0;
     c->last_chunk = 0;
     c->rid[0] = '\0';
@@ -661,6 +680,22 @@ static int on_res_headers_complete(llhttp_t *p)
     st_client_t *c = p->data;
     int status = llhttp_get_status_code(p);
     if (status < 100 || status > 599) return HPE_USER; /* not a 3-digit code: 502 */
+    const char *codings = NULL; /* transfer codings besides chunked, kept for the client */
+    size_t codings_len = 0;
+    if ((p->flags & F_TRANSFER_ENCODING) && !te_is_chunked(&c->res)) {
+        const st_header_t *te = st_http_find(&c->res, "transfer-encoding");
+        if (c->minor == 0 || !te) return HPE_USER; /* cannot be delivered to HTTP/1.0: 502 */
+        codings = te->value;
+        codings_len = te->value_len;
+        while (codings_len && (codings[codings_len - 1] == ' ' || codings[codings_len - 1] == '\t'))
+            codings_len--;
+        if (codings_len >= 7 && st_http_name_eq(codings + codings_len - 7, 7, "chunked")) {
+            codings_len -= 7; /* "gzip, chunked" -> "gzip" */
+            while (codings_len &&
+                   (codings[codings_len - 1] == ' ' || codings[codings_len - 1] == ','))
+                codings_len--;
+        }
+    }
     if (status >= 100 && status < 200 && status != 101)
         return 1; /* interim: dropped, never a body */
     c->status = status;
@@ -682,6 +717,8 @@ static int on_res_headers_complete(llhttp_t *p)
             o.content_length = p->content_length;
         } else if (c->minor >= 1) {
             o.framing = ST_FRAME_CHUNKED;
+            o.te_codings = codings;
+            o.te_codings_len = codings_len;
             c->rechunk = 1;
             c->resp_until_eof = !(p->flags & F_CHUNKED);
         } else {
@@ -771,6 +808,10 @@ static void up_on_data(void *owner, st_upconn_t *u)
     u->rb.parsed += (size_t)(pos - start);
     if (err == HPE_PAUSED) llhttp_resume(&u->parser);
     if (err != HPE_OK && err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
+        if (c->write_failed & (1 << DIR_CL)) { /* the client went away, the primary is fine */
+            client_close(c, "client_write_error");
+            return;
+        }
         st_debug("msg=\"bad upstream response\" err=%s reason=\"%s\"", llhttp_errno_name(err),
                  llhttp_get_error_reason(&u->parser));
         if (!c->resp_sent) { /* nothing left yet: drop the head, answer 502 */
@@ -815,6 +856,22 @@ static void upstream_failed(st_client_t *c, enum st_upfail why)
     if (c->state == C_TUNNEL) {
         client_close(c, "tunnel_closed");
         return;
+    }
+    if (u && u->reused && c->resp == R_NONE && !c->retried && c->state == C_SENT && !c->has_body &&
+        !c->pending[DIR_UP] && (why == ST_UPFAIL_RESET || why == ST_UPFAIL_EOF) &&
+        u->rb.filled == 0) {
+        /* a pooled connection the primary had closed: it never saw the request,
+         * which is whole in c->head; replay it once on a fresh connection */
+        st_upconn_t *fresh;
+        c->retried = 1;
+        st_upconn_close(u);
+        c->up = NULL;
+        if (st_pool_connect(&c->w->primary_pool, c, &primary_ops, &fresh) == 0) {
+            st_debug("msg=\"retrying on a fresh connection\" request_id=%s", c->rid);
+            c->up = fresh;
+            c->retrying = 1;
+            return;
+        }
     }
     int reason = why == ST_UPFAIL_EOF ? ST_UPERR_RESET : (int)why;
     ST_INC(c->w->metrics.upstream_errors[reason]);
@@ -866,6 +923,13 @@ static void up_on_ready(void *owner, st_upconn_t *u)
     llhttp_init(&u->parser, HTTP_RESPONSE, &response_settings);
     u->parser.data = c;
     st_http_msg_reset(&c->res);
+    if (c->retrying) { /* the whole (body-less) request again; the parser is already past it */
+        c->retrying = 0;
+        st_upconn_set_timeout(u, c->w->cfg->upstream_timeout_ms);
+        if (add(c, DIR_UP, c->head.p, c->head.len) != 0 || flush(c, DIR_UP) != 0)
+            upstream_failed(c, ST_UPFAIL_RESET);
+        return;
+    }
     c->state = C_BODY;
     arm(c, c->w->cfg->idle_timeout_ms); /* a body that stalls is cut off */
     c->head_pending =
@@ -998,6 +1062,14 @@ static void tunnel_process(st_client_t *c)
     }
     c->rb.parsed = c->rb.filled = 0;
     if (c->up == NULL) return;
+    if (c->tls_on && st_tls_has_input(&c->tls)) { /* decrypted bytes still inside OpenSSL */
+        ssize_t n = tls_pull(c);
+        if (c->closing) return;
+        if (n > 0) {
+            client_process(c); /* forwards them and comes back here */
+            return;
+        }
+    }
     reading(c, 1);
 }
 
@@ -1087,6 +1159,10 @@ static void client_process(st_client_t *c)
                 return;
             }
             continue;
+        }
+        if (c->write_failed & (1 << DIR_UP)) { /* the primary went away mid-body */
+            upstream_failed(c, ST_UPFAIL_RESET);
+            return;
         }
         int status = c->req.bad ? c->req.bad : 400;
         st_debug("msg=\"bad request\" err=%s reason=\"%s\"", llhttp_errno_name(err),

@@ -55,7 +55,7 @@ static const opt_t options[] = {
     {"workers", OPT_INT, OFF(workers), 0, 0, 256, "0", "worker threads (0: one per CPU)"},
     {"log-level", OPT_LOGLEVEL, OFF(log_level), 0, 0, 0, "info", "debug|info|warn|error"},
     {"access-log", OPT_BOOL, OFF(access_log), 0, 0, 1, "0", "log one line per request"},
-    {"max-header-size", OPT_SIZE, OFF(max_header_size), 0, 1024, 1 << 20, "16K",
+    {"max-header-size", OPT_SIZE, OFF(max_header_size), 0, 1024, 65536, "16K",
      "request head limit (431)"},
     {"max-uri-size", OPT_SIZE, OFF(max_uri_size), 0, 64, 1 << 20, "8K", "request URI limit (414)"},
     {"max-body-size", OPT_SIZE, OFF(max_body_size), 0, 0, 1e18, "0",

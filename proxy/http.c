@@ -390,8 +390,14 @@ int st_http_build_response_head(st_sbuf_t *out, const st_http_msg_t *m, const st
         rc |= ST_SBUF_LIT(out, "Content-Length: ");
         rc |= st_sbuf_append_u64(out, o->content_length);
         rc |= ST_SBUF_LIT(out, "\r\n");
-    } else if (o->framing == ST_FRAME_CHUNKED)
-        rc |= st_sbuf_appends(out, "Transfer-Encoding: chunked\r\n");
+    } else if (o->framing == ST_FRAME_CHUNKED) {
+        rc |= ST_SBUF_LIT(out, "Transfer-Encoding: ");
+        if (o->te_codings && o->te_codings_len) {
+            rc |= st_sbuf_append(out, o->te_codings, o->te_codings_len);
+            rc |= ST_SBUF_LIT(out, ", ");
+        }
+        rc |= ST_SBUF_LIT(out, "chunked\r\n");
+    }
     rc |= ST_SBUF_LIT(out, "\r\n");
     return rc ? -1 : 0;
 }

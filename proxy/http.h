@@ -109,6 +109,8 @@ typedef struct {
     uint64_t content_length;
     int keep_content_length; /* HEAD/304: pass the upstream's Content-Length through */
     int upgrade;             /* 101: keep Upgrade */
+    const char *te_codings;  /* with ST_FRAME_CHUNKED: codings before chunked ("gzip"), or NULL */
+    size_t te_codings_len;
 } st_resphead_opts_t;
 
 /* Appends the response head for the client. 0 or -1. */

@@ -339,6 +339,11 @@ int st_pool_acquire(st_pool_t *p, void *owner, const st_upstream_ops_t *ops, st_
         *out = u;
         return 1;
     }
+    return st_pool_connect(p, owner, ops, out);
+}
+
+int st_pool_connect(st_pool_t *p, void *owner, const st_upstream_ops_t *ops, st_upconn_t **out)
+{
     if (p->max_conns && p->nconns >= p->max_conns) return -1;
     st_upconn_t *u = calloc(1, sizeof(*u));
     if (!u) return -1;

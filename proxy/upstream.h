@@ -99,6 +99,9 @@ void st_pool_close_idle(st_pool_t *p);
  * the pool: on_ready is NOT called), 0 with *out connecting (on_ready or
  * on_fail follows), -1 when the pool is at max_conns or out of memory. */
 int st_pool_acquire(st_pool_t *p, void *owner, const st_upstream_ops_t *ops, st_upconn_t **out);
+/* Like st_pool_acquire but always a new connection (a retry after a pooled
+ * connection died under a request). Returns 0 or -1. */
+int st_pool_connect(st_pool_t *p, void *owner, const st_upstream_ops_t *ops, st_upconn_t **out);
 /* Gives the connection back: kept idle when reusable and there is room,
  * closed otherwise. The owner must not touch it afterwards. */
 void st_upconn_release(st_upconn_t *u, int reusable);
