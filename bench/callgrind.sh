@@ -94,9 +94,15 @@ next_port() {
 ST=$BENCH_WORK/shadowtee
 cp "$BUILD/shadowtee" "$ST"
 ST_COMMIT=$(git -C "$ROOT" log -1 --format=%h 2>/dev/null || echo '?')
-ST_DIRTY=$(git -C "$ROOT" status --porcelain -- proxy include comparator 2>/dev/null | wc -l)
 ST_SUM=$(sha256sum "$ST" | cut -c1-12)
-bench_note "shadowtee: copy of $BUILD/shadowtee (built $(date -u -r "$BUILD/shadowtee" +%H:%M:%SZ), sha256 $ST_SUM), tree at commit $ST_COMMIT$([ "$ST_DIRTY" = 0 ] || echo ", $ST_DIRTY uncommitted files in proxy/ include/ comparator/")"
+if [ "$BUILD" = "$ROOT/build" ]; then
+    # the binary may include uncommitted changes: say so
+    ST_DIRTY=$(git -C "$ROOT" status --porcelain -- proxy include comparator 2>/dev/null | wc -l)
+    ST_FROM="this tree at commit $ST_COMMIT$([ "$ST_DIRTY" = 0 ] || echo " + $ST_DIRTY uncommitted files in proxy/ include/ comparator/")"
+else
+    ST_FROM="a build outside this tree (this tree is at commit $ST_COMMIT)"
+fi
+bench_note "shadowtee: copy of $BUILD/shadowtee (built $(date -u -r "$BUILD/shadowtee" +%H:%M:%SZ), sha256 $ST_SUM), from $ST_FROM"
 bench_note "$(valgrind --version), $(nginx -v 2>&1 | sed 's/.*: //'); wrk -t1 -c$CG_CONNS: ${CG_WARMUP}s warm-up, dump, ${CG_SECS}s measured, dump"
 bench_note "upstream and fast shadow: native nginx return 200 with a ${#BODY}-byte JSON body; only the proxy runs under callgrind (user-space instructions of all its threads; kernel work is not counted)"
 
@@ -137,17 +143,17 @@ stub_requests() {
     curl -fsS -m 5 "http://127.0.0.1:$1/" 2>/dev/null | awk 'NR == 3 { print $3 }'
 }
 
-# record CASE PROGRAM JOB WRK_FILE REQUESTS SOURCE INSTR MIRRORED SEEN NOTE:
-# one row of instr.tsv (empty figures become "-"); wrk's own count, req/s
-# and errors are read from WRK_FILE.
+# record CASE PROGRAM JOB WRK_FILE REQUESTS SOURCE INSTR MIRRORED SEEN NOTE
+#        [MEMFN]: one row of instr.tsv (empty figures become "-"); wrk's own
+# count, req/s and errors are read from WRK_FILE.
 record() {
     local wrk_reqs rps errs
     wrk_reqs=$(awk '/ requests in /{print $1; exit}' "$4" 2>/dev/null || true)
     rps=$(awk '/^Requests\/sec:/{print $2; exit}' "$4" 2>/dev/null || true)
     errs=$(awk '/Socket errors:/{gsub(",", ""); s += $4 + $6 + $8 + $10}
                 /Non-2xx or 3xx/{s += $NF} END { print s + 0 }' "$4" 2>/dev/null || echo '?')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${5:--}" "${6:--}" \
-        "${wrk_reqs:--}" "${rps:--}" "$errs" "${7:--}" "${8:--}" "${9:--}" "${10}" >>"$BENCH_OUT/instr.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${5:--}" "${6:--}" \
+        "${wrk_reqs:--}" "${rps:--}" "$errs" "${7:--}" "${8:--}" "${9:--}" "${10}" "${11:--}" >>"$BENCH_OUT/instr.tsv"
 }
 
 # delta FILE0 FILE1 PREFIX: metric_sum of FILE1 minus FILE0 ("" if missing).
@@ -191,7 +197,12 @@ measure() {
     instr=$(cg_total "$d2") || note="${note:+$note; }no totals in $d2"
     # where they went, inclusive (valgrind 3.19's self-cost view of a dump
     # taken mid-run charges everything to clone())
-    timeout 60 callgrind_annotate --inclusive=yes "$d2" >"$BENCH_OUT/callgrind/$case.annotate.txt" 2>&1 || true
+    local ann=$BENCH_OUT/callgrind/$case.annotate.txt memfn
+    timeout 60 callgrind_annotate --inclusive=yes --auto=no "$d2" >"$ann" 2>&1 || true
+    # glibc's memset/memcpy/memmove: above ~2 KiB they use rep stosb/movsb,
+    # which callgrind counts per byte (see README)
+    memfn=$(awk '/:__mem(set|cpy|move)[_a-z0-9]* \[/ { gsub(",", "", $1); s += $1; n++ }
+                 END { if (n) print s }' "$ann")
     if [ "$kind" = metrics ]; then
         curl -fsS -m 5 -o "$m1" "http://127.0.0.1:$cport/metrics" || note="${note:+$note; }no /metrics after"
         src='shadowtee /metrics 2xx'
@@ -212,7 +223,7 @@ measure() {
     fi
     s1=$(stub_requests "$SHADOW_STATUS")
     [ -n "$s0" ] && [ -n "$s1" ] && seen=$((s1 - s0 - 1))
-    record "$case" "$program" "$job" "$wrkf" "$reqs" "$src" "$instr" "$mirrored" "$seen" "$note"
+    record "$case" "$program" "$job" "$wrkf" "$reqs" "$src" "$instr" "$mirrored" "$seen" "$note" "$memfn"
     bench_alive "$pid" || bench_log "instr $case: the proxy died (see logs/)"
 }
 

@@ -13,7 +13,8 @@ between rows of the same run.
 INSTR_DIR is what bench/callgrind.sh wrote: instr.tsv (one row per case:
 case, program, job, requests, how they were counted, wrk's count, wrk req/s,
 wrk errors, instructions between the two callgrind dumps, mirrored requests
-by shadowtee's count, requests the shadow received, note) and notes.txt.
+by shadowtee's count, requests the shadow received, note, instructions in
+glibc's memset/memcpy/memmove) and notes.txt.
 """
 import os
 import re
@@ -306,7 +307,8 @@ def read_instr(d):
             continue
         r = {"case": p[0], "program": p[1], "job": p[2], "requests": num(p[3]), "source": p[4],
              "wrk_requests": num(p[5]), "rps": num(p[6], float), "errors": num(p[7]),
-             "instr": num(p[8]), "mirrored": num(p[9]), "seen": num(p[10]), "note": p[11]}
+             "instr": num(p[8]), "mirrored": num(p[9]), "seen": num(p[10]), "note": p[11],
+             "memfn": num(p[12]) if len(p) > 12 else None}
         r["per_req"] = (r["instr"] / r["requests"]
                         if r["instr"] is not None and r["requests"] else None)
         rows.append(r)
@@ -326,7 +328,7 @@ def instr_table(d):
     nginx = {r["job"]: r for r in rows if r["program"] == "nginx"}
     plain = {r["program"]: r for r in rows if r["job"] == "proxy"}
     head = ["program", "job", "requests", "instructions", "instr/req", "vs nginx", "added by the tee",
-            "mirrored", "shadow received", "wrk req/s (under callgrind)", "errors", "note"]
+            "in memset/memcpy", "mirrored", "shadow received", "wrk req/s (under callgrind)", "errors", "note"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         ref = nginx.get("mirror" if r["job"] != "proxy" else "proxy")
@@ -348,9 +350,12 @@ def instr_table(d):
         job = INSTR_JOBS.get(r["job"], r["job"])
         if r["program"] == "nginx" and r["job"] == "mirror":
             job = "mirror 100% (ngx_http_mirror_module)"
+        mem = "—"
+        if r["memfn"] is not None and r["requests"] and r["instr"]:
+            mem = "%.0f (%.0f%%)" % (r["memfn"] / r["requests"], 100.0 * r["memfn"] / r["instr"])
         cells = [r["program"], job, fmt(r["requests"], "%d"),
                  "—" if r["instr"] is None else "{:,}".format(r["instr"]),
-                 fmt(r["per_req"], "%.0f"), vs, added, mirrored, seen, fmt(r["rps"], "%.0f"),
+                 fmt(r["per_req"], "%.0f"), vs, added, mem, mirrored, seen, fmt(r["rps"], "%.0f"),
                  fmt(r["errors"], "%d"), r["note"]]
         out.append("| " + " | ".join(cells) + " |")
     summary = []
