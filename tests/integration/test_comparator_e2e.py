@@ -1,0 +1,191 @@
+"""The comparator end to end through the real proxy: what lands in Redis.
+
+A primary and a shadow (and a noise replica) that answer JSON differing on
+known paths; the keys written under shadowtee:{SERVICE}: must hold exactly
+those counts and paths. Then Redis is killed mid-run and restarted on the
+same port: no client request may fail, and counting resumes.
+"""
+import http.client
+import http.server
+import json
+import random
+import socketserver
+import threading
+import time
+import urllib.request
+
+import pytest
+import redis
+
+from conftest import free_port
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    role = "primary"
+
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        req = json.loads(self.rfile.read(n) or b"{}")
+        i = req.get("i", 0)
+        doc = {"model": {"name": "m", "version": 1},
+               "predictions": [{"label": "cat", "score": 0.5}, {"label": "dog", "score": 0.25}],
+               "trace": random.random(),  # differs on every answer, stable replicas too: noise
+               "ts": time.time()}        # ignored by rule
+        if self.role == "shadow":
+            if i % 4 == 0:
+                doc["predictions"][1]["score"] = 0.75            # value change at a known path
+            if i % 5 == 0:
+                doc["model"]["version"] = "1"                     # type change
+            doc["predictions"][0]["score"] = 0.5 + 1e-9           # within tolerance: never counted
+        body = json.dumps(doc).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+@pytest.fixture
+def apps():
+    servers = []
+
+    def start(role):
+        srv = _Server(("127.0.0.1", 0), type("H_" + role, (_Handler,), {"role": role}))
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+        return "127.0.0.1:%d" % srv.server_address[1]
+
+    yield start
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+RULES = {"version": 1, "defaults": {"tolerance": {"absolute": 1e-6}, "ignore": ["$..ts"]}}
+
+
+def _post(conn, i):
+    body = json.dumps({"i": i, "features": [0.1, 0.2]})
+    conn.request("POST", "/v1/models/42/predict", body=body, headers={"Content-Type": "application/json"})
+    r = conn.getresponse()
+    r.read()
+    return r.status
+
+
+def _wait(pred, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    return pred()
+
+
+def _metrics(port):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+        return r.read().decode()
+
+
+def _metric(text, line_prefix):
+    for line in text.splitlines():
+        if line.startswith(line_prefix + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def _start(shadowtee, apps, redis_server, tmp_path, service, noise=False, **extra):
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps(RULES))
+    flags = dict(shadow=apps("shadow"), mirror_percent=100, redis="127.0.0.1:%d" % redis_server.port,
+                 service=service, compare_rules=str(rules), redis_flush_interval="50ms")
+    if noise:
+        flags["noise_upstream"] = apps("noise")
+    flags.update(extra)
+    return shadowtee(primary=apps("primary"), **flags)
+
+
+def test_known_divergences_land_in_redis_exactly(shadowtee, apps, redis_server, tmp_path):
+    st = _start(shadowtee, apps, redis_server, tmp_path, "exact", noise=True)
+    n = 40
+    conn = http.client.HTTPConnection("127.0.0.1", st.port, timeout=10)
+    assert all(_post(conn, i) == 200 for i in range(n))
+    conn.close()
+    r = redis.Redis(port=redis_server.port, decode_responses=True)
+    ep = "POST /v1/models/{id}/predict"
+    assert _wait(lambda: r.hget("shadowtee:{exact}:ep:%s:counts" % ep, "compared") == str(n)), \
+        r.hgetall("shadowtee:{exact}:ep:%s:counts" % ep)
+    assert r.smembers("shadowtee:{exact}:endpoints") == {ep}
+    counts = {k: int(v) for k, v in r.hgetall("shadowtee:{exact}:ep:%s:counts" % ep).items()}
+    value_div = len([i for i in range(n) if i % 4 == 0])
+    type_div = len([i for i in range(n) if i % 5 == 0])
+    either = len([i for i in range(n) if i % 4 == 0 or i % 5 == 0])
+    assert counts["diverged"] == either
+    assert counts["noise"] == n - either         # $.trace differs everywhere but is noise
+    assert counts.get("matched", 0) == 0
+    assert counts.get("errors", 0) == 0
+    paths = {k: int(v) for k, v in r.hgetall("shadowtee:{exact}:ep:%s:paths" % ep).items()}
+    assert paths == {"value|$.predictions[1].score": value_div, "type|$.model.version": type_div}
+    noise = {k: int(v) for k, v in r.hgetall("shadowtee:{exact}:ep:%s:noise_paths" % ep).items()}
+    assert noise == {"value|$.trace": n}
+    # the latency histograms and the newest samples are there, redacted JSON
+    assert int(r.hget("shadowtee:{exact}:ep:%s:lat:primary" % ep, "count")) == n
+    samples = [json.loads(x) for x in r.lrange("shadowtee:{exact}:ep:%s:samples" % ep, 0, -1)]
+    assert samples and all(s["verdict"] == "diverged" for s in samples)
+    # Prometheus agrees
+    text = _metrics(st.admin_port)
+    assert _metric(text, 'shadowtee_comparisons_total{result="diverged"}') == either
+    assert _metric(text, 'shadowtee_comparisons_total{result="noise"}') == n - either
+
+
+def test_without_noise_replica_every_trace_difference_diverges(shadowtee, apps, redis_server, tmp_path):
+    st = _start(shadowtee, apps, redis_server, tmp_path, "nonoise")
+    conn = http.client.HTTPConnection("127.0.0.1", st.port, timeout=10)
+    assert all(_post(conn, i) == 200 for i in range(10))
+    r = redis.Redis(port=redis_server.port, decode_responses=True)
+    ep = "POST /v1/models/{id}/predict"
+    assert _wait(lambda: r.hget("shadowtee:{nonoise}:ep:%s:counts" % ep, "compared") == "10")
+    assert r.hget("shadowtee:{nonoise}:ep:%s:counts" % ep, "diverged") == "10"
+    assert r.hget("shadowtee:{nonoise}:ep:%s:paths" % ep, "value|$.trace") == "10"
+
+
+def test_redis_killed_and_restarted_no_client_impact(shadowtee, apps, redis_server, tmp_path):
+    st = _start(shadowtee, apps, redis_server, tmp_path, "restart")
+    r = redis.Redis(port=redis_server.port, decode_responses=True)
+    ep = "POST /v1/models/{id}/predict"
+    key = "shadowtee:{restart}:ep:%s:counts" % ep
+    conn = http.client.HTTPConnection("127.0.0.1", st.port, timeout=10)
+    statuses = [_post(conn, i) for i in range(20)]
+    assert _wait(lambda: r.hget(key, "compared") == "20")
+    assert _wait(lambda: _metric(_metrics(st.admin_port), "shadowtee_redis_connected") == 1)
+
+    redis_server.proc.p.kill()  # SIGKILL: no goodbye, in-memory data gone
+    redis_server.proc.p.wait()
+    t0 = time.monotonic()
+    statuses += [_post(conn, i) for i in range(20, 60)]  # while Redis is down
+    down_time = time.monotonic() - t0
+    assert _wait(lambda: _metric(_metrics(st.admin_port), "shadowtee_redis_connected") == 0)
+
+    redis_server.start()  # same port, empty
+    r = redis.Redis(port=redis_server.port, decode_responses=True)
+    statuses += [_post(conn, i) for i in range(60, 80)]
+    conn.close()
+    assert statuses == [200] * 80, "a client request failed while Redis was down"
+    assert down_time < 10, "requests slowed down while Redis was away (%.1fs for 40)" % down_time
+    # counting resumes: what was compared after the restart (and the bounded
+    # backlog kept while Redis was down) reaches the new server
+    assert _wait(lambda: int(r.hget(key, "compared") or 0) >= 20, timeout=15), r.hgetall(key)
+    text = _metrics(st.admin_port)
+    assert _metric(text, "shadowtee_redis_connected") == 1
+    assert _metric(text, "shadowtee_redis_reconnects_total") >= 1
+    assert _metric(text, 'shadowtee_comparisons_total{result="diverged"}') + \
+        _metric(text, 'shadowtee_comparisons_total{result="match"}') == 80
