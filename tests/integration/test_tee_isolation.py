@@ -190,7 +190,7 @@ def test_memory_budget_skips_mirrors_not_clients(shadowtee, upstream, blackhole_
     # --shadow-connect-timeout: 10 x 1 MiB within it must exceed a 2 MiB budget.
     primary = upstream("echo", sink=True)
     st = shadowtee(primary=primary.addr, shadow=blackhole_addr, mirror_memory_budget="2M",
-                   shadow_connect_timeout="2s")
+                   shadow_connect_timeout="10s", drain_timeout="1s")
     body = b"m" * (1 << 20)
     with Conn(st.port, timeout=10) as c:
         for i in range(10):
