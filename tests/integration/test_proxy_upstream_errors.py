@@ -5,7 +5,7 @@ import time
 import pytest
 
 from httpclient import Conn, metric, metrics
-from upstreams import blackhole_addr, closed_port, sanitized, upstream, watchdog  # noqa: F401
+from upstreams import blackhole_addr, closed_port, upstream, watchdog  # noqa: F401
 
 WATCHDOG_SECONDS = 30
 
