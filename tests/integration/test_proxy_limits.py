@@ -160,3 +160,28 @@ def test_expect_100_with_oversized_length_gets_413_without_continue(shadowtee, u
         head = c.read_head()
         assert head.startswith(b"HTTP/1.1 413"), head
     assert up.requests == []
+
+
+def test_many_tiny_headers_within_size(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr)
+    hs = [("A%d" % i, "b") for i in range(1000)]  # ~8 KiB of head, 1000 fields
+    with Conn(st.port) as c:
+        c.send(build_request("GET", "/many", hs))
+        r = c.response()
+    assert r.status in (200, 431), r
+    if r.status == 200:
+        assert len(up.requests[0].headers) >= 1000
+    with Conn(st.port) as c:  # and the proxy is fine afterwards
+        assert c.request("GET", "/").status == 200
+
+
+def test_long_header_name_and_value_within_size(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr)
+    name, value = "X-" + "n" * 6000, "v" * 6000
+    with Conn(st.port) as c:
+        r = c.request("GET", "/long", [(name, value)])
+    assert r.status in (200, 431), r
+    if r.status == 200:
+        assert up.requests[0].header(name) == value
