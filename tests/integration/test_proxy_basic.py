@@ -360,3 +360,21 @@ def test_request_target_passed_verbatim(shadowtee, upstream):
         for t in targets:
             assert c.request("GET", t).status == 200
     assert [q.path for q in up.requests] == targets
+
+
+def test_request_id_unique_across_workers_and_processes(shadowtee, upstream):
+    up = upstream("echo")
+    proxies = [shadowtee(primary=up.addr, workers=2), shadowtee(primary=up.addr, workers=2)]
+    conns = [Conn(p.port) for p in proxies for _ in range(4)]
+    try:
+        for _ in range(25):
+            for c in conns:
+                c.send(build_request("GET", "/id"))
+            for c in conns:
+                assert c.response().status == 200
+    finally:
+        for c in conns:
+            c.close()
+    ids = [q.header("x-request-id") for q in up.requests]
+    assert len(ids) == 200 and all(ids)
+    assert len(set(ids)) == 200, "duplicate generated x-request-id across workers/processes"
