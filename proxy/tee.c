@@ -34,7 +34,7 @@ typedef struct st_leg {
     uv_write_t wreq;
     char *wbuf; /* TLS: ciphertext of the request, owned until wreq completes */
     st_upconn_t *up;
-    st_http_msg_t res; /* response head spans into up->rb */
+    st_http_msg_t *res; /* response head spans into up->rb; allocated when the leg starts */
     st_capture_t cap;
     uint64_t t0; /* uv_hrtime at dispatch */
 } st_leg_t;
@@ -121,8 +121,10 @@ static void mirror_free(st_mirror_t *m)
     st_sbuf_free(&m->head);
     st_sbuf_free(&m->body);
     st_capture_free(&m->primary);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         st_capture_free(&m->legs[i].cap);
+        free(m->legs[i].res);
+    }
     free(m->path);
     free(m);
     st_worker_maybe_done(w);
@@ -188,7 +190,7 @@ st_mirror_t *st_tee_begin(st_worker_t *w, const st_tee_request_t *r)
         skip(w, ST_SKIP_MEMORY_BUDGET);
         return NULL;
     }
-    st_mirror_t *m = calloc(1, sizeof(*m));
+    st_mirror_t *m = calloc(1, sizeof(*m)); /* small: the legs' response heads come later */
     if (!m) {
         skip(w, ST_SKIP_MEMORY_BUDGET);
         return NULL;
@@ -205,8 +207,11 @@ st_mirror_t *st_tee_begin(st_worker_t *w, const st_tee_request_t *r)
         m->legs[i].kind = i;
         st_capture_init(&m->legs[i].cap);
     }
-    snprintf(m->rid, sizeof(m->rid), "%s", r->request_id);
-    snprintf(m->method_name, sizeof(m->method_name), "%s", r->method_name);
+    size_t rl = strlen(r->request_id), ml = strlen(r->method_name);
+    if (rl >= sizeof(m->rid)) rl = sizeof(m->rid) - 1;
+    if (ml >= sizeof(m->method_name)) ml = sizeof(m->method_name) - 1;
+    memcpy(m->rid, r->request_id, rl);
+    memcpy(m->method_name, r->method_name, ml);
     m->path = strndup(r->req->url ? r->req->url : "/", r->req->url ? r->req->url_len : 1);
     st_reqhead_opts_t o = {
         .method = r->method_name,
@@ -416,7 +421,7 @@ static void leg_fail(st_leg_t *leg, enum st_upfail why)
 static int leg_on_message_begin(llhttp_t *p)
 {
     st_leg_t *leg = p->data;
-    st_http_msg_reset(&leg->res);
+    st_http_msg_reset(leg->res);
     return 0;
 }
 
@@ -424,14 +429,14 @@ static int leg_on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     st_leg_t *leg = p->data;
     if (leg->in_body) return 0;
-    return st_http_on_header_field(&leg->res, at, len) ? HPE_USER : 0;
+    return st_http_on_header_field(leg->res, at, len) ? HPE_USER : 0;
 }
 
 static int leg_on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     st_leg_t *leg = p->data;
     if (leg->in_body) return 0;
-    return st_http_on_header_value(&leg->res, at, len) ? HPE_USER : 0;
+    return st_http_on_header_value(leg->res, at, len) ? HPE_USER : 0;
 }
 
 static int leg_on_headers_complete(llhttp_t *p)
@@ -443,9 +448,9 @@ static int leg_on_headers_complete(llhttp_t *p)
     leg->cap.status = status;
     leg->close_delim = !(p->flags & (F_CONTENT_LENGTH | F_CHUNKED));
     if (leg->m->compare)
-        for (size_t i = 0; i < leg->res.nhdr; i++)
-            st_capture_header(&leg->cap, leg->res.hdr[i].name, leg->res.hdr[i].name_len,
-                              leg->res.hdr[i].value, leg->res.hdr[i].value_len);
+        for (size_t i = 0; i < leg->res->nhdr; i++)
+            st_capture_header(&leg->cap, leg->res->hdr[i].name, leg->res->hdr[i].name_len,
+                              leg->res->hdr[i].value, leg->res->hdr[i].value_len);
     return leg->m->method == HTTP_HEAD || status == 204 || status == 304 ? 1 : 0;
 }
 
@@ -523,7 +528,7 @@ static void leg_send(st_leg_t *leg)
     uint64_t spent = (uv_hrtime() - leg->t0) / 1000000;
     llhttp_init(&u->parser, HTTP_RESPONSE, &leg_settings);
     u->parser.data = leg;
-    st_http_msg_reset(&leg->res);
+    st_http_msg_reset(leg->res);
     st_upconn_set_timeout(u, spent < timeout ? timeout - spent : 1);
     uv_buf_t bufs[2] = {uv_buf_init(m->head.p, (unsigned)m->head.len),
                         uv_buf_init(m->body.p ? m->body.p : "", (unsigned)m->body.len)};
@@ -554,6 +559,9 @@ static int leg_start(st_leg_t *leg, st_pool_t *pool)
 {
     leg->active = 1;
     leg->t0 = uv_hrtime();
+    leg->res = malloc(sizeof(*leg->res)); /* not zeroed: st_http_msg_reset sets what is read */
+    if (!leg->res) return -1;
+    st_http_msg_reset(leg->res);
     int rc = st_pool_acquire(pool, leg, &leg_ops, &leg->up);
     if (rc < 0) {
         leg->up = NULL;

@@ -130,10 +130,13 @@ int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, const st_rule
     uint64_t idle = cfg->idle_timeout_ms < 30000 ? cfg->idle_timeout_ms : 30000;
     st_pool_init(&w->primary_pool, w, &cfg->primary, "primary", (size_t)cfg->upstream_idle_conns, 0,
                  cfg->upstream_connect_timeout_ms, idle);
-    st_pool_init(&w->shadow_pool, w, &cfg->shadow, "shadow", (size_t)cfg->shadow_idle_conns,
-                 w->mirror_cap, cfg->shadow_connect_timeout_ms, idle);
-    st_pool_init(&w->noise_pool, w, &cfg->noise, "noise", (size_t)cfg->shadow_idle_conns,
-                 w->mirror_cap, cfg->shadow_connect_timeout_ms, idle);
+    /* a slow shadow keeps up to mirror_cap legs in flight: by default keep as
+     * many idle, so their connections are reused instead of re-opened */
+    size_t shadow_idle = cfg->shadow_idle_conns ? (size_t)cfg->shadow_idle_conns : w->mirror_cap;
+    st_pool_init(&w->shadow_pool, w, &cfg->shadow, "shadow", shadow_idle, w->mirror_cap,
+                 cfg->shadow_connect_timeout_ms, idle);
+    st_pool_init(&w->noise_pool, w, &cfg->noise, "noise", shadow_idle, w->mirror_cap,
+                 cfg->shadow_connect_timeout_ms, idle);
     w->primary_pool.tls_ctx = tls->primary;
     w->primary_pool.tls_side = ST_TLS_PRIMARY;
     w->shadow_pool.tls_ctx = tls->shadow;
