@@ -23,6 +23,7 @@ import sys
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
 P99_GOAL = 1.10  # client p99 with a slow/blackholed shadow vs no mirroring
 TEE_GOAL = 2.0   # shadowtee mirroring req/s vs nginx + mirror
+TLS_GOAL = 1.0   # shadowtee terminating TLS req/s vs nginx terminating TLS
 
 SHADOW_NAMES = {"-": "", "none": "no mirroring", "fast": "fast", "slow": "slow (200 ms)",
                 "blackhole": "blackhole", "mirror": "fast, mirror only",
@@ -152,6 +153,12 @@ def references(rows, r):
             refs.append((find(rows, target="direct", **same), "direct"))
         if r["target"] == "shadowtee":
             refs.append((find(rows, target="nginx", **same), "nginx"))
+    elif r["section"] == "tls":
+        same = dict(shape=r["shape"], conns=r["conns"])
+        if r["target"] == "shadowtee":
+            refs.append((find(rows, section="tls", target="nginx", **same), "nginx TLS"))
+        # the same proxy over plain HTTP in core (when core ran): TLS's cost
+        refs.append((find(rows, section="core", target=r["target"], **same), "plain HTTP"))
     elif r["section"] == "tee":
         base = find(rows, section="tee", target="shadowtee", shadow="none", conns=r["conns"])
         if r["target"] == "shadowtee" and r["shadow"] != "none":
@@ -259,6 +266,22 @@ def goals(rows):
                 out.append("- tee client p99, shadow %s, c%d: %.3f ms vs %.3f ms without mirroring = %.2f "
                            "(goal ≤ %.2f): %s" % (shadow, conns, st["p99"], base["p99"], v, P99_GOAL,
                                                    verdict(v <= P99_GOAL, st, base)))
+    for shape in ("unpinned", "sidecar"):
+        for conns in (32, 4):
+            st = find(rows, section="tls", target="shadowtee", shape=shape, conns=conns)
+            ng = find(rows, section="tls", target="nginx", shape=shape, conns=conns)
+            if not (st and ng):
+                continue
+            v = ratio(st["rps"], ng["rps"])
+            if v is None:
+                out.append("- tls req/s, %s, c%d: FAIL (no measurement: %s)"
+                           % (shape, conns, st["note"] or ng["note"] or "wrk gave no figure"))
+                continue
+            cpu = ratio(st["cpu"], ng["cpu"])
+            out.append("- tls req/s, %s, c%d: shadowtee / nginx, both terminating TLS = %.2f (goal ≥ %.2f): %s; "
+                       "CPU µs/req %s vs %s%s"
+                       % (shape, conns, v, TLS_GOAL, verdict(v >= TLS_GOAL, st, ng), fmt(st["cpu"], "%.1f"),
+                          fmt(ng["cpu"], "%.1f"), "" if cpu is None else " (%.2f×)" % cpu))
     mirror = find(rows, section="cmp", shadow="mirror")
     for key, what in (("compare", "comparison"), ("redis", "comparison + Redis")):
         other = find(rows, section="cmp", shadow=key)

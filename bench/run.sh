@@ -3,6 +3,9 @@
 #   core  the upstream direct, through shadowtee and through nginx (keep-alive
 #         reverse proxy), unpinned and in the sidecar shape (proxy + upstream
 #         on core 0, wrk on core 1), with proxy CPU microseconds per request;
+#   tls   the same upstream over https with keep-alive: shadowtee terminating
+#         TLS vs nginx terminating TLS with the same certificate, in both
+#         shapes (bench/tls.sh);
 #   tee   shadowtee mirroring 100% to a fast, a 200 ms and a blackholed shadow
 #         next to nginx + ngx_http_mirror_module to the same shadows;
 #   cmp   mirroring with comparison + Redis against mirroring only, and
@@ -13,7 +16,7 @@
 #   BENCH_DURATION=10s  measured seconds per wrk run (plain seconds: "8" or "8s")
 #   BENCH_WARMUP=1s     wrk warm-up before each measured run
 #   BENCH_QUICK=1       3 s runs: a smoke test of the whole script
-#   BENCH_SECTIONS="core tee cmp instr"   which sections to run
+#   BENCH_SECTIONS="core tls tee cmp instr"   which sections to run
 #   BENCH_INSTR_DURATION=5s         measured seconds per instr case
 #   BENCH_SHADOW_TIMEOUT=1s         shadow connect/response timeout, for
 #                                   shadowtee and the nginx mirror leg alike
@@ -28,6 +31,8 @@ cd "$ROOT"
 BENCH_ROOT=$ROOT
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+# shellcheck source=bench/tls.sh
+source "$ROOT/bench/tls.sh"
 
 secs_of() {
     local v=${1%s}
@@ -41,14 +46,14 @@ else
     BENCH_SECS=$(secs_of "${BENCH_DURATION:-10s}" BENCH_DURATION)
     BENCH_WARMUP_SECS=$(secs_of "${BENCH_WARMUP:-1s}" BENCH_WARMUP)
 fi
-SECTIONS=" ${BENCH_SECTIONS:-core tee cmp instr} "
+SECTIONS=" ${BENCH_SECTIONS:-core tls tee cmp instr} "
 SHADOW_TIMEOUT=${BENCH_SHADOW_TIMEOUT:-1s}
 [[ $SHADOW_TIMEOUT =~ ^[1-9][0-9]*(ms|s)$ ]] || bench_die "BENCH_SHADOW_TIMEOUT must look like 1s or 500ms"
 # Every shadowtee run: quiet logs, and a short drain so stopping it is quick.
 ST_COMMON=(--log-level warn --drain-timeout 1s)
 BUILD=${SHADOWTEE_BUILD:-$ROOT/build}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-ST=$BUILD/shadowtee
+ST_BUILT=$BUILD/shadowtee
 BODY='{"id":42,"model":"bench","scores":[0.12,0.34,0.54],"ok":true}'
 ECHO_MODULE=/usr/lib/nginx/modules/ngx_http_echo_module.so
 BENCH_WRK_CPUS=
@@ -92,11 +97,19 @@ bench_note "duration ${BENCH_SECS}s per run after ${BENCH_WARMUP_SECS}s warm-up;
 bench_note "upstream: nginx return 200 with a ${#BODY}-byte JSON body; all servers on 127.0.0.1, keep-alive"
 
 ST_OK=0
-if [ -x "$ST" ]; then
+ST=$BENCH_WORK/bin/shadowtee
+if [ -x "$ST_BUILT" ]; then
     ST_OK=1
-    bench_note "shadowtee: $ST ($(git -C "$ROOT" log -1 --format='%h %cd' --date=short -- proxy 2>/dev/null || echo '?'))"
+    # A private copy: the build dir may be rebuilt while this runs, and every
+    # section (instr too) measures the same bytes.
+    mkdir -p "$BENCH_WORK/bin"
+    cp "$ST_BUILT" "$ST"
+    st_from="commit $(git -C "$ROOT" log -1 --format=%h 2>/dev/null || echo '?')"
+    st_dirty=$(git -C "$ROOT" status --porcelain -- proxy include comparator 2>/dev/null | wc -l)
+    [ "$st_dirty" = 0 ] || st_from="$st_from + $st_dirty uncommitted files in proxy/ include/ comparator/"
+    bench_note "shadowtee: copy of $ST_BUILT (built $(date -u -r "$ST_BUILT" +%H:%M:%SZ), sha256 $(sha256sum "$ST" | cut -c1-12)); tree at $st_from; last proxy/ commit $(git -C "$ROOT" log -1 --format='%h %cd' --date=short -- proxy 2>/dev/null || echo '?')"
 else
-    ST_WHY="$ST is not built (make)"
+    ST_WHY="$ST_BUILT is not built (make)"
 fi
 
 # -------------------------------------------------------------- core ----
@@ -137,6 +150,11 @@ core_shape() {
 if [[ $SECTIONS == *" core "* ]]; then
     core_shape unpinned - "" 2
     core_shape sidecar 0 1 1
+fi
+
+# --------------------------------------------------------------- tls ----
+if [[ $SECTIONS == *" tls "* ]]; then
+    tls_section
 fi
 
 # --------------------------------------------------------- tee + cmp ----
@@ -280,7 +298,7 @@ if [[ $SECTIONS == *" instr "* ]]; then
         bench_skip instr "valgrind is missing (bash scripts/deps.sh installs it)"
     else
         rc=0
-        SHADOWTEE_BUILD=$BUILD timeout -k 10 600 bash "$ROOT/bench/callgrind.sh" "$BENCH_OUT/instr" >/dev/null || rc=$?
+        SHADOWTEE_BUILD=$BENCH_WORK/bin timeout -k 10 600 bash "$ROOT/bench/callgrind.sh" "$BENCH_OUT/instr" >/dev/null || rc=$?
         [ "$rc" = 0 ] || bench_skip instr "bench/callgrind.sh failed (exit $rc): see the log above"
     fi
 fi
