@@ -292,7 +292,9 @@ def test_mutated_shadow_responses_never_reach_or_hurt_the_client(shadowtee, upst
             shadow.body = _mutate(random.Random(seed), RESPONSE_SEEDS[seed % len(RESPONSE_SEEDS)])
             r = c.request("GET", "/s%d" % seed)
             assert r.status == 200 and r.body == b"primary says hi", (seed, r.raw[:200])
-    assert shadow.wait_requests(n // 2, timeout=5) >= n // 2
+    # The tee really ran (at large n the test server falls behind and the
+    # in-flight cap sheds mirrors, which is fine).
+    assert shadow.wait_requests(min(n // 2, 100), timeout=5) >= min(n // 2, 100)
     assert st.proc.p.poll() is None
 
 
