@@ -378,3 +378,19 @@ def test_request_id_unique_across_workers_and_processes(shadowtee, upstream):
     ids = [q.header("x-request-id") for q in up.requests]
     assert len(ids) == 200 and all(ids)
     assert len(set(ids)) == 200, "duplicate generated x-request-id across workers/processes"
+
+
+def test_chunked_response_to_http10_keepalive_client(shadowtee, upstream):
+    body = b"".join(b"piece %d|" % i for i in range(100))
+    up = upstream("fixed", body=body, framing="chunked", chunk_size=9)
+    st = shadowtee(primary=up.addr)
+    with Conn(st.port) as c:
+        for _ in range(2):
+            c.send(build_request("GET", "/c", [("Connection", "keep-alive")], version="HTTP/1.0"))
+            r = c.response()
+            assert r.status == 200 and r.body == body
+            assert "chunked" not in (r.header("transfer-encoding") or "").lower()
+            if r.close_delimited:  # the only honest way without a length: close
+                assert c.eof
+                return
+            assert "keep-alive" in (r.header("connection") or "").lower(), r.headers
