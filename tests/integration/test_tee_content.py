@@ -289,3 +289,15 @@ def test_default_mirror_max_body_is_8m(shadowtee, upstream):
     under = _by_path(shadow.requests, "/under")
     assert len(under) == 1 and under[0].body_len == limit - 1 and under[0].body_crc == pattern_crc(limit - 1)
     assert _by_path(shadow.requests, "/over") == []
+
+
+def test_client_cannot_spoof_the_mirror_header(shadowtee, upstream):
+    primary, shadow, st = _pair(shadowtee, upstream)
+    with Conn(st.port) as c:
+        c.request("GET", "/spoof", [("X-Shadowtee-Mirror", "1")])
+        c.request("GET", "/spoof2", [("x-shadowtee-mirror", "0")])
+    assert shadow.wait_requests(2) == 2
+    for q in primary.requests:
+        assert q.headers_named("x-shadowtee-mirror") == [], "the primary must never see the mirror marker"
+    for q in shadow.requests:
+        assert q.headers_named("x-shadowtee-mirror") == ["1"]
