@@ -244,3 +244,13 @@ def test_invalid_status_code_gets_502(shadowtee, upstream, status_line):
     with Conn(st.port) as c:
         r = c.request("GET", "/")
     assert r.status == 502, (status_line, r.raw_head)
+
+
+def test_upstream_idle_conns_zero_disables_pooling(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr, upstream_idle_conns=0)
+    with Conn(st.port) as c:
+        for i in range(5):
+            assert c.request("GET", "/%d" % i).status == 200
+    assert len(up.requests) == 5
+    assert up.conns_with_bytes() == 5
