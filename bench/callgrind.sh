@@ -5,7 +5,11 @@
 #   proxy   shadowtee vs nginx (keep-alive reverse proxy), no shadow;
 #   mirror  shadowtee --mirror-percent 100 to a fast shadow (--compare off;
 #           --compare on; --compare on + --redis) vs nginx + mirror to the
-#           same shadow.
+#           same shadow;
+#   tls     shadowtee --tls-cert vs nginx `listen ssl`, both terminating TLS
+#           with one EC P-256 certificate, keep-alive (and with
+#           `Connection: close`, one full handshake per request, to price the
+#           handshakes left in the keep-alive window).
 # Each proxy runs under `valgrind --tool=callgrind` with one worker (nginx:
 # worker_processes 1, master_process off). After a wrk warm-up the counters
 # are dumped and zeroed (`callgrind_control -d`), the measured wrk run
@@ -30,6 +34,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+# shellcheck source=bench/tls.sh
+source "$ROOT/bench/tls.sh"
 
 secs_of() {
     local v=${1%s}
@@ -82,7 +88,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mapfile -t P < <(bench_free_ports 24)
+mapfile -t P < <(bench_free_ports 32)
 next_port() {
     [ ${#P[@]} -gt 0 ] || bench_die "ran out of pre-picked free ports"
     NEXT_PORT=${P[0]}
@@ -143,17 +149,25 @@ stub_requests() {
     curl -fsS -m 5 "http://127.0.0.1:$1/" 2>/dev/null | awk 'NR == 3 { print $3 }'
 }
 
+# stub_counts PORT: nginx's client connections accepted and requests, "A R"
+# (one stub_status read: it counts itself in both).
+stub_counts() {
+    curl -fsS -m 5 "http://127.0.0.1:$1/" 2>/dev/null | awk 'NR == 3 { print $1, $3 }'
+}
+
 # record CASE PROGRAM JOB WRK_FILE REQUESTS SOURCE INSTR MIRRORED SEEN NOTE
-#        [MEMFN]: one row of instr.tsv (empty figures become "-"); wrk's own
-# count, req/s and errors are read from WRK_FILE.
+#        [MEMFN] [CONNS]: one row of instr.tsv (empty figures become "-");
+# wrk's own count, req/s and errors are read from WRK_FILE. CONNS: client
+# connections the proxy accepted in the window (TLS: full handshakes).
 record() {
     local wrk_reqs rps errs
     wrk_reqs=$(awk '/ requests in /{print $1; exit}' "$4" 2>/dev/null || true)
     rps=$(awk '/^Requests\/sec:/{print $2; exit}' "$4" 2>/dev/null || true)
     errs=$(awk '/Socket errors:/{gsub(",", ""); s += $4 + $6 + $8 + $10}
                 /Non-2xx or 3xx/{s += $NF} END { print s + 0 }' "$4" 2>/dev/null || echo '?')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${5:--}" "${6:--}" \
-        "${wrk_reqs:--}" "${rps:--}" "$errs" "${7:--}" "${8:--}" "${9:--}" "${10}" "${11:--}" >>"$BENCH_OUT/instr.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${5:--}" "${6:--}" \
+        "${wrk_reqs:--}" "${rps:--}" "$errs" "${7:--}" "${8:--}" "${9:--}" "${10}" "${11:--}" "${12:--}" \
+        >>"$BENCH_OUT/instr.tsv"
 }
 
 # delta FILE0 FILE1 PREFIX: metric_sum of FILE1 minus FILE0 ("" if missing).
@@ -165,24 +179,27 @@ delta() {
     return 0
 }
 
-# measure CASE PROGRAM JOB PID URL KIND PORT: wrk warm-up, dump 1, measured
-# wrk run, dump 2. The requests served between the dumps are counted by the
+# measure CASE PROGRAM JOB PID URL KIND PORT [WRK_ARGS...]: wrk warm-up,
+# dump 1, measured wrk run, dump 2 (WRK_ARGS, e.g. a header, go to both wrk
+# runs). The requests served between the dumps are counted by the
 # proxy itself: KIND "metrics" reads shadowtee's /metrics on admin PORT,
 # "stub" nginx's stub_status on PORT. The shadow's stub_status counts what
 # reached the shadow. Every counter is read outside the dump window, so the
 # reads are not in the measured instructions.
 measure() {
     local case=$1 program=$2 job=$3 pid=$4 url=$5 kind=$6 cport=$7
+    shift 7
     local cg=$BENCH_OUT/callgrind/$case.out wrkf=$BENCH_OUT/wrk/$case.txt
     local m0=$BENCH_OUT/wrk/$case.metrics0 m1=$BENCH_OUT/wrk/$case.metrics1
     local wrk=(timeout -k 5 $((CG_SECS + 30)) wrk -t 1 -c "$CG_CONNS" --timeout 5s)
-    local d2 instr='' reqs='' src mirrored='' seen='' note='' r0='' r1='' s0 s1 n
+    wrk+=("$@")
+    local d2 instr='' reqs='' src mirrored='' seen='' note='' r0='' r1='' s0 s1 n conns='' a0='' a1=''
     bench_log "instr $case: ${CG_WARMUP}s warm-up + ${CG_SECS}s under callgrind"
     "${wrk[@]}" -d "${CG_WARMUP}s" "$url" >"$BENCH_OUT/wrk/$case.warmup.txt" 2>&1 || true
     if [ "$kind" = metrics ]; then
         curl -fsS -m 5 -o "$m0" "http://127.0.0.1:$cport/metrics" || note="no /metrics before"
     else
-        r0=$(stub_requests "$cport")
+        read -r a0 r0 <<<"$(stub_counts "$cport")" || true
     fi
     s0=$(stub_requests "$SHADOW_STATUS")
     if ! cg_dump "$pid" "$cg" >/dev/null; then
@@ -211,19 +228,21 @@ measure() {
         if [ -n "$n" ] && [ -n "$reqs" ] && [ "$n" -ne "$reqs" ]; then
             note="${note:+$note; }$((n - reqs)) non-2xx answers"
         fi
-        [ "$job" = proxy ] || mirrored=$(delta "$m0" "$m1" shadowtee_mirror_requests_total)
+        [ "${job#mirror}" = "$job" ] || mirrored=$(delta "$m0" "$m1" shadowtee_mirror_requests_total)
+        conns=$(delta "$m0" "$m1" shadowtee_connections_total)
         n=$(delta "$m0" "$m1" shadowtee_shadow_errors_total)
         if [ -n "$n" ] && [ "$n" -gt 0 ]; then note="${note:+$note; }$n shadow errors"; fi
     else
-        r1=$(stub_requests "$cport")
+        read -r a1 r1 <<<"$(stub_counts "$cport")" || true
         src='nginx stub_status'
         # each stub_status read counts itself: the first is in r0, the
         # second in r1 (and not in the dump window)
         [ -n "$r0" ] && [ -n "$r1" ] && reqs=$((r1 - r0 - 1))
+        [ -n "$a0" ] && [ -n "$a1" ] && conns=$((a1 - a0 - 1))
     fi
     s1=$(stub_requests "$SHADOW_STATUS")
     [ -n "$s0" ] && [ -n "$s1" ] && seen=$((s1 - s0 - 1))
-    record "$case" "$program" "$job" "$wrkf" "$reqs" "$src" "$instr" "$mirrored" "$seen" "$note" "$memfn"
+    record "$case" "$program" "$job" "$wrkf" "$reqs" "$src" "$instr" "$mirrored" "$seen" "$note" "$memfn" "$conns"
     bench_alive "$pid" || bench_log "instr $case: the proxy died (see logs/)"
 }
 
@@ -270,18 +289,23 @@ render_nginx() {
 
 # start_nginx CASE JOB TEMPLATE KEY=VALUE...: nginx under callgrind, one
 # process (master_process off, worker_processes 1), with stub_status; sets
-# CASE_PID, CASE_PORT, CASE_STATUS. Returns 1 (row recorded) when it is not
-# ready.
+# CASE_PID, CASE_PORT, CASE_STATUS. With CASE_TLS=1 the measured server
+# terminates TLS with TLS_CERT/TLS_KEY (stub_status stays plain HTTP).
+# Returns 1 (row recorded) when it is not ready.
 start_nginx() {
-    local case=$1 job=$2 tpl=$3 prefix=$BENCH_WORK/$1
+    local case=$1 job=$2 tpl=$3 prefix=$BENCH_WORK/$1 scheme=http
     shift 3
     next_port; CASE_PORT=$NEXT_PORT
     next_port; CASE_STATUS=$NEXT_PORT
     render_nginx "$tpl" "$prefix" "$CASE_PORT" "$CASE_STATUS" "$@"
+    if [ "${CASE_TLS:-0}" = 1 ]; then
+        tls_nginx_conf "$prefix/nginx.conf" "$CASE_PORT" "$TLS_CERT" "$TLS_KEY"
+        scheme=https
+    fi
     bench_start "$case" "${CG[@]}" --callgrind-out-file="$BENCH_OUT/callgrind/$case.out" \
         nginx -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log" -g 'daemon off; master_process off;'
     CASE_PID=$BENCH_LAST_PID
-    if bench_wait_http "http://127.0.0.1:$CASE_PORT/" "$CASE_PID" "$CG_START_TIMEOUT" &&
+    if tls_wait_https "$scheme://127.0.0.1:$CASE_PORT/" "$CASE_PID" "${TLS_CERT:-/dev/null}" "$CG_START_TIMEOUT" &&
         bench_wait_http "http://127.0.0.1:$CASE_STATUS/" "$CASE_PID" 10; then
         return 0
     fi
@@ -324,19 +348,30 @@ RULES=${BENCH_COMPARE_RULES:-$BENCH_WORK/compare-rules.json}
 [ -n "${BENCH_COMPARE_RULES:-}" ] || echo '{}' >"$RULES"
 MIRROR=(--shadow "127.0.0.1:$SHADOW_PORT" --mirror-percent 100 --shadow-timeout 1s --shadow-connect-timeout 1s)
 
+# st_run CASE JOB SHADOWTEE_ARGS... / ng_run CASE JOB TEMPLATE KEY=VALUE...:
+# start the proxy under callgrind, measure, stop. Set for one call:
+# CASE_TLS=1 (https, the proxy terminates TLS); the array CASE_WRK: extra wrk
+# arguments (wrk only takes a -H header written "Name: value").
+CASE_TLS=0
+CASE_WRK=()
 st_run() {
-    local case=$1 job=$2
+    local case=$1 job=$2 scheme=http
     shift 2
+    if [ "$CASE_TLS" = 1 ]; then
+        set -- "$@" --tls-cert "$TLS_CERT" --tls-key "$TLS_KEY"
+        scheme=https
+    fi
     start_shadowtee "$case" "$job" "$@" || return 0
-    measure "$case" shadowtee "$job" "$CASE_PID" "http://127.0.0.1:$CASE_PORT/" metrics "$CASE_ADMIN"
+    measure "$case" shadowtee "$job" "$CASE_PID" "$scheme://127.0.0.1:$CASE_PORT/" metrics "$CASE_ADMIN" "${CASE_WRK[@]}"
     bench_stop "$CASE_PID"
 }
 
 ng_run() {
-    local case=$1 job=$2 tpl=$3
+    local case=$1 job=$2 tpl=$3 scheme=http
     shift 3
+    [ "$CASE_TLS" = 1 ] && scheme=https
     start_nginx "$case" "$job" "$tpl" "$@" || return 0
-    measure "$case" nginx "$job" "$CASE_PID" "http://127.0.0.1:$CASE_PORT/" stub "$CASE_STATUS"
+    measure "$case" nginx "$job" "$CASE_PID" "$scheme://127.0.0.1:$CASE_PORT/" stub "$CASE_STATUS" "${CASE_WRK[@]}"
     bench_stop "$CASE_PID"
 }
 
@@ -351,6 +386,28 @@ if [ -n "$REDIS_PORT" ]; then
     bench_note "Redis held $keys shadowtee:* keys after the compare+Redis case"
 fi
 ng_run nginx-mirror mirror proxy_mirror.conf "UPSTREAM_PORT=$UP_PORT" "SHADOW_PORT=$SHADOW_PORT" MIRROR_TIMEOUT=1s
+
+# TLS termination, keep-alive: the measured wrk run opens its CG_CONNS
+# connections afresh (each wrk run does), so the window holds exactly that
+# many full handshakes; the "-close" cases (one handshake per request) price
+# them, and report.py subtracts them.
+if [ "${BENCH_INSTR_TLS:-1}" = 0 ]; then
+    bench_skip instr/tls "BENCH_INSTR_TLS=0"
+elif ! command -v openssl >/dev/null; then
+    bench_skip instr/tls "the openssl CLI is missing"
+elif ! tls_make_cert "$BENCH_WORK"; then
+    bench_skip instr/tls "$BENCH_FAIL_REASON"
+else
+    bench_note "tls cases: one EC P-256 self-signed certificate (SAN IP:127.0.0.1) for both; $(openssl version | awk '{print $1, $2}') CLI; wrk negotiates what a default OpenSSL 3 client does (TLSv1.3, TLS_AES_256_GCM_SHA384)"
+    CASE_TLS=1
+    st_run st-tls tls
+    ng_run nginx-tls tls proxy.conf "UPSTREAM_PORT=$UP_PORT"
+    CASE_WRK=(-H "Connection: close")
+    st_run st-tls-close tls-close
+    ng_run nginx-tls-close tls-close proxy.conf "UPSTREAM_PORT=$UP_PORT"
+    CASE_WRK=()
+    CASE_TLS=0
+fi
 
 bench_stop_all
 "$BENCH_PY" "$ROOT/bench/report.py" --instr "$BENCH_OUT" >"$BENCH_OUT/instr.md"

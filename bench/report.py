@@ -14,7 +14,8 @@ INSTR_DIR is what bench/callgrind.sh wrote: instr.tsv (one row per case:
 case, program, job, requests, how they were counted, wrk's count, wrk req/s,
 wrk errors, instructions between the two callgrind dumps, mirrored requests
 by shadowtee's count, requests the shadow received, note, instructions in
-glibc's memset/memcpy/memmove) and notes.txt.
+glibc's memset/memcpy/memmove, client connections the proxy accepted between
+the dumps) and notes.txt.
 """
 import os
 import re
@@ -306,7 +307,10 @@ def read_lines(path):
 
 INSTR_JOBS = {"proxy": "proxy", "mirror": "mirror 100%, --compare off",
               "mirror+compare": "mirror 100% + compare",
-              "mirror+compare+redis": "mirror 100% + compare + Redis"}
+              "mirror+compare+redis": "mirror 100% + compare + Redis",
+              "tls": "proxy, TLS terminated, keep-alive",
+              "tls-close": "proxy, TLS terminated, Connection: close (a handshake per request)"}
+INSTR_REF = {"proxy": "proxy", "mirror": "+mirror", "tls": "TLS", "tls-close": "TLS close"}
 
 
 def num(text, kind=int):
@@ -331,7 +335,8 @@ def read_instr(d):
         r = {"case": p[0], "program": p[1], "job": p[2], "requests": num(p[3]), "source": p[4],
              "wrk_requests": num(p[5]), "rps": num(p[6], float), "errors": num(p[7]),
              "instr": num(p[8]), "mirrored": num(p[9]), "seen": num(p[10]), "note": p[11],
-             "memfn": num(p[12]) if len(p) > 12 else None}
+             "memfn": num(p[12]) if len(p) > 12 else None,
+             "conns": num(p[13]) if len(p) > 13 else None}
         r["per_req"] = (r["instr"] / r["requests"]
                         if r["instr"] is not None and r["requests"] else None)
         rows.append(r)
@@ -342,6 +347,27 @@ def instr_clean(r):
     return r["per_req"] is not None and r["errors"] == 0 and not r["note"]
 
 
+def handshakes(r):
+    """Full TLS handshakes in a case's window: the client connections the
+    proxy accepted minus one, wrk's address probe (wrk.resolve connects once
+    to the target and closes without sending anything)."""
+    return None if r["conns"] is None else max(r["conns"] - 1, 0)
+
+
+def tls_split(ka, close):
+    """Splits the TLS keep-alive case's instructions into a cost per request
+    and a cost per full handshake (TCP accept + handshake + close), from two
+    equations: instr = requests * R + handshakes * H for the keep-alive case
+    (a handshake per wrk connection) and the Connection: close case (one per
+    request). Returns (R, H) or None."""
+    try:
+        a, b = handshakes(ka) / ka["requests"], handshakes(close) / close["requests"]
+        h = (close["per_req"] - ka["per_req"]) / (b - a)
+    except (TypeError, ZeroDivisionError):
+        return None
+    return ka["per_req"] - a * h, h
+
+
 def instr_table(d):
     """Markdown lines: instructions per request for each case, against nginx
     doing the same job and against the same program's plain proxy case."""
@@ -350,16 +376,18 @@ def instr_table(d):
         return ["(no instr measurement ran)"]
     nginx = {r["job"]: r for r in rows if r["program"] == "nginx"}
     plain = {r["program"]: r for r in rows if r["job"] == "proxy"}
-    head = ["program", "job", "requests", "instructions", "instr/req", "vs nginx", "added by the tee",
-            "in memset/memcpy", "mirrored", "shadow received", "wrk req/s (under callgrind)", "errors", "note"]
+    head = ["program", "job", "requests", "instructions", "instr/req", "vs nginx", "added over plain proxy",
+            "in memset/memcpy", "new client conns", "mirrored", "shadow received", "wrk req/s (under callgrind)",
+            "errors", "note"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        ref = nginx.get("mirror" if r["job"] != "proxy" else "proxy")
+        ref_job = "mirror" if r["job"].startswith("mirror") else r["job"]
+        ref = nginx.get(ref_job)
         vs = "—"
         if r["program"] == "shadowtee" and ref is not None:
             v = ratio(r["per_req"], ref["per_req"])
             if v is not None:
-                vs = "%.2f× nginx %s" % (v, "proxy" if r["job"] == "proxy" else "+mirror")
+                vs = "%.2f× nginx %s" % (v, INSTR_REF.get(ref_job, ref_job))
         base = plain.get(r["program"])
         added = "—"
         if r["job"] != "proxy" and base is not None and None not in (r["per_req"], base["per_req"]):
@@ -378,11 +406,13 @@ def instr_table(d):
             mem = "%.0f (%.0f%%)" % (r["memfn"] / r["requests"], 100.0 * r["memfn"] / r["instr"])
         cells = [r["program"], job, fmt(r["requests"], "%d"),
                  "—" if r["instr"] is None else "{:,}".format(r["instr"]),
-                 fmt(r["per_req"], "%.0f"), vs, added, mem, mirrored, seen, fmt(r["rps"], "%.0f"),
+                 fmt(r["per_req"], "%.0f"), vs, added, mem, fmt(r["conns"], "%d"), mirrored, seen,
+                 fmt(r["rps"], "%.0f"),
                  fmt(r["errors"], "%d"), r["note"]]
         out.append("| " + " | ".join(cells) + " |")
     summary = []
-    for job, label in (("proxy", "plain proxy"), ("mirror", "mirroring 100% (--compare off)")):
+    for job, label in (("proxy", "plain proxy"), ("mirror", "mirroring 100% (--compare off)"),
+                       ("tls", "TLS-terminating proxy, keep-alive")):
         st = next((r for r in rows if r["program"] == "shadowtee" and r["job"] == job), None)
         ng = nginx.get(job)
         if st is None or ng is None:
@@ -394,6 +424,32 @@ def instr_table(d):
         summary.append("- %s: shadowtee %.0f vs nginx %.0f instructions/request = %.2f×%s"
                        % (label, st["per_req"], ng["per_req"], v,
                           "" if instr_clean(st) and instr_clean(ng) else " (a run had errors: see notes)"))
+        if job != "tls":
+            continue
+        # wrk opens its connections afresh in every run: the keep-alive
+        # window holds one full handshake per wrk connection
+        split = {}
+        for prog, ka in (("shadowtee", st), ("nginx", ng)):
+            close = next((r for r in rows if r["program"] == prog and r["job"] == "tls-close"), None)
+            split[prog] = tls_split(ka, close) if close else None
+        if None in split.values():
+            summary.append("- TLS handshakes in the keep-alive window: %s (shadowtee) and %s (nginx), one per "
+                           "wrk connection; no Connection: close case to price them"
+                           % (fmt(handshakes(st), "%d"), fmt(handshakes(ng), "%d")))
+            continue
+        (rs, hs), (rn, hn) = split["shadowtee"], split["nginx"]
+        share = [100.0 * handshakes(r) * h / r["instr"] for r, h in ((st, hs), (ng, hn))]
+        summary.append("- TLS handshakes in the keep-alive window: %d (shadowtee) and %d (nginx): wrk opens its "
+                       "connections afresh in every run, so the warm-up does not keep them out. Priced by the "
+                       "Connection: close cases at %.0f and %.0f instructions each (accept + handshake + "
+                       "close: %.2f×), they are %.1f%% and %.1f%% of the counts. Per request without them: "
+                       "shadowtee %.0f vs nginx %.0f = %.2f×"
+                       % (handshakes(st), handshakes(ng), hs, hn, ratio(hs, hn) or 0, share[0], share[1],
+                          rs, rn, ratio(rs, rn) or 0))
+        ps, pn = plain.get("shadowtee"), plain.get("nginx")
+        if ps and pn and ps["per_req"] and pn["per_req"]:
+            summary.append("- TLS adds per request (handshakes excluded) over the same program's plain proxy: "
+                           "shadowtee %+.0f, nginx %+.0f" % (rs - ps["per_req"], rn - pn["per_req"]))
     for r in rows:
         if r["requests"] is not None and r["wrk_requests"] is not None:
             gap = r["requests"] - r["wrk_requests"]

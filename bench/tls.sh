@@ -1,5 +1,6 @@
-# shellcheck shell=bash disable=SC2153
-# (SC2153: ST, BODY, BENCH_WORK... are set by the script that sources this)
+# shellcheck shell=bash disable=SC2034,SC2153
+# (SC2034: BENCH_WRK_CPUS is read by lib.sh; SC2153: ST, BODY, BENCH_WORK...
+# are set by the script that sources this)
 # The "tls" section of bench/run.sh, and the TLS helpers bench/callgrind.sh
 # shares. Sourced after bench/lib.sh, never run.
 #
@@ -136,7 +137,7 @@ tls_section() {
         bench_skip tls "$BENCH_FAIL_REASON"
         return 0
     fi
-    bench_note "tls: one EC P-256 key and self-signed certificate (SAN IP:127.0.0.1, openssl req) for shadowtee and nginx; ssl_protocols TLSv1.2 TLSv1.3 in nginx; the upstream behind both is plain HTTP; wrk (linked with $(ldd "$(command -v wrk)" 2>/dev/null | awk '/libssl/{print $1; exit}')) keeps its connections alive: one full handshake per connection per wrk run, about 0.1% of the requests at c32"
+    bench_note "tls: one EC P-256 key and self-signed certificate (SAN IP:127.0.0.1, openssl req) for shadowtee and nginx; ssl_protocols TLSv1.2 TLSv1.3 in nginx; the upstream behind both is plain HTTP; wrk (linked with $(ldd "$(command -v wrk)" 2>/dev/null | awk '/libssl/{print $1; exit}')) keeps its connections alive: one full handshake per connection per wrk run (32 or 4 per measured run, against tens of thousands of requests)"
     tls_shape unpinned - "" 2
     tls_shape sidecar 0 1 1
 }
