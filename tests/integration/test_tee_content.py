@@ -301,3 +301,17 @@ def test_client_cannot_spoof_the_mirror_header(shadowtee, upstream):
         assert q.headers_named("x-shadowtee-mirror") == [], "the primary must never see the mirror marker"
     for q in shadow.requests:
         assert q.headers_named("x-shadowtee-mirror") == ["1"]
+
+
+def test_shadow_headers_match_primary(shadowtee, upstream):
+    primary, shadow, st = _pair(shadowtee, upstream)
+    with Conn(st.port) as c:
+        c.request("POST", "/same?x=1", [("X-Forwarded-For", "198.51.100.4"), ("Accept", "text/plain"),
+                                        ("Cookie", "s=1"), ("X-Dup", "a"), ("X-Dup", "b")], body=b"body")
+    assert shadow.wait_requests(1) == 1
+    skip = {"x-shadowtee-mirror", "connection", "keep-alive"}
+
+    def norm(q):
+        return sorted((k.lower(), v) for k, v in q.headers if k.lower() not in skip)
+
+    assert norm(shadow.requests[0]) == norm(primary.requests[0])
