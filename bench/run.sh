@@ -95,6 +95,9 @@ next_port() {
 
 bench_note "duration ${BENCH_SECS}s per run after ${BENCH_WARMUP_SECS}s warm-up; $(nproc) cores ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)); $(nginx -v 2>&1 | sed 's/.*: //'); wrk $(wrk -v 2>&1 | awk 'NR==1{print $2}')"
 bench_note "upstream: nginx return 200 with a ${#BODY}-byte JSON body; all servers on 127.0.0.1, keep-alive"
+# Other work on the machine moves req/s far more than anything measured here:
+# the load average before and after tells a reader how quiet the run was.
+bench_note "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min; $(nproc) cores)"
 
 ST_OK=0
 ST=$BENCH_WORK/bin/shadowtee
@@ -303,6 +306,7 @@ if [[ $SECTIONS == *" instr "* ]]; then
     fi
 fi
 
+bench_note "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$BENCH_PY" "$ROOT/bench/report.py" "$BENCH_OUT" >"$BENCH_OUT/report.md"
 cp "$BENCH_OUT/report.md" "$ROOT/bench/results/latest.md"
 cat "$BENCH_OUT/report.md"
