@@ -91,9 +91,11 @@ typedef struct st_client {
     int status;
     int close_after; /* close once the exchange ends */
     int reading;
-    uint64_t deadline;  /* loop time (ms) the current timeout expires, 0: none */
-    uint64_t timer_due; /* loop time the uv timer is set to fire */
-    uint64_t t_start;   /* uv_hrtime at the request's first byte */
+    uint64_t deadline;    /* loop time (ms) the current timeout expires, 0: none */
+    uint64_t timer_due;   /* loop time the uv timer is set to fire */
+    uint64_t t_start;     /* uv_hrtime at the request's first byte */
+    uint64_t t_sent;      /* uv_hrtime when the request was complete (primary latency) */
+    uint64_t t_resp_done; /* uv_hrtime at the response's message-complete */
 } st_client_t;
 
 static void client_process(st_client_t *c);
@@ -246,8 +248,10 @@ static void on_batch_written(uv_write_t *req, int status)
     if (status < 0) {
         if (dir == DIR_CL)
             client_close(c, "client_write_error");
-        else
+        else if (c->up && status != UV_ECANCELED)
             upstream_failed(c, ST_UPFAIL_RESET);
+        else if (c->state != C_LINGER && c->resp == R_DONE && !c->pending[0] && !c->pending[1])
+            finish_exchange(c); /* the cancelled write of a connection we closed ourselves */
         return;
     }
     if (c->pending[dir] > 0) return;
@@ -371,9 +375,24 @@ static void drop_exchange(st_client_t *c)
     }
 }
 
+/* TLS: queue a close_notify and hand it to the socket if it takes it now
+ * (best effort, never blocks), so a close is not mistaken for a truncation. */
+static void tls_close_notify(st_client_t *c)
+{
+    if (!c->tls_on || !c->tls.handshaken || c->tls.failed || c->pending[DIR_CL]) return;
+    SSL_shutdown(c->tls.ssl);
+    char *out;
+    long n = st_tls_take_output(&c->tls, &out);
+    if (n <= 0) return;
+    uv_buf_t b = uv_buf_init(out, (unsigned)n);
+    uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    free(out);
+}
+
 static void client_close(st_client_t *c, const char *why)
 {
     if (c->closing) return;
+    tls_close_notify(c);
     st_debug("msg=\"client closed\" reason=%s state=%s", why, cstate_names[c->state]);
     drop_exchange(c);
     c->closing = 1;
@@ -466,6 +485,7 @@ static int on_message_begin(llhttp_t *p)
     st_client_t *c = p->data;
     st_http_msg_reset(&c->req);
     c->write_failed = c->retried = c->retrying = 0;
+    c->t_sent = c->t_resp_done = 0;
     c->body_seen = 0;
     c->last_chunk = 0;
     c->rid[0] = '\0';
@@ -560,6 +580,7 @@ static int on_headers_complete(llhttp_t *p)
         .http_minor = c->minor,
         .client_ip = c->ip,
         .proto = c->tls_on ? "https" : "http",
+        .keep_forwarded_proto = !c->tls_on,
         .request_id = c->rid,
         .upgrade = c->upgrade,
         .framing = c->chunked_in                   ? ST_FRAME_CHUNKED
@@ -579,6 +600,8 @@ static int on_headers_complete(llhttp_t *p)
             .method_name = o.method,
             .request_id = c->rid,
             .client_ip = c->ip,
+            .proto = o.proto,
+            .keep_forwarded_proto = o.keep_forwarded_proto,
             .has_body = o.framing != ST_FRAME_NONE,
             .chunked = c->chunked_in,
             .content_length = p->content_length,
@@ -766,6 +789,7 @@ static int on_res_message_complete(llhttp_t *p)
         return 0; /* interim response, or llhttp pauses for the upgrade */
     if (c->rechunk && add(c, DIR_CL, "0\r\n\r\n", 5) != 0) return HPE_USER;
     c->resp = R_DONE;
+    c->t_resp_done = uv_hrtime();
     return HPE_PAUSED;
 }
 
@@ -857,9 +881,11 @@ static void upstream_failed(st_client_t *c, enum st_upfail why)
         client_close(c, "tunnel_closed");
         return;
     }
-    if (u && u->reused && c->resp == R_NONE && !c->retried && c->state == C_SENT && !c->has_body &&
-        !c->pending[DIR_UP] && (why == ST_UPFAIL_RESET || why == ST_UPFAIL_EOF) &&
-        u->rb.filled == 0) {
+    int idempotent = c->method == HTTP_GET || c->method == HTTP_HEAD || c->method == HTTP_OPTIONS ||
+                     c->method == HTTP_TRACE || c->method == HTTP_PUT || c->method == HTTP_DELETE;
+    if (u && u->reused && !u->got_bytes && idempotent && c->resp == R_NONE && !c->retried &&
+        c->state == C_SENT && !c->has_body && !c->pending[DIR_UP] &&
+        (why == ST_UPFAIL_RESET || why == ST_UPFAIL_EOF)) {
         /* a pooled connection the primary had closed: it never saw the request,
          * which is whole in c->head; replay it once on a fresh connection */
         st_upconn_t *fresh;
@@ -995,8 +1021,11 @@ static void finish_exchange(st_client_t *c)
         c->up = NULL;
         st_upconn_release(u, reusable);
     }
-    if (c->mirror) {
-        st_tee_primary_done(c->mirror, 1, (double)(uv_hrtime() - c->t_start) / 1e9);
+    if (c->mirror) { /* like the shadow's: request complete -> response complete, not the client's
+                        pace */
+        uint64_t done = c->t_resp_done ? c->t_resp_done : uv_hrtime();
+        st_tee_primary_done(c->mirror, c->t_sent != 0,
+                            c->t_sent ? (double)(done - c->t_sent) / 1e9 : 0);
         c->mirror = NULL;
         c->cap = NULL;
     }
@@ -1130,7 +1159,7 @@ static void client_process(st_client_t *c)
             return;
         }
         if (err == HPE_OK) {
-            if (c->state == C_HEAD && c->rb.parsed > c->w->cfg->max_header_size) {
+            if (c->state == C_HEAD && c->rb.parsed >= c->w->cfg->max_header_size) {
                 reply_error(c, 431, "head_too_large");
                 return;
             }
@@ -1148,6 +1177,7 @@ static void client_process(st_client_t *c)
         if (err == HPE_PAUSED && c->pause_why == P_DONE) {
             c->pause_why = P_NONE;
             c->state = C_SENT;
+            c->t_sent = uv_hrtime();
             disarm(c); /* the primary's response timer runs now; flush() arms the send timeout */
             if (c->up) st_upconn_set_timeout(c->up, c->w->cfg->upstream_timeout_ms);
             if (c->mirror && st_tee_request_done(c->mirror) != 0) {
@@ -1250,7 +1280,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread > 0 && c->tls_on) {
         if (c->state == C_LINGER) return;
         nread = tls_input(c, buf->base, (size_t)nread);
-        if (nread == 0 || c->closing) return;
+        if (c->closing) return;
+        if (nread == 0) {
+            if (c->rb.base && c->rb.filled == c->rb.cap && st_tls_has_input(&c->tls)) {
+                /* the buffer is full and OpenSSL holds more: as UV_ENOBUFS for plain HTTP */
+                if (c->state == C_HEAD || c->state == C_IDLE)
+                    reply_error(c, 431, "head_too_large");
+                else
+                    reading(c, 0); /* client_process pulls and resumes when there is room */
+            }
+            return;
+        }
     }
     if (nread == UV_ENOBUFS) {
         if (c->state == C_HEAD || c->state == C_IDLE)

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <llhttp.h>
 #include <math.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -489,7 +490,24 @@ static int validate(st_config_t *cfg, char *err, size_t errlen)
         if (addrs[i].a->tls && (i == 0 || i == 2))
             return fail(err, errlen, "--%s: use --tls-cert/--tls-key to serve TLS, not https://",
                         addrs[i].name);
-        if (resolve(addrs[i].a, addrs[i].name, i == 0 || i == 2, err, errlen) != 0) return -1;
+        if (resolve(addrs[i].a, addrs[i].name, i == 0 || i == 2, err, errlen) == 0) continue;
+        if (i < 3) return -1; /* listen, primary, admin: fatal */
+        /* shadow, noise: never keep the stable path from starting; the
+         * workers resolve again (asynchronously) and skip mirrors meanwhile */
+        st_warn("msg=\"upstream not resolvable yet, will retry\" upstream=%s detail=\"%s\"",
+                addrs[i].a->authority, err);
+        addrs[i].a->salen = 0;
+    }
+    if (cfg->redis_set) { /* numeric once, so hiredis never resolves on a worker loop */
+        st_addr_t ra;
+        memset(&ra, 0, sizeof(ra));
+        snprintf(ra.host, sizeof(ra.host), "%s", cfg->redis_host);
+        ra.port = cfg->redis_port;
+        if (resolve(&ra, "redis", 0, err, errlen) != 0) return -1;
+        void *ip = ra.sa.ss_family == AF_INET6 ? (void *)&((struct sockaddr_in6 *)&ra.sa)->sin6_addr
+                                               : (void *)&((struct sockaddr_in *)&ra.sa)->sin_addr;
+        if (!inet_ntop(ra.sa.ss_family, ip, cfg->redis_ip, sizeof(cfg->redis_ip)))
+            return fail(err, errlen, "--redis: cannot use the address of '%s'", cfg->redis_host);
     }
     if (!cfg->tls_cert[0] != !cfg->tls_key[0])
         return fail(err, errlen, "--tls-cert and --tls-key go together");

@@ -66,6 +66,7 @@ typedef struct st_config {
     char compare_rules[1024];
     size_t compare_max_body;
     char redis_host[ST_HOST_MAX];
+    char redis_ip[64]; /* redis_host resolved at start-up (numeric) */
     int redis_port;
     char redis_password[256];
     int redis_db;

@@ -248,12 +248,14 @@ int st_http_build_request_head(st_sbuf_t *out, const st_http_msg_t *m, const st_
     rc |= ST_SBUF_LIT(out, " ");
     rc |= st_sbuf_append(out, m->url, m->url_len);
     rc |= ST_SBUF_LIT(out, " HTTP/1.1\r\n");
-    const st_header_t *xff = NULL;
+    const st_header_t *xfp = NULL;
     for (size_t i = 0; i < m->nhdr; i++) {
         const st_header_t *h = &m->hdr[i];
         switch (m->cls[i]) {
-        case ST_H_XFF:
-            if (!xff) xff = h;
+        case ST_H_XFF: /* every line joined below, in order (RFC 9110 5.3) */
+            continue;
+        case ST_H_XFP:
+            if (!xfp) xfp = h;
             continue;
         case ST_H_HOST:
             if (o->host_suffix) {
@@ -279,13 +281,17 @@ int st_http_build_request_head(st_sbuf_t *out, const st_http_msg_t *m, const st_
         rc |= ST_SBUF_LIT(out, "\r\n");
     }
     rc |= ST_SBUF_LIT(out, "X-Forwarded-For: ");
-    if (xff) {
-        rc |= st_sbuf_append(out, xff->value, xff->value_len);
-        rc |= ST_SBUF_LIT(out, ", ");
-    }
+    for (size_t i = 0; i < m->nhdr; i++)
+        if (m->cls[i] == ST_H_XFF) {
+            rc |= st_sbuf_append(out, m->hdr[i].value, m->hdr[i].value_len);
+            rc |= ST_SBUF_LIT(out, ", ");
+        }
     rc |= st_sbuf_appends(out, o->client_ip);
     rc |= ST_SBUF_LIT(out, "\r\nX-Forwarded-Proto: ");
-    rc |= st_sbuf_appends(out, o->proto);
+    if (xfp && o->keep_forwarded_proto) /* the hop in front (ingress, Envoy) terminated TLS */
+        rc |= st_sbuf_append(out, xfp->value, xfp->value_len);
+    else
+        rc |= st_sbuf_appends(out, o->proto);
     rc |= ST_SBUF_LIT(out, "\r\nx-request-id: ");
     rc |= st_sbuf_appends(out, o->request_id);
     rc |= ST_SBUF_LIT(out, "\r\n");

@@ -86,14 +86,16 @@ enum st_framing {
 };
 
 typedef struct {
-    const char *method;     /* "GET" ... */
-    int http_minor;         /* client's minor version, for the request line we keep 1.1 */
-    const char *client_ip;  /* appended to X-Forwarded-For */
-    const char *proto;      /* X-Forwarded-Proto value */
-    const char *request_id; /* x-request-id value to send */
-    int upgrade;            /* keep Upgrade and send Connection: upgrade */
-    int mirror;             /* add x-shadowtee-mirror: 1 */
-    int host_suffix;        /* append "-shadow" to the Host name */
+    const char *method;       /* "GET" ... */
+    int http_minor;           /* client's minor version, for the request line we keep 1.1 */
+    const char *client_ip;    /* appended to X-Forwarded-For */
+    const char *proto;        /* X-Forwarded-Proto value */
+    int keep_forwarded_proto; /* forward an incoming X-Forwarded-Proto instead (we did not terminate
+                                 TLS) */
+    const char *request_id;   /* x-request-id value to send */
+    int upgrade;              /* keep Upgrade and send Connection: upgrade */
+    int mirror;               /* add x-shadowtee-mirror: 1 */
+    int host_suffix;          /* append "-shadow" to the Host name */
     enum st_framing framing;
     uint64_t content_length;
 } st_reqhead_opts_t;

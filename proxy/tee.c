@@ -216,7 +216,8 @@ st_mirror_t *st_tee_begin(st_worker_t *w, const st_tee_request_t *r)
     st_reqhead_opts_t o = {
         .method = r->method_name,
         .client_ip = r->client_ip,
-        .proto = "http",
+        .proto = r->proto,
+        .keep_forwarded_proto = r->keep_forwarded_proto,
         .request_id = r->request_id,
         .mirror = 1,
         .host_suffix = cfg->shadow_host_suffix == ST_HOST_SUFFIX_APPEND,
@@ -407,10 +408,13 @@ static void leg_fail(st_leg_t *leg, enum st_upfail why)
     int reason = why == ST_UPFAIL_EOF ? ST_SHERR_RESET : (int)why;
     if (leg->kind == LEG_SHADOW) {
         ST_INC(w->metrics.shadow_errors[reason]);
-        if (why == ST_UPFAIL_CONNECT) { /* mark the shadow down for a while */
+        if (why == ST_UPFAIL_CONNECT ||
+            why == ST_UPFAIL_TLS) { /* mark the shadow down for a while */
             w->shadow_backoff_ms = w->shadow_backoff_ms ? w->shadow_backoff_ms * 2 : 250;
             if (w->shadow_backoff_ms > 8000) w->shadow_backoff_ms = 8000;
             w->shadow_down_until = uv_now(&w->loop) + w->shadow_backoff_ms;
+            if (why == ST_UPFAIL_CONNECT)
+                st_pool_resolve(&w->shadow_pool); /* its address may have moved */
         }
     }
     st_debug("msg=\"mirror leg failed\" leg=%s reason=%s request_id=%s",

@@ -39,6 +39,8 @@ typedef struct {
     const char *method_name;
     const char *request_id;
     const char *client_ip;
+    const char *proto; /* X-Forwarded-Proto as sent to the primary */
+    int keep_forwarded_proto;
     int has_body;
     int chunked;
     uint64_t content_length; /* with has_body && !chunked */

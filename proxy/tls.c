@@ -27,12 +27,14 @@ const char *st_tls_last_error(char *buf, size_t len)
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg)
 {
-    static const unsigned char h11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+    static const unsigned char protos[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1',
+                                           8, 'h', 't', 't', 'p', '/', '1', '.', '0'};
     (void)ssl;
     (void)arg;
     unsigned char *sel;
-    if (SSL_select_next_proto(&sel, outlen, h11, sizeof(h11), in, inlen) != OPENSSL_NPN_NEGOTIATED)
-        return SSL_TLSEXT_ERR_ALERT_FATAL; /* the client offers no http/1.1 */
+    if (SSL_select_next_proto(&sel, outlen, protos, sizeof(protos), in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK; /* e.g. h2 only: no ALPN, the client decides */
     *out = sel;
     return SSL_TLSEXT_ERR_OK;
 }

@@ -1,6 +1,7 @@
 /* upstream: connection pool and connection lifetimes (see upstream.h). */
 #include "upstream.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,41 @@ void st_pool_init(st_pool_t *p, struct st_worker *w, const st_addr_t *addr, cons
     p->max_conns = max_conns;
     p->connect_timeout_ms = connect_timeout_ms;
     p->idle_timeout_ms = idle_timeout_ms;
+    if (addr->salen) {
+        memcpy(&p->sa, &addr->sa, addr->salen);
+        p->salen = addr->salen;
+    }
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    st_pool_t *p = req->data;
+    p->resolving = 0;
+    if (status == 0 && res) {
+        memcpy(&p->sa, res->ai_addr, res->ai_addrlen);
+        p->salen = res->ai_addrlen;
+        st_debug("msg=\"upstream resolved\" pool=%s upstream=%s", p->name, p->addr->authority);
+    } else if (status != UV_ECANCELED) {
+        st_debug("msg=\"upstream still not resolvable\" pool=%s upstream=%s err=%s", p->name,
+                 p->addr->authority, uv_err_name(status));
+    }
+    if (res) uv_freeaddrinfo(res);
+}
+
+void st_pool_resolve(st_pool_t *p)
+{
+    uint64_t now = uv_now(&p->w->loop);
+    if (p->resolving || now < p->next_resolve_ms || p->w->stopping || p->w->draining) return;
+    p->next_resolve_ms = now + 5000;
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    char port[8];
+    snprintf(port, sizeof(port), "%d", p->addr->port);
+    p->gai.data = p;
+    if (uv_getaddrinfo(&p->w->loop, &p->gai, on_resolved, p->addr->host, port, &hints) == 0)
+        p->resolving = 1;
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -114,6 +150,7 @@ static void tls_on_read(st_upconn_t *u, const char *data, size_t len);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     st_upconn_t *u = s->data;
+    if (nread > 0) u->got_bytes = 1;
     if (nread > 0 && u->pool->tls_ctx) {
         tls_on_read(u, buf->base, (size_t)nread);
         return;
@@ -135,6 +172,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 }
 
 static void tls_pump(st_upconn_t *u);
+static int tls_empty(st_upconn_t *u);
 
 static void start_reading(st_upconn_t *u)
 {
@@ -326,8 +364,12 @@ static void on_connect(uv_connect_t *req, int status)
 
 int st_pool_acquire(st_pool_t *p, void *owner, const st_upstream_ops_t *ops, st_upconn_t **out)
 {
-    if (!st_list_empty(&p->idle)) {
+    while (!st_list_empty(&p->idle)) {
         st_upconn_t *u = st_list_entry(p->idle.prev, st_upconn_t, link); /* most recent */
+        if (p->tls_ctx && !tls_empty(u)) { /* bytes arrived while idle: unusable */
+            st_upconn_close(u);
+            continue;
+        }
         st_list_remove(&u->link);
         p->nidle--;
         u->deadline = 0;
@@ -335,6 +377,7 @@ int st_pool_acquire(st_pool_t *p, void *owner, const st_upstream_ops_t *ops, st_
         u->owner = owner;
         u->ops = ops;
         u->reused = 1;
+        u->got_bytes = 0;
         start_reading(u);
         *out = u;
         return 1;
@@ -344,6 +387,10 @@ int st_pool_acquire(st_pool_t *p, void *owner, const st_upstream_ops_t *ops, st_
 
 int st_pool_connect(st_pool_t *p, void *owner, const st_upstream_ops_t *ops, st_upconn_t **out)
 {
+    if (p->salen == 0) { /* not resolvable yet: try again in the background */
+        st_pool_resolve(p);
+        return -1;
+    }
     if (p->max_conns && p->nconns >= p->max_conns) return -1;
     st_upconn_t *u = calloc(1, sizeof(*u));
     if (!u) return -1;
@@ -357,7 +404,7 @@ int st_pool_connect(st_pool_t *p, void *owner, const st_upstream_ops_t *ops, st_
     u->tcp.data = u->timer.data = u->creq.data = u;
     u->handles = 2;
     p->nconns++;
-    int rc = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&p->addr->sa, on_connect);
+    int rc = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&p->sa, on_connect);
     if (rc != 0) {
         /* synchronous failure: report it asynchronously like a refused connect */
         st_debug("msg=\"upstream connect failed\" upstream=%s err=%s", p->addr->authority,
@@ -370,9 +417,20 @@ int st_pool_connect(st_pool_t *p, void *owner, const st_upstream_ops_t *ops, st_
     return 0;
 }
 
+/* 1 when a TLS connection holds no application data inside OpenSSL (what a
+ * record past the response's framing would leave): a pooled connection must
+ * be empty, or the next client would read this one's bytes. */
+static int tls_empty(st_upconn_t *u)
+{
+    if (!st_tls_has_input(&u->tls)) return 1;
+    char probe;
+    return st_tls_read(&u->tls, &probe, 1) == 0; /* session tickets decrypt to nothing */
+}
+
 void st_upconn_release(st_upconn_t *u, int reusable)
 {
     st_pool_t *p = u->pool;
+    if (reusable && p->tls_ctx && u->state == ST_UP_ACTIVE && !tls_empty(u)) reusable = 0;
     if (u->state != ST_UP_ACTIVE || !reusable || p->nidle >= p->max_idle || p->w->stopping ||
         (u->rb.base && u->rb.parsed < u->rb.filled)) {
         st_upconn_close(u);

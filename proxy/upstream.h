@@ -63,7 +63,12 @@ typedef struct st_pool {
     size_t nidle, max_idle;
     size_t nconns, max_conns; /* open connections; 0 = unbounded */
     uint64_t connect_timeout_ms;
-    uint64_t idle_timeout_ms; /* idle pooled connections are closed after this */
+    uint64_t idle_timeout_ms;   /* idle pooled connections are closed after this */
+    struct sockaddr_storage sa; /* where to connect; salen 0: not resolved (yet) */
+    socklen_t salen;
+    int resolving;            /* a uv_getaddrinfo is in flight */
+    uint64_t next_resolve_ms; /* loop time before which no new resolution starts */
+    uv_getaddrinfo_t gai;
     SSL_CTX *tls_ctx;         /* https upstream: shared client context, NULL for plain HTTP */
     SSL_SESSION *tls_session; /* last session, resumed by new connections */
     int tls_side;             /* enum st_tls_side, for metrics */
@@ -79,6 +84,7 @@ struct st_upconn {
     int handles;        /* open libuv handles; freed when it reaches 0 */
     int reading;        /* uv_read_start active */
     int reused;         /* served at least one earlier request */
+    int got_bytes;      /* received something since it was acquired */
     uint64_t deadline;  /* loop time (ms) the timeout expires, 0: none (lazy timer) */
     uint64_t timer_due; /* loop time the uv timer is set to fire */
     st_rbuf_t rb;       /* read buffer, borrowed from the worker's rpool while needed */
@@ -92,6 +98,10 @@ struct st_upconn {
 void st_pool_init(st_pool_t *p, struct st_worker *w, const st_addr_t *addr, const char *name,
                   size_t max_idle, size_t max_conns, uint64_t connect_timeout_ms,
                   uint64_t idle_timeout_ms);
+/* Starts an asynchronous re-resolution of the pool's host name, at most once
+ * every 5 s (shadow and noise pools: a Service that appears late or is
+ * re-created). Until it resolves, st_pool_acquire refuses (-1). */
+void st_pool_resolve(st_pool_t *p);
 /* Closes every idle connection (active ones are closed by their owners). */
 void st_pool_close_idle(st_pool_t *p);
 

@@ -154,7 +154,7 @@ int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, const st_rule
         w->endpoints = st_endpoint_set_new((size_t)cfg->max_endpoints);
         st_stats_config_t sc;
         st_stats_config_init(&sc);
-        sc.redis_host = cfg->redis_set ? cfg->redis_host : NULL;
+        sc.redis_host = cfg->redis_set ? cfg->redis_ip : NULL;
         sc.redis_port = cfg->redis_port;
         sc.redis_password = cfg->redis_password[0] ? cfg->redis_password : NULL;
         sc.redis_db = cfg->redis_db;

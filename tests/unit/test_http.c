@@ -87,6 +87,43 @@ static void test_request_head_removes_hop_by_hop_and_sets_forwarding(void **stat
     st_sbuf_free(&out);
 }
 
+static void test_forwarded_headers_joined_and_proto_kept(void **state)
+{
+    static char store[4][64];
+    st_http_msg_t m;
+    st_http_msg_reset(&m);
+    char url[] = "/";
+    assert_int_equal(st_http_on_url(&m, url, 1, 0), 0);
+    add_header(&m, store[0], "Host", "a");
+    add_header(&m, store[1], "X-Forwarded-For", "203.0.113.7");
+    add_header(&m, store[2], "X-Forwarded-For", "10.0.0.2");
+    add_header(&m, store[3], "X-Forwarded-Proto", "https");
+    st_http_on_headers_complete(&m);
+    st_sbuf_t out;
+    st_sbuf_init(&out);
+    st_reqhead_opts_t o = {.method = "GET",
+                           .client_ip = "127.0.0.1",
+                           .proto = "http",
+                           .request_id = "r",
+                           .keep_forwarded_proto = 1};
+    assert_int_equal(st_http_build_request_head(&out, &m, &o), 0);
+    assert_non_null(strstr(out.p, "X-Forwarded-For: 203.0.113.7, 10.0.0.2, 127.0.0.1\r\n"));
+    assert_non_null(strstr(out.p, "X-Forwarded-Proto: https\r\n"));
+    /* a proxy that terminates TLS itself says so, whatever the client claimed */
+    out.len = 0;
+    o.proto = "https";
+    o.keep_forwarded_proto = 0;
+    st_http_msg_reset(&m);
+    assert_int_equal(st_http_on_url(&m, url, 1, 0), 0);
+    add_header(&m, store[0], "Host", "a");
+    add_header(&m, store[3], "X-Forwarded-Proto", "http");
+    st_http_on_headers_complete(&m);
+    assert_int_equal(st_http_build_request_head(&out, &m, &o), 0);
+    assert_non_null(strstr(out.p, "X-Forwarded-Proto: https\r\n"));
+    assert_null(strstr(out.p, "X-Forwarded-Proto: http\r\n"));
+    st_sbuf_free(&out);
+}
+
 static void test_header_value_checks(void **state)
 {
     st_http_msg_t m;
@@ -184,6 +221,7 @@ int main(void)
         cmocka_unit_test(test_hop_by_hop_list),
         cmocka_unit_test(test_request_head_removes_hop_by_hop_and_sets_forwarding),
         cmocka_unit_test(test_header_value_checks),
+        cmocka_unit_test(test_forwarded_headers_joined_and_proto_kept),
         cmocka_unit_test(test_too_many_headers),
         cmocka_unit_test(test_shadow_host),
         cmocka_unit_test(test_response_head_framing),
