@@ -19,6 +19,7 @@ the dumps) and notes.txt.
 """
 import os
 import re
+import statistics
 import sys
 
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
@@ -121,7 +122,61 @@ def read_rows(d):
                 # shows few requests and flattering percentiles
                 row["note"] = "; ".join(x for x in (note, "< 2 requests per connection: stalled?") if x)
             rows.append(row)
-    return rows
+    return merge_rounds(rows)
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def merge_rounds(rows):
+    """The tls section measures each proxy in rounds (shadow column "r1",
+    "r2"...). Returns rows with each (section, shape, target, conns) group of
+    rounds merged into one row at the place of its first round: medians of
+    req/s, p50, p99 and CPU µs/req, errors and requests summed, notes joined,
+    and "rounds" {round number: the round's row} for paired ratios."""
+    out, groups = [], {}
+    for r in rows:
+        m = re.fullmatch(r"r(\d+)", r["shadow"])
+        if not m:
+            out.append(r)
+            continue
+        key = (r["section"], r["shape"], r["target"], r["conns"])
+        if key not in groups:
+            groups[key] = {}
+            out.append(key)
+        groups[key][int(m.group(1))] = r
+    merged = []
+    for r in out:
+        if not isinstance(r, tuple):
+            merged.append(r)
+            continue
+        rounds = groups[r]
+        first = rounds[min(rounds)]
+        row = dict(first, shadow="-", rounds=rounds, mirror=None)
+        for k in ("rps", "p50", "p99", "cpu"):
+            row[k] = median(x[k] for x in rounds.values())
+        row["errors"] = sum(x["errors"] for x in rounds.values())
+        reqs = [x["requests"] for x in rounds.values()]
+        row["requests"] = None if None in reqs else sum(reqs)
+        notes = []
+        for n, x in sorted(rounds.items()):
+            if x["note"]:
+                notes.append("round %d: %s" % (n, x["note"]))
+        row["note"] = "; ".join(notes)
+        merged.append(row)
+    return merged
+
+
+def rps_ratio(r, ref):
+    """r's req/s over ref's: the median of the per-round ratios when both
+    were measured in the same rounds (each round's pair ran back to back),
+    else the plain ratio."""
+    a, b = r.get("rounds"), ref.get("rounds")
+    if a and b:
+        return median(ratio(a[n]["rps"], b[n]["rps"]) for n in sorted(set(a) & set(b)))
+    return ratio(r["rps"], ref["rps"])
 
 
 def find(rows, **key):
@@ -207,7 +262,7 @@ def table(rows):
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         refs = references(rows, r)
-        rps = [fmt_ratio(ratio(r["rps"], ref["rps"]), label) for ref, label in refs]
+        rps = [fmt_ratio(rps_ratio(r, ref), label) for ref, label in refs]
         p99 = [fmt_ratio(ratio(r["p99"], ref["p99"]), label) for ref, label in refs]
         target = {"nginx-mirror": "nginx+mirror"}.get(r["target"], r["target"])
         cells = [r["section"], r["shape"], target, SHADOW_NAMES.get(r["shadow"], r["shadow"]),
@@ -273,16 +328,21 @@ def goals(rows):
             ng = find(rows, section="tls", target="nginx", shape=shape, conns=conns)
             if not (st and ng):
                 continue
-            v = ratio(st["rps"], ng["rps"])
+            v = rps_ratio(st, ng)
             if v is None:
                 out.append("- tls req/s, %s, c%d: FAIL (no measurement: %s)"
                            % (shape, conns, st["note"] or ng["note"] or "wrk gave no figure"))
                 continue
             cpu = ratio(st["cpu"], ng["cpu"])
-            out.append("- tls req/s, %s, c%d: shadowtee / nginx, both terminating TLS = %.2f (goal ≥ %.2f): %s; "
+            per_round = ""
+            if st.get("rounds") and ng.get("rounds"):
+                common = sorted(set(st["rounds"]) & set(ng["rounds"]))
+                per_round = " (median of %d rounds: %s)" % (len(common), ", ".join(
+                    fmt(ratio(st["rounds"][n]["rps"], ng["rounds"][n]["rps"]), "%.2f") for n in common))
+            out.append("- tls req/s, %s, c%d: shadowtee / nginx, both terminating TLS = %.2f%s (goal ≥ %.2f): %s; "
                        "CPU µs/req %s vs %s%s"
-                       % (shape, conns, v, TLS_GOAL, verdict(v >= TLS_GOAL, st, ng), fmt(st["cpu"], "%.1f"),
-                          fmt(ng["cpu"], "%.1f"), "" if cpu is None else " (%.2f×)" % cpu))
+                       % (shape, conns, v, per_round, TLS_GOAL, verdict(v >= TLS_GOAL, st, ng),
+                          fmt(st["cpu"], "%.1f"), fmt(ng["cpu"], "%.1f"), "" if cpu is None else " (%.2f×)" % cpu))
     mirror = find(rows, section="cmp", shadow="mirror")
     for key, what in (("compare", "comparison"), ("redis", "comparison + Redis")):
         other = find(rows, section="cmp", shadow=key)

@@ -85,11 +85,16 @@ tls_nginx() {
 }
 
 # tls_shape SHAPE PROXY_CPUS WRK_CPUS WORKERS: like core_shape in run.sh
-# (same upstream, same pinning, same wrk runs at c32 and c4), the proxies
-# over https. Uses run.sh's next_port, ST, ST_OK, ST_WHY, ST_COMMON, BODY.
+# (same upstream, same pinning, wrk at c32 and c4), the proxies over https.
+# Each connection count is measured in TLS_ROUNDS rounds of TLS_ROUND_SECS,
+# shadowtee and nginx back to back in each round, the order flipped every
+# round, so slow changes in the machine's load hit both alike; report.py
+# pairs them by round (rows "rN" in the shadow column of results.tsv).
+# Uses run.sh's next_port, ST, ST_OK, ST_WHY, ST_COMMON, BODY.
 tls_shape() {
     local shape=$1 cpus=$2 wrk_cpus=$3 workers=$4
-    local up_port st_port st_admin ng_port up_pid st_pid=- ng_pid c
+    local up_port st_port st_admin ng_port up_pid st_pid=- ng_pid c r
+    local BENCH_SECS=$TLS_ROUND_SECS # read by bench_measure
     next_port; up_port=$NEXT_PORT
     next_port; st_port=$NEXT_PORT
     next_port; st_admin=$NEXT_PORT
@@ -118,8 +123,15 @@ tls_shape() {
         bench_note "tls: nginx negotiates $(tls_session "$ng_port" "$TLS_CERT")"
     fi
     for c in 32 4; do
-        [ "$st_pid" = - ] || bench_measure tls "$shape" shadowtee - "$c" "https://127.0.0.1:$st_port/" "$st_pid"
-        bench_measure tls "$shape" nginx - "$c" "https://127.0.0.1:$ng_port/" "$ng_pid"
+        for ((r = 1; r <= TLS_ROUNDS; r++)); do
+            if [ $((r % 2)) = 0 ]; then
+                bench_measure tls "$shape" nginx "r$r" "$c" "https://127.0.0.1:$ng_port/" "$ng_pid"
+            fi
+            [ "$st_pid" = - ] || bench_measure tls "$shape" shadowtee "r$r" "$c" "https://127.0.0.1:$st_port/" "$st_pid"
+            if [ $((r % 2)) = 1 ]; then
+                bench_measure tls "$shape" nginx "r$r" "$c" "https://127.0.0.1:$ng_port/" "$ng_pid"
+            fi
+        done
     done
     bench_stop "$ng_pid"
     [ "$st_pid" = - ] || bench_stop "$st_pid"
@@ -128,7 +140,11 @@ tls_shape() {
 }
 
 # tls_section: the certificate in BENCH_WORK, then both shapes.
+# BENCH_TLS_ROUNDS (default 3) rounds of half BENCH_SECS each (rounded up).
 tls_section() {
+    TLS_ROUNDS=${BENCH_TLS_ROUNDS:-3}
+    [[ $TLS_ROUNDS =~ ^[1-9][0-9]?$ ]] || bench_die "BENCH_TLS_ROUNDS must be 1 to 99, got '$TLS_ROUNDS'"
+    TLS_ROUND_SECS=$(((BENCH_SECS + 1) / 2))
     if ! command -v openssl >/dev/null; then
         bench_skip tls "the openssl CLI is missing (apt-get install openssl)"
         return 0
@@ -138,6 +154,7 @@ tls_section() {
         return 0
     fi
     bench_note "tls: one EC P-256 key and self-signed certificate (SAN IP:127.0.0.1, openssl req) for shadowtee and nginx; ssl_protocols TLSv1.2 TLSv1.3 in nginx; the upstream behind both is plain HTTP; wrk (linked with $(ldd "$(command -v wrk)" 2>/dev/null | awk '/libssl/{print $1; exit}')) keeps its connections alive: one full handshake per connection per wrk run (32 or 4 per measured run, against tens of thousands of requests)"
+    bench_note "tls: $TLS_ROUNDS rounds of ${TLS_ROUND_SECS}s (+${BENCH_WARMUP_SECS}s warm-up) per proxy and connection count, shadowtee and nginx back to back, order flipped each round; a tls row gives the median of its rounds, its req/s ratio the median of the per-round ratios"
     tls_shape unpinned - "" 2
     tls_shape sidecar 0 1 1
 }
