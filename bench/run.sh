@@ -110,6 +110,10 @@ if [ -x "$ST_BUILT" ]; then
     st_from="commit $(git -C "$ROOT" log -1 --format=%h 2>/dev/null || echo '?')"
     st_dirty=$(git -C "$ROOT" status --porcelain -- proxy include comparator 2>/dev/null | wc -l)
     [ "$st_dirty" = 0 ] || st_from="$st_from + $st_dirty uncommitted files in proxy/ include/ comparator/"
+    st_last=$(git -C "$ROOT" log -1 --format=%ct -- proxy include comparator 2>/dev/null || echo 0)
+    if [ "$(stat -c %Y "$ST_BUILT")" -lt "${st_last:-0}" ]; then
+        st_from="$st_from; the binary is older than the last commit to proxy/ include/ comparator/ (run make)"
+    fi
     bench_note "shadowtee: copy of $ST_BUILT (built $(date -u -r "$ST_BUILT" +%H:%M:%SZ), sha256 $(sha256sum "$ST" | cut -c1-12)); tree at $st_from; last proxy/ commit $(git -C "$ROOT" log -1 --format='%h %cd' --date=short -- proxy 2>/dev/null || echo '?')"
 else
     ST_WHY="$ST_BUILT is not built (make)"
