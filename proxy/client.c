@@ -9,6 +9,7 @@
  */
 #include "client.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,9 +287,8 @@ static int flush(st_client_t *c, int dir)
     st_tls_t *tls =
         dir == DIR_UP ? (c->up ? st_upconn_tls(c->up) : NULL) : (c->tls_on ? &c->tls : NULL);
     if (tls) { /* encrypt: the plaintext sources are free again right away */
-        int rc = 0;
-        for (int i = 0; i < b->n && rc == 0; i++)
-            rc = st_tls_encrypt(tls, b->iov[i].base, b->iov[i].len);
+        int rc =
+            st_tls_encrypt_iov(tls, b->iov, (size_t)b->n, c->w->tls_wscratch, ST_TLS_RECORD_MAX);
         b->n = b->nframes = 0;
         char *out;
         long n = rc == 0 ? st_tls_take_output(tls, &out) : -1;
@@ -392,7 +392,8 @@ static void tls_close_notify(st_client_t *c)
 static void client_close(st_client_t *c, const char *why)
 {
     if (c->closing) return;
-    tls_close_notify(c);
+    if (c->resp != R_BODY)
+        tls_close_notify(c); /* never for a cut response: it would look complete */
     st_debug("msg=\"client closed\" reason=%s state=%s", why, cstate_names[c->state]);
     drop_exchange(c);
     c->closing = 1;
@@ -534,12 +535,27 @@ static int te_is_chunked(const st_http_msg_t *m)
     return n == 1;
 }
 
+/* An incoming x-request-id is kept only when it is a plain token: it goes
+ * into logs, Redis samples and both upstreams. Otherwise one is generated. */
+static int rid_is_safe(const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (!isalnum(ch) && !strchr("._:/+=-", ch)) return 0;
+    }
+    return n > 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     st_client_t *c = p->data;
     const st_config_t *cfg = c->w->cfg;
     st_http_on_headers_complete(&c->req);
     c->method = llhttp_get_method(p);
+    if (llhttp_get_http_major(p) != 1) { /* HTTP/2.0 in text framing, HTTP/0.9 ... */
+        c->req.bad = 505;
+        return HPE_USER;
+    }
     size_t ulen = c->req.url_len < sizeof(c->url) ? c->req.url_len : sizeof(c->url) - 1;
     for (size_t i = 0; i < ulen; i++)
         c->url[i] = c->req.url[i] == '"' ? '\'' : c->req.url[i];
@@ -550,7 +566,8 @@ static int on_headers_complete(llhttp_t *p)
     c->chunked_in = (p->flags & F_CHUNKED) != 0;
     c->has_body = c->chunked_in || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
     c->expect = c->req.expect_continue && c->minor >= 1 && c->has_body;
-    if (c->req.xrid >= 0 && c->req.hdr[c->req.xrid].value_len < sizeof(c->rid)) {
+    if (c->req.xrid >= 0 && c->req.hdr[c->req.xrid].value_len < sizeof(c->rid) &&
+        rid_is_safe(c->req.hdr[c->req.xrid].value, c->req.hdr[c->req.xrid].value_len)) {
         const st_header_t *h = &c->req.hdr[c->req.xrid];
         memcpy(c->rid, h->value, h->value_len);
         c->rid[h->value_len] = '\0';
@@ -703,6 +720,7 @@ static int on_res_headers_complete(llhttp_t *p)
     st_client_t *c = p->data;
     int status = llhttp_get_status_code(p);
     if (status < 100 || status > 599) return HPE_USER; /* not a 3-digit code: 502 */
+    if (status == 101 && !c->upgrade) return HPE_USER; /* a switch nobody asked for: 502 */
     const char *codings = NULL; /* transfer codings besides chunked, kept for the client */
     size_t codings_len = 0;
     if ((p->flags & F_TRANSFER_ENCODING) && !te_is_chunked(&c->res)) {
@@ -1022,10 +1040,9 @@ static void finish_exchange(st_client_t *c)
         st_upconn_release(u, reusable);
     }
     if (c->mirror) { /* like the shadow's: request complete -> response complete, not the client's
-                        pace */
-        uint64_t done = c->t_resp_done ? c->t_resp_done : uv_hrtime();
-        st_tee_primary_done(c->mirror, c->t_sent != 0,
-                            c->t_sent ? (double)(done - c->t_sent) / 1e9 : 0);
+                        pace */        /* an answer that completed before the request did has no comparable latency */
+        int ok = c->t_sent != 0 && c->t_resp_done >= c->t_sent;
+        st_tee_primary_done(c->mirror, ok, ok ? (double)(c->t_resp_done - c->t_sent) / 1e9 : 0);
         c->mirror = NULL;
         c->cap = NULL;
     }

@@ -503,12 +503,21 @@ static int validate(st_config_t *cfg, char *err, size_t errlen)
         memset(&ra, 0, sizeof(ra));
         snprintf(ra.host, sizeof(ra.host), "%s", cfg->redis_host);
         ra.port = cfg->redis_port;
-        if (resolve(&ra, "redis", 0, err, errlen) != 0) return -1;
+        if (resolve(&ra, "redis", 0, err, errlen) != 0) {
+            /* statistics must never keep the stable path from starting: hiredis
+             * resolves the name itself on each (re)connect instead */
+            st_warn("msg=\"redis host not resolvable at start-up, statistics will retry\" "
+                    "detail=\"%s\"",
+                    err);
+            snprintf(cfg->redis_ip, sizeof(cfg->redis_ip), "%.63s", cfg->redis_host);
+            goto redis_done;
+        }
         void *ip = ra.sa.ss_family == AF_INET6 ? (void *)&((struct sockaddr_in6 *)&ra.sa)->sin6_addr
                                                : (void *)&((struct sockaddr_in *)&ra.sa)->sin_addr;
         if (!inet_ntop(ra.sa.ss_family, ip, cfg->redis_ip, sizeof(cfg->redis_ip)))
             return fail(err, errlen, "--redis: cannot use the address of '%s'", cfg->redis_host);
     }
+redis_done:
     if (!cfg->tls_cert[0] != !cfg->tls_key[0])
         return fail(err, errlen, "--tls-cert and --tls-key go together");
     const char *files[][2] = {{cfg->tls_cert, "--tls-cert"},

@@ -130,7 +130,7 @@ static void on_worker_done(uv_async_t *a)
     int done = 0;
     for (int i = 0; i < m->app.nworkers; i++) {
         /* a worker signals after its loop returned; its wake handle is closed then */
-        if (uv_is_closing((uv_handle_t *)&m->app.workers[i].wake)) done++;
+        if (atomic_load(&m->app.workers[i].finished)) done++;
     }
     if (done < m->app.nworkers || m->finished) return;
     m->finished = 1;

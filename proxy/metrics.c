@@ -26,6 +26,8 @@ static const char *const class_names[6] = {"other", "1xx", "2xx", "3xx", "4xx", 
 
 void st_hist_observe(st_hist_t *h, double seconds)
 {
+    if (!(seconds >= 0)) seconds = 0; /* NaN or negative: a bug upstream must not wrap the sums */
+    if (seconds > 1e6) seconds = 1e6;
     int i = 0;
     while (i < ST_HIST_BUCKETS - 1 && seconds > bounds[i])
         i++;

@@ -447,6 +447,7 @@ static int leg_on_headers_complete(llhttp_t *p)
 {
     st_leg_t *leg = p->data;
     int status = llhttp_get_status_code(p);
+    if (status == 101) return -1; /* a mirror never asks for an upgrade: protocol error */
     if (status >= 100 && status < 200) return 1; /* interim: no body */
     leg->in_body = 1;
     leg->cap.status = status;

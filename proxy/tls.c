@@ -252,6 +252,29 @@ int st_tls_encrypt(st_tls_t *t, const char *data, size_t len)
     return 0;
 }
 
+int st_tls_encrypt_iov(st_tls_t *t, const uv_buf_t *iov, size_t n, char *scratch,
+                       size_t scratch_len)
+{
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = iov[i].base;
+        size_t len = iov[i].len;
+        if (len >= scratch_len) { /* a large piece goes as is, after what is gathered */
+            if ((used && st_tls_encrypt(t, scratch, used) != 0) || st_tls_encrypt(t, p, len) != 0)
+                return -1;
+            used = 0;
+            continue;
+        }
+        if (used + len > scratch_len) {
+            if (st_tls_encrypt(t, scratch, used) != 0) return -1;
+            used = 0;
+        }
+        memcpy(scratch + used, p, len);
+        used += len;
+    }
+    return used ? st_tls_encrypt(t, scratch, used) : 0;
+}
+
 long st_tls_take_output(st_tls_t *t, char **out)
 {
     size_t n = BIO_ctrl_pending(t->wbio);

@@ -72,6 +72,11 @@ long st_tls_read(st_tls_t *t, char *buf, size_t len);
 int st_tls_has_input(const st_tls_t *t);
 /* Encrypts plaintext into the write BIO. 0 or -1. */
 int st_tls_encrypt(st_tls_t *t, const char *data, size_t len);
+#define ST_TLS_RECORD_MAX 16384
+/* Encrypts iovecs, coalescing small pieces through scratch (scratch_len
+ * bytes) so a head and a short body become one TLS record, not one each. */
+int st_tls_encrypt_iov(st_tls_t *t, const uv_buf_t *iov, size_t n, char *scratch,
+                       size_t scratch_len);
 /* Moves what the write BIO holds into a new malloc'ed buffer the caller owns.
  * Returns its length (0: nothing, *out NULL) or -1 (ENOMEM). */
 long st_tls_take_output(st_tls_t *t, char **out);

@@ -150,7 +150,7 @@ static void tls_on_read(st_upconn_t *u, const char *data, size_t len);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     st_upconn_t *u = s->data;
-    if (nread > 0) u->got_bytes = 1;
+    if (nread > 0 && !u->pool->tls_ctx) u->got_bytes = 1; /* TLS: set when plaintext arrives */
     if (nread > 0 && u->pool->tls_ctx) {
         tls_on_read(u, buf->base, (size_t)nread);
         return;
@@ -158,6 +158,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0) return;
     if (nread < 0) {
         st_upconn_trim(u);
+        /* over TLS only a close_notify ends a close-delimited body (RFC 9112
+         * 9.8); a bare FIN is a truncation */
+        if (nread == UV_EOF && u->pool->tls_ctx && u->tls.ssl &&
+            !(SSL_get_shutdown(u->tls.ssl) & SSL_RECEIVED_SHUTDOWN))
+            nread = UV_ECONNRESET;
         fail(u, nread == UV_EOF       ? ST_UPFAIL_EOF
                 : nread == UV_ENOBUFS ? ST_UPFAIL_PROTOCOL
                                       : ST_UPFAIL_RESET);
@@ -279,6 +284,7 @@ static void tls_pump(st_upconn_t *u)
             return;
         }
         u->rb.filled += (size_t)n;
+        u->got_bytes = 1;
         u->ops->on_data(u->owner, u);
     }
     u->pumping = 0;
@@ -319,9 +325,8 @@ int st_upconn_write(st_upconn_t *u, uv_write_t *req, const uv_buf_t *bufs, unsig
 {
     *owned = NULL;
     if (!u->pool->tls_ctx) return uv_write(req, (uv_stream_t *)&u->tcp, bufs, nbufs, cb);
-    for (unsigned i = 0; i < nbufs; i++)
-        if (bufs[i].len && st_tls_encrypt(&u->tls, bufs[i].base, bufs[i].len) != 0)
-            return UV_EPROTO;
+    if (st_tls_encrypt_iov(&u->tls, bufs, nbufs, u->pool->w->tls_wscratch, ST_TLS_RECORD_MAX) != 0)
+        return UV_EPROTO;
     char *out;
     long n = st_tls_take_output(&u->tls, &out);
     if (n < 0) return UV_ENOMEM;
@@ -422,9 +427,15 @@ int st_pool_connect(st_pool_t *p, void *owner, const st_upstream_ops_t *ops, st_
  * be empty, or the next client would read this one's bytes. */
 static int tls_empty(st_upconn_t *u)
 {
-    if (!st_tls_has_input(&u->tls)) return 1;
+    SSL *ssl = u->tls.ssl;
+    /* SSL_has_pending also sees a partial record already moved into OpenSSL's
+     * record buffer, which SSL_pending does not count */
+    if (!SSL_has_pending(ssl) && BIO_ctrl_pending(u->tls.rbio) == 0) return 1;
     char probe;
-    return st_tls_read(&u->tls, &probe, 1) == 0; /* session tickets decrypt to nothing */
+    if (st_tls_read(&u->tls, &probe, 1) != 0) return 0; /* data, close_notify or error */
+    /* session tickets decrypt to nothing and leave both buffers empty; the
+     * head of a surplus record does not */
+    return !SSL_has_pending(ssl) && BIO_ctrl_pending(u->tls.rbio) == 0;
 }
 
 void st_upconn_release(st_upconn_t *u, int reusable)

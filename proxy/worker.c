@@ -48,6 +48,9 @@ void st_worker_maybe_done(st_worker_t *w)
     if (!(w->draining || w->stopping) || finishing(w)) return;
     if (w->nclients > 0 || !st_list_empty(&w->mirrors)) return;
     w->stopping = 2; /* finishing: released upstream connections close */
+    st_pool_t *pools[] = {&w->shadow_pool, &w->noise_pool};
+    for (size_t i = 0; i < 2; i++) /* a name lookup must not hold the drain */
+        if (pools[i]->resolving) uv_cancel((uv_req_t *)&pools[i]->gai);
     st_pool_close_idle(&w->primary_pool);
     st_pool_close_idle(&w->shadow_pool);
     st_pool_close_idle(&w->noise_pool);
@@ -146,7 +149,8 @@ int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, const st_rule
     w->tls_server = tls->server;
     if (tls->server || tls->primary || tls->shadow || tls->noise) {
         w->tls_scratch = malloc(ST_RBUF_SIZE);
-        if (!w->tls_scratch) return UV_ENOMEM;
+        w->tls_wscratch = malloc(ST_TLS_RECORD_MAX);
+        if (!w->tls_scratch || !w->tls_wscratch) return UV_ENOMEM;
     }
     if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
         w->rng = uv_hrtime() ^ ((uint64_t)(id + 1) << 32) ^ 0x9E3779B97F4A7C15ULL;
@@ -173,6 +177,7 @@ static void worker_main(void *arg)
 {
     st_worker_t *w = arg;
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    atomic_store(&w->finished, 1);
     uv_async_send(w->done_async);
 }
 
@@ -207,6 +212,7 @@ void st_worker_join(st_worker_t *w)
     for (size_t i = 0; i < 3; i++)
         if (pools[i]->tls_session) SSL_SESSION_free(pools[i]->tls_session);
     free(w->tls_scratch);
+    free(w->tls_wscratch);
     free(w->wfree);
     st_rpool_deinit(&w->rpool);
     if (w->endpoints) st_endpoint_set_free(w->endpoints);

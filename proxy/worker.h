@@ -36,6 +36,7 @@ typedef struct st_worker {
     int listener_open;
     uv_async_t wake;        /* main -> worker: look at cmd */
     _Atomic int cmd;        /* enum st_worker_cmd */
+    _Atomic int finished;   /* set by the worker thread when its loop has returned */
     uv_async_t *done_async; /* worker -> main: this worker finished */
     int draining;
     int stopping;
@@ -43,6 +44,7 @@ typedef struct st_worker {
     st_metrics_t metrics;
     st_rpool_t rpool;    /* ST_RBUF_SIZE read buffers */
     st_wbatch_t **wfree; /* free list of heap write batches */
+    char *tls_wscratch;  /* ST_TLS_RECORD_MAX bytes: gathers small writes into one TLS record */
     char
         *tls_scratch; /* ST_RBUF_SIZE ciphertext buffer for TLS reads (alloc -> read -> callback) */
     st_tls_server_t *tls_server; /* --tls-cert listener context, NULL: plain HTTP */

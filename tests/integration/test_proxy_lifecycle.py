@@ -159,11 +159,11 @@ def test_active_connections_gauge(shadowtee, upstream):
     try:
         for c in conns:
             assert c.request("GET", "/").status == 200
-        assert wait_for(lambda: active() - base >= 3, timeout=3), (base, active())
+        assert wait_for(lambda: active() - base >= 3, timeout=10), (base, active())
     finally:
         for c in conns:
             c.close()
-    assert wait_for(lambda: active() <= base, timeout=3), (base, active())
+    assert wait_for(lambda: active() <= base, timeout=10), (base, active())
 
 
 def test_metrics_text_parses_without_duplicates(shadowtee, upstream):
