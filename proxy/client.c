@@ -843,12 +843,7 @@ static void up_on_data(void *owner, st_upconn_t *u)
         arm(c, c->w->cfg->idle_timeout_ms);
         return;
     }
-    const char *start = u->rb.base + u->rb.parsed;
-    size_t len = u->rb.filled - u->rb.parsed;
-    llhttp_errno_t err = llhttp_execute(&u->parser, start, len);
-    const char *pos = err == HPE_OK ? start + len : llhttp_get_error_pos(&u->parser);
-    u->rb.parsed += (size_t)(pos - start);
-    if (err == HPE_PAUSED) llhttp_resume(&u->parser);
+    llhttp_errno_t err = st_http_execute(&u->parser, &u->rb);
     if (err != HPE_OK && err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
         if (c->write_failed & (1 << DIR_CL)) { /* the client went away, the primary is fine */
             client_close(c, "client_write_error");
@@ -1165,12 +1160,7 @@ static void client_process(st_client_t *c)
             reply_error(c, 400, "bare_lf");
             return;
         }
-        const char *start = c->rb.base + c->rb.parsed;
-        size_t len = c->rb.filled - c->rb.parsed;
-        llhttp_errno_t err = llhttp_execute(&c->parser, start, len);
-        const char *pos = err == HPE_OK ? start + len : llhttp_get_error_pos(&c->parser);
-        c->rb.parsed += (size_t)(pos - start);
-        if (err == HPE_PAUSED) llhttp_resume(&c->parser);
+        llhttp_errno_t err = st_http_execute(&c->parser, &c->rb);
         if (c->up && c->state != C_HEAD && flush(c, DIR_UP) != 0) {
             upstream_failed(c, ST_UPFAIL_RESET);
             return;

@@ -5,6 +5,17 @@
 #include <stdio.h>
 #include <string.h>
 
+llhttp_errno_t st_http_execute(llhttp_t *p, st_rbuf_t *rb)
+{
+    const char *start = rb->base + rb->parsed;
+    size_t len = rb->filled - rb->parsed;
+    llhttp_errno_t err = llhttp_execute(p, start, len);
+    const char *pos = err == HPE_OK ? start + len : llhttp_get_error_pos(p);
+    rb->parsed += (size_t)(pos - start);
+    if (err == HPE_PAUSED) llhttp_resume(p);
+    return err;
+}
+
 int st_http_name_eq(const char *a, size_t alen, const char *lower)
 {
     size_t n = strlen(lower);

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <llhttp.h>
+
 #include "buf.h"
 #include "shadowtee/comparator.h" /* st_header_t */
 
@@ -126,6 +128,11 @@ const char *st_http_reason(int status);
 /* Host with "-shadow" inserted before any port; IP literals unchanged.
  * Writes into out (NUL-terminated), returns the length or -1 if too long. */
 int st_http_shadow_host(const char *host, size_t len, char *out, size_t outlen);
+
+/* Runs the parser over rb's unparsed bytes, advances rb->parsed to where it
+ * stopped, and resumes it when a callback paused it (the caller acts on the
+ * pause; the next call goes on from there). Returns llhttp's errno. */
+llhttp_errno_t st_http_execute(llhttp_t *p, st_rbuf_t *rb);
 
 /* Case-insensitive equality of a span and a NUL-terminated lower-case name. */
 int st_http_name_eq(const char *a, size_t alen, const char *lower);

@@ -485,13 +485,8 @@ static const llhttp_settings_t leg_settings = {
 static void leg_on_data(void *owner, st_upconn_t *u)
 {
     st_leg_t *leg = owner;
-    const char *start = u->rb.base + u->rb.parsed;
-    size_t len = u->rb.filled - u->rb.parsed;
-    llhttp_errno_t err = llhttp_execute(&u->parser, start, len);
-    const char *pos = err == HPE_OK ? start + len : llhttp_get_error_pos(&u->parser);
-    u->rb.parsed += (size_t)(pos - start);
+    llhttp_errno_t err = st_http_execute(&u->parser, &u->rb);
     if (err == HPE_PAUSED) {
-        llhttp_resume(&u->parser);
         leg_done(leg, NULL, llhttp_should_keep_alive(&u->parser));
         return;
     }
