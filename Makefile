@@ -43,6 +43,7 @@ BINS += $(BUILD)/shadowtee-report
 endif
 
 .PHONY: all check unit integration asan valgrind bench demo deps install clean format format-check
+.SECONDARY: # keep the test objects (no "rm build/obj/..." after a run)
 all: $(BINS)
 
 $(BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
