@@ -193,30 +193,7 @@ void st_http_on_headers_complete(st_http_msg_t *m)
 
 int st_http_is_hop_by_hop(const char *name, size_t len)
 {
-    static const char *const hop[] = {"connection",      "keep-alive",        "te",
-                                      "trailer",         "transfer-encoding", "upgrade",
-                                      "proxy-connection"};
-    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-        if (st_http_name_eq(name, len, hop[i])) return 1;
-    return 0;
-}
-
-int st_http_connection_lists(const st_http_msg_t *m, const char *name, size_t len)
-{
-    for (size_t i = 0; i < m->nhdr; i++) {
-        const st_header_t *h = &m->hdr[i];
-        if (!st_http_name_eq(h->name, h->name_len, "connection")) continue;
-        const char *p = h->value, *end = h->value + h->value_len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-                p++;
-            const char *tok = p;
-            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
-                p++;
-            if (p > tok && span_caseeq(tok, (size_t)(p - tok), name, len)) return 1;
-        }
-    }
-    return 0;
+    return classify(name, len) == ST_H_HOP; /* one list: the classifier's */
 }
 
 const st_header_t *st_http_find(const st_http_msg_t *m, const char *name)

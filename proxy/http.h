@@ -74,8 +74,6 @@ void st_http_on_headers_complete(st_http_msg_t *m);
 
 /* 1 when the header is hop-by-hop per RFC 9110 7.6.1 (fixed list). */
 int st_http_is_hop_by_hop(const char *name, size_t len);
-/* 1 when a Connection header of m lists `name`. */
-int st_http_connection_lists(const st_http_msg_t *m, const char *name, size_t len);
 /* Value of the first header called name, or NULL. */
 const st_header_t *st_http_find(const st_http_msg_t *m, const char *name);
 
