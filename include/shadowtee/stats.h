@@ -30,7 +30,7 @@ typedef struct {
     int redis_db;                /* SELECT db, 0 */
     const char *service;         /* keys live under "shadowtee:{<service>}:" */
     uint64_t flush_interval_ms;  /* ~100 ms */
-    size_t max_backlog;          /* max buffered delta entries while Redis is away; beyond: dropped+counted */
+    size_t max_backlog;          /* delta entries buffered while Redis is away; beyond: dropped */
     size_t samples_per_endpoint; /* newest N divergent samples kept per endpoint */
     size_t sample_body_max;      /* bytes of each body kept in a sample */
     uint64_t bucket_ttl_s;       /* TTL of per-minute buckets */
@@ -42,15 +42,15 @@ typedef struct {
 void st_stats_config_init(st_stats_config_t *cfg);
 
 typedef struct {
-    const char *endpoint;     /* endpoint key (st_endpoint_key) */
-    const char *method;       /* NUL-terminated */
-    const char *path;         /* raw request path with query, NUL-terminated (kept in samples) */
-    const char *request_id;   /* x-request-id, NUL-terminated */
+    const char *endpoint;   /* endpoint key (st_endpoint_key) */
+    const char *method;     /* NUL-terminated */
+    const char *path;       /* raw request path with query, NUL-terminated (kept in samples) */
+    const char *request_id; /* x-request-id, NUL-terminated */
     st_verdict_t verdict;
     const st_diff_result_t *diff; /* NULL when verdict == ST_VERDICT_ERROR */
-    const char *shadow_error;     /* with ST_VERDICT_ERROR: "timeout", "connect", "reset", "tls", ... */
-    double primary_seconds;       /* primary latency; < 0 when unknown */
-    double shadow_seconds;        /* shadow latency; < 0 when unknown */
+    const char *shadow_error; /* with ST_VERDICT_ERROR: "timeout", "connect", "reset", "tls", ... */
+    double primary_seconds;   /* primary latency; < 0 when unknown */
+    double shadow_seconds;    /* shadow latency; < 0 when unknown */
     const st_response_t *primary; /* for samples; may be NULL */
     const st_response_t *shadow;  /* for samples; may be NULL */
     int64_t now_ms;               /* wall clock (ms since epoch) of the comparison */
