@@ -1187,10 +1187,7 @@ static void client_process(st_client_t *c)
             c->t_sent = uv_hrtime();
             disarm(c); /* the primary's response timer runs now; flush() arms the send timeout */
             if (c->up) st_upconn_set_timeout(c->up, c->w->cfg->upstream_timeout_ms);
-            if (c->mirror && st_tee_request_done(c->mirror) != 0) {
-                c->mirror = NULL;
-                c->cap = NULL;
-            }
+            if (c->mirror) st_tee_request_done(c->mirror);
             if (c->resp == R_DONE) {
                 finish_exchange(c);
                 return;

@@ -88,6 +88,8 @@ static const opt_t options[] = {
      "shadow connect timeout"},
     {"shadow-timeout", OPT_DUR, OFF(shadow_timeout_ms), 0, 1, 3600000, "3s",
      "shadow response timeout"},
+    {"shadow-eject-timeouts", OPT_INT, OFF(shadow_eject_timeouts), 0, 0, 1000000, "5",
+     "shadow response timeouts in a row that mark it down (0: never)"},
     {"shadow-max-inflight", OPT_INT, OFF(shadow_max_inflight), 0, 1, 1000000, "1024",
      "in-flight shadow requests per process"},
     {"mirror-memory-budget", OPT_SIZE, OFF(mirror_memory_budget), 0, 4096, 1e12, "64M",

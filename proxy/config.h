@@ -57,6 +57,7 @@ typedef struct st_config {
     uint64_t shadow_connect_timeout_ms;
     uint64_t shadow_timeout_ms;
     int shadow_max_inflight;     /* per process */
+    int shadow_eject_timeouts;   /* response timeouts in a row that mark the shadow down */
     size_t mirror_memory_budget; /* per process */
     int shadow_idle_conns;       /* per worker */
 

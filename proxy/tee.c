@@ -4,9 +4,13 @@
  *
  * Isolation rules, each enforced here and counted when it drops a copy:
  * a cap on mirrors in flight, a memory budget for buffered copies, a body
- * size limit, a shadow marked down after a failed connect (with backoff),
- * a bounded shadow pool, and a response timeout per leg. Shadow requests
- * are never retried. Nothing here writes to or waits on the client.
+ * size limit, a shadow marked down after a failed connect or a run of
+ * response timeouts (with backoff and one probe copy), a bounded shadow
+ * pool, and a response timeout per leg. Shadow requests are never retried.
+ * Nothing here writes to or waits on the client, and a complete copy is
+ * sent from the loop's prepare phase, after the client work of the turn
+ * that completed it: the shadow's socket writes and connects (and any
+ * reschedule they cause) come after the client's.
  */
 #include "tee.h"
 
@@ -41,12 +45,15 @@ typedef struct st_leg {
 
 struct st_mirror {
     st_worker_t *w;
-    st_list_t link; /* in w->mirrors */
-    st_sbuf_t head; /* mirror request head, completed at dispatch */
-    st_sbuf_t body; /* copy of the request body */
+    st_list_t link;  /* in w->mirrors */
+    st_list_t qlink; /* in w->tee_queue while queued */
+    st_sbuf_t head;  /* mirror request head, completed at dispatch */
+    st_sbuf_t body;  /* copy of the request body */
     int has_body;
     int method;
-    int dispatched;
+    int queued;     /* request complete, waiting in w->tee_queue to be sent */
+    int dispatched; /* the shadow leg was started */
+    int probe;      /* this copy probes a shadow marked down (see shadow_down) */
     int primary_done;
     int primary_ok;
     int compare;  /* capture and compare responses */
@@ -114,6 +121,8 @@ static void mirror_free(st_mirror_t *m)
     for (int i = 0; i < 2; i++)
         if (m->legs[i].writing) return; /* on_leg_written frees */
     st_list_remove(&m->link);
+    if (m->queued) st_list_remove(&m->qlink);
+    if (m->probe) w->shadow_probing = 0;
     w->mirrors_inflight--;
     w->mirror_mem -= m->mem;
     ST_ADD(w->metrics.mirror_bytes, -(uint64_t)m->mem);
@@ -130,7 +139,65 @@ static void mirror_free(st_mirror_t *m)
     st_worker_maybe_done(w);
 }
 
+/* ---- shadow health --------------------------------------------------------
+ * The shadow is marked down after a failed connect or TLS handshake, or
+ * after --shadow-eject-timeouts response timeouts in a row (a blackhole holds
+ * a connection and an in-flight slot per copy until its timeout, and each
+ * timed-out connection is closed and re-opened). While it is down copies are
+ * skipped as shadow_unavailable; once the backoff (250 ms, doubling to 8 s)
+ * has passed, one copy at a time probes it, and any shadow answer brings it
+ * back. Per worker, like everything else on the loop. */
+
+static int shadow_admits(st_worker_t *w, int *probe)
+{
+    *probe = 0;
+    if (w->shadow_backoff_ms == 0) return 1;
+    if (uv_now(&w->loop) < w->shadow_down_until || w->shadow_probing) return 0;
+    *probe = 1;
+    return 1;
+}
+
+static void shadow_down(st_worker_t *w, const char *why)
+{
+    uint64_t now = uv_now(&w->loop);
+    if (now < w->shadow_down_until) return; /* copies sent before it went down count once */
+    w->shadow_backoff_ms = w->shadow_backoff_ms ? w->shadow_backoff_ms * 2 : 250;
+    if (w->shadow_backoff_ms > 8000) w->shadow_backoff_ms = 8000;
+    w->shadow_down_until = now + w->shadow_backoff_ms;
+    st_info("msg=\"shadow marked down\" worker=%d reason=%s backoff_ms=%llu", w->id, why,
+            (unsigned long long)w->shadow_backoff_ms);
+}
+
+static void shadow_answered(st_worker_t *w)
+{
+    w->shadow_timeouts = 0;
+    if (w->shadow_backoff_ms == 0) return;
+    w->shadow_backoff_ms = 0;
+    w->shadow_down_until = 0;
+    st_info("msg=\"shadow up again\" worker=%d", w->id);
+}
+
 /* ---- decision ------------------------------------------------------------ */
+
+/* The in-flight cap, soft in its upper half: above half the cap a copy is
+ * skipped with a probability growing linearly to 1 at the cap. A hard cap
+ * lets a shadow with a steady latency synchronise the mirrors: each answer
+ * frees a slot that the next request takes at once, so the copies go out in
+ * the same bursts for as long as the load lasts (a burst of answers, then a
+ * burst of copies, each one shadow latency apart). Random early skips spread
+ * them over time at the same average rate. */
+int st_tee_over_cap(size_t inflight, size_t cap, uint64_t random)
+{
+    size_t half = cap / 2;
+    if (inflight >= cap) return 1;
+    if (inflight <= half) return 0;
+    return random % (cap - half) < inflight - half;
+}
+
+static int over_inflight_cap(st_worker_t *w)
+{
+    return st_tee_over_cap(w->mirrors_inflight, w->mirror_cap, st_worker_random(w));
+}
 
 static uint64_t fnv1a(const char *p, size_t n)
 {
@@ -173,11 +240,12 @@ st_mirror_t *st_tee_begin(st_worker_t *w, const st_tee_request_t *r)
         skip(w, ST_SKIP_SAMPLING);
         return NULL;
     }
-    if (w->draining || uv_now(&w->loop) < w->shadow_down_until) {
+    int probe;
+    if (w->draining || !shadow_admits(w, &probe)) {
         skip(w, ST_SKIP_SHADOW_UNAVAILABLE);
         return NULL;
     }
-    if (w->mirrors_inflight >= w->mirror_cap) {
+    if (over_inflight_cap(w)) {
         skip(w, ST_SKIP_INFLIGHT_CAP);
         return NULL;
     }
@@ -196,6 +264,8 @@ st_mirror_t *st_tee_begin(st_worker_t *w, const st_tee_request_t *r)
         return NULL;
     }
     m->w = w;
+    m->probe = probe;
+    w->shadow_probing |= probe;
     m->method = r->method;
     m->has_body = r->has_body;
     m->compare = w->stats != NULL;
@@ -349,7 +419,7 @@ out:
 
 static void maybe_finish(st_mirror_t *m)
 {
-    if (m->finished || m->starting || !m->primary_done) return;
+    if (m->finished || m->starting || m->queued || !m->primary_done) return;
     for (int i = 0; i < 2; i++)
         if (m->legs[i].active && !m->legs[i].done) return;
     m->finished = 1;
@@ -362,7 +432,7 @@ void st_tee_primary_done(st_mirror_t *m, int ok, double seconds)
     m->primary_done = 1;
     m->primary_ok = ok;
     m->primary.seconds = seconds;
-    if (!m->dispatched) { /* the request never completed: nothing was sent */
+    if (!m->dispatched && !m->queued) { /* nothing was sent, nor will be */
         m->finished = 1;
         mirror_free(m);
         return;
@@ -389,7 +459,12 @@ static void leg_done(st_leg_t *leg, const char *error, int reusable)
         leg->up = NULL;
     }
     if (leg->kind == LEG_SHADOW) {
+        if (m->probe) {
+            m->probe = 0;
+            w->shadow_probing = 0;
+        }
         if (!error) {
+            shadow_answered(w);
             ST_INC(w->metrics.shadow_responses[st_status_class(leg->cap.status)]);
             st_hist_observe(&w->metrics.shadow_duration, leg->cap.seconds);
         }
@@ -408,13 +483,16 @@ static void leg_fail(st_leg_t *leg, enum st_upfail why)
     int reason = why == ST_UPFAIL_EOF ? ST_SHERR_RESET : (int)why;
     if (leg->kind == LEG_SHADOW) {
         ST_INC(w->metrics.shadow_errors[reason]);
-        if (why == ST_UPFAIL_CONNECT ||
-            why == ST_UPFAIL_TLS) { /* mark the shadow down for a while */
-            w->shadow_backoff_ms = w->shadow_backoff_ms ? w->shadow_backoff_ms * 2 : 250;
-            if (w->shadow_backoff_ms > 8000) w->shadow_backoff_ms = 8000;
-            w->shadow_down_until = uv_now(&w->loop) + w->shadow_backoff_ms;
+        unsigned eject = (unsigned)w->cfg->shadow_eject_timeouts;
+        if (why == ST_UPFAIL_CONNECT || why == ST_UPFAIL_TLS) {
+            shadow_down(w, why == ST_UPFAIL_TLS ? "tls" : "connect");
             if (why == ST_UPFAIL_CONNECT)
                 st_pool_resolve(&w->shadow_pool); /* its address may have moved */
+        } else if (why == ST_UPFAIL_TIMEOUT) {
+            w->shadow_timeouts++;
+            if (leg->m->probe || (eject && w->shadow_timeouts >= eject)) shadow_down(w, "timeout");
+        } else {
+            shadow_answered(w); /* it answered, wrongly: compared as an error, not ejected */
         }
     }
     st_debug("msg=\"mirror leg failed\" leg=%s reason=%s request_id=%s",
@@ -544,7 +622,6 @@ static void leg_send(st_leg_t *leg)
 static void leg_on_ready(void *owner, st_upconn_t *u)
 {
     st_leg_t *leg = owner;
-    if (leg->kind == LEG_SHADOW) leg->m->w->shadow_backoff_ms = 0;
     leg_send(leg);
 }
 
@@ -571,21 +648,23 @@ static int leg_start(st_leg_t *leg, st_pool_t *pool)
     return 0;
 }
 
-int st_tee_request_done(st_mirror_t *m)
+/* Starts the legs of one complete copy. */
+static void dispatch(st_mirror_t *m)
 {
     st_worker_t *w = m->w;
-    if (m->has_body)
-        st_sbuf_appendf(&m->head, "Content-Length: %zu\r\n\r\n", m->body.len);
-    else
-        st_sbuf_append(&m->head, "\r\n", 2);
+    st_list_remove(&m->qlink);
+    m->queued = 0;
     m->starting = 1; /* a leg failing synchronously must not free m under us */
     st_leg_t *s = &m->legs[LEG_SHADOW];
     if (leg_start(s, &w->shadow_pool) != 0) {
         s->active = 0;
         skip(w, ST_SKIP_SHADOW_UNAVAILABLE);
-        m->finished = 1;
-        mirror_free(m);
-        return -1;
+        m->starting = 0;
+        if (m->primary_done) { /* else st_tee_primary_done frees it */
+            m->finished = 1;
+            mirror_free(m);
+        }
+        return;
     }
     m->dispatched = 1;
     ST_INC(w->metrics.mirror_requests);
@@ -599,9 +678,50 @@ int st_tee_request_done(st_mirror_t *m)
         }
     }
     m->starting = 0;
-    if (!m->primary_done) return 0;
     maybe_finish(m); /* an early primary answer already came: m may be gone */
-    return -1;
+}
+
+static void on_tee_prepare(uv_prepare_t *h)
+{
+    st_worker_t *w = h->data;
+    while (!st_list_empty(&w->tee_queue))
+        dispatch(st_list_entry(w->tee_queue.next, st_mirror_t, qlink));
+    uv_prepare_stop(h);
+}
+
+void st_tee_request_done(st_mirror_t *m)
+{
+    st_worker_t *w = m->w;
+    if (m->has_body)
+        st_sbuf_appendf(&m->head, "Content-Length: %zu\r\n\r\n", m->body.len);
+    else
+        st_sbuf_append(&m->head, "\r\n", 2);
+    m->queued = 1;
+    st_list_push(&w->tee_queue, &m->qlink);
+    if (!uv_is_active((uv_handle_t *)&w->tee_prepare))
+        uv_prepare_start(&w->tee_prepare, on_tee_prepare);
+}
+
+int st_tee_worker_init(st_worker_t *w)
+{
+    st_list_init(&w->tee_queue);
+    int rc = uv_prepare_init(&w->loop, &w->tee_prepare);
+    if (rc) return rc;
+    w->tee_prepare.data = w;
+    w->tee_prepare_open = 1;
+    return 0;
+}
+
+static void on_prepare_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+void st_tee_worker_close(st_worker_t *w)
+{
+    if (!w->tee_prepare_open) return;
+    w->tee_prepare_open = 0;
+    uv_close((uv_handle_t *)&w->tee_prepare, on_prepare_closed);
 }
 
 void st_tee_abort_all(st_worker_t *w)

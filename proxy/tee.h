@@ -55,11 +55,10 @@ st_mirror_t *st_tee_begin(struct st_worker *w, const st_tee_request_t *r);
  * copy was dropped (too large, memory budget): it is counted and freed and
  * the caller forgets the pointer. */
 int st_tee_body(st_mirror_t *m, const char *data, size_t len);
-/* The request is complete: the copy goes to the shadow (and noise replica).
- * Returns 0 while the mirror waits for the primary's response, or -1 when the
- * caller must forget the pointer (dropped and counted, e.g. the shadow pool is
- * full, or the primary's answer was already reported). */
-int st_tee_request_done(st_mirror_t *m);
+/* The request is complete: the copy is queued and goes to the shadow (and
+ * noise replica) before the loop next waits for I/O, after the client work
+ * of this turn. The caller keeps the pointer until st_tee_primary_done. */
+void st_tee_request_done(st_mirror_t *m);
 /* The client went away before its request was complete: drop the copy. */
 void st_tee_abort(st_mirror_t *m);
 
@@ -75,6 +74,17 @@ void st_capture_free(st_capture_t *c);
 void st_capture_header(st_capture_t *c, const char *name, size_t nlen, const char *value,
                        size_t vlen);
 void st_capture_body(st_capture_t *c, const char *data, size_t len, size_t max);
+
+/* The soft in-flight cap: 1 when a copy is to be skipped with `inflight`
+ * copies in flight under `cap`; `random` is a uniform 64-bit draw. Never
+ * below half the cap, always at the cap, in between with probability
+ * (inflight - cap/2) / (cap - cap/2). */
+int st_tee_over_cap(size_t inflight, size_t cap, uint64_t random);
+
+/* The worker's tee state (send queue and its prepare handle): init with the
+ * worker's loop, close when the worker finishes. */
+int st_tee_worker_init(struct st_worker *w);
+void st_tee_worker_close(struct st_worker *w);
 
 /* Drain support: drops mirrors whose legs have not finished (force stop). */
 void st_tee_abort_all(struct st_worker *w);

@@ -58,6 +58,7 @@ void st_worker_maybe_done(st_worker_t *w)
         uv_close((uv_handle_t *)&w->listener, on_closed_noop);
         w->listener_open = 0;
     }
+    st_tee_worker_close(w);
     if (w->stats)
         st_stats_close(w->stats, on_stats_closed, w);
     else
@@ -121,6 +122,8 @@ int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, const st_rule
     rc = uv_async_init(&w->loop, &w->wake, on_wake);
     if (rc) return rc;
     w->wake.data = w;
+    rc = st_tee_worker_init(w);
+    if (rc) return rc;
     rc = bind_listener(w);
     if (rc) {
         st_error("msg=\"cannot listen\" addr=%s err=\"%s\"", cfg->listen.authority,

@@ -58,11 +58,16 @@ typedef struct st_worker {
     size_t nclients;
     st_list_t mirrors; /* st_mirror_t alive (in flight or waiting for the primary) */
     size_t mirrors_inflight;
-    size_t mirror_mem;          /* bytes of mirror copies held */
-    size_t mirror_cap;          /* this worker's share of --shadow-max-inflight */
-    size_t mirror_mem_cap;      /* this worker's share of --mirror-memory-budget */
+    size_t mirror_mem;     /* bytes of mirror copies held */
+    size_t mirror_cap;     /* this worker's share of --shadow-max-inflight */
+    size_t mirror_mem_cap; /* this worker's share of --mirror-memory-budget */
+    st_list_t tee_queue;   /* st_mirror_t complete, sent by tee_prepare before the next poll */
+    uv_prepare_t tee_prepare;
+    int tee_prepare_open;
     uint64_t shadow_down_until; /* uv_now before which the shadow is treated as down */
-    uint64_t shadow_backoff_ms;
+    uint64_t shadow_backoff_ms; /* 0: the shadow is up; else its current backoff */
+    unsigned shadow_timeouts;   /* shadow response timeouts in a row */
+    int shadow_probing;         /* a probe copy is in flight to a shadow marked down */
 
     uint64_t rng;      /* xorshift64* state */
     st_stats_t *stats; /* comparison statistics + Redis sink, NULL without --shadow */

@@ -317,6 +317,28 @@ def test_inflight_cap_sheds_mirrors(shadowtee, upstream):
     assert metric(m, "shadowtee_mirror_requests_total") + capped == 10
 
 
+def test_inflight_cap_is_soft_in_its_upper_half(shadowtee, upstream):
+    # cap 16 on one worker: the first 8 copies always go out, the 9th to 16th
+    # each with a falling chance, never a 17th while they are all in flight
+    primary = upstream("fixed", body=b"p")
+    shadow = upstream("fixed", body=b"s", delay=3.0)
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr, shadow_max_inflight=16,
+                   shadow_timeout="10s")
+    with Conn(st.port) as c:
+        t0 = time.monotonic()
+        for i in range(60):
+            assert c.request("GET", "/%d" % i).body == b"p"
+        quick = time.monotonic() - t0 < 2.5  # all 60 while the first copies are in flight
+    m = metrics(st.admin_port)
+    sent = metric(m, "shadowtee_mirror_requests_total")
+    capped = metric(m, "shadowtee_mirror_skipped_total", reason="inflight_cap")
+    assert sent + capped == 60
+    assert sent >= 8 and metric(m, "shadowtee_mirror_inflight") <= 16
+    if quick:
+        assert sent <= 16, sent
+        assert metric(m, "shadowtee_mirror_inflight") == sent
+
+
 def test_shadow_connect_timeout_counted(shadowtee, upstream, blackhole_addr):
     primary = upstream("fixed", body=b"p")
     st = shadowtee(primary=primary.addr, shadow=blackhole_addr, shadow_connect_timeout="300ms")

@@ -52,6 +52,11 @@ static void test_shadow_defaults_to_100_percent(void **state)
                           "127.0.0.1:6000", "--mirror-percent", "12.5", NULL),
                      0);
     assert_true(cfg.mirror_percent == 12.5);
+    assert_int_equal(cfg.shadow_eject_timeouts, 5);
+    assert_int_equal(load(&cfg, NULL, err, sizeof(err), "--primary", "127.0.0.1:5000", "--shadow",
+                          "127.0.0.1:6000", "--shadow-eject-timeouts", "0", NULL),
+                     0);
+    assert_int_equal(cfg.shadow_eject_timeouts, 0);
 }
 
 static void test_env_and_flag_precedence(void **state)
@@ -135,6 +140,8 @@ static void test_invalid_values_give_one_message(void **state)
         {"--max-header-size", "1", "--max-header-size"},
         {"--redis", "redis://:pw@:0", "Redis"},
         {"--service", "a b", "--service"},
+        {"--shadow-eject-timeouts", "-1", "--shadow-eject-timeouts"},
+        {"--shadow-eject-timeouts", "x", "--shadow-eject-timeouts"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         err[0] = '\0';
