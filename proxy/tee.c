@@ -611,12 +611,12 @@ static void leg_send(st_leg_t *leg)
     uv_buf_t bufs[2] = {uv_buf_init(m->head.p, (unsigned)m->head.len),
                         uv_buf_init(m->body.p ? m->body.p : "", (unsigned)m->body.len)};
     leg->wreq.data = leg;
-    if (st_upconn_write(u, &leg->wreq, bufs, m->body.len ? 2 : 1, &leg->wbuf, on_leg_written) !=
-        0) {
+    int rc = st_upconn_write(u, &leg->wreq, bufs, m->body.len ? 2 : 1, &leg->wbuf, on_leg_written);
+    if (rc < 0) {
         leg_fail(leg, ST_UPFAIL_RESET);
         return;
     }
-    leg->writing = 1;
+    leg->writing = rc == 0; /* 1: all sent now, no callback */
 }
 
 static void leg_on_ready(void *owner, st_upconn_t *u)

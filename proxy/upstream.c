@@ -320,22 +320,51 @@ static void tls_on_read(st_upconn_t *u, const char *data, size_t len)
     if (u->state == ST_UP_ACTIVE && tls_flush(u) != 0) tls_failed(u);
 }
 
+/* uv_try_write, then uv_write for what the socket did not take: 1 when all
+ * went out now, 0 when the rest is queued, or a negative libuv error. */
+static int write_now_or_queue(uv_stream_t *s, uv_write_t *req, const uv_buf_t *bufs, unsigned nbufs,
+                              uv_write_cb cb)
+{
+    enum { MAX_BUFS = 8 };
+    if (nbufs > MAX_BUFS) return uv_write(req, s, bufs, nbufs, cb);
+    size_t total = 0;
+    for (unsigned i = 0; i < nbufs; i++)
+        total += bufs[i].len;
+    int n = uv_try_write(s, bufs, nbufs);
+    if (n == UV_EAGAIN) n = 0;
+    if (n < 0) return n;
+    if ((size_t)n == total) return 1;
+    uv_buf_t rest[MAX_BUFS]; /* uv_write copies the array; the bytes stay the caller's */
+    unsigned k = 0;
+    size_t skip = (size_t)n;
+    for (unsigned i = 0; i < nbufs; i++) {
+        if (skip >= bufs[i].len) {
+            skip -= bufs[i].len;
+            continue;
+        }
+        rest[k++] = uv_buf_init(bufs[i].base + skip, (unsigned)(bufs[i].len - skip));
+        skip = 0;
+    }
+    return uv_write(req, s, rest, k, cb);
+}
+
 int st_upconn_write(st_upconn_t *u, uv_write_t *req, const uv_buf_t *bufs, unsigned nbufs,
                     char **owned, uv_write_cb cb)
 {
+    uv_stream_t *s = (uv_stream_t *)&u->tcp;
     *owned = NULL;
-    if (!u->pool->tls_ctx) return uv_write(req, (uv_stream_t *)&u->tcp, bufs, nbufs, cb);
+    if (!u->pool->tls_ctx) return write_now_or_queue(s, req, bufs, nbufs, cb);
     if (st_tls_encrypt_iov(&u->tls, bufs, nbufs, u->pool->w->tls_wscratch, ST_TLS_RECORD_MAX) != 0)
         return UV_EPROTO;
     char *out;
     long n = st_tls_take_output(&u->tls, &out);
     if (n < 0) return UV_ENOMEM;
     uv_buf_t b = uv_buf_init(out ? out : "", (unsigned)n);
-    int rc = uv_write(req, (uv_stream_t *)&u->tcp, &b, 1, cb);
-    if (rc != 0)
-        free(out);
-    else
+    int rc = write_now_or_queue(s, req, &b, 1, cb);
+    if (rc == 0)
         *owned = out;
+    else
+        free(out);
     return rc;
 }
 

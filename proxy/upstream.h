@@ -121,9 +121,13 @@ void st_upconn_close(st_upconn_t *u);
 void st_upconn_set_timeout(st_upconn_t *u, uint64_t ms);
 void st_upconn_pause(st_upconn_t *u);  /* stop reading (backpressure) */
 void st_upconn_resume(st_upconn_t *u); /* start reading again */
-/* Writes bufs to the upstream: as is, or encrypted for TLS upstreams into one
- * buffer that the request owns (*owned, freed by the caller in cb). Returns
- * 0 or a negative libuv error. */
+/* Writes bufs to the upstream, as is or encrypted for TLS upstreams. What the
+ * socket takes at once goes out now; the rest is queued with req. Returns 1
+ * when everything went out now (cb is not called, *owned is NULL), 0 when a
+ * write is queued (cb follows; for TLS *owned is the ciphertext buffer the
+ * caller frees in cb), or a negative libuv error. A response can then be
+ * read, and the connection reused, before a queued write's callback ran only
+ * when the caller waits for it. */
 int st_upconn_write(st_upconn_t *u, uv_write_t *req, const uv_buf_t *bufs, unsigned nbufs,
                     char **owned, uv_write_cb cb);
 /* The TLS session of a TLS upstream connection, NULL for plain HTTP. */
