@@ -68,8 +68,12 @@ class Proc:
                 timeout = max(timeout, 60.0)
         self.p = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=self.errfile, env=e,
                                   stdin=subprocess.DEVNULL)
-        for port in wait_ports:
-            wait_port(port, timeout=timeout, proc=self.p)
+        try:
+            for port in wait_ports:
+                wait_port(port, timeout=timeout, proc=self.p)
+        except (RuntimeError, TimeoutError) as e:
+            raise type(e)("%s; %s stderr ends: %s" % (e, os.path.basename(self.argv[0]),
+                                                      self.stderr()[-600:])) from None
 
     @property
     def pid(self):
@@ -147,20 +151,27 @@ def shadowtee(procs):
         pass
 
     def start(primary, workers=1, extra=(), env=None, **flags):
-        r = Running()
-        r.port = free_port()
-        r.admin_port = free_port()
-        argv = [shadowtee_bin(), "--listen", "127.0.0.1:%d" % r.port, "--primary", primary,
-                "--admin", "127.0.0.1:%d" % r.admin_port, "--workers", str(workers)]
-        for k, v in flags.items():
-            flag = "--" + k.replace("_", "-")
-            if v is True:
-                argv.append(flag)
-            else:
-                argv += [flag, str(v)]
-        argv += list(extra)
-        r.proc = procs(argv, env=env, wait_ports=(r.port, r.admin_port), ours=True)
-        return r
+        # A port picked free can be taken before the proxy binds it (another
+        # socket's ephemeral port): then, and only then, pick new ones.
+        for attempt in range(3):
+            r = Running()
+            r.port = free_port()
+            r.admin_port = free_port()
+            argv = [shadowtee_bin(), "--listen", "127.0.0.1:%d" % r.port, "--primary", primary,
+                    "--admin", "127.0.0.1:%d" % r.admin_port, "--workers", str(workers)]
+            for k, v in flags.items():
+                flag = "--" + k.replace("_", "-")
+                if v is True:
+                    argv.append(flag)
+                else:
+                    argv += [flag, str(v)]
+            argv += list(extra)
+            try:
+                r.proc = procs(argv, env=env, wait_ports=(r.port, r.admin_port), ours=True)
+                return r
+            except RuntimeError as e:
+                if attempt == 2 or "address already in use" not in str(e):
+                    raise
 
     return start
 
