@@ -192,7 +192,7 @@ bench_measure() {
     local wrk=(timeout -k 5 $((BENCH_SECS + 30)) wrk -t "$threads" -c "$conns" --timeout 2s)
     [ -n "$BENCH_WRK_CPUS" ] && wrk=(taskset -c "$BENCH_WRK_CPUS" "${wrk[@]}")
     label="$section-$shape-$target${shadow#-}-c$conns"
-    [ "$shadow" = - ] || label="$section-$shape-$target-$shadow-c$conns"
+    [ "$shadow" = - ] || label="$section-$shape-$target-${shadow//\//-}-c$conns"
     file=$BENCH_OUT/wrk/$label.txt
     bench_log "run $label (${BENCH_WARMUP_SECS}s warm-up + ${BENCH_SECS}s)"
     "${wrk[@]}" -d "${BENCH_WARMUP_SECS}s" "$url" >/dev/null 2>&1 || true

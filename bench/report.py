@@ -26,6 +26,7 @@ UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
 P99_GOAL = 1.10  # client p99 with a slow/blackholed shadow vs no mirroring
 TEE_GOAL = 2.0   # shadowtee mirroring req/s vs nginx + mirror
 TLS_GOAL = 1.0   # shadowtee terminating TLS req/s vs nginx terminating TLS
+CORE_GOAL = 1.2  # shadowtee req/s vs nginx as a keep-alive reverse proxy (p99 at or below nginx's)
 
 SHADOW_NAMES = {"-": "", "none": "no mirroring", "fast": "fast", "slow": "slow (200 ms)",
                 "blackhole": "blackhole", "mirror": "fast, mirror only",
@@ -78,8 +79,10 @@ def parse_metrics(path):
 
 def mirror_share(d, base):
     """From shadowtee's /metrics before/after the measured run: the share of
-    requests that were mirrored, and of those skipped by reason. None when
-    the metrics are missing."""
+    requests that were mirrored, and of those skipped by reason, and shadow
+    errors per request (a leg that fails in the window may have been sent
+    before it, so this is not a share of the mirrored ones). None when the
+    metrics are missing."""
     m0 = parse_metrics(os.path.join(d, base + "0"))
     m1 = parse_metrics(os.path.join(d, base + "1"))
     if not m0 or not m1:
@@ -100,8 +103,7 @@ def mirror_share(d, base):
             if n > 0:
                 skipped[m.group(1)] = n / reqs
     errors = delta(lambda k: k.startswith("shadowtee_shadow_errors_total"))
-    return {"mirrored": mirrored / reqs, "skipped": skipped,
-            "shadow_errors": errors / mirrored if mirrored > 0 else 0.0}
+    return {"mirrored": mirrored / reqs, "skipped": skipped, "shadow_errors": errors / reqs}
 
 
 def read_rows(d):
@@ -130,23 +132,41 @@ def median(values):
     return statistics.median(values) if values else None
 
 
+def merge_mirror(rounds):
+    """The mirror shares of a group of rounds, weighted by each round's
+    requests (None when a round has none)."""
+    rs = list(rounds.values())
+    if any(x["mirror"] is None or not x["requests"] for x in rs):
+        return None
+    total = sum(x["requests"] for x in rs)
+    mirrored = sum(x["mirror"]["mirrored"] * x["requests"] for x in rs)
+    skipped = {}
+    for x in rs:
+        for reason, share in x["mirror"]["skipped"].items():
+            skipped[reason] = skipped.get(reason, 0.0) + share * x["requests"] / total
+    errors = sum(x["mirror"]["shadow_errors"] * x["requests"] for x in rs)
+    return {"mirrored": mirrored / total, "skipped": skipped, "shadow_errors": errors / total}
+
+
 def merge_rounds(rows):
-    """The tls section measures each proxy in rounds (shadow column "r1",
-    "r2"...). Returns rows with each (section, shape, target, conns) group of
-    rounds merged into one row at the place of its first round: medians of
-    req/s, p50, p99 and CPU µs/req, errors and requests summed, notes joined,
-    and "rounds" {round number: the round's row} for paired ratios."""
+    """core, tls and tee measure their targets in rounds, back to back in
+    each round (shadow column "rN", or "KIND/rN" in tee). Returns rows with
+    each (section, shape, target, kind, conns) group of rounds merged into
+    one row at the place of its first round: medians of req/s, p50, p99 and
+    CPU µs/req, errors and requests summed, mirror shares weighted by
+    requests, notes joined, and "rounds" {round number: the round's row} for
+    paired ratios."""
     out, groups = [], {}
     for r in rows:
-        m = re.fullmatch(r"r(\d+)", r["shadow"])
+        m = re.fullmatch(r"(?:([a-z]+)/)?r(\d+)", r["shadow"])
         if not m:
             out.append(r)
             continue
-        key = (r["section"], r["shape"], r["target"], r["conns"])
+        key = (r["section"], r["shape"], r["target"], m.group(1) or "-", r["conns"])
         if key not in groups:
             groups[key] = {}
             out.append(key)
-        groups[key][int(m.group(1))] = r
+        groups[key][int(m.group(2))] = r
     merged = []
     for r in out:
         if not isinstance(r, tuple):
@@ -154,7 +174,7 @@ def merge_rounds(rows):
             continue
         rounds = groups[r]
         first = rounds[min(rounds)]
-        row = dict(first, shadow="-", rounds=rounds, mirror=None)
+        row = dict(first, shadow=r[3], rounds=rounds, mirror=merge_mirror(rounds))
         for k in ("rps", "p50", "p99", "cpu"):
             row[k] = median(x[k] for x in rounds.values())
         row["errors"] = sum(x["errors"] for x in rounds.values())
@@ -177,6 +197,24 @@ def rps_ratio(r, ref):
     if a and b:
         return median(ratio(a[n]["rps"], b[n]["rps"]) for n in sorted(set(a) & set(b)))
     return ratio(r["rps"], ref["rps"])
+
+
+def p99_ratio(r, ref):
+    """Like rps_ratio, for p99."""
+    a, b = r.get("rounds"), ref.get("rounds")
+    if a and b:
+        return median(ratio(a[n]["p99"], b[n]["p99"]) for n in sorted(set(a) & set(b)))
+    return ratio(r["p99"], ref["p99"])
+
+
+def per_round(r, ref, key, spec="%.2f"):
+    """" (median of N rounds: a, b, c)" for paired rows, else ""."""
+    a, b = r.get("rounds"), ref.get("rounds")
+    if not (a and b):
+        return ""
+    common = sorted(set(a) & set(b))
+    return " (median of %d rounds: %s)" % (len(common), ", ".join(
+        fmt(ratio(a[n][key], b[n][key]), spec) for n in common))
 
 
 def find(rows, **key):
@@ -252,7 +290,7 @@ def fmt_mirror(r):
     for reason, share in sorted(m["skipped"].items(), key=lambda x: -x[1]):
         text += "; skipped %s %.1f%%" % (reason, 100 * share)
     if m["shadow_errors"] > 0:
-        text += "; shadow errors %.1f%%" % (100 * m["shadow_errors"])
+        text += "; shadow errors %s/s" % fmt(m["shadow_errors"] * r["rps"] if r["rps"] else None, "%.0f")
     return text
 
 
@@ -263,7 +301,7 @@ def table(rows):
     for r in rows:
         refs = references(rows, r)
         rps = [fmt_ratio(rps_ratio(r, ref), label) for ref, label in refs]
-        p99 = [fmt_ratio(ratio(r["p99"], ref["p99"]), label) for ref, label in refs]
+        p99 = [fmt_ratio(p99_ratio(r, ref), label) for ref, label in refs]
         target = {"nginx-mirror": "nginx+mirror"}.get(r["target"], r["target"])
         cells = [r["section"], r["shape"], target, SHADOW_NAMES.get(r["shadow"], r["shadow"]),
                  str(r["conns"]), fmt(r["rps"], "%.0f"), fmt(r["p50"], "%.3f"), fmt(r["p99"], "%.3f"),
@@ -293,6 +331,22 @@ def goals(rows):
     or blackholed shadow within 10% of no mirroring (c4, the latency case,
     and c32)."""
     out = []
+    for shape in ("unpinned", "sidecar"):
+        for conns in (32, 4):
+            st = find(rows, section="core", target="shadowtee", shape=shape, conns=conns)
+            ng = find(rows, section="core", target="nginx", shape=shape, conns=conns)
+            if not (st and ng):
+                continue
+            v, p = rps_ratio(st, ng), p99_ratio(st, ng)
+            if v is None or p is None:
+                out.append("- core, %s, c%d: FAIL (no measurement: %s)"
+                           % (shape, conns, st["note"] or ng["note"] or "wrk gave no figure"))
+                continue
+            out.append("- core req/s, %s, c%d: shadowtee / nginx = %.2f%s (goal ≥ %.1f) and p99 ratio "
+                       "%.2f%s (goal ≤ 1.00): %s; CPU µs/req %s vs %s"
+                       % (shape, conns, v, per_round(st, ng, "rps"), CORE_GOAL, p,
+                          per_round(st, ng, "p99"), verdict(v >= CORE_GOAL and p <= 1.0, st, ng),
+                          fmt(st["cpu"], "%.1f"), fmt(ng["cpu"], "%.1f")))
     for conns in (32, 4):
         for shadow in ("fast", "slow", "blackhole"):
             st = find(rows, section="tee", target="shadowtee", shadow=shadow, conns=conns)
@@ -314,13 +368,14 @@ def goals(rows):
             st = find(rows, section="tee", target="shadowtee", shadow=shadow, conns=conns)
             if not (st and base):
                 continue
-            v = ratio(st["p99"], base["p99"])
+            v = p99_ratio(st, base)
             if v is None:
                 out.append("- tee client p99, shadow %s, c%d: FAIL (no measurement: %s)"
                            % (shadow, conns, st["note"] or base["note"] or "wrk gave no figure"))
             else:
-                out.append("- tee client p99, shadow %s, c%d: %.3f ms vs %.3f ms without mirroring = %.2f "
-                           "(goal ≤ %.2f): %s" % (shadow, conns, st["p99"], base["p99"], v, P99_GOAL,
+                out.append("- tee client p99, shadow %s, c%d: %.3f ms vs %.3f ms without mirroring = %.2f%s "
+                           "(goal ≤ %.2f): %s" % (shadow, conns, st["p99"], base["p99"], v,
+                                                   per_round(st, base, "p99"), P99_GOAL,
                                                    verdict(v <= P99_GOAL, st, base)))
     for shape in ("unpinned", "sidecar"):
         for conns in (32, 4):
@@ -334,14 +389,9 @@ def goals(rows):
                            % (shape, conns, st["note"] or ng["note"] or "wrk gave no figure"))
                 continue
             cpu = ratio(st["cpu"], ng["cpu"])
-            per_round = ""
-            if st.get("rounds") and ng.get("rounds"):
-                common = sorted(set(st["rounds"]) & set(ng["rounds"]))
-                per_round = " (median of %d rounds: %s)" % (len(common), ", ".join(
-                    fmt(ratio(st["rounds"][n]["rps"], ng["rounds"][n]["rps"]), "%.2f") for n in common))
             out.append("- tls req/s, %s, c%d: shadowtee / nginx, both terminating TLS = %.2f%s (goal ≥ %.2f): %s; "
                        "CPU µs/req %s vs %s%s"
-                       % (shape, conns, v, per_round, TLS_GOAL, verdict(v >= TLS_GOAL, st, ng),
+                       % (shape, conns, v, per_round(st, ng, "rps"), TLS_GOAL, verdict(v >= TLS_GOAL, st, ng),
                           fmt(st["cpu"], "%.1f"), fmt(ng["cpu"], "%.1f"), "" if cpu is None else " (%.2f×)" % cpu))
     mirror = find(rows, section="cmp", shadow="mirror")
     for key, what in (("compare", "comparison"), ("redis", "comparison + Redis")):

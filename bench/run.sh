@@ -16,6 +16,7 @@
 #   BENCH_DURATION=10s  measured seconds per wrk run (plain seconds: "8" or "8s")
 #   BENCH_WARMUP=1s     wrk warm-up before each measured run
 #   BENCH_QUICK=1       3 s runs: a smoke test of the whole script
+#   BENCH_ROUNDS=3      core and tee: rounds of BENCH_DURATION/2 per target
 #   BENCH_SECTIONS="core tls tee cmp instr"   which sections to run
 #   BENCH_INSTR_DURATION=5s         measured seconds per instr case
 #   BENCH_SHADOW_TIMEOUT=1s         shadow connect/response timeout, for
@@ -119,8 +120,19 @@ else
     ST_WHY="$ST_BUILT is not built (make)"
 fi
 
+# Rounds: core and tee measure the targets they compare back to back, in
+# BENCH_ROUNDS rounds of half BENCH_SECS each (rounded up), the order changed
+# every round, so slow changes in the machine's load (other tenants, other
+# jobs) hit every target alike; report.py takes the median of each target's
+# rounds and of the per-round ratios.
+ROUNDS=${BENCH_ROUNDS:-3}
+[[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || bench_die "BENCH_ROUNDS must be 1 to 99, got '$ROUNDS'"
+ROUND_SECS=$(((BENCH_SECS + 1) / 2))
+bench_note "core and tee: $ROUNDS rounds of ${ROUND_SECS}s (+${BENCH_WARMUP_SECS}s warm-up) per target and connection count, the targets back to back in each round, the order changed every round; a row gives the median of its rounds, a ratio the median of the per-round ratios"
+
 # -------------------------------------------------------------- core ----
-# core_shape SHAPE PROXY_CPUS WRK_CPUS WORKERS
+# core_shape SHAPE PROXY_CPUS WRK_CPUS WORKERS: the upstream direct, through
+# shadowtee and through nginx, at c32 and c4, in ROUNDS rounds each.
 core_shape() {
     local shape=$1 cpus=$2 wrk_cpus=$3 workers=$4
     local up_port st_port st_admin ng_port up_pid st_pid=- ng_pid c
@@ -143,10 +155,22 @@ core_shape() {
     fi
     bench_nginx "core-$shape-nginx" proxy.conf "$cpus" "$ng_port" "WORKERS=$workers" "UPSTREAM_PORT=$up_port"
     ng_pid=$BENCH_LAST_PID
+    local BENCH_SECS=$ROUND_SECS r t order # BENCH_SECS is read by bench_measure
     for c in 32 4; do
-        bench_measure core "$shape" direct - "$c" "http://127.0.0.1:$up_port/" -
-        [ "$st_pid" = - ] || bench_measure core "$shape" shadowtee - "$c" "http://127.0.0.1:$st_port/" "$st_pid"
-        bench_measure core "$shape" nginx - "$c" "http://127.0.0.1:$ng_port/" "$ng_pid"
+        for ((r = 1; r <= ROUNDS; r++)); do
+            order=(direct shadowtee nginx)
+            [ $((r % 2)) = 1 ] || order=(nginx shadowtee direct)
+            for t in "${order[@]}"; do
+                case $t in
+                direct) bench_measure core "$shape" direct "r$r" "$c" "http://127.0.0.1:$up_port/" - ;;
+                shadowtee)
+                    [ "$st_pid" = - ] ||
+                        bench_measure core "$shape" shadowtee "r$r" "$c" "http://127.0.0.1:$st_port/" "$st_pid"
+                    ;;
+                nginx) bench_measure core "$shape" nginx "r$r" "$c" "http://127.0.0.1:$ng_port/" "$ng_pid" ;;
+                esac
+            done
+        done
     done
     bench_stop "$ng_pid"
     [ "$st_pid" = - ] || bench_stop "$st_pid"
@@ -214,6 +238,45 @@ st_case() {
     bench_stop "$pid"
 }
 
+# tee_rounds: shadowtee without mirroring and mirroring 100% to each shadow,
+# four instances up at once (an idle one costs nothing), measured back to
+# back in ROUNDS rounds per connection count with the order rotated every
+# round, so each client p99 with a shadow is paired with the p99 without one
+# from the same minute. Rows "KIND/rN".
+tee_rounds() {
+    local kinds=(none fast slow blackhole) kind c r i port admin args
+    local -A port_of=() pid_of=() admin_of=()
+    for kind in "${kinds[@]}"; do
+        next_port; port=$NEXT_PORT
+        next_port; admin=$NEXT_PORT
+        args=()
+        [ "$kind" = none ] || args=(--shadow "127.0.0.1:${SHADOW_PORT[$kind]}" --mirror-percent 100
+            --compare off --shadow-timeout "$SHADOW_TIMEOUT" --shadow-connect-timeout "$SHADOW_TIMEOUT")
+        if bench_shadowtee "tee-shadowtee-$kind" "$ST" - "$port" "$admin" \
+            --primary "127.0.0.1:$TEE_UP" --workers 2 "${ST_COMMON[@]}" "${args[@]}"; then
+            port_of[$kind]=$port
+            admin_of[$kind]=$admin
+            pid_of[$kind]=$BENCH_LAST_PID
+        else
+            bench_skip "tee/shadowtee/$kind" "$BENCH_FAIL_REASON"
+        fi
+    done
+    local BENCH_SECS=$ROUND_SECS # read by bench_measure
+    for c in 32 4; do
+        for ((r = 1; r <= ROUNDS; r++)); do
+            for ((i = 0; i < ${#kinds[@]}; i++)); do
+                kind=${kinds[$(((i + r - 1) % ${#kinds[@]}))]}
+                [ -n "${pid_of[$kind]:-}" ] || continue
+                bench_measure tee unpinned shadowtee "$kind/r$r" "$c" "http://127.0.0.1:${port_of[$kind]}/" \
+                    "${pid_of[$kind]}" "${admin_of[$kind]}"
+            done
+        done
+    done
+    for kind in "${kinds[@]}"; do
+        [ -z "${pid_of[$kind]:-}" ] || bench_stop "${pid_of[$kind]}"
+    done
+}
+
 ng_mirror_case() {
     local shadow=$1 port c
     next_port; port=$NEXT_PORT
@@ -233,15 +296,11 @@ fi
 if [[ $SECTIONS == *" tee "* ]]; then
     bench_note "shadow timeouts: $SHADOW_TIMEOUT connect and response, shadowtee (--shadow-timeout) and nginx (proxy_*_timeout) alike; tee runs use shadowtee --compare off (mirroring only, like nginx)"
     if [ "$ST_OK" = 1 ]; then
-        st_case tee none 32 4 -- || true
+        tee_rounds
     else
         bench_skip "tee/shadowtee" "$ST_WHY"
     fi
     for shadow in fast slow blackhole; do
-        if [ "$ST_OK" = 1 ]; then
-            st_case tee "$shadow" 32 4 -- --shadow "127.0.0.1:${SHADOW_PORT[$shadow]}" --mirror-percent 100 \
-                --compare off --shadow-timeout "$SHADOW_TIMEOUT" --shadow-connect-timeout "$SHADOW_TIMEOUT" || true
-        fi
         ng_mirror_case "$shadow"
     done
 fi
