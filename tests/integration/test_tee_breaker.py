@@ -22,6 +22,20 @@ def _get(st, paths):
             assert r.status == 200 and r.body == b"ok", (p, r.status)
 
 
+def _probe_answered_then_all_mirrored(st, path):
+    """Sends a request every 100 ms until the shadow's first answer is
+    counted (a probe went out and was answered), then 5 more: each one is
+    mirrored again."""
+    def answered():
+        _get(st, [path])
+        return _m(st, "shadowtee_shadow_responses_total", code="2xx") >= 1
+
+    assert wait_for(answered, timeout=10, interval=0.1)
+    before = _m(st, "shadowtee_mirror_requests_total")
+    _get(st, ["%s%d" % (path, i) for i in range(5)])
+    assert _m(st, "shadowtee_mirror_requests_total") == before + 5
+
+
 def test_timeouts_in_a_row_mark_the_shadow_down_then_a_probe_brings_it_back(shadowtee, upstream):
     primary = upstream("fixed", body=b"ok")
     shadow = upstream("blackhole")
@@ -50,14 +64,7 @@ def test_timeouts_in_a_row_mark_the_shadow_down_then_a_probe_brings_it_back(shad
     shadow.body = b"shadow"
     assert wait_for(lambda: _m(st, "shadowtee_shadow_errors_total", reason="timeout") == 4, timeout=5)
 
-    def probe_answered():
-        _get(st, ["/again"])
-        return _m(st, "shadowtee_shadow_responses_total", code="2xx") >= 1
-
-    assert wait_for(probe_answered, timeout=10, interval=0.1)
-    before = _m(st, "shadowtee_mirror_requests_total")
-    _get(st, ["/up%d" % i for i in range(5)])
-    assert _m(st, "shadowtee_mirror_requests_total") == before + 5
+    _probe_answered_then_all_mirrored(st, "/up")
     assert wait_for(lambda: _m(st, "shadowtee_shadow_responses_total", code="2xx") >= 6, timeout=5)
     assert "shadow up again" in st.proc.stderr()
 
@@ -88,12 +95,5 @@ def test_refused_shadow_is_probed_and_comes_back(shadowtee, upstream):
 
     shadow = upstream("fixed", body=b"shadow", port=port)  # the shadow starts
 
-    def answered():
-        _get(st, ["/back"])
-        return _m(st, "shadowtee_shadow_responses_total", code="2xx") >= 1
-
-    assert wait_for(answered, timeout=10, interval=0.1)
-    before = _m(st, "shadowtee_mirror_requests_total")
-    _get(st, ["/ok%d" % i for i in range(5)])
-    assert _m(st, "shadowtee_mirror_requests_total") == before + 5
+    _probe_answered_then_all_mirrored(st, "/ok")
     assert shadow.wait_requests(6) >= 6
