@@ -147,4 +147,10 @@ void st_metrics_render(st_metrics_t *const *all, size_t n, FILE *out)
     for (int side = 1; side < 4; side++)
         fprintf(out, "shadowtee_tls_sessions_resumed_total{side=\"%s\"} %llu\n", tls_sides[side],
                 (unsigned long long)SUM(tls_resumed[side]));
+    fprintf(out, "# HELP shadowtee_upstream_connects_total Connections opened to each upstream "
+                 "(pool reuse: few per worker under steady keep-alive load).\n"
+                 "# TYPE shadowtee_upstream_connects_total counter\n");
+    for (int side = 1; side < 4; side++)
+        fprintf(out, "shadowtee_upstream_connects_total{pool=\"%s\"} %llu\n", tls_sides[side],
+                (unsigned long long)SUM(upstream_connects[side]));
 }

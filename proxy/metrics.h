@@ -66,11 +66,12 @@ typedef struct st_metrics {
     _Atomic uint64_t shadow_errors[ST_SHERR_COUNT];
     st_hist_t shadow_duration;
     _Atomic uint64_t noise_requests;
-    _Atomic uint64_t mirror_inflight;    /* gauge */
-    _Atomic uint64_t mirror_bytes;       /* gauge: bytes of mirror copies held */
-    _Atomic uint64_t tls_failures[4][3]; /* [side][reason]: side listener/primary/shadow/noise,
-                                            reason verify/handshake/protocol */
-    _Atomic uint64_t tls_resumed[4];     /* upstream handshakes that resumed a session, by side */
+    _Atomic uint64_t mirror_inflight;      /* gauge */
+    _Atomic uint64_t mirror_bytes;         /* gauge: bytes of mirror copies held */
+    _Atomic uint64_t tls_failures[4][3];   /* [side][reason]: side listener/primary/shadow/noise,
+                                              reason verify/handshake/protocol */
+    _Atomic uint64_t tls_resumed[4];       /* upstream handshakes that resumed a session, by side */
+    _Atomic uint64_t upstream_connects[4]; /* TCP connects started, by pool (enum st_tls_side) */
 } st_metrics_t;
 
 #define ST_INC(field) ST_ADD(field, 1)

@@ -438,6 +438,7 @@ int st_pool_connect(st_pool_t *p, void *owner, const st_upstream_ops_t *ops, st_
     u->tcp.data = u->timer.data = u->creq.data = u;
     u->handles = 2;
     p->nconns++;
+    ST_INC(p->w->metrics.upstream_connects[p->tls_side]);
     int rc = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&p->sa, on_connect);
     if (rc != 0) {
         /* synchronous failure: report it asynchronously like a refused connect */

@@ -315,3 +315,23 @@ def test_shadow_headers_match_primary(shadowtee, upstream):
         return sorted((k.lower(), v) for k, v in q.headers if k.lower() not in skip)
 
     assert norm(shadow.requests[0]) == norm(primary.requests[0])
+
+
+def test_shadow_and_primary_connections_are_reused(shadowtee, upstream):
+    # one worker, one client: 40 mirrored requests, each copy answered before
+    # the next request starts, need one connection to each upstream; a leg
+    # that closed its connection instead of returning it to the pool shows here
+    primary = upstream("echo")
+    shadow = upstream("fixed", body=b'{"ok":true}')
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr, workers=1, compare="off")
+    with Conn(st.port) as c:
+        for i in range(40):
+            assert c.request("GET", "/r%d" % i).status == 200
+            assert wait_for(lambda: metric(metrics(st.admin_port), "shadowtee_mirror_inflight") == 0)
+    m = metrics(st.admin_port)
+    assert metric(m, "shadowtee_mirror_requests_total") == 40
+    assert metric(m, "shadowtee_shadow_responses_total", code="2xx") == 40
+    assert metric(m, "shadowtee_upstream_connects_total", pool="primary") == 1
+    assert metric(m, "shadowtee_upstream_connects_total", pool="shadow") == 1
+    assert metric(m, "shadowtee_upstream_connects_total", pool="noise") == 0
+    assert shadow.conns_with_bytes() == metric(m, "shadowtee_upstream_connects_total", pool="shadow")
