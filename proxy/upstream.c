@@ -227,31 +227,27 @@ static void on_tls_out_written(uv_write_t *req, int status)
     free(o);
 }
 
+static int write_now_or_queue(uv_stream_t *s, uv_write_t *req, const uv_buf_t *bufs, unsigned nbufs,
+                              uv_write_cb cb);
+
 /* Sends what OpenSSL queued on its own (handshake records, alerts). 0 or -1. */
 static int tls_flush(st_upconn_t *u)
 {
     char *out;
     long n = st_tls_take_output(&u->tls, &out);
     if (n <= 0) return (int)n;
-    uv_buf_t b = uv_buf_init(out, (unsigned)n);
-    int w = uv_try_write((uv_stream_t *)&u->tcp, &b, 1);
-    if (w == n) {
-        free(out);
-        return 0;
-    }
-    if (w > 0) b.base += w, b.len -= (size_t)w;
     tls_out_t *o = malloc(sizeof(*o));
     if (!o) {
         free(out);
         return -1;
     }
     o->buf = out;
-    if (uv_write(&o->req, (uv_stream_t *)&u->tcp, &b, 1, on_tls_out_written) != 0) {
-        free(out);
-        free(o);
-        return -1;
-    }
-    return 0;
+    uv_buf_t b = uv_buf_init(out, (unsigned)n);
+    int rc = write_now_or_queue((uv_stream_t *)&u->tcp, &o->req, &b, 1, on_tls_out_written);
+    if (rc == 0) return 0; /* queued: on_tls_out_written frees both */
+    free(out);
+    free(o);
+    return rc == 1 ? 0 : -1;
 }
 
 static void tls_failed(st_upconn_t *u)
@@ -321,7 +317,8 @@ static void tls_on_read(st_upconn_t *u, const char *data, size_t len)
 }
 
 /* uv_try_write, then uv_write for what the socket did not take: 1 when all
- * went out now, 0 when the rest is queued, or a negative libuv error. */
+ * went out now, 0 when the rest is queued (a socket error, too, reaches cb
+ * through uv_write), or a negative libuv error from uv_write. */
 static int write_now_or_queue(uv_stream_t *s, uv_write_t *req, const uv_buf_t *bufs, unsigned nbufs,
                               uv_write_cb cb)
 {
@@ -331,8 +328,7 @@ static int write_now_or_queue(uv_stream_t *s, uv_write_t *req, const uv_buf_t *b
     for (unsigned i = 0; i < nbufs; i++)
         total += bufs[i].len;
     int n = uv_try_write(s, bufs, nbufs);
-    if (n == UV_EAGAIN) n = 0;
-    if (n < 0) return n;
+    if (n < 0) n = 0; /* EAGAIN; an error is left to uv_write, which reports it to cb */
     if ((size_t)n == total) return 1;
     uv_buf_t rest[MAX_BUFS]; /* uv_write copies the array; the bytes stay the caller's */
     unsigned k = 0;
