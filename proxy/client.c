@@ -1034,8 +1034,10 @@ static void finish_exchange(st_client_t *c)
         c->up = NULL;
         st_upconn_release(u, reusable);
     }
-    if (c->mirror) { /* like the shadow's: request complete -> response complete, not the client's
-                        pace */        /* an answer that completed before the request did has no comparable latency */
+    if (c->mirror) {
+        /* latency like the shadow's: request complete -> response complete,
+         * not the client's pace; an answer that completed before the request
+         * did has no comparable latency */
         int ok = c->t_sent != 0 && c->t_resp_done >= c->t_sent;
         st_tee_primary_done(c->mirror, ok, ok ? (double)(c->t_resp_done - c->t_sent) / 1e9 : 0);
         c->mirror = NULL;

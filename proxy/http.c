@@ -108,8 +108,6 @@ int st_http_on_header_value(st_http_msg_t *m, const char *at, size_t len)
     return 0;
 }
 
-/* Classifies a header name by its length first, so most names cost one
- * length switch and at most two case-insensitive compares. */
 /* Equality of a token (letters, digits, '-') of known length with a lower
  * case literal: OR-ing 0x20 folds ASCII letters and leaves '-' and digits. */
 static inline int tok_eq(const char *n, const char *lower, size_t len)
@@ -119,6 +117,8 @@ static inline int tok_eq(const char *n, const char *lower, size_t len)
     return 1;
 }
 
+/* Classifies a header name by its length first, so most names cost one
+ * length switch and at most two case-insensitive compares. */
 static enum st_http_hclass classify(const char *n, size_t len)
 {
     switch (len) {
@@ -150,6 +150,12 @@ static enum st_http_hclass classify(const char *n, size_t len)
     }
 }
 
+/* Connection is hop-by-hop like the rest of its class, and names more. */
+static int is_connection(const st_header_t *h, unsigned char cls)
+{
+    return cls == ST_H_HOP && h->name_len == 10 && tok_eq(h->name, "connection", 10);
+}
+
 void st_http_on_headers_complete(st_http_msg_t *m)
 {
     int has_connection = 0;
@@ -163,8 +169,7 @@ void st_http_on_headers_complete(st_http_msg_t *m)
             m->xrid = (int)i;
         else if (c == ST_H_EXPECT && st_http_name_eq(h->value, h->value_len, "100-continue"))
             m->expect_continue = 1;
-        else if (c == ST_H_HOP && h->name_len == 10 &&
-                 st_http_name_eq(h->name, h->name_len, "connection"))
+        else if (is_connection(h, m->cls[i]))
             has_connection = 1;
     }
     if (!has_connection) return;
@@ -172,8 +177,7 @@ void st_http_on_headers_complete(st_http_msg_t *m)
      * the tokens once; most are keep-alive/close/upgrade, already hop-by-hop. */
     for (size_t k = 0; k < m->nhdr; k++) {
         const st_header_t *ch = &m->hdr[k];
-        if (m->cls[k] != ST_H_HOP || ch->name_len != 10 || !tok_eq(ch->name, "connection", 10))
-            continue;
+        if (!is_connection(ch, m->cls[k])) continue;
         const char *p = ch->value, *end = ch->value + ch->value_len;
         while (p < end) {
             while (p < end && (*p == ' ' || *p == '\t' || *p == ','))

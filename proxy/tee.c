@@ -712,16 +712,11 @@ int st_tee_worker_init(st_worker_t *w)
     return 0;
 }
 
-static void on_prepare_closed(uv_handle_t *h)
-{
-    (void)h;
-}
-
 void st_tee_worker_close(st_worker_t *w)
 {
     if (!w->tee_prepare_open) return;
     w->tee_prepare_open = 0;
-    uv_close((uv_handle_t *)&w->tee_prepare, on_prepare_closed);
+    uv_close((uv_handle_t *)&w->tee_prepare, NULL); /* nothing to free */
 }
 
 void st_tee_abort_all(st_worker_t *w)
