@@ -475,6 +475,30 @@ static int resolve(st_addr_t *a, const char *what, int passive, char *err, size_
     return 0;
 }
 
+/* Fills cfg->redis_ip with --redis's address, numeric once, so hiredis never
+ * resolves on a worker loop. A name that does not resolve yet is kept as is
+ * (statistics must never keep the stable path from starting: hiredis then
+ * resolves it on each reconnect). 0, or -1 with a message. */
+static int resolve_redis(st_config_t *cfg, char *err, size_t errlen)
+{
+    st_addr_t ra;
+    memset(&ra, 0, sizeof(ra));
+    snprintf(ra.host, sizeof(ra.host), "%s", cfg->redis_host);
+    ra.port = cfg->redis_port;
+    if (resolve(&ra, "redis", 0, err, errlen) != 0) {
+        st_warn("msg=\"redis host not resolvable at start-up, statistics will retry\" "
+                "detail=\"%s\"",
+                err);
+        snprintf(cfg->redis_ip, sizeof(cfg->redis_ip), "%.63s", cfg->redis_host);
+        return 0;
+    }
+    void *ip = ra.sa.ss_family == AF_INET6 ? (void *)&((struct sockaddr_in6 *)&ra.sa)->sin6_addr
+                                           : (void *)&((struct sockaddr_in *)&ra.sa)->sin_addr;
+    if (!inet_ntop(ra.sa.ss_family, ip, cfg->redis_ip, sizeof(cfg->redis_ip)))
+        return fail(err, errlen, "--redis: cannot use the address of '%s'", cfg->redis_host);
+    return 0;
+}
+
 static int validate(st_config_t *cfg, char *err, size_t errlen)
 {
     if (!cfg->primary.set)
@@ -500,26 +524,7 @@ static int validate(st_config_t *cfg, char *err, size_t errlen)
                 addrs[i].a->authority, err);
         addrs[i].a->salen = 0;
     }
-    if (cfg->redis_set) { /* numeric once, so hiredis never resolves on a worker loop */
-        st_addr_t ra;
-        memset(&ra, 0, sizeof(ra));
-        snprintf(ra.host, sizeof(ra.host), "%s", cfg->redis_host);
-        ra.port = cfg->redis_port;
-        if (resolve(&ra, "redis", 0, err, errlen) != 0) {
-            /* statistics must never keep the stable path from starting: hiredis
-             * resolves the name itself on each (re)connect instead */
-            st_warn("msg=\"redis host not resolvable at start-up, statistics will retry\" "
-                    "detail=\"%s\"",
-                    err);
-            snprintf(cfg->redis_ip, sizeof(cfg->redis_ip), "%.63s", cfg->redis_host);
-            goto redis_done;
-        }
-        void *ip = ra.sa.ss_family == AF_INET6 ? (void *)&((struct sockaddr_in6 *)&ra.sa)->sin6_addr
-                                               : (void *)&((struct sockaddr_in *)&ra.sa)->sin_addr;
-        if (!inet_ntop(ra.sa.ss_family, ip, cfg->redis_ip, sizeof(cfg->redis_ip)))
-            return fail(err, errlen, "--redis: cannot use the address of '%s'", cfg->redis_host);
-    }
-redis_done:
+    if (cfg->redis_set && resolve_redis(cfg, err, errlen) != 0) return -1;
     if (!cfg->tls_cert[0] != !cfg->tls_key[0])
         return fail(err, errlen, "--tls-cert and --tls-key go together");
     const char *files[][2] = {{cfg->tls_cert, "--tls-cert"},
