@@ -50,26 +50,25 @@ static SSL_CTX *server_ctx_new(const char *cert, const char *key, char *err, siz
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    if (SSL_CTX_set_cipher_list(ctx, cipher_list) != 1) goto fail;
+    if (SSL_CTX_set_cipher_list(ctx, cipher_list) != 1) {
+        snprintf(err, errlen, "TLS: %s", st_tls_last_error(e, sizeof(e)));
+        goto fail;
+    }
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         snprintf(err, errlen, "--tls-cert %s: %s", cert, st_tls_last_error(e, sizeof(e)));
-        SSL_CTX_free(ctx);
-        return NULL;
+        goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
         snprintf(err, errlen, "--tls-key %s: %s", key, st_tls_last_error(e, sizeof(e)));
-        SSL_CTX_free(ctx);
-        return NULL;
+        goto fail;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
         snprintf(err, errlen, "--tls-key %s does not match --tls-cert %s", key, cert);
-        SSL_CTX_free(ctx);
-        return NULL;
+        goto fail;
     }
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     return ctx;
-fail:
-    snprintf(err, errlen, "TLS: %s", st_tls_last_error(e, sizeof(e)));
+fail: /* err says why */
     SSL_CTX_free(ctx);
     return NULL;
 }
@@ -124,28 +123,28 @@ SSL_CTX *st_tls_client_ctx_new(const st_tls_client_opts_t *o, char *err, size_t 
         if (ok != 1) {
             snprintf(err, errlen, "CA file %s: %s", o->ca_file ? o->ca_file : "(system)",
                      st_tls_last_error(e, sizeof(e)));
-            SSL_CTX_free(ctx);
-            return NULL;
+            goto fail;
         }
     }
     if (o->cert_file || o->key_file) {
         if (!o->cert_file || !o->key_file) {
             snprintf(err, errlen, "a client certificate needs both a certificate and a key file");
-            SSL_CTX_free(ctx);
-            return NULL;
+            goto fail;
         }
         if (SSL_CTX_use_certificate_chain_file(ctx, o->cert_file) != 1 ||
             SSL_CTX_use_PrivateKey_file(ctx, o->key_file, SSL_FILETYPE_PEM) != 1 ||
             SSL_CTX_check_private_key(ctx) != 1) {
             snprintf(err, errlen, "client certificate %s / key %s: %s", o->cert_file, o->key_file,
                      st_tls_last_error(e, sizeof(e)));
-            SSL_CTX_free(ctx);
-            return NULL;
+            goto fail;
         }
     }
     static const unsigned char h11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
     SSL_CTX_set_alpn_protos(ctx, h11, sizeof(h11));
     return ctx;
+fail: /* err says why */
+    SSL_CTX_free(ctx);
+    return NULL;
 }
 
 static int session_init(st_tls_t *t, SSL_CTX *ctx)
