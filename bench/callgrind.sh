@@ -75,25 +75,10 @@ BENCH_OUT=$(cd "$BENCH_OUT" && pwd)
 BENCH_WORK=$(mktemp -d /tmp/shadowtee-instr.XXXXXX)
 chmod 755 "$BENCH_WORK" # nginx workers may run as nobody
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    bench_stop_all
-    find "$BENCH_WORK" -name '*.log' -size +0 | while read -r f; do
-        cp "$f" "$BENCH_OUT/logs/$(echo "${f#"$BENCH_WORK"/}" | tr / _)"
-    done
-    rm -rf "$BENCH_WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-mapfile -t P < <(bench_free_ports 32)
-next_port() {
-    [ ${#P[@]} -gt 0 ] || bench_die "ran out of pre-picked free ports"
-    NEXT_PORT=${P[0]}
-    P=("${P[@]:1}")
-}
+bench_ports_init 32
 
 # A private copy: the build dir may be rebuilt while this runs ("text file
 # busy", or a half-written binary), and every case measures the same bytes.

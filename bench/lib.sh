@@ -1,6 +1,6 @@
 # shellcheck shell=bash disable=SC2034,SC2153
 # (SC2034: variables read by run.sh; SC2153: BENCH_OUT is set by run.sh)
-# Helpers for bench/run.sh: processes, readiness, nginx instances, wrk runs
+# Helpers for bench/run.sh and bench/callgrind.sh: processes, readiness, nginx instances, wrk runs
 # and CPU accounting. Sourced, never run. Everything binds 127.0.0.1.
 #
 # State shared with run.sh (set by run.sh before use):
@@ -31,6 +31,31 @@ for _ in range(int(sys.argv[1])):
     socks.append(s)
 print("\n".join(str(s.getsockname()[1]) for s in socks))
 EOF
+}
+
+# bench_ports_init N: picks N distinct free ports once; next_port then sets
+# NEXT_PORT to the next unused one.
+bench_ports_init() {
+    mapfile -t BENCH_PORTS < <(bench_free_ports "$1")
+}
+next_port() {
+    [ ${#BENCH_PORTS[@]} -gt 0 ] || bench_die "ran out of pre-picked free ports (raise bench_ports_init's count)"
+    NEXT_PORT=${BENCH_PORTS[0]}
+    BENCH_PORTS=("${BENCH_PORTS[@]:1}")
+}
+
+# bench_cleanup: the EXIT trap of run.sh and callgrind.sh. Stops every process
+# started, keeps the non-empty logs of BENCH_WORK in BENCH_OUT/logs, removes
+# BENCH_WORK, and exits with the script's status.
+bench_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    bench_stop_all
+    find "$BENCH_WORK" -name '*.log' -size +0 | while read -r f; do
+        cp "$f" "$BENCH_OUT/logs/$(echo "${f#"$BENCH_WORK"/}" | tr / _)"
+    done
+    rm -rf "$BENCH_WORK"
+    exit "$rc"
 }
 
 # bench_alive PID: 0 while the process exists (and is not a zombie).

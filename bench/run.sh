@@ -73,26 +73,11 @@ mkdir -p "$BENCH_OUT/wrk" "$BENCH_OUT/logs"
 : >"$BENCH_OUT/skipped.tsv"
 : >"$BENCH_OUT/notes.txt"
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    bench_stop_all
-    find "$BENCH_WORK" -name '*.log' -size +0 | while read -r f; do
-        cp "$f" "$BENCH_OUT/logs/$(echo "${f#"$BENCH_WORK"/}" | tr / _)"
-    done
-    rm -rf "$BENCH_WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Ports are picked once, all distinct (about 30 are used).
-mapfile -t P < <(bench_free_ports 64)
-next_port() {
-    [ ${#P[@]} -gt 0 ] || bench_die "ran out of pre-picked free ports (raise the count in run.sh)"
-    NEXT_PORT=${P[0]}
-    P=("${P[@]:1}")
-}
+bench_ports_init 64
 
 bench_note "duration ${BENCH_SECS}s per run after ${BENCH_WARMUP_SECS}s warm-up; $(nproc) cores ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)); $(nginx -v 2>&1 | sed 's/.*: //'); wrk $(wrk -v 2>&1 | awk 'NR==1{print $2}')"
 bench_note "upstream: nginx return 200 with a ${#BODY}-byte JSON body; all servers on 127.0.0.1, keep-alive"

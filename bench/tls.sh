@@ -90,7 +90,7 @@ tls_nginx() {
 # shadowtee and nginx back to back in each round, the order flipped every
 # round, so slow changes in the machine's load hit both alike; report.py
 # pairs them by round (rows "rN" in the shadow column of results.tsv).
-# Uses run.sh's next_port, ST, ST_OK, ST_WHY, ST_COMMON, BODY.
+# Uses lib.sh's next_port and run.sh's ST, ST_OK, ST_WHY, ST_COMMON, BODY.
 tls_shape() {
     local shape=$1 cpus=$2 wrk_cpus=$3 workers=$4
     local up_port st_port st_admin ng_port up_pid st_pid=- ng_pid c r
