@@ -9,8 +9,6 @@ import http.client
 import http.server
 import json
 import random
-import socketserver
-import threading
 import time
 import urllib.request
 
@@ -18,6 +16,7 @@ import pytest
 import redis
 
 from conftest import free_port
+from upstreams import http_role_servers
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -49,25 +48,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
 @pytest.fixture
 def apps():
-    servers = []
-
-    def start(role):
-        srv = _Server(("127.0.0.1", 0), type("H_" + role, (_Handler,), {"role": role}))
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        servers.append(srv)
-        return "127.0.0.1:%d" % srv.server_address[1]
-
-    yield start
-    for s in servers:
-        s.shutdown()
-        s.server_close()
+    yield from http_role_servers(_Handler)
 
 
 RULES = {"version": 1, "defaults": {"tolerance": {"absolute": 1e-6}, "ignore": ["$..ts"]}}

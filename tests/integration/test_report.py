@@ -16,9 +16,7 @@ import json
 import os
 import random
 import re
-import socketserver
 import tempfile
-import threading
 import time
 
 import jsonschema
@@ -28,6 +26,7 @@ import redis
 from conftest import free_port
 from report_fill import (REPORT_SCHEMA, chromium_dump_dom, chromium_screenshot, fill,
                          find_chromium, report, wilson)
+from upstreams import http_role_servers
 
 
 # ---- upstreams for the end-to-end test ------------------------------------
@@ -65,26 +64,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._reply({"id": int(m.group(1)), "name": "item", "tags": ["a", "b"]})
 
 
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
 @pytest.fixture
 def json_upstreams():
-    servers = []
-
-    def start(role):
-        handler = type("H_" + role, (_Handler,), {"role": role})
-        srv = _Server(("127.0.0.1", 0), handler)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        servers.append(srv)
-        return "127.0.0.1:%d" % srv.server_address[1]
-
-    yield start
-    for s in servers:
-        s.shutdown()
-        s.server_close()
+    yield from http_role_servers(_Handler)
 
 
 def _wait(pred, timeout, what):

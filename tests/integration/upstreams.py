@@ -37,6 +37,7 @@ for connect timeouts), `watchdog` (autouse once imported: SIGALRM fails
 a test that runs past WATCHDOG_SECONDS, module attribute, default 90).
 Helpers: `RssSampler`, `sanitized()`, `pattern_chunks()`, `wait_for()`.
 """
+import http.server
 import json
 import os
 import select
@@ -682,6 +683,26 @@ def blackhole_addr():
     assert b.hangs, "could not make a hanging listener on loopback"
     yield b.addr
     b.close()
+
+
+def http_role_servers(handler):
+    """Body of a fixture: yields start(role), which serves a subclass of the
+    http.server handler class `handler` with attribute .role = role on a
+    threading http.server on a free loopback port and returns its
+    "127.0.0.1:PORT"; every server is shut down afterwards."""
+    servers = []
+
+    def start(role):
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                              type("H_" + role, (handler,), {"role": role}))
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+        return "127.0.0.1:%d" % srv.server_address[1]
+
+    yield start
+    for srv in servers:
+        srv.shutdown()
+        srv.server_close()
 
 
 def closed_port():
