@@ -33,7 +33,7 @@ import pytest
 
 from conftest import free_port, shadowtee_bin
 from httpclient import Conn, build_request, metric, metrics
-from upstreams import sanitized, upstream, wait_for, watchdog  # noqa: F401  (fixtures)
+from upstreams import Upstream, sanitized, upstream, wait_for, watchdog  # noqa: F401  (fixtures)
 
 WATCHDOG_SECONDS = 30
 OPENSSL = shutil.which("openssl")
@@ -42,63 +42,37 @@ OPENSSL = shutil.which("openssl")
 # ---- raw upstreams -------------------------------------------------------
 
 
-class RawServer:
+class RawServer(Upstream):
     """A listener on 127.0.0.1 (free port) that runs handler(sock, server)
-    in a thread per accepted connection. Sockets have a short timeout so a
-    handler can notice `stopping`; use `server.recv()` / `server.read_head()`
+    in a thread per accepted connection: `upstreams.Upstream`'s listener,
+    connection threads and bounded stop, with the handler in place of its
+    HTTP modes. Sockets have a short timeout so a handler can notice the
+    stop; use `server.recv()` / `server.read_head()` / `server.send()`,
     which honour it. A readiness probe's bare connect reaches the handler
     too: read_head() then returns None."""
 
     def __init__(self, handler):
+        super().__init__(mode="raw-handler")
         self.handler = handler
-        self.stopping = threading.Event()
-        self.accepted = 0
-        self.lock = threading.Lock()
-        self.socks = set()
-        self.threads = []
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(64)
-        self.lsock.settimeout(0.2)
-        self.port = self.lsock.getsockname()[1]
-        self.addr = "127.0.0.1:%d" % self.port
-        self.accept_thread = threading.Thread(target=self._accept_loop, daemon=True)
-        self.accept_thread.start()
+        self.start()
 
-    def _accept_loop(self):
-        while not self.stopping.is_set():
-            try:
-                s, _ = self.lsock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            s.settimeout(0.25)
-            with self.lock:
-                self.accepted += 1
-                self.socks.add(s)
-            t = threading.Thread(target=self._run, args=(s,), daemon=True)
-            self.threads.append(t)
-            t.start()
-
-    def _run(self, s):
+    def _serve(self, sock, rec):
         try:
-            self.handler(s, self)
+            self.handler(sock, self)
         except (OSError, EOFError):
             pass
         finally:
-            with self.lock:
-                self.socks.discard(s)
+            with self._lock:
+                self._socks.discard(sock)
             try:
-                s.close()
+                sock.close()
             except OSError:
                 pass
 
     def recv(self, s, n=1 << 16):
         """recv() that waits through the short timeout; b"" on EOF, EOFError on stop."""
         while True:
-            if self.stopping.is_set():
+            if self._stopping.is_set():
                 raise EOFError("stopping")
             try:
                 return s.recv(n)
@@ -117,36 +91,11 @@ class RawServer:
 
     def send(self, s, data):
         """sendall() through the short timeout (a peer applying back-pressure)."""
-        view = memoryview(data)
-        while view:
-            if self.stopping.is_set():
-                raise EOFError("stopping")
-            try:
-                view = view[s.send(view):]
-            except socket.timeout:
-                continue
+        self._send(s, data)
 
     def hold(self, seconds):
         """Sleeps up to `seconds`, less if the server is stopping."""
-        self.stopping.wait(seconds)
-
-    def stop(self):
-        self.stopping.set()
-        try:
-            self.lsock.close()
-        except OSError:
-            pass
-        with self.lock:
-            socks = list(self.socks)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        deadline = time.monotonic() + 5
-        self.accept_thread.join(timeout=2)
-        for t in self.threads:
-            t.join(timeout=max(0.05, deadline - time.monotonic()))
+        self._stopping.wait(seconds)
 
 
 @pytest.fixture
@@ -342,12 +291,10 @@ def test_r3_slow_reader_is_not_an_upstream_timeout(shadowtee, upstream):
 # ---- R4: a dead pooled connection is retried, not a 502 -------------------
 
 
-def test_r4_request_on_stale_pooled_connection_is_retried(shadowtee, raw_upstream):
-    """R4: the primary answers the first request of a connection keep-alive
+def _stale_after_first(seen):
+    """A primary that answers the first request of a connection keep-alive
     and resets the connection when the second one arrives (its keep-alive
-    timer fired): the body-less GET is replayed on a fresh connection, the
-    client gets 200 both times and no upstream error is counted."""
-    seen = []
+    timer fired); each request line it saw is appended to `seen`."""
 
     def racy(s, srv):
         head, rest = srv.read_head(s)
@@ -361,7 +308,16 @@ def test_r4_request_on_stale_pooled_connection_is_retried(shadowtee, raw_upstrea
         seen.append(head.split(b"\r\n", 1)[0])
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
-    srv = raw_upstream(racy)
+    return racy
+
+
+def test_r4_request_on_stale_pooled_connection_is_retried(shadowtee, raw_upstream):
+    """R4: the primary answers the first request of a connection keep-alive
+    and resets the connection when the second one arrives (its keep-alive
+    timer fired): the body-less GET is replayed on a fresh connection, the
+    client gets 200 both times and no upstream error is counted."""
+    seen = []
+    srv = raw_upstream(_stale_after_first(seen))
     st = shadowtee(primary=srv.addr)
     codes = []
     for i in range(2):
@@ -382,20 +338,7 @@ def test_r4_upload_on_stale_connection_is_not_replayed(shadowtee, raw_upstream):
     client gets a 502 and the primary sees it once. Guards against a retry
     that would send a body twice."""
     seen = []
-
-    def racy(s, srv):
-        head, rest = srv.read_head(s)
-        if head is None:
-            return
-        seen.append(head.split(b"\r\n", 1)[0])
-        srv.send(s, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        head, rest = srv.read_head(s, rest)
-        if head is None:
-            return
-        seen.append(head.split(b"\r\n", 1)[0])
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-
-    srv = raw_upstream(racy)
+    srv = raw_upstream(_stale_after_first(seen))
     st = shadowtee(primary=srv.addr)
     with Conn(st.port, timeout=scale(5)) as c:
         assert c.request("GET", "/first").status == 200
