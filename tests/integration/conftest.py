@@ -57,6 +57,8 @@ class Proc:
     def __init__(self, argv, env=None, wait_ports=(), timeout=15.0, ours=False):
         self.argv = list(argv)
         self.ours = ours
+        self.signalled = False  # a test sent it a signal itself
+        self.died = None  # exit status found when stop() came, None: it was still running
         self.errfile = tempfile.NamedTemporaryFile(prefix="st-", suffix=".err", delete=False)
         e = dict(os.environ)
         e.update(env or {})
@@ -85,6 +87,7 @@ class Proc:
 
     def signal(self, sig):
         if self.p.poll() is None:
+            self.signalled = True
             self.p.send_signal(sig)
 
     def wait(self, timeout=30):
@@ -92,7 +95,8 @@ class Proc:
 
     def stop(self, timeout=30):
         """SIGTERM, wait, SIGKILL if needed. Returns the exit code."""
-        if self.p.poll() is None:
+        self.died = self.p.poll()
+        if self.died is None:
             self.p.send_signal(signal.SIGTERM)
             try:
                 self.p.wait(timeout=timeout)
@@ -112,14 +116,29 @@ class Proc:
     def close(self):
         self.stop()
         report = self.sanitizer_report() if self.ours else None
+        if self.ours and not report and not self.signalled and self.died is not None and self.died < 0:
+            # killed by a signal nobody sent (a crash): stderr has no sanitizer marker then
+            report = "%s died by signal %d:\n%s" % (os.path.basename(self.argv[0]), -self.died,
+                                                    self.stderr()[-3000:])
         os.unlink(self.errfile.name)
         return report
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the test item (item.rep_call), so
+    fixtures can tell at teardown whether the test failed."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
 @pytest.fixture
-def procs():
+def procs(request):
     """Starts processes for one test and stops them all at the end; a
-    sanitizer or valgrind report from our binaries fails the test."""
+    sanitizer or valgrind report from our binaries, or one of them killed
+    by a signal the test did not send, fails the test. When the test failed,
+    the end of each of our processes' stderr is printed with it."""
     started = []
 
     def start(argv, **kw):
@@ -128,6 +147,12 @@ def procs():
         return p
 
     yield start
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        for p in started:
+            if p.ours:
+                print("---- stderr of %s (last 4000 bytes) ----\n%s"
+                      % (" ".join(p.argv[:3]), p.stderr()[-4000:]))
     reports = []
     for p in reversed(started):
         r = p.close()
