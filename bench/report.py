@@ -28,7 +28,8 @@ TEE_GOAL = 2.0   # shadowtee mirroring req/s vs nginx + mirror
 TLS_GOAL = 1.0   # shadowtee terminating TLS req/s vs nginx terminating TLS
 CORE_GOAL = 1.2  # shadowtee req/s vs nginx as a keep-alive reverse proxy (p99 at or below nginx's)
 
-SHADOW_NAMES = {"-": "", "none": "no mirroring", "fast": "fast", "slow": "slow (200 ms)",
+SHADOW_NAMES = {"-": "", "none": "no mirroring", "twin": "no mirroring, twin (A/A)",
+                "fast": "fast", "slow": "slow (200 ms)",
                 "blackhole": "blackhole", "mirror": "fast, mirror only",
                 "compare": "fast, mirror + compare", "redis": "fast, mirror + compare + Redis"}
 
@@ -104,6 +105,12 @@ def mirror_share(d, base):
                 skipped[m.group(1)] = n / reqs
     errors = delta(lambda k: k.startswith("shadowtee_shadow_errors_total"))
     return {"mirrored": mirrored / reqs, "skipped": skipped, "shadow_errors": errors / reqs}
+
+
+# tee kinds without a shadow: the baseline and its twin, a second identical
+# instance measured in the same rounds whose p99 ratio to the baseline is the
+# run's noise floor (an A/A comparison)
+NO_MIRROR = ("none", "twin", "-")
 
 
 def read_rows(d):
@@ -275,7 +282,7 @@ def mirrored_rps(r):
         return None
     if r["target"] == "nginx-mirror":
         return r["rps"]
-    if r["mirror"] is not None and r["shadow"] not in ("none", "-"):
+    if r["mirror"] is not None and r["shadow"] not in NO_MIRROR:
         return r["rps"] * r["mirror"]["mirrored"]
     return None
 
@@ -284,7 +291,7 @@ def fmt_mirror(r):
     if r["target"] == "nginx-mirror":
         return "100%% (%s/s)" % fmt(mirrored_rps(r), "%.0f")
     m = r["mirror"]
-    if m is None or r["shadow"] in ("none", "-"):
+    if m is None or r["shadow"] in NO_MIRROR:
         return "—"
     text = "%.1f%% (%s/s)" % (100 * m["mirrored"], fmt(mirrored_rps(r), "%.0f"))
     for reason, share in sorted(m["skipped"].items(), key=lambda x: -x[1]):
@@ -371,6 +378,12 @@ def goals(rows):
                           "" if mv is None else "; mirrored req/s ratio %.2f" % mv))
     for conns in (4, 32):
         base = find(rows, section="tee", target="shadowtee", shadow="none", conns=conns)
+        twin = find(rows, section="tee", target="shadowtee", shadow="twin", conns=conns)
+        if base and twin and p99_ratio(twin, base) is not None:
+            out.append("- tee noise floor, c%d: p99 of the twin no-mirroring instance / the baseline = %.2f%s "
+                       "(an A/A pair: the same binary and flags, so any distance from 1.00 is this run's "
+                       "noise; a p99 goal is only decided when its ratio is further from 1 than this)"
+                       % (conns, p99_ratio(twin, base), per_round(twin, base, "p99")))
         for shadow in ("slow", "blackhole"):
             st = find(rows, section="tee", target="shadowtee", shadow=shadow, conns=conns)
             if not (st and base):

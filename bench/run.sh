@@ -223,19 +223,20 @@ st_case() {
     bench_stop "$pid"
 }
 
-# tee_rounds: shadowtee without mirroring and mirroring 100% to each shadow,
-# four instances up at once (an idle one costs nothing), measured back to
-# back in ROUNDS rounds per connection count with the order rotated every
-# round, so each client p99 with a shadow is paired with the p99 without one
-# from the same minute. Rows "KIND/rN".
+# tee_rounds: shadowtee without mirroring, a twin of it (the same flags: an
+# A/A pair whose p99 ratio is the run's noise floor), and mirroring 100% to
+# each shadow, five instances up at once (an idle one costs nothing),
+# measured back to back in ROUNDS rounds per connection count with the order
+# rotated every round, so each client p99 with a shadow is paired with the
+# p99 without one from the same minute. Rows "KIND/rN".
 tee_rounds() {
-    local kinds=(none fast slow blackhole) kind c r i port admin args
+    local kinds=(none twin fast slow blackhole) kind c r i port admin args
     local -A port_of=() pid_of=() admin_of=()
     for kind in "${kinds[@]}"; do
         next_port; port=$NEXT_PORT
         next_port; admin=$NEXT_PORT
         args=()
-        [ "$kind" = none ] || args=(--shadow "127.0.0.1:${SHADOW_PORT[$kind]}" --mirror-percent 100
+        [ "$kind" = none ] || [ "$kind" = twin ] || args=(--shadow "127.0.0.1:${SHADOW_PORT[$kind]}" --mirror-percent 100
             --compare off --shadow-timeout "$SHADOW_TIMEOUT" --shadow-connect-timeout "$SHADOW_TIMEOUT")
         if bench_shadowtee "tee-shadowtee-$kind" "$ST" - "$port" "$admin" \
             --primary "127.0.0.1:$TEE_UP" --workers 2 "${ST_COMMON[@]}" "${args[@]}"; then
