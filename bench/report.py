@@ -196,32 +196,35 @@ def merge_rounds(rows):
     return merged
 
 
-def rps_ratio(r, ref):
-    """r's req/s over ref's: the median of the per-round ratios when both
-    were measured in the same rounds (each round's pair ran back to back),
-    else the plain ratio."""
+def round_ratios(r, ref, key):
+    """r's `key` over ref's, round by round, when both were measured in the
+    same rounds (each round's pair ran back to back); None otherwise."""
     a, b = r.get("rounds"), ref.get("rounds")
-    if a and b:
-        return median(ratio(a[n]["rps"], b[n]["rps"]) for n in sorted(set(a) & set(b)))
-    return ratio(r["rps"], ref["rps"])
+    if not (a and b):
+        return None
+    return [ratio(a[n][key], b[n][key]) for n in sorted(set(a) & set(b))]
+
+
+def paired_ratio(r, ref, key):
+    """The median of the per-round ratios of paired rows, else the plain ratio."""
+    rounds = round_ratios(r, ref, key)
+    return ratio(r[key], ref[key]) if rounds is None else median(rounds)
+
+
+def rps_ratio(r, ref):
+    return paired_ratio(r, ref, "rps")
 
 
 def p99_ratio(r, ref):
-    """Like rps_ratio, for p99."""
-    a, b = r.get("rounds"), ref.get("rounds")
-    if a and b:
-        return median(ratio(a[n]["p99"], b[n]["p99"]) for n in sorted(set(a) & set(b)))
-    return ratio(r["p99"], ref["p99"])
+    return paired_ratio(r, ref, "p99")
 
 
 def per_round(r, ref, key, spec="%.2f"):
     """" (median of N rounds: a, b, c)" for paired rows, else ""."""
-    a, b = r.get("rounds"), ref.get("rounds")
-    if not (a and b):
+    rounds = round_ratios(r, ref, key)
+    if rounds is None:
         return ""
-    common = sorted(set(a) & set(b))
-    return " (median of %d rounds: %s)" % (len(common), ", ".join(
-        fmt(ratio(a[n][key], b[n][key]), spec) for n in common))
+    return " (median of %d rounds: %s)" % (len(rounds), ", ".join(fmt(v, spec) for v in rounds))
 
 
 def within_noise(v, aa):
