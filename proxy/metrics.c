@@ -74,18 +74,28 @@ static void render_hist(FILE *out, const char *name, const char *help, st_metric
             (unsigned long long)count);
 }
 
+/* A counter labelled `label`, one line per values[first..last], each the
+ * workers' sum of the uint64_t array at `offset` in st_metrics_t. */
+static void render_counters(FILE *out, const char *name, const char *help, const char *label,
+                            const char *const *values, int first, int last,
+                            st_metrics_t *const *all, size_t n, size_t offset)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (int i = first; i <= last; i++) {
+        uint64_t sum = 0;
+        for (size_t w = 0; w < n; w++)
+            sum += LOAD(((_Atomic uint64_t *)((char *)all[w] + offset))[i]);
+        fprintf(out, "%s{%s=\"%s\"} %llu\n", name, label, values[i], (unsigned long long)sum);
+    }
+}
+
 void st_metrics_render(st_metrics_t *const *all, size_t n, FILE *out)
 {
-    fprintf(out, "# HELP shadowtee_requests_total Client requests answered, by status class.\n"
-                 "# TYPE shadowtee_requests_total counter\n");
-    for (int c = 1; c <= 5; c++)
-        fprintf(out, "shadowtee_requests_total{code=\"%s\"} %llu\n", class_names[c],
-                (unsigned long long)SUM(requests[c]));
-    fprintf(out, "# HELP shadowtee_upstream_errors_total Primary upstream failures, by reason.\n"
-                 "# TYPE shadowtee_upstream_errors_total counter\n");
-    for (int r = 0; r < ST_UPERR_COUNT; r++)
-        fprintf(out, "shadowtee_upstream_errors_total{reason=\"%s\"} %llu\n", st_uperr_names[r],
-                (unsigned long long)SUM(upstream_errors[r]));
+    render_counters(out, "shadowtee_requests_total", "Client requests answered, by status class.",
+                    "code", class_names, 1, 5, all, n, offsetof(st_metrics_t, requests));
+    render_counters(out, "shadowtee_upstream_errors_total", "Primary upstream failures, by reason.",
+                    "reason", st_uperr_names, 0, ST_UPERR_COUNT - 1, all, n,
+                    offsetof(st_metrics_t, upstream_errors));
     int64_t active = 0;
     for (size_t w = 0; w < n; w++)
         active += LOAD(all[w]->active_connections);
@@ -105,21 +115,14 @@ void st_metrics_render(st_metrics_t *const *all, size_t n, FILE *out)
         "# HELP shadowtee_mirror_requests_total Requests mirrored to the shadow.\n"
         "# TYPE shadowtee_mirror_requests_total counter\nshadowtee_mirror_requests_total %llu\n",
         (unsigned long long)SUM(mirror_requests));
-    fprintf(out, "# HELP shadowtee_mirror_skipped_total Requests not mirrored, by reason.\n"
-                 "# TYPE shadowtee_mirror_skipped_total counter\n");
-    for (int r = 0; r < ST_SKIP_COUNT; r++)
-        fprintf(out, "shadowtee_mirror_skipped_total{reason=\"%s\"} %llu\n", st_skip_names[r],
-                (unsigned long long)SUM(mirror_skipped[r]));
-    fprintf(out, "# HELP shadowtee_shadow_responses_total Shadow responses, by status class.\n"
-                 "# TYPE shadowtee_shadow_responses_total counter\n");
-    for (int c = 1; c <= 5; c++)
-        fprintf(out, "shadowtee_shadow_responses_total{code=\"%s\"} %llu\n", class_names[c],
-                (unsigned long long)SUM(shadow_responses[c]));
-    fprintf(out, "# HELP shadowtee_shadow_errors_total Shadow failures, by reason.\n"
-                 "# TYPE shadowtee_shadow_errors_total counter\n");
-    for (int r = 0; r < ST_SHERR_COUNT; r++)
-        fprintf(out, "shadowtee_shadow_errors_total{reason=\"%s\"} %llu\n", st_shadow_err_names[r],
-                (unsigned long long)SUM(shadow_errors[r]));
+    render_counters(out, "shadowtee_mirror_skipped_total", "Requests not mirrored, by reason.",
+                    "reason", st_skip_names, 0, ST_SKIP_COUNT - 1, all, n,
+                    offsetof(st_metrics_t, mirror_skipped));
+    render_counters(out, "shadowtee_shadow_responses_total", "Shadow responses, by status class.",
+                    "code", class_names, 1, 5, all, n, offsetof(st_metrics_t, shadow_responses));
+    render_counters(out, "shadowtee_shadow_errors_total", "Shadow failures, by reason.", "reason",
+                    st_shadow_err_names, 0, ST_SHERR_COUNT - 1, all, n,
+                    offsetof(st_metrics_t, shadow_errors));
     render_hist(out, "shadowtee_shadow_duration_seconds", "Shadow response latency.", all, n,
                 offsetof(st_metrics_t, shadow_duration));
     fprintf(out,
@@ -141,16 +144,11 @@ void st_metrics_render(st_metrics_t *const *all, size_t n, FILE *out)
             fprintf(out, "shadowtee_tls_handshake_failures_total{side=\"%s\",reason=\"%s\"} %llu\n",
                     tls_sides[side], tls_reasons[r],
                     (unsigned long long)SUM(tls_failures[side][r]));
-    fprintf(out, "# HELP shadowtee_tls_sessions_resumed_total Upstream TLS handshakes that resumed "
-                 "a session.\n"
-                 "# TYPE shadowtee_tls_sessions_resumed_total counter\n");
-    for (int side = 1; side < 4; side++)
-        fprintf(out, "shadowtee_tls_sessions_resumed_total{side=\"%s\"} %llu\n", tls_sides[side],
-                (unsigned long long)SUM(tls_resumed[side]));
-    fprintf(out, "# HELP shadowtee_upstream_connects_total Connections opened to each upstream "
-                 "(pool reuse: few per worker under steady keep-alive load).\n"
-                 "# TYPE shadowtee_upstream_connects_total counter\n");
-    for (int side = 1; side < 4; side++)
-        fprintf(out, "shadowtee_upstream_connects_total{pool=\"%s\"} %llu\n", tls_sides[side],
-                (unsigned long long)SUM(upstream_connects[side]));
+    render_counters(out, "shadowtee_tls_sessions_resumed_total",
+                    "Upstream TLS handshakes that resumed a session.", "side", tls_sides, 1, 3, all,
+                    n, offsetof(st_metrics_t, tls_resumed));
+    render_counters(out, "shadowtee_upstream_connects_total",
+                    "Connections opened to each upstream (pool reuse: few per worker under steady "
+                    "keep-alive load).",
+                    "pool", tls_sides, 1, 3, all, n, offsetof(st_metrics_t, upstream_connects));
 }
