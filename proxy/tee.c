@@ -115,6 +115,15 @@ static void account(st_mirror_t *m, size_t add)
     ST_ADD(m->w->metrics.mirror_bytes, add);
 }
 
+/* A probe copy's slot (see shadow_down) is free again once its shadow leg
+ * ended or the copy is dropped. */
+static void end_probe(st_mirror_t *m)
+{
+    if (!m->probe) return;
+    m->probe = 0;
+    m->w->shadow_probing = 0;
+}
+
 static void mirror_free(st_mirror_t *m)
 {
     st_worker_t *w = m->w;
@@ -122,7 +131,7 @@ static void mirror_free(st_mirror_t *m)
         if (m->legs[i].writing) return; /* on_leg_written frees */
     st_list_remove(&m->link);
     if (m->queued) st_list_remove(&m->qlink);
-    if (m->probe) w->shadow_probing = 0;
+    end_probe(m);
     w->mirrors_inflight--;
     w->mirror_mem -= m->mem;
     ST_ADD(w->metrics.mirror_bytes, -(uint64_t)m->mem);
@@ -459,10 +468,7 @@ static void leg_done(st_leg_t *leg, const char *error, int reusable)
         leg->up = NULL;
     }
     if (leg->kind == LEG_SHADOW) {
-        if (m->probe) {
-            m->probe = 0;
-            w->shadow_probing = 0;
-        }
+        end_probe(m);
         if (!error) {
             shadow_answered(w);
             ST_INC(w->metrics.shadow_responses[st_status_class(leg->cap.status)]);
