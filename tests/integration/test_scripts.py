@@ -74,9 +74,9 @@ def gate_argv(redis="redis://127.0.0.1:6379/0"):
 
 def test_scripts_pass_shellcheck():
     require(shutil.which("shellcheck"), "shellcheck is not installed (make deps): lint NOT run")
-    names = ["deploy", "promote", "rollback", "demo.sh"]
-    r = subprocess.run(["shellcheck"] + [os.path.join(SCRIPTS, n) for n in names], capture_output=True, text=True,
-                       timeout=60)
+    names = ["deploy", "promote", "rollback", "demo.sh", "deps.sh", "fresh-root-check.sh"]
+    files = [os.path.join(SCRIPTS, n) for n in names] + [os.path.join(ROOT, ".ci", "run")]
+    r = subprocess.run(["shellcheck"] + files, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout
 
 
