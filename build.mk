@@ -84,7 +84,7 @@ unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_RUN); do echo "== $$t"; $(TEST_WRAP) $$t; done
 
 integration: all
-	SHADOWTEE_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -rs -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+	SHADOWTEE_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -rfEs -p no:cacheprovider tests/integration $(PYTEST_ARGS)
 
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 asan:

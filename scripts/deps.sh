@@ -25,6 +25,11 @@ LLHTTP_INC=${LLHTTP_INC:-/usr/share/include/llhttp}
 CC=${CC:-cc}
 PY=${PYTHON:-/usr/bin/python3}
 
+# group: who needs the package. build: every build goal checks these; test:
+# make check, integration and asan (the suite cannot start without them);
+# suite: tests that skip without them (and fail under CI=true); valgrind,
+# bench, format: those goals; browser: the HTML report's browser test (left
+# out by --no-browser); ci: .ci/run only (added by --ci).
 # package            group     what --check looks for
 PKGS="
 build-essential      build     cmd:${CC%% *}
@@ -46,12 +51,11 @@ redis-server         test      cmd:redis-server
 openssl              suite     cmd:openssl
 curl                 suite     cmd:curl
 shellcheck           suite     cmd:shellcheck
-procps               suite     cmd:ps
-util-linux           suite     cmd:flock
+procps               bench     cmd:ps
+util-linux           bench     cmd:taskset
 valgrind             valgrind  cmd:valgrind
 wrk                  bench     cmd:wrk
 nginx-light          bench     cmd:nginx
-haproxy              bench     cmd:haproxy
 clang-format         format    cmd:clang-format
 chromium             browser   cmd:chromium
 debootstrap          ci        cmd:debootstrap

@@ -85,12 +85,14 @@ for c in "${cmds[@]}"; do
     i=$((i + 1)) log="$logs/$i.log" SECONDS=0 rc=0
     in_root "$c" >"$log" 2>&1 || rc=$?
     printf '  %-18s exit %d in %ds  %s\n' "$c" "$rc" "$SECONDS" "$(grep -E '^=*.*[0-9]+ (passed|failed)' "$log" | tail -n 1)"
-    grep -E '^SKIPPED ' "$log" | sed 's/^/    /' || true
+    # pytest -rfEs: "SKIPPED [N] file:line: reason", one line per reason here
+    awk '/^SKIPPED \[/ { n = substr($2, 2) + 0; sub(/^SKIPPED \[[0-9]+\] [^ ]+ /, ""); k[$0] += n }
+         END { for (r in k) printf "    skipped %d: %s\n", k[r], r }' "$log"
     if [ "$rc" -ne 0 ]; then
         [ "$rc" -eq 124 ] && echo "  timed out after ${limit}s"
         grep -E '^(FAILED|ERROR) ' "$log" | sed 's/^/    /' || true
         echo "  last lines of $log:"
-        tail -n 15 "$log" | sed 's/^/    /'
+        grep -vE '^(SKIPPED|FAILED|ERROR) ' "$log" | tail -n 12 | sed 's/^/    /'
         exit "$rc"
     fi
 done
