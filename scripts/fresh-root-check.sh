@@ -66,12 +66,16 @@ head=$(git -C "$repo" rev-parse HEAD)
 git clone -q --no-hardlinks "$repo" "$root/root/project"
 git -C "$root/root/project" checkout -q "$head"
 
+# in_root LOG COMMAND: runs COMMAND in the project's folder in the root, as a
+# user would, bounded by $limit; waited for in the background, so that a
+# signal reaches the traps at once, not when COMMAND ends.
 in_root() {
     timeout -k 10 "$limit" chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
         DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        /bin/bash -c "cd /root/project && $1"
+        /bin/bash -c "cd /root/project && $2" >"$1" 2>&1 &
+    wait $!
 }
-in_root 'apt-get update -qq && apt-get install -y -qq make git >/dev/null' >"$logs/0-prepare.log" 2>&1 \
+in_root "$logs/0-prepare.log" 'apt-get update -qq && apt-get install -y -qq make git >/dev/null' \
     || { echo "fresh-root-check: could not install make and git: $(tail -n 1 "$logs/0-prepare.log")"; exit 1; }
 
 # the README's block under "## Two commands", comments dropped
@@ -83,7 +87,7 @@ echo "fresh-root-check: $(git -C "$repo" log -1 --format='%h %s' "$head" | cut -
 i=0
 for c in "${cmds[@]}"; do
     i=$((i + 1)) log="$logs/$i.log" SECONDS=0 rc=0
-    in_root "$c" >"$log" 2>&1 || rc=$?
+    in_root "$log" "$c" || rc=$?
     printf '  %-18s exit %d in %ds  %s\n' "$c" "$rc" "$SECONDS" "$(grep -E '^=*.*[0-9]+ (passed|failed)' "$log" | tail -n 1)"
     # pytest -rfEs: "SKIPPED [N] file:line: reason", one line per reason here
     awk '/^SKIPPED \[/ { n = substr($2, 2) + 0; sub(/^SKIPPED \[[0-9]+\] [^ ]+ /, ""); k[$0] += n }
