@@ -10,8 +10,6 @@
 
 _Static_assert(ST_RESOLVE_COUNT == 3, "st_metrics_t.upstream_resolves has 3 results");
 
-void st_upconn_close(st_upconn_t *u);
-
 /* After each re-resolution: counted; when the addresses changed, idle
  * connections to an address the name no longer has are closed (busy ones
  * are closed when released). */
