@@ -287,3 +287,37 @@ def test_slow_resolver_does_not_block_requests(shadowtee, upstream, hosts, redis
     assert slowest < 1.5, "a request took %.2fs: a lookup blocked the loop" % slowest
     assert n >= 20
     assert wait_for(lambda: metric(metrics(st.admin_port), "shadowtee_redis_connected") == 1, 15)
+
+
+def test_shadow_and_redis_that_resolve_only_later(shadowtee, upstream, hosts, redis_server):
+    """The shadow's Service and Redis are applied after the proxy started:
+    their names do not resolve yet. The proxy starts, serves the primary,
+    skips mirrors as shadow_unavailable and keeps statistics in memory; once
+    the names resolve, copies reach the shadow and the statistics Redis."""
+    up = upstream("echo")
+    sh = upstream("echo")
+    hosts.set({"shadow.test": [], "redis.test": []})
+    st = shadowtee(primary=up.addr, shadow="shadow.test:%d" % sh.port, resolve_interval="100ms",
+                   redis="redis.test:%d" % redis_server.port, service="late",
+                   redis_flush_interval="50ms", env=hosts.env)
+    err = st.proc.stderr()
+    assert "upstream not resolvable yet, will retry" in err and "shadow.test" in err, err
+    with Conn(st.port) as c:
+        for i in range(3):
+            assert c.request("GET", "/early%d" % i).status == 200
+    m = metrics(st.admin_port)
+    assert metric(m, "shadowtee_mirror_skipped_total", reason="shadow_unavailable") == 3
+    assert len(sh.requests) == 0
+    assert wait_for(lambda: "cannot resolve redis.test" in st.proc.stderr(), 10), st.proc.stderr()
+    hosts.set({"shadow.test": ["127.0.0.1"], "redis.test": ["127.0.0.1"]})
+    i = [0]
+
+    def mirrored():
+        i[0] += 1
+        assert get(st.port, "/late%d" % i[0]).status == 200
+        return sh.requests
+
+    assert wait_for(mirrored, 10), "the shadow's name was not resolved again"
+    r = redis.Redis(port=redis_server.port, socket_timeout=5)
+    assert wait_for(lambda: r.keys("shadowtee:{late}:ep:*:counts"), 15), "no statistics reached Redis"
+    assert wait_for(lambda: metric(metrics(st.admin_port), "shadowtee_redis_connected") == 1, 10)
