@@ -75,7 +75,7 @@ static const opt_t options[] = {
     {"upstream-idle-conns", OPT_INT, OFF(upstream_idle_conns), 0, 0, 100000, "64",
      "idle primary connections kept per worker"},
     {"resolve-interval", OPT_DUR, OFF(resolve_interval_ms), 0, 0, 86400000, "5s",
-     "re-resolve upstream and Redis names this often (0: only after failures)"},
+     "re-resolve upstream names this often (0: only after failures)"},
     {"drain-timeout", OPT_DUR, OFF(drain_timeout_ms), 0, 0, 3600000, "25s",
      "on SIGTERM, how long in-flight requests may finish"},
     {"shadow", OPT_ADDR, OFF(shadow), 0, 0, 0, NULL,
