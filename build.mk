@@ -93,7 +93,15 @@ asan:
 
 valgrind: all $(UNIT_BIN)
 	$(MAKE) --no-print-directory -f build.mk unit TEST_WRAP="valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite"
-	SHADOWTEE_VALGRIND=1 $(MAKE) --no-print-directory -f build.mk integration PYTEST_ARGS="-k 'basic or keepalive or chunked or tee_content or tee_breaker or tls or comparator_e2e'"
+	SHADOWTEE_VALGRIND=1 $(MAKE) --no-print-directory -f build.mk integration PYTEST_ARGS="-k 'basic or keepalive or chunked or tee_content or tee_breaker or tls or comparator_e2e or resolve or unix'"
+
+# Test-only LD_PRELOAD getaddrinfo for the resolver tests (tests/shim/resolve_shim.c);
+# plain flags under `make asan` too: an uninstrumented preload needs no sanitizer runtime.
+SHIM := $(BUILD)/tests/resolve_shim.so
+$(SHIM): tests/shim/resolve_shim.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -shared -fPIC -o $@ $< -ldl
+integration: $(SHIM)
 
 $(BUILD)/cmp_bench: bench/cmp_bench.c $(LIBCMP)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $^ $(LDLIBS)
