@@ -173,7 +173,7 @@ static int had_errors(st_stats_t *s, void *arg)
 static void record_n(st_stats_t *s, const char *endpoint, st_verdict_t v, int n)
 {
     static st_diff_entry_t e = {ST_DIFF_VALUE, "$.score", "0.9", "0.1", 0.8, 0};
-    static st_diff_result_t d = {ST_VERDICT_DIVERGED, &e, 1, 1, 0.8};
+    static st_diff_result_t d = {ST_VERDICT_DIVERGED, &e, 1, 1, 0.8, 0, 0};
     for (int i = 0; i < n; i++) {
         st_stats_record_t r;
         memset(&r, 0, sizeof(r));
