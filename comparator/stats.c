@@ -448,7 +448,9 @@ static void minute_touch(st_stats_t *s, int64_t minute)
     s->minutes[s->nminutes++] = minute;
 }
 
-static void minute_incr(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const char *counter)
+/* Adds to field "<counter>|<endpoint>" of minute:M. */
+static void minute_delta(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const char *counter,
+                         int64_t ival, double fval, int is_float)
 {
     if (minute != s->mkey_minute || !s->mkeylen) {
         s->mkeylen =
@@ -460,17 +462,31 @@ static void minute_incr(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const 
     memcpy(s->fbuf, counter, cl);
     s->fbuf[cl] = '|';
     memcpy(s->fbuf + cl + 1, ep->name, nl);
-    delta_add(s, s->mkey, s->mkeylen, s->fbuf, cl + 1 + nl, 1, 0, 0);
+    delta_add(s, s->mkey, s->mkeylen, s->fbuf, cl + 1 + nl, ival, fval, is_float);
 }
 
-static void latency_add(st_stats_t *s, st_stats_ep_t *ep, const char *suffix, double seconds)
+static void minute_incr(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const char *counter)
+{
+    minute_delta(s, ep, minute, counter, 1, 0, 0);
+}
+
+/* One latency into the endpoint's all-time histogram `side` ("lat:primary",
+ * "lat:shadow") and into the minute's (fields "<side>:<bound>|E" and
+ * "<side>:sum_ms|E", schema 2), so that --since windows latency too. */
+static void latency_add(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const char *side,
+                        double seconds)
 {
     if (!(seconds >= 0) || !isfinite(seconds)) return;
     double ms = seconds * 1000.0;
     size_t b = st_stats__hist_bucket(ms);
-    ep_incr(s, ep, suffix, st_stats_hist_fields[b], 1);
-    ep_incr(s, ep, suffix, "count", 1);
-    ep_delta(s, ep, suffix, "sum_ms", 0, ms, 1);
+    ep_incr(s, ep, side, st_stats_hist_fields[b], 1);
+    ep_incr(s, ep, side, "count", 1);
+    ep_delta(s, ep, side, "sum_ms", 0, ms, 1);
+    char counter[32];
+    snprintf(counter, sizeof(counter), "%s:%s", side, st_stats_hist_fields[b]);
+    minute_incr(s, ep, minute, counter);
+    snprintf(counter, sizeof(counter), "%s:sum_ms", side);
+    minute_delta(s, ep, minute, counter, 0, ms, 1);
 }
 
 static void diff_paths_add(st_stats_t *s, st_stats_ep_t *ep, const st_diff_result_t *diff)
@@ -541,8 +557,9 @@ void st_stats_record(st_stats_t *s, const st_stats_record_t *rec)
             minute_incr(s, ep, minute, "timeouts");
         }
     }
-    latency_add(s, ep, "lat:primary", rec->primary_seconds);
-    if (rec->verdict != ST_VERDICT_ERROR) latency_add(s, ep, "lat:shadow", rec->shadow_seconds);
+    latency_add(s, ep, minute, "lat:primary", rec->primary_seconds);
+    if (rec->verdict != ST_VERDICT_ERROR)
+        latency_add(s, ep, minute, "lat:shadow", rec->shadow_seconds);
     diff_paths_add(s, ep, rec->diff);
     if (rec->verdict == ST_VERDICT_DIVERGED) sample_take(s, ep, rec);
     if (s->batch_first_ms == 0 || rec->now_ms < s->batch_first_ms) s->batch_first_ms = rec->now_ms;

@@ -197,13 +197,23 @@ static void test_batch_counts_paths_latency(void **state)
     HAS("HINCRBY shadowtee:{svc}:minute:%lld compared|POST /v1/predict 1", (T0 + 61000) / 60000);
     HAS("HINCRBY shadowtee:{svc}:minute:%lld errors|POST /v1/predict 1", (T0 + 61000) / 60000);
     HAS("HINCRBY shadowtee:{svc}:minute:%lld timeouts|POST /v1/predict 1", (T0 + 61000) / 60000);
+    /* per-minute latency (schema 2): --since windows it like the counts */
+    HAS("HINCRBY shadowtee:{svc}:minute:%lld lat:primary:4|POST /v1/predict 3", T0 / 60000);
+    HAS("HINCRBYFLOAT shadowtee:{svc}:minute:%lld lat:primary:sum_ms|POST /v1/predict 12.000000",
+        T0 / 60000);
+    HAS("HINCRBY shadowtee:{svc}:minute:%lld lat:shadow:15|POST /v1/predict 3", T0 / 60000);
+    HAS("HINCRBY shadowtee:{svc}:minute:%lld lat:primary:4|POST /v1/predict 1",
+        (T0 + 61000) / 60000);
+    snprintf(want, sizeof(want),
+             "HINCRBY shadowtee:{svc}:minute:%lld lat:shadow:", (T0 + 61000) / 60000);
+    assert_int_equal(count_prefix(l, want), 0); /* the error had no shadow latency */
     HAS("EXPIRE shadowtee:{svc}:minute:%lld 604800", T0 / 60000);
     HAS("EXPIRE shadowtee:{svc}:minute:%lld 604800", (T0 + 61000) / 60000);
     HAS("HSETNX shadowtee:{svc}:meta first_seen_ms %lld", T0);
     HAS("HSET shadowtee:{svc}:meta last_seen_ms %lld", T0 + 61000);
     HAS("LTRIM %ssamples 0 19", ep);
     assert_int_equal(count_prefix(l, "LPUSH "), 1);
-    assert_int_equal(count_prefix(l, "HSET shadowtee:{svc}:meta schema 1 service svc "), 1);
+    assert_int_equal(count_prefix(l, "HSET shadowtee:{svc}:meta schema 2 service svc "), 1);
     /* matched is not a per-minute counter (compared - the others) */
     snprintf(want, sizeof(want), "HINCRBY shadowtee:{svc}:minute:%lld matched|", T0 / 60000);
     assert_int_equal(count_prefix(l, want), 0);
