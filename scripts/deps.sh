@@ -9,7 +9,9 @@ PKGS=(
   redis-server wrk nginx-light haproxy curl procps util-linux
   python3 python3-flask python3-jsonschema python3-yaml python3-redis python3-pytest
   valgrind
+  prometheus
 )
+# prometheus: for promtool (check/test rules, check metrics; tests/integration/test_monitoring.py)
 if [ "${1:-}" = "--with-browser" ]; then PKGS+=(chromium); fi
 missing=()
 for p in "${PKGS[@]}"; do
