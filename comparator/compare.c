@@ -614,6 +614,8 @@ int st_compare(const st_rules_t *rules, const char *endpoint, const st_response_
         body_deinit(&bn);
         s.noise = ns.entries;
         s.nnoise = ns.nentries;
+        result->noise_compared = 1;
+        result->noise_total = ns.total;
     }
     compare_pair(rules, &pol, &bp, &bs, &s);
     body_deinit(&bp);

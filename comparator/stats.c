@@ -260,6 +260,7 @@ static st_stats_ep_t *ep_new(st_stats_t *s, const char *name, size_t len, uint64
         if (!n) goto fail;
     }
     pthread_mutex_lock(&s->lock);
+    ep->born_ns = uv_hrtime();
     s->eps[s->neps++] = ep;
     pthread_mutex_unlock(&s->lock);
     size_t bi = (size_t)(h & (s->nephash - 1));
@@ -447,7 +448,9 @@ static void minute_touch(st_stats_t *s, int64_t minute)
     s->minutes[s->nminutes++] = minute;
 }
 
-static void minute_incr(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const char *counter)
+/* Adds to field "<counter>|<endpoint>" of minute:M. */
+static void minute_delta(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const char *counter,
+                         int64_t ival, double fval, int is_float)
 {
     if (minute != s->mkey_minute || !s->mkeylen) {
         s->mkeylen =
@@ -459,17 +462,31 @@ static void minute_incr(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const 
     memcpy(s->fbuf, counter, cl);
     s->fbuf[cl] = '|';
     memcpy(s->fbuf + cl + 1, ep->name, nl);
-    delta_add(s, s->mkey, s->mkeylen, s->fbuf, cl + 1 + nl, 1, 0, 0);
+    delta_add(s, s->mkey, s->mkeylen, s->fbuf, cl + 1 + nl, ival, fval, is_float);
 }
 
-static void latency_add(st_stats_t *s, st_stats_ep_t *ep, const char *suffix, double seconds)
+static void minute_incr(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const char *counter)
+{
+    minute_delta(s, ep, minute, counter, 1, 0, 0);
+}
+
+/* One latency into the endpoint's all-time histogram `side` ("lat:primary",
+ * "lat:shadow") and into the minute's (fields "<side>:<bound>|E" and
+ * "<side>:sum_ms|E", schema 2), so that --since windows latency too. */
+static void latency_add(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const char *side,
+                        double seconds)
 {
     if (!(seconds >= 0) || !isfinite(seconds)) return;
     double ms = seconds * 1000.0;
     size_t b = st_stats__hist_bucket(ms);
-    ep_incr(s, ep, suffix, st_stats_hist_fields[b], 1);
-    ep_incr(s, ep, suffix, "count", 1);
-    ep_delta(s, ep, suffix, "sum_ms", 0, ms, 1);
+    ep_incr(s, ep, side, st_stats_hist_fields[b], 1);
+    ep_incr(s, ep, side, "count", 1);
+    ep_delta(s, ep, side, "sum_ms", 0, ms, 1);
+    char counter[32];
+    snprintf(counter, sizeof(counter), "%s:%s", side, st_stats_hist_fields[b]);
+    minute_incr(s, ep, minute, counter);
+    snprintf(counter, sizeof(counter), "%s:sum_ms", side);
+    minute_delta(s, ep, minute, counter, 0, ms, 1);
 }
 
 static void diff_paths_add(st_stats_t *s, st_stats_ep_t *ep, const st_diff_result_t *diff)
@@ -520,6 +537,9 @@ void st_stats_record(st_stats_t *s, const st_stats_record_t *rec)
     if (rec->verdict == ST_VERDICT_ERROR && rec->shadow_error &&
         strcmp(rec->shadow_error, "timeout") == 0)
         atomic_fetch_add_explicit(&ep->timeouts, 1, memory_order_relaxed);
+    if (rec->diff && rec->diff->noise_compared)
+        atomic_fetch_add_explicit(rec->diff->noise_total ? &s->n_noise_diverged : &s->n_noise_match,
+                                  1, memory_order_relaxed);
     if (!s->cfg.redis_host) return; /* metrics only: nothing to flush */
     ep->touched = 1;
     ep_incr(s, ep, "counts", "compared", 1);
@@ -537,8 +557,9 @@ void st_stats_record(st_stats_t *s, const st_stats_record_t *rec)
             minute_incr(s, ep, minute, "timeouts");
         }
     }
-    latency_add(s, ep, "lat:primary", rec->primary_seconds);
-    if (rec->verdict != ST_VERDICT_ERROR) latency_add(s, ep, "lat:shadow", rec->shadow_seconds);
+    latency_add(s, ep, minute, "lat:primary", rec->primary_seconds);
+    if (rec->verdict != ST_VERDICT_ERROR)
+        latency_add(s, ep, minute, "lat:shadow", rec->shadow_seconds);
     diff_paths_add(s, ep, rec->diff);
     if (rec->verdict == ST_VERDICT_DIVERGED) sample_take(s, ep, rec);
     if (s->batch_first_ms == 0 || rec->now_ms < s->batch_first_ms) s->batch_first_ms = rec->now_ms;
@@ -670,9 +691,12 @@ int st_stats__build_batch(st_stats_t *s, st_batch_t *out, int with_meta, int64_t
 
 /* ---- Prometheus -------------------------------------------------------- */
 
+/* One endpoint row of the Prometheus text: one endpoint summed over the
+ * workers that know it. */
 typedef struct {
     const char *name;
-    uint64_t compared, diverged;
+    uint64_t born_ns; /* the earliest creation among those workers */
+    uint64_t compared, diverged, noise, errors;
 } prom_ep_t;
 
 static int prom_ep_by_name(const void *a, const void *b)
@@ -680,11 +704,93 @@ static int prom_ep_by_name(const void *a, const void *b)
     return strcmp(((const prom_ep_t *)a)->name, ((const prom_ep_t *)b)->name);
 }
 
-static int prom_ep_by_count(const void *a, const void *b)
+static int prom_ep_by_birth(const void *a, const void *b)
 {
     const prom_ep_t *x = a, *y = b;
-    if (x->compared != y->compared) return x->compared < y->compared ? 1 : -1;
+    if (x->born_ns != y->born_ns) return x->born_ns < y->born_ns ? -1 : 1;
     return strcmp(x->name, y->name);
+}
+
+static void prom_ep_add(prom_ep_t *dst, const prom_ep_t *src)
+{
+    dst->compared += src->compared;
+    dst->diverged += src->diverged;
+    dst->noise += src->noise;
+    dst->errors += src->errors;
+}
+
+static uint64_t ld(_Atomic uint64_t *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+/* The endpoint rows, sorted by name, with "{other}" last when present;
+ * *nrows of them (malloc'ed), NULL when there is none (or on ENOMEM).
+ *
+ * The label set must be bounded and stable, so that every series is a
+ * counter that only grows: at most max_endpoints named rows, the ones
+ * created first (earliest born_ns over the workers); every later name is
+ * folded into "{other}" for good. Only endpoints born before `cutoff` (taken
+ * before any worker is read) count, so a scrape sees exactly the endpoints
+ * created before it, and a later one can never displace an earlier one. */
+static prom_ep_t *prom_ep_rows(st_stats_t *const *all, size_t n, size_t maxeps, size_t *nrows)
+{
+    uint64_t cutoff = uv_hrtime();
+    size_t cap = 0, neps = 0;
+    *nrows = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!all[i]) continue;
+        pthread_mutex_lock(&all[i]->lock);
+        cap += all[i]->neps;
+        pthread_mutex_unlock(&all[i]->lock);
+    }
+    prom_ep_t *eps = cap ? calloc(cap + 1, sizeof(*eps)) : NULL;
+    for (size_t i = 0; eps && i < n; i++) {
+        st_stats_t *s = all[i];
+        if (!s) continue;
+        pthread_mutex_lock(&s->lock);
+        for (size_t k = 0; k < s->neps && neps < cap; k++) {
+            st_stats_ep_t *ep = s->eps[k];
+            if (ep->born_ns > cutoff) continue;
+            eps[neps++] = (prom_ep_t){.name = ep->name,
+                                      .born_ns = ep->born_ns,
+                                      .compared = ld(&ep->compared),
+                                      .diverged = ld(&ep->diverged),
+                                      .noise = ld(&ep->noise),
+                                      .errors = ld(&ep->errors)};
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (neps == 0) {
+        free(eps);
+        return NULL;
+    }
+    qsort(eps, neps, sizeof(*eps), prom_ep_by_name);
+    size_t m = 0;
+    prom_ep_t other = {ST_ENDPOINT_OTHER, 0, 0, 0, 0, 0};
+    int has_other = 0;
+    for (size_t i = 0; i < neps; i++) {
+        if (strcmp(eps[i].name, ST_ENDPOINT_OTHER) == 0) {
+            prom_ep_add(&other, &eps[i]);
+            has_other = 1;
+        } else if (m && strcmp(eps[m - 1].name, eps[i].name) == 0) {
+            prom_ep_add(&eps[m - 1], &eps[i]);
+            if (eps[i].born_ns < eps[m - 1].born_ns) eps[m - 1].born_ns = eps[i].born_ns;
+        } else {
+            eps[m++] = eps[i];
+        }
+    }
+    if (m > maxeps) { /* the first-born max_endpoints keep their own row */
+        qsort(eps, m, sizeof(*eps), prom_ep_by_birth);
+        for (size_t i = maxeps; i < m; i++)
+            prom_ep_add(&other, &eps[i]);
+        m = maxeps;
+        has_other = 1;
+        qsort(eps, m, sizeof(*eps), prom_ep_by_name);
+    }
+    if (has_other) eps[m++] = other; /* room: at most neps rows of neps + 1 */
+    *nrows = m;
+    return eps;
 }
 
 /* Writes a label value escaped per the text format: \\, \" and \n. */
@@ -702,9 +808,16 @@ static void prom_label(FILE *out, const char *v)
     }
 }
 
-static uint64_t ld(_Atomic uint64_t *v)
+/* A per-endpoint counter: one line per row, the uint64_t at `offset`. */
+static void prom_ep_family(FILE *out, const char *name, const char *help, const prom_ep_t *rows,
+                           size_t nrows, size_t offset)
 {
-    return atomic_load_explicit(v, memory_order_relaxed);
+    fprintf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (size_t i = 0; i < nrows; i++) {
+        fprintf(out, "%s{endpoint=\"", name);
+        prom_label(out, rows[i].name);
+        fprintf(out, "\"} %" PRIu64 "\n", *(const uint64_t *)((const char *)&rows[i] + offset));
+    }
 }
 
 static void prom_counter(FILE *out, const char *name, const char *help, uint64_t v)
@@ -714,8 +827,8 @@ static void prom_counter(FILE *out, const char *name, const char *help, uint64_t
 
 void st_stats_prometheus(st_stats_t *const *all, size_t n, FILE *out)
 {
-    uint64_t res[4] = {0}, flushes = 0, dropped = 0, lost = 0, reconn = 0, rerr = 0;
-    size_t with_redis = 0, connected = 0, cap = 0, maxeps = 0;
+    uint64_t res[4] = {0}, base[2] = {0}, flushes = 0, dropped = 0, lost = 0, reconn = 0, rerr = 0;
+    size_t with_redis = 0, connected = 0, maxeps = 0;
     for (size_t i = 0; i < n; i++) {
         st_stats_t *s = all[i];
         if (!s) continue;
@@ -723,6 +836,8 @@ void st_stats_prometheus(st_stats_t *const *all, size_t n, FILE *out)
         res[1] += ld(&s->n_diverged);
         res[2] += ld(&s->n_noise);
         res[3] += ld(&s->n_error);
+        base[0] += ld(&s->n_noise_match);
+        base[1] += ld(&s->n_noise_diverged);
         flushes += ld(&s->flushes);
         dropped += ld(&s->dropped);
         lost += ld(&s->lost);
@@ -730,9 +845,6 @@ void st_stats_prometheus(st_stats_t *const *all, size_t n, FILE *out)
         rerr += ld(&s->redis_errors);
         with_redis += s->cfg.redis_host != NULL;
         connected += atomic_load_explicit(&s->connected, memory_order_relaxed) != 0;
-        pthread_mutex_lock(&s->lock);
-        cap += s->neps;
-        pthread_mutex_unlock(&s->lock);
         if (s->cfg.max_endpoints > maxeps) maxeps = s->cfg.max_endpoints;
     }
     fprintf(out, "# HELP shadowtee_comparisons_total Mirrored requests compared, by result.\n"
@@ -740,66 +852,28 @@ void st_stats_prometheus(st_stats_t *const *all, size_t n, FILE *out)
     const char *names[4] = {"match", "diverged", "noise", "error"};
     for (int i = 0; i < 4; i++)
         fprintf(out, "shadowtee_comparisons_total{result=\"%s\"} %" PRIu64 "\n", names[i], res[i]);
+    fprintf(out, "# HELP shadowtee_noise_replica_comparisons_total The noise replica's answers "
+                 "compared with the primary's (the A/A baseline), by result.\n"
+                 "# TYPE shadowtee_noise_replica_comparisons_total counter\n");
+    for (int i = 0; i < 2; i++)
+        fprintf(out, "shadowtee_noise_replica_comparisons_total{result=\"%s\"} %" PRIu64 "\n",
+                names[i], base[i]);
 
-    /* endpoints: gathered under each worker's lock (O(endpoints)), merged by
-     * name, the busiest max_endpoints kept, the rest folded into {other} */
-    prom_ep_t *eps = cap ? calloc(cap + 1, sizeof(*eps)) : NULL;
-    size_t neps = 0;
-    for (size_t i = 0; eps && i < n; i++) {
-        st_stats_t *s = all[i];
-        if (!s) continue;
-        pthread_mutex_lock(&s->lock);
-        for (size_t k = 0; k < s->neps && neps < cap; k++) {
-            eps[neps].name = s->eps[k]->name;
-            eps[neps].compared = ld(&s->eps[k]->compared);
-            eps[neps].diverged = ld(&s->eps[k]->diverged);
-            neps++;
-        }
-        pthread_mutex_unlock(&s->lock);
-    }
-    if (neps) {
-        qsort(eps, neps, sizeof(*eps), prom_ep_by_name);
-        size_t m = 0;
-        for (size_t i = 0; i < neps; i++) {
-            if (m && strcmp(eps[m - 1].name, eps[i].name) == 0) {
-                eps[m - 1].compared += eps[i].compared;
-                eps[m - 1].diverged += eps[i].diverged;
-            } else {
-                eps[m++] = eps[i];
-            }
-        }
-        neps = m;
-        qsort(eps, neps, sizeof(*eps), prom_ep_by_count);
-        if (neps > maxeps) { /* fold the tail (and any "{other}") into one row */
-            prom_ep_t other = {ST_ENDPOINT_OTHER, 0, 0};
-            size_t keep = 0;
-            for (size_t i = 0; i < neps; i++) {
-                if (keep < maxeps && strcmp(eps[i].name, ST_ENDPOINT_OTHER) != 0) {
-                    eps[keep++] = eps[i];
-                } else {
-                    other.compared += eps[i].compared;
-                    other.diverged += eps[i].diverged;
-                }
-            }
-            eps[keep++] = other;
-            neps = keep;
-        }
-    }
-    fprintf(out, "# HELP shadowtee_endpoint_comparisons_total Comparisons per endpoint.\n"
-                 "# TYPE shadowtee_endpoint_comparisons_total counter\n");
-    for (size_t i = 0; i < neps; i++) {
-        fputs("shadowtee_endpoint_comparisons_total{endpoint=\"", out);
-        prom_label(out, eps[i].name);
-        fprintf(out, "\"} %" PRIu64 "\n", eps[i].compared);
-    }
-    fprintf(out, "# HELP shadowtee_endpoint_divergences_total Diverged comparisons per endpoint.\n"
-                 "# TYPE shadowtee_endpoint_divergences_total counter\n");
-    for (size_t i = 0; i < neps; i++) {
-        fputs("shadowtee_endpoint_divergences_total{endpoint=\"", out);
-        prom_label(out, eps[i].name);
-        fprintf(out, "\"} %" PRIu64 "\n", eps[i].diverged);
-    }
-    free(eps);
+    size_t nrows = 0;
+    prom_ep_t *rows = prom_ep_rows(all, n, maxeps, &nrows);
+    prom_ep_family(out, "shadowtee_endpoint_comparisons_total", "Comparisons per endpoint.", rows,
+                   nrows, offsetof(prom_ep_t, compared));
+    prom_ep_family(out, "shadowtee_endpoint_divergences_total",
+                   "Diverged comparisons per endpoint.", rows, nrows,
+                   offsetof(prom_ep_t, diverged));
+    prom_ep_family(out, "shadowtee_endpoint_noise_total",
+                   "Noise-only comparisons per endpoint (every difference also between the "
+                   "primary and the noise replica).",
+                   rows, nrows, offsetof(prom_ep_t, noise));
+    prom_ep_family(out, "shadowtee_endpoint_shadow_errors_total",
+                   "Comparisons per endpoint without a shadow answer to diff.", rows, nrows,
+                   offsetof(prom_ep_t, errors));
+    free(rows);
     fprintf(
         out,
         "# HELP shadowtee_redis_connected 1 when every worker's stats connection to Redis is up.\n"

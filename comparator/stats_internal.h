@@ -32,7 +32,7 @@ struct redisAsyncContext;
 extern const double st_stats_hist_bounds_ms[ST_HIST_NBOUNDS];
 extern const char *const st_stats_hist_fields[ST_HIST_NBOUNDS + 1]; /* "%g" of each, "+Inf" */
 
-#define ST_STATS_SCHEMA_VERSION "1"
+#define ST_STATS_SCHEMA_VERSION "2" /* 2: per-minute latency fields in minute:M */
 #define ST_STATS_MAX_FIELD      512 /* diff paths are cut to keep fields bounded */
 
 /* One pending increment: HINCRBY key field ival, or HINCRBYFLOAT when
@@ -58,6 +58,8 @@ typedef struct st_stats_ep {
     size_t keylen; /* strlen(key) */
     int touched;   /* 1: seen since the last batch (SADD endpoints) */
     _Atomic uint64_t compared, matched, diverged, noise, errors, timeouts;
+    /* uv_hrtime() when added to eps (under lock): the Prometheus fold order */
+    uint64_t born_ns;
     int64_t sample_second;    /* wall second of the last sample taken */
     size_t samples_in_second; /* samples taken during sample_second */
     char **samples;           /* ring of pending sample JSON (owned), cap = samples_per_endpoint */
@@ -122,6 +124,7 @@ struct st_stats {
 
     /* counters for Prometheus (atomics, relaxed) */
     _Atomic uint64_t n_match, n_diverged, n_noise, n_error;
+    _Atomic uint64_t n_noise_match, n_noise_diverged; /* noise replica vs primary (baseline) */
     _Atomic uint64_t flushes, dropped, lost, reconnects, redis_errors;
     _Atomic int connected;
 

@@ -85,6 +85,7 @@ static const char CSS[] =
     ".gate{padding:10px 14px;border-radius:6px;font-weight:600;margin:12px 0}"
     ".gate.pass{background:#e3f6e8;color:#17672f;border:1px solid #9bd3ab}"
     ".gate.fail{background:#fde8e8;color:#8a1c1c;border:1px solid #f0a8a8}"
+    ".gate.inconclusive{background:#fff6dd;color:#6b4e00;border:1px solid #e8cf85}"
     "code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px}"
     "pre{background:#fff;border:1px solid #dde1e6;padding:8px;white-space:pre-wrap;"
     "word-break:break-all;max-height:300px;overflow:auto}"
@@ -454,7 +455,7 @@ int rpt_render_html(FILE *out, const rpt_options_t *opt, const rpt_model_t *m, c
     }
     fprintf(out, "</div>\n");
     if (g && g->enabled) {
-        fprintf(out, "<div id=\"gate\" class=\"gate %s\">", g->passed ? "pass" : "fail");
+        fprintf(out, "<div id=\"gate\" class=\"gate %s\">", rpt_result_name(g->result));
         esc(out, g->verdict);
         fprintf(out, "</div>\n");
     }

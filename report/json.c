@@ -86,16 +86,17 @@ json_t *rpt_to_json(const rpt_options_t *opt, const rpt_model_t *m, const rpt_ga
     json_object_set_new(o, "schema", json_integer(1));
     json_object_set_new(o, "service", json_string(m->service));
     json_object_set_new(o, "generated_ms", json_integer(opt->now_ms));
+    json_object_set_new(o, "data_schema", m->schema ? json_integer(m->schema) : json_null());
     json_object_set_new(o, "endpoint_filter",
                         opt->endpoint ? json_string(opt->endpoint) : json_null());
-    json_object_set_new(o, "window",
-                        json_pack("{s:o,s:I,s:I,s:I,s:I,s:I}", "since_s",
-                                  opt->since_s ? json_integer(opt->since_s) : json_null(),
-                                  "start_ms", (json_int_t)m->window_start_ms, "end_ms",
-                                  (json_int_t)m->window_end_ms, "duration_s",
-                                  (json_int_t)((m->window_end_ms - m->window_start_ms) / 1000),
-                                  "first_seen_ms", (json_int_t)m->first_seen_ms, "last_seen_ms",
-                                  (json_int_t)m->last_seen_ms));
+    json_object_set_new(
+        o, "window",
+        json_pack("{s:o,s:b,s:I,s:I,s:I,s:I,s:I}", "since_s",
+                  opt->since_s ? json_integer(opt->since_s) : json_null(), "latency_windowed",
+                  m->latency_windowed, "start_ms", (json_int_t)m->window_start_ms, "end_ms",
+                  (json_int_t)m->window_end_ms, "duration_s",
+                  (json_int_t)((m->window_end_ms - m->window_start_ms) / 1000), "first_seen_ms",
+                  (json_int_t)m->first_seen_ms, "last_seen_ms", (json_int_t)m->last_seen_ms));
     tally_json(o, &m->total);
     json_object_set_new(o, "latency", latency_json(&m->lat_primary, &m->lat_shadow));
 
@@ -148,15 +149,18 @@ json_t *rpt_to_json(const rpt_options_t *opt, const rpt_model_t *m, const rpt_ga
         json_t *checks = json_array();
         for (size_t i = 0; i < g->nchecks; i++) {
             const rpt_check_t *c = &g->checks[i];
-            json_array_append_new(checks,
-                                  json_pack("{s:s,s:o,s:f,s:b,s:b,s:s}", "name", c->name, "value",
-                                            c->evaluated ? json_real(c->value) : json_null(),
-                                            "threshold", c->threshold, "evaluated", c->evaluated,
-                                            "passed", c->passed, "text", c->text));
+            json_t *ci = c->has_ci ? json_pack("[f,f]", c->ci.lo, c->ci.hi) : json_null();
+            json_array_append_new(
+                checks,
+                json_pack("{s:s,s:o,s:f,s:b,s:b,s:s,s:o,s:s}", "name", c->name, "value",
+                          c->evaluated ? json_real(c->value) : json_null(), "threshold",
+                          c->threshold, "evaluated", c->evaluated, "passed", c->passed, "result",
+                          rpt_result_name(c->result), "ci95_pct", ci, "text", c->text));
         }
         json_object_set_new(o, "gate",
-                            json_pack("{s:b,s:s,s:o}", "passed", g->passed, "verdict", g->verdict,
-                                      "checks", checks));
+                            json_pack("{s:b,s:s,s:s,s:o}", "passed", g->passed, "result",
+                                      rpt_result_name(g->result), "verdict", g->verdict, "checks",
+                                      checks));
     } else {
         json_object_set_new(o, "gate", json_null());
     }

@@ -283,8 +283,41 @@ static rpt_endpoint_t *find_ep(rpt_model_t *m, const char *name)
     return NULL;
 }
 
+/* A latency field of a minute bucket (schema 2): counter "lat:primary:<bound>",
+ * "lat:shadow:+Inf", "lat:primary:sum_ms", ... into the endpoint's window
+ * histograms. 0 when it is not a latency field or was added; -1 on ENOMEM. */
+static int minute_latency(rpt_endpoint_t *ep, const char *counter, const char *value)
+{
+    rpt_hist_t *h = NULL;
+    if (!strncmp(counter, "lat:primary:", 12)) {
+        h = &ep->lat_primary;
+        counter += 12;
+    } else if (!strncmp(counter, "lat:shadow:", 11)) {
+        h = &ep->lat_shadow;
+        counter += 11;
+    }
+    if (!h) return 0;
+    if (!strcmp(counter, "sum_ms")) {
+        h->sum_ms += atof(value);
+        return 0;
+    }
+    long long v = atoll(value);
+    if (v <= 0) return 0;
+    if (!strcmp(counter, "+Inf")) {
+        h->inf += (uint64_t)v;
+    } else {
+        char *end;
+        double b = strtod(counter, &end);
+        if (*end != '\0' || !(b > 0)) return 0; /* not ours: skipped */
+        if (rpt_hist_put(h, b, (uint64_t)v) != 0) return -1;
+    }
+    h->count += (uint64_t)v;
+    return 0;
+}
+
 /* Loads every "minute:M" key in the window (SCAN, then pipelined HGETALL):
- * builds the timeline and, with --since, the endpoints' window tallies. */
+ * builds the timeline and, with --since, the endpoints' window tallies and
+ * latency histograms. */
 static int load_minutes(redisContext *c, const char *prefix, int64_t since_min, rpt_model_t *m,
                         char *err, size_t errlen)
 {
@@ -341,8 +374,15 @@ static int load_minutes(redisContext *c, const char *prefix, int64_t since_min, 
             if (!bar) continue;
             rpt_endpoint_t *ep = find_ep(m, bar + 1);
             if (!ep) continue; /* filtered out by --endpoint */
-            char counter[32];
+            char counter[64];
             snprintf(counter, sizeof(counter), "%.*s", (int)(bar - f), f);
+            if (!strncmp(counter, "lat:", 4)) {
+                if (since_min && minute_latency(ep, counter, r->element[k + 1]->str) != 0) {
+                    freeReplyObject(r);
+                    goto done;
+                }
+                continue;
+            }
             uint64_t v = to_u64(r->element[k + 1]);
             tally_field(&mt->t, counter, v);
             if (since_min) tally_field(&ep->t, counter, v);
@@ -429,6 +469,7 @@ int rpt_load(const rpt_options_t *opt, rpt_model_t *m, char *err, size_t errlen)
     snprintf(prefix, sizeof(prefix), "shadowtee:{%s}:", opt->service);
     m->service = strdup(opt->service);
     m->since_s = opt->since_s;
+    m->latency_windowed = opt->since_s != 0;
     meta = redisCommand(c, "HGETALL %smeta", prefix);
     members = redisCommand(c, "SMEMBERS %sendpoints", prefix);
     if (!is_pairs(meta) || !members || members->type != REDIS_REPLY_ARRAY) {
@@ -453,6 +494,8 @@ int rpt_load(const rpt_options_t *opt, rpt_model_t *m, char *err, size_t errlen)
             m->first_seen_ms = atoll(meta->element[i + 1]->str);
         else if (!strcmp(f, "last_seen_ms"))
             m->last_seen_ms = atoll(meta->element[i + 1]->str);
+        else if (!strcmp(f, "schema"))
+            m->schema = atoi(meta->element[i + 1]->str);
     }
     m->eps = calloc(members->elements ? members->elements : 1, sizeof(*m->eps));
     if (!m->eps) goto done;
@@ -503,14 +546,15 @@ int rpt_load(const rpt_options_t *opt, rpt_model_t *m, char *err, size_t errlen)
         }
         if (ok) {
             rpt_tally_t all_time = {0};
+            /* with --since, counts and latency come from the minute buckets */
             ok = load_counts(ep, r[0]) == 0 && load_paths(&ep->paths, r[1]) == 0 &&
                  load_paths(&ep->noise_paths, r[2]) == 0 &&
-                 load_hist(&ep->lat_primary, r[3]) == 0 && load_hist(&ep->lat_shadow, r[4]) == 0 &&
+                 (since_ms || (load_hist(&ep->lat_primary, r[3]) == 0 &&
+                               load_hist(&ep->lat_shadow, r[4]) == 0)) &&
                  load_samples(ep, r[5], since_ms) == 0;
             rpt_counts_sort(&ep->kinds);
             rpt_counts_sort(&ep->reasons);
-            if (since_ms) /* counts come from the minute buckets instead */
-                ep->t = all_time;
+            if (since_ms) ep->t = all_time;
         }
         for (size_t k = 0; k < 6; k++)
             freeReplyObject(r[k]);

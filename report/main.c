@@ -4,7 +4,8 @@
  * promotion verdict.
  *
  * Exit codes: 0 report written (gate passed), 1 gate failed, 2 error (bad
- * flags, Redis unreachable, no data for the service; one message on stderr).
+ * flags, Redis unreachable, no data for the service; one message on stderr),
+ * 3 gate inconclusive (too few comparisons to decide either way).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -19,8 +20,9 @@
 #define ST_VERSION "dev"
 #endif
 
-#define EXIT_GATE_FAIL 1
-#define EXIT_ERROR     2
+#define EXIT_GATE_FAIL         1
+#define EXIT_ERROR             2
+#define EXIT_GATE_INCONCLUSIVE 3
 
 static const char USAGE[] =
     "usage: shadowtee-report --redis HOST:PORT|redis://[[user]:password@]host[:port][/db]\n"
@@ -33,19 +35,21 @@ static const char USAGE[] =
     "  --redis ADDR            Redis holding the shadowtee keys (default port 6379)\n"
     "  --service NAME          service name given to shadowtee (--service)\n"
     "  --since DURATION        only the last DURATION (e.g. 90s, 15m, 2h, 1d) for counts,\n"
-    "                          rates, timeline and samples (per-minute buckets);\n"
-    "                          paths and latency stay all-time\n"
+    "                          rates, latency, timeline and samples (per-minute\n"
+    "                          buckets): every gate input; paths stay all-time\n"
     "  --endpoint KEY          one endpoint only, e.g. 'POST /v1/predict'\n"
     "  --format FMT            text (default), json (docs/REPORT.md) or html (one file)\n"
     "  --output FILE           write the report to FILE instead of stdout\n"
-    "  --gate                  evaluate the thresholds below; exit 1 when one fails\n"
+    "  --gate                  evaluate the thresholds below: pass, fail or inconclusive\n"
+    "                          (rates decided on their Wilson 95% interval)\n"
     "  --max-divergence PCT    max diverged / comparable, in percent\n"
     "  --max-shadow-errors PCT max shadow errors (incl. timeouts) / compared, in percent\n"
     "  --max-latency-ratio R   max shadow p99 / stable p99 latency\n"
     "  --min-compared N        min number of compared requests\n"
     "\n"
-    "Exit: 0 ok / gate passed, 1 gate failed, 2 error. The one-line gate verdict ends the\n"
-    "text report; with json/html on stdout it goes to stderr, with --output to stdout.\n";
+    "Exit: 0 ok / gate passed, 1 gate failed, 2 error, 3 gate inconclusive (too few\n"
+    "comparisons to decide: not yet). The one-line gate verdict ends the text report;\n"
+    "with json/html on stdout it goes to stderr, with --output to stdout.\n";
 
 static int bad(const char *fmt, const char *arg)
 {
@@ -254,7 +258,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "shadowtee-report: writing the report failed: %s\n", strerror(errno));
         goto done;
     }
-    rc = g.enabled && !g.passed ? EXIT_GATE_FAIL : 0;
+    rc = !g.enabled || g.result == RPT_PASS ? 0
+         : g.result == RPT_FAIL             ? EXIT_GATE_FAIL
+                                            : EXIT_GATE_INCONCLUSIVE;
 done:
     rpt_model_free(&m);
     rpt_redis_addr_free(&opt.redis);

@@ -86,6 +86,8 @@ typedef struct {
 
 typedef struct {
     char *service;
+    int schema;                          /* meta.schema of the data; 0: absent */
+    int latency_windowed;                /* 1: latency from the minute buckets (--since) */
     int64_t first_seen_ms, last_seen_ms; /* 0: unknown */
     int64_t window_start_ms, window_end_ms;
     int64_t since_s;
@@ -142,17 +144,27 @@ void rpt_model_free(rpt_model_t *m);
 
 /* ---- gate.c ------------------------------------------------------------ */
 
+/* A check's (and the gate's) outcome; also the order of precedence: one
+ * failed check fails the gate, else one inconclusive check makes it
+ * inconclusive. */
+typedef enum { RPT_PASS = 0, RPT_INCONCLUSIVE, RPT_FAIL } rpt_result_t;
+const char *rpt_result_name(rpt_result_t r); /* "pass", "inconclusive", "fail" */
+
 typedef struct {
     const char *name; /* "divergence", "shadow_errors", "latency_ratio", "min_compared" */
     double value, threshold;
-    int evaluated; /* 0: not enough data to evaluate (counts as failed) */
-    int passed;
-    char text[160]; /* "divergence 12.50% > 1.00%" */
+    int evaluated; /* 0: no data to compute the value from (the check is inconclusive) */
+    int passed;    /* result == RPT_PASS */
+    rpt_result_t result;
+    int has_ci;        /* rate checks: ci holds the Wilson 95% interval, in percent */
+    rpt_interval_t ci; /* pass: ci.hi <= threshold; fail: ci.lo > threshold */
+    char text[200];    /* "divergence 12.50% > 1.00% (95% CI 8.10%..18.80%)" */
 } rpt_check_t;
 
 typedef struct {
     int enabled;
-    int passed;
+    int passed; /* result == RPT_PASS */
+    rpt_result_t result;
     rpt_check_t checks[4];
     size_t nchecks;
     char verdict[1024]; /* one line */

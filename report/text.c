@@ -98,6 +98,9 @@ static void summary(FILE *out, const rpt_options_t *opt, const rpt_model_t *m)
     ratio(f, sizeof(f), rpt_latency_ratio(&m->lat_primary, &m->lat_shadow, 0.99));
     fprintf(out, "latency p50:     stable %s  shadow %s  ratio %s\n", a, b, c);
     fprintf(out, "latency p99:     stable %s  shadow %s  ratio %s\n", d, e, f);
+    if (m->latency_windowed && m->schema < 2 && t->compared && !rpt_hist_total(&m->lat_primary))
+        fprintf(out, "                 (no latency in the window: this data was written by "
+                     "schema-1 writers, whose latency is all-time only)\n");
 }
 
 static void endpoints(FILE *out, const rpt_model_t *m)

@@ -51,6 +51,7 @@ redis-server         test      cmd:redis-server
 openssl              suite     cmd:openssl
 curl                 suite     cmd:curl
 shellcheck           suite     cmd:shellcheck
+prometheus           suite     cmd:promtool
 procps               bench     cmd:ps
 util-linux           bench     cmd:taskset
 valgrind             valgrind  cmd:valgrind

@@ -1,16 +1,20 @@
 #!/usr/bin/python3
 """Validates the Kubernetes manifests of every environment, offline.
 
-For each k8s/environments/<env>: render with `kubectl kustomize`, load the
-output with a strict YAML loader (duplicate keys fail, dates stay strings),
-validate every object against the pinned JSON Schemas in k8s/schemas
-(or $SHADOWTEE_K8S_SCHEMAS; a kind without a schema fails), then run the
+For each k8s/environments/<env>, alone and with the optional components of
+k8s/components (each one, then all together, as an environment would list
+them under `components:`): render with `kubectl kustomize`, load the output
+with a strict YAML loader (duplicate keys fail, dates stay strings),
+validate every object against the pinned JSON Schemas in k8s/schemas (or
+$SHADOWTEE_K8S_SCHEMAS; a kind without a schema fails), then run the
 project's consistency checks (consistency_problems below): the VirtualService
 mirror equals the sidecar's --shadow/--mirror-percent, selectors, ports,
 HPA/PDB targets, DestinationRule subsets, security context, drain timing,
-the rules ConfigMap, no deprecated mirror fields.
+the rules ConfigMap, no deprecated mirror fields; with the components, the
+Flagger Canary and its MetricTemplate, the Argo Rollouts AnalysisTemplate,
+the ServiceMonitor and the PrometheusRule (equal to monitoring/shadowtee-rules.yml).
 
-Usage: validate_k8s.py [--k8s DIR] [--schemas DIR] [--rules FILE] [ENV ...]
+Usage: validate_k8s.py [--k8s DIR] [--schemas DIR] [--rules FILE] [ENV[+COMPONENT...] ...]
 Exit status: 0 all valid, 1 problems found (one line each), 2 cannot run
 (kubectl or the schemas missing, bad arguments).
 """
@@ -22,12 +26,14 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import jsonschema
 import yaml
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 ENVIRONMENTS = ("development", "staging", "production")
+PROM_RULES = os.path.join(ROOT, "monitoring", "shadowtee-rules.yml")
 SIDECAR = "shadowtee"
 STABLE = "flask-inference-server-stable"
 DEFAULT_DRAIN_S = 25.0
@@ -105,6 +111,33 @@ def render(env_dir):
 
 def default_schemas_dir():
     return os.environ.get("SHADOWTEE_K8S_SCHEMAS") or os.path.join(ROOT, "k8s", "schemas")
+
+
+def components_of(k8s_dir):
+    """The optional kustomize components: names of k8s_dir/components/* dirs."""
+    d = os.path.join(k8s_dir, "components")
+    if not os.path.isdir(d):
+        return []
+    return sorted(n for n in os.listdir(d) if os.path.isfile(os.path.join(d, n, "kustomization.yaml")))
+
+
+def render_with_components(k8s_dir, env, components):
+    """`kubectl kustomize` of environment `env` with `components` added to its
+    kustomization.yaml, as a user enables them: done on a temporary copy of
+    k8s_dir (the schemas left out), the tree itself is not touched."""
+    if not components:
+        return render(os.path.join(k8s_dir, "environments", env))
+    with tempfile.TemporaryDirectory(prefix="st-k8s-") as tmp:
+        copy = os.path.join(tmp, "k8s")
+        shutil.copytree(k8s_dir, copy, ignore=shutil.ignore_patterns("schemas"))
+        kust = os.path.join(copy, "environments", env, "kustomization.yaml")
+        with open(kust) as fh:
+            text = fh.read()
+        if re.search(r"^components:", text, re.M):
+            raise RenderError("%s already lists components: render it alone" % kust)
+        with open(kust, "a") as fh:
+            fh.write("\ncomponents:\n" + "".join("  - ../../components/%s\n" % c for c in components))
+        return render(os.path.join(copy, "environments", env))
 
 
 class Schemas:
@@ -250,28 +283,33 @@ def check_workloads(r, out):
         sel = ((w["spec"].get("selector") or {}).get("matchLabels")) or {}
         if not matches(sel, r.pod_labels(w)):
             out.append("%s: spec.selector.matchLabels %s does not match the pod template labels" % (obj_id(w), sel))
-        spec = r.pod_spec(w)
-        psc = spec.get("securityContext") or {}
-        for c in spec.get("containers", []):
-            sc = c.get("securityContext") or {}
-            where = "%s container %s" % (obj_id(w), c.get("name"))
-            if not (sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True):
-                out.append("%s: runAsNonRoot is not true" % where)
-            if ((sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")) != "RuntimeDefault":
-                out.append("%s: seccompProfile is not RuntimeDefault" % where)
-            if sc.get("allowPrivilegeEscalation") is not False:
-                out.append("%s: allowPrivilegeEscalation is not false" % where)
-            if sc.get("readOnlyRootFilesystem") is not True:
-                out.append("%s: readOnlyRootFilesystem is not true" % where)
-            if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
-                out.append("%s: capabilities.drop does not contain ALL" % where)
-            image = c.get("image") or ""
-            tag = image.rsplit("/", 1)[-1].partition(":")[2] if "@" not in image else "digest"
-            if tag in ("", "latest"):
-                out.append("%s: image %r needs a pinned tag (not latest)" % (where, image))
-            res = c.get("resources") or {}
-            if not (res.get("requests") and res.get("limits")):
-                out.append("%s: resources.requests and resources.limits are required" % where)
+        check_containers(obj_id(w), r.pod_spec(w), out)
+
+
+def check_containers(owner, spec, out):
+    """Security context, pinned image, requests and limits of every container
+    of a pod spec (a workload's, or an analysis Job's)."""
+    psc = spec.get("securityContext") or {}
+    for c in spec.get("containers", []):
+        sc = c.get("securityContext") or {}
+        where = "%s container %s" % (owner, c.get("name"))
+        if not (sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True):
+            out.append("%s: runAsNonRoot is not true" % where)
+        if ((sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")) != "RuntimeDefault":
+            out.append("%s: seccompProfile is not RuntimeDefault" % where)
+        if sc.get("allowPrivilegeEscalation") is not False:
+            out.append("%s: allowPrivilegeEscalation is not false" % where)
+        if sc.get("readOnlyRootFilesystem") is not True:
+            out.append("%s: readOnlyRootFilesystem is not true" % where)
+        if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+            out.append("%s: capabilities.drop does not contain ALL" % where)
+        image = c.get("image") or ""
+        tag = image.rsplit("/", 1)[-1].partition(":")[2] if "@" not in image else "digest"
+        if tag in ("", "latest"):
+            out.append("%s: image %r needs a pinned tag (not latest)" % (where, image))
+        res = c.get("resources") or {}
+        if not (res.get("requests") and res.get("limits")):
+            out.append("%s: resources.requests and resources.limits are required" % where)
 
 
 def check_services(r, out):
@@ -495,6 +533,112 @@ def check_rules_config(r, spec, side, rules_path, rules_file, out):
                    (obj_id(cm), key, os.path.relpath(rules_file, ROOT)))
 
 
+# ---- the optional components (k8s/components) ------------------------------
+
+
+def flagger_targets(r):
+    """Names of the Deployments a Flagger Canary promotes (it owns their routing)."""
+    return {((c.get("spec") or {}).get("targetRef") or {}).get("name") for c in r.by_kind.get("Canary", [])}
+
+
+def check_flagger(r, sidecar_flags, out):
+    for can in r.by_kind.get("Canary", []):
+        spec, where = can["spec"], obj_id(can)
+        ref = spec.get("targetRef") or {}
+        if r.get(ref.get("kind"), ref.get("name")) is None:
+            out.append("%s: targetRef %s/%s does not exist" % (where, ref.get("kind"), ref.get("name")))
+        a = spec.get("autoscalerRef")
+        if a:
+            hpa = r.get(a.get("kind"), a.get("name"))
+            if hpa is None:
+                out.append("%s: autoscalerRef %s/%s does not exist" % (where, a.get("kind"), a.get("name")))
+            elif (hpa["spec"].get("scaleTargetRef") or {}).get("name") != ref.get("name"):
+                out.append("%s: autoscalerRef %s does not scale %s" % (where, obj_id(hpa), ref.get("name")))
+        svc = spec.get("service") or {}
+        name = svc.get("name") or ref.get("name")
+        for kind in ("Service", "VirtualService", "DestinationRule"):
+            if r.get(kind, name) is not None:
+                out.append("%s: %s/%s is generated by Flagger from spec.service; the hand-written one must go"
+                           % (where, kind, name))
+        if ref.get("name") == STABLE and sidecar_flags is not None:
+            listen = host_port(sidecar_flags.get("--listen", ""))[1]
+            if svc.get("targetPort", svc.get("port")) != listen:
+                out.append("%s: service.targetPort %s is not the sidecar's --listen port %s"
+                           % (where, svc.get("targetPort", svc.get("port")), listen))
+        for m in (spec.get("analysis") or {}).get("metrics") or []:
+            t = m.get("templateRef")
+            if not t:
+                continue
+            mt = r.get("MetricTemplate", t.get("name"))
+            if mt is None:
+                out.append("%s: metric %s: MetricTemplate/%s does not exist" % (where, m.get("name"), t.get("name")))
+                continue
+            given = set((m.get("templateVariables") or {}))
+            for var in sorted(set(re.findall(r"{{\s*variables\.([A-Za-z0-9_]+)\s*}}", mt["spec"].get("query", ""))) - given):
+                out.append("%s: metric %s: %s uses variables.%s, not in templateVariables" % (where, m.get("name"), obj_id(mt), var))
+
+
+def check_argo(r, env_name, out):
+    secrets = {s["metadata"]["name"] for s in r.by_kind.get("Secret", [])}
+    for at in r.by_kind.get("AnalysisTemplate", []):
+        spec, where = at["spec"], obj_id(at)
+        names = {a.get("name") for a in spec.get("args") or []}
+        for arg in sorted(set(re.findall(r"{{\s*args\.([A-Za-z0-9_.-]+?)\s*}}", json.dumps(spec))) - names):
+            out.append("%s: {{args.%s}} is used but not declared in spec.args" % (where, arg))
+        for m in spec.get("metrics") or []:
+            prov = m.get("provider") or {}
+            if "prometheus" in prov and not (m.get("successCondition") and m.get("failureCondition")):
+                out.append("%s: metric %s needs both successCondition and failureCondition (with one alone, Argo "
+                           "makes every result a pass or a fail: an under-sampled window could not be inconclusive)"
+                           % (where, m.get("name")))
+            job = prov.get("job")
+            if not job:
+                continue
+            pod = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+            owner = "%s metric %s" % (where, m.get("name"))
+            check_containers(owner, pod, out)
+            for c in pod.get("containers", []):
+                for e in c.get("env") or []:
+                    ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                    if ref and env_name in DEV_ONLY_ENVS and ref.get("name") not in secrets:
+                        out.append("%s: Secret/%s is referenced but not rendered" % (owner, ref.get("name")))
+            stable = r.get("Deployment", STABLE)
+            side = [c for c in r.pod_spec(stable).get("containers", []) if c.get("name") == SIDECAR] if stable else []
+            images = {c.get("image") for c in pod.get("containers", [])}
+            if side and side[0].get("image") not in images:
+                out.append("%s: runs %s, not the sidecar's image %s (the gate must read the schema the sidecars write)"
+                           % (owner, sorted(images), side[0].get("image")))
+
+
+def check_monitoring(r, sidecar_flags, rules_groups, out):
+    admin_port = host_port((sidecar_flags or {}).get("--admin", "127.0.0.1:9901"))[1]
+    for sm in r.by_kind.get("ServiceMonitor", []):
+        sel = ((sm["spec"].get("selector") or {}).get("matchLabels")) or {}
+        svcs = [s for s in r.by_kind.get("Service", []) if matches(sel, s["metadata"].get("labels") or {})]
+        if not svcs:
+            out.append("%s: selector %s matches no Service" % (obj_id(sm), sel))
+        for ep in sm["spec"].get("endpoints") or []:
+            if ep.get("honorLabels") is not True:
+                out.append("%s: endpoints port %s needs honorLabels: true (else the operator's target label "
+                           "`endpoint` renames shadowtee's endpoint label)" % (obj_id(sm), ep.get("port")))
+            for svc in svcs:
+                ports = [p for p in svc["spec"].get("ports") or [] if p.get("name") == ep.get("port")]
+                if not ports:
+                    out.append("%s: %s has no port named %s" % (obj_id(sm), obj_id(svc), ep.get("port")))
+                elif ports[0].get("targetPort", ports[0].get("port")) != admin_port:
+                    out.append("%s: port %s of %s targets %s, not the sidecar's --admin port %s (/metrics)"
+                               % (obj_id(sm), ep.get("port"), obj_id(svc), ports[0].get("targetPort"), admin_port))
+    for pr in r.by_kind.get("PrometheusRule", []):
+        if rules_groups is not None and (pr.get("spec") or {}).get("groups") != rules_groups:
+            out.append("%s: spec.groups differ from monitoring/shadowtee-rules.yml (run scripts/sync_prometheusrule.py)"
+                       % obj_id(pr))
+
+
+def prometheus_rule_groups(path=PROM_RULES):
+    with open(path) as fh:
+        return yaml.safe_load(fh).get("groups")
+
+
 def check_secrets(r, env_name, out):
     refs = set()
     for w in r.workloads:
@@ -527,23 +671,32 @@ def consistency_problems(docs, rules_file, env_name=""):
     """The project's cross-object checks on one rendered environment; one
     line per problem, empty when consistent."""
     r, out = Render(docs), []
+    env_name = env_name.split("+")[0]  # "production+flagger": the environment's rules
     check_namespace(r, out)
     check_workloads(r, out)
     check_services(r, out)
     check_autoscaling(r, out)
     flags = check_sidecar(r, rules_file, out)
     subsets = check_destination_rules(r, out)
-    check_virtual_services(r, subsets, flags, out)
+    # a Flagger Canary on the stable Deployment generates its routing: no
+    # hand-written VirtualService mirror to compare the sidecar with
+    check_virtual_services(r, subsets, None if STABLE in flagger_targets(r) else flags, out)
     check_secrets(r, env_name, out)
+    check_flagger(r, flags, out)
+    check_argo(r, env_name, out)
+    check_monitoring(r, flags, prometheus_rule_groups() if r.by_kind.get("PrometheusRule") else None, out)
     return out
 
 
-def validate_env(env_dir, schemas, rules_file):
-    """Renders and checks one environment; returns (objects, problems).
-    schemas may be None to skip the schema pass (the caller says so)."""
-    name = os.path.basename(os.path.normpath(env_dir))
+def validate_env(env_dir, schemas, rules_file, components=()):
+    """Renders and checks one environment, with `components` (names under
+    k8s/components) enabled; returns (objects, problems). schemas may be
+    None to skip the schema pass (the caller says so)."""
+    env = os.path.basename(os.path.normpath(env_dir))
+    k8s_dir = os.path.dirname(os.path.dirname(os.path.normpath(env_dir)))
+    name = "+".join((env,) + tuple(components))
     try:
-        docs = load_documents(render(env_dir), "kubectl kustomize " + env_dir)
+        docs = load_documents(render_with_components(k8s_dir, env, list(components)), "kubectl kustomize " + name)
     except RenderError as exc:
         return [], [str(exc)]
     problems = schema_problems(docs, schemas) if schemas is not None else []
@@ -556,7 +709,8 @@ def main(argv):
     ap.add_argument("--k8s", default=os.path.join(ROOT, "k8s"), help="directory holding environments/")
     ap.add_argument("--schemas", default=None, help="JSON schema dir (default $SHADOWTEE_K8S_SCHEMAS or k8s/schemas)")
     ap.add_argument("--rules", default=os.path.join(ROOT, "examples", "flask-inference", "rules.json"))
-    ap.add_argument("envs", nargs="*", metavar="ENV", help="default: %s" % " ".join(ENVIRONMENTS))
+    ap.add_argument("envs", nargs="*", metavar="ENV[+COMPONENT...]",
+                    help="default: each of %s alone, with each component and with all of them" % " ".join(ENVIRONMENTS))
     args = ap.parse_args(argv)
     try:
         schemas = Schemas(args.schemas or default_schemas_dir())
@@ -565,20 +719,29 @@ def main(argv):
     except SetupError as exc:
         print("validate_k8s: cannot run: %s" % exc, file=sys.stderr)
         return 2
+    comps = components_of(args.k8s)
+    targets = args.envs or ["+".join([e] + c) for e in ENVIRONMENTS
+                            for c in [[]] + [[n] for n in comps] + ([comps] if len(comps) > 1 else [])]
     failed = False
-    for env in args.envs or ENVIRONMENTS:
+    for target in targets:
+        env, *with_components = target.split("+")
         env_dir = os.path.join(args.k8s, "environments", env)
         if not os.path.isdir(env_dir):
             print("validate_k8s: no environment %s at %s" % (env, env_dir), file=sys.stderr)
             return 2
-        docs, problems = validate_env(env_dir, schemas, args.rules)
+        unknown = [c for c in with_components if c not in comps]
+        if unknown:
+            print("validate_k8s: no component %s in %s (have: %s)" % (unknown[0], os.path.join(args.k8s, "components"),
+                                                                    ", ".join(comps) or "none"), file=sys.stderr)
+            return 2
+        docs, problems = validate_env(env_dir, schemas, args.rules, with_components)
         for p in problems:
-            print("%s: %s" % (env, p))
+            print("%s: %s" % (target, p))
         if problems:
             failed = True
-            print("FAIL %s: %d problem(s)" % (env, len(problems)))
+            print("FAIL %s: %d problem(s)" % (target, len(problems)))
         else:
-            print("ok   %s: %d objects valid against %s, consistent" % (env, len(docs), schemas.dir))
+            print("ok   %s: %d objects valid against %s, consistent" % (target, len(docs), schemas.dir))
     return 1 if failed else 0
 
 

@@ -120,6 +120,11 @@ typedef struct {
     size_t nentries;
     size_t total;     /* all differences found, >= nentries */
     double max_delta; /* largest numeric delta seen anywhere (within tolerance or not) */
+    /* The noise replica against the primary (the A/A baseline, same rules):
+     * noise_compared is 1 when a usable noise answer was compared, and then
+     * noise_total counts their differences (0: the two stable answers agree). */
+    int noise_compared;
+    size_t noise_total;
 } st_diff_result_t;
 
 /* Compares primary against shadow under the rules for `endpoint` (the key from

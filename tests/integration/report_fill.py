@@ -146,7 +146,7 @@ _TALLY = {"compared": _INT, "comparable": _INT, "matched": _INT, "diverged": _IN
 
 REPORT_SCHEMA = {
     "type": "object",
-    "required": ["schema", "service", "generated_ms", "endpoint_filter", "window", "latency",
+    "required": ["schema", "service", "generated_ms", "data_schema", "endpoint_filter", "window", "latency",
                  "endpoints", "samples", "timeline", "gate"] + list(_TALLY),
     "properties": dict(_TALLY, **{
         "schema": {"const": 1},
@@ -154,9 +154,10 @@ REPORT_SCHEMA = {
         "generated_ms": _INT,
         "endpoint_filter": {"type": ["string", "null"]},
         "window": {"type": "object",
-                   "required": ["since_s", "start_ms", "end_ms", "duration_s", "first_seen_ms",
-                                "last_seen_ms"],
-                   "properties": {"since_s": {"type": ["integer", "null"]}, "start_ms": _INT,
+                   "required": ["since_s", "latency_windowed", "start_ms", "end_ms", "duration_s",
+                                "first_seen_ms", "last_seen_ms"],
+                   "properties": {"since_s": {"type": ["integer", "null"]},
+                                  "latency_windowed": {"type": "boolean"}, "start_ms": _INT,
                                   "end_ms": _INT, "duration_s": _INT, "first_seen_ms": _INT,
                                   "last_seen_ms": _INT}},
         "latency": _LAT,
@@ -179,12 +180,20 @@ REPORT_SCHEMA = {
             "type": "object",
             "required": ["minute_ms", "compared", "diverged", "noise", "shadow_errors",
                          "shadow_timeouts", "divergence_rate"]}},
+        "data_schema": {"type": ["integer", "null"]},
         "gate": {"oneOf": [{"type": "null"}, {
-            "type": "object", "required": ["passed", "verdict", "checks"],
+            "type": "object", "required": ["passed", "result", "verdict", "checks"],
             "properties": {"passed": {"type": "boolean"}, "verdict": {"type": "string"},
+                           "result": {"enum": ["pass", "fail", "inconclusive"]},
                            "checks": {"type": "array", "items": {
                                "type": "object",
                                "required": ["name", "value", "threshold", "evaluated", "passed",
-                                            "text"]}}}}]},
+                                            "result", "ci95_pct", "text"],
+                               "properties": {
+                                   "result": {"enum": ["pass", "fail", "inconclusive"]},
+                                   "ci95_pct": {"oneOf": [{"type": "null"}, {
+                                       "type": "array", "minItems": 2, "maxItems": 2,
+                                       "items": {"type": "number", "minimum": 0,
+                                                 "maximum": 100}}]}}}}}}]},
     }),
 }

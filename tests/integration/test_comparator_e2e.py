@@ -128,6 +128,12 @@ def test_known_divergences_land_in_redis_exactly(shadowtee, apps, redis_server, 
     text = _metrics(st.admin_port)
     assert _metric(text, 'shadowtee_comparisons_total{result="diverged"}') == either
     assert _metric(text, 'shadowtee_comparisons_total{result="noise"}') == n - either
+    # the noise replica's own comparison with the primary: $.trace differs every time
+    assert _metric(text, 'shadowtee_noise_replica_comparisons_total{result="diverged"}') == n
+    assert _metric(text, 'shadowtee_noise_replica_comparisons_total{result="match"}') == 0
+    ep_label = '{endpoint="%s"}' % ep
+    assert _metric(text, "shadowtee_endpoint_noise_total" + ep_label) == n - either
+    assert _metric(text, "shadowtee_endpoint_shadow_errors_total" + ep_label) == 0
 
 
 def test_without_noise_replica_every_trace_difference_diverges(shadowtee, apps, redis_server, tmp_path):
@@ -139,6 +145,9 @@ def test_without_noise_replica_every_trace_difference_diverges(shadowtee, apps, 
     assert _wait(lambda: r.hget("shadowtee:{nonoise}:ep:%s:counts" % ep, "compared") == "10")
     assert r.hget("shadowtee:{nonoise}:ep:%s:counts" % ep, "diverged") == "10"
     assert r.hget("shadowtee:{nonoise}:ep:%s:paths" % ep, "value|$.trace") == "10"
+    text = _metrics(st.admin_port)  # no noise replica, no baseline counted
+    assert _metric(text, 'shadowtee_noise_replica_comparisons_total{result="diverged"}') == 0
+    assert _metric(text, 'shadowtee_noise_replica_comparisons_total{result="match"}') == 0
 
 
 def test_redis_killed_and_restarted_no_client_impact(shadowtee, apps, redis_server, tmp_path):

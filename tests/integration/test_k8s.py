@@ -1,7 +1,8 @@
 """Kubernetes manifests: every environment rendered with `kubectl kustomize`,
-validated strictly against the JSON schemas in k8s/schemas and checked for
-consistency (scripts/validate_k8s.py), plus negative tests that break a copy
-of the tree and expect the validator to say what is wrong. Also the
+alone and with the optional components of k8s/components (monitoring,
+flagger, argo-rollouts), validated strictly against k8s/schemas and checked
+for consistency (scripts/validate_k8s.py), plus negative tests that break a
+copy of the tree and expect the validator to say what is wrong. Also the
 Dockerfile, checked statically (no Docker engine here)."""
 import base64
 import json
@@ -112,10 +113,13 @@ def test_production_secret_is_not_the_placeholder():
 def test_validator_cli_passes_on_the_repo():
     need_kubectl()
     need_schemas()
-    r = subprocess.run([PY, VALIDATOR], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([PY, VALIDATOR], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     for env in ENVS:
         assert re.search(r"^ok +%s: \d+ objects valid" % env, r.stdout, re.M)
+        for c in ["monitoring", "flagger", "argo-rollouts"]:
+            assert re.search(r"^ok +%s\+%s: \d+ objects valid" % (env, c), r.stdout, re.M)
+        assert re.search(r"^ok +%s\+argo-rollouts\+flagger\+monitoring: " % env, r.stdout, re.M)
 
 
 def test_the_repo_carries_its_schemas(monkeypatch):
@@ -166,6 +170,75 @@ def test_sidecar_args_are_accepted_by_the_binary(env, procs):
     with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % admin, timeout=5) as r:
         assert r.status == 200
     assert p.stop() == 0
+
+
+# ---- the optional components ------------------------------------------------
+
+COMPONENTS = ["monitoring", "flagger", "argo-rollouts"]
+
+
+def rendered_with(env, components, k8s_dir=os.path.join(ROOT, "k8s")):
+    key = (env, tuple(components), k8s_dir)
+    if key not in _rendered:
+        need_kubectl()
+        _rendered[key] = vk.load_documents(vk.render_with_components(k8s_dir, env, list(components)), env)
+    return _rendered[key]
+
+
+def test_components_are_the_ones_documented():
+    assert vk.components_of(os.path.join(ROOT, "k8s")) == sorted(COMPONENTS)
+
+
+@pytest.mark.parametrize("env", list(ENVS))
+@pytest.mark.parametrize("components", [[c] for c in COMPONENTS] + [COMPONENTS])
+def test_components_valid_and_consistent(env, components):
+    schemas = need_schemas()
+    docs = rendered_with(env, components)
+    assert vk.schema_problems(docs, schemas) == []
+    assert vk.consistency_problems(docs, RULES, env) == []
+    ns = [d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"]
+    assert all(d["metadata"].get("namespace") == ns[0] for d in docs if d["kind"] != "Namespace")
+
+
+def test_components_are_opt_in():
+    """No environment enables a component by itself: a cluster without the
+    Prometheus Operator, Flagger or Argo Rollouts must still apply -k."""
+    for env in ENVS:
+        kinds = {d["kind"] for d in rendered(env)}
+        assert not kinds & {"PrometheusRule", "ServiceMonitor", "Canary", "MetricTemplate", "AnalysisTemplate"}
+
+
+def test_flagger_component_hands_routing_to_flagger():
+    docs = rendered_with("production", ["flagger"])
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    for gone in [("Service", "flask-inference-server"), ("VirtualService", "flask-inference-server"),
+                 ("DestinationRule", "flask-inference-server"), ("Deployment", "flask-inference-server-canary"),
+                 ("Deployment", "flask-inference-server-blue"), ("Deployment", "flask-inference-server-green")]:
+        assert gone not in names
+    canary = find(docs, "Canary", "flask-inference-server")
+    assert canary["spec"]["targetRef"]["name"] == "flask-inference-server-stable"
+    assert canary["spec"]["service"]["targetPort"] == 8080
+    (metric,) = canary["spec"]["analysis"]["metrics"]
+    assert metric["thresholdRange"] == {"max": 1}  # percent, as scripts/promote's --max-divergence
+    pdb = find(docs, "PodDisruptionBudget", "flask-inference-server-stable")
+    assert "app" not in pdb["spec"]["selector"]["matchLabels"]  # Flagger renames it on its primary pods
+    # the sidecar still tees to the shadow, which still exists
+    assert vk.parse_args(sidecar(docs)["args"])["--shadow"] == "flask-inference-server-shadow:80"
+    assert ("Service", "flask-inference-server-shadow") in names
+
+
+def test_argo_component_only_adds_the_template():
+    base = {(d["kind"], d["metadata"]["name"]) for d in rendered("staging")}
+    docs = rendered_with("staging", ["argo-rollouts"])
+    assert {(d["kind"], d["metadata"]["name"]) for d in docs} - base == {("AnalysisTemplate", "shadowtee-promotion")}
+    at = find(docs, "AnalysisTemplate", "shadowtee-promotion")
+    kinds = sorted(next(iter(m["provider"])) for m in at["spec"]["metrics"])
+    assert kinds == ["job", "prometheus"]
+
+
+def test_validator_cli_names_an_unknown_component():
+    r = subprocess.run([PY, VALIDATOR, "production+nosuch"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "no component nosuch" in r.stderr, r
 
 
 # ---- the strict loader -----------------------------------------------------
@@ -326,6 +399,86 @@ def test_broken_copy_fails_the_cli(k8s_copy):
     assert r.returncode == 1
     assert "staging: mirror percentage mismatch" in r.stdout and "FAIL staging: 1 problem(s)" in r.stdout
     assert re.search(r"^ok +production", r.stdout, re.M)
+
+
+def component_problems(k8s_copy, components, env="production", schemas=False):
+    s = need_schemas() if schemas else None
+    _, problems = vk.validate_env(os.path.join(k8s_copy.root, "environments", env), s, RULES, components)
+    return problems
+
+
+def test_broken_canary_field_fails_schema(k8s_copy):
+    k8s_copy("components/flagger/canary.yml", "    iterations: 10", "    iteration: 10")
+    assert_problem(component_problems(k8s_copy, ["flagger"], schemas=True),
+                   r"Canary/flask-inference-server: spec\.analysis: Additional properties are not allowed "
+                   r"\('iteration' was unexpected\)")
+
+
+def test_broken_canary_template_ref(k8s_copy):
+    k8s_copy("components/flagger/canary.yml", "        templateRef:\n          name: shadowtee-divergence",
+             "        templateRef:\n          name: shadowtee-divergense")
+    assert_problem(component_problems(k8s_copy, ["flagger"]),
+                   r"Canary/flask-inference-server: metric shadowtee-divergence: MetricTemplate/shadowtee-divergense "
+                   r"does not exist")
+
+
+def test_broken_canary_template_variable(k8s_copy):
+    k8s_copy("components/flagger/canary.yml", "          minComparable: \"100\"", "          minCompared: \"100\"")
+    assert_problem(component_problems(k8s_copy, ["flagger"]),
+                   r"uses variables\.minComparable, not in templateVariables")
+
+
+def test_broken_canary_target_port(k8s_copy):
+    k8s_copy("components/flagger/canary.yml", "    targetPort: 8080", "    targetPort: 5000")
+    assert_problem(component_problems(k8s_copy, ["flagger"]),
+                   r"service\.targetPort 5000 is not the sidecar's --listen port 8080")
+
+
+def test_broken_flagger_component_keeps_the_virtual_service(k8s_copy):
+    k8s_copy("components/flagger/kustomization.yaml",
+             "      $patch: delete\n      apiVersion: networking.istio.io/v1\n      kind: VirtualService",
+             "      $patch: replace\n      apiVersion: networking.istio.io/v1\n      kind: VirtualService")
+    assert_problem(component_problems(k8s_copy, ["flagger"]),
+                   r"VirtualService/flask-inference-server is generated by Flagger from spec\.service")
+
+
+def test_broken_analysis_without_failure_condition(k8s_copy):
+    k8s_copy("components/argo-rollouts/analysis-template.yml",
+             "      failureCondition: result[0] > {{args.max-divergence-pct}}\n", "")
+    assert_problem(component_problems(k8s_copy, ["argo-rollouts"]),
+                   r"metric shadow-divergence needs both successCondition and failureCondition")
+
+
+def test_broken_analysis_undeclared_arg(k8s_copy):
+    k8s_copy("components/argo-rollouts/analysis-template.yml", "    - name: gate-since\n", "    - name: gate-window\n")
+    assert_problem(component_problems(k8s_copy, ["argo-rollouts"]),
+                   r"\{\{args\.gate-since\}\} is used but not declared")
+
+
+def test_broken_analysis_job_security_and_image(k8s_copy):
+    k8s_copy("components/argo-rollouts/analysis-template.yml", "image: ghcr.io/shadowtee/shadowtee:0.1.0",
+             "image: ghcr.io/shadowtee/shadowtee:0.0.9")
+    k8s_copy("components/argo-rollouts/analysis-template.yml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false")
+    problems = component_problems(k8s_copy, ["argo-rollouts"], env="development")
+    assert_problem(problems, r"metric shadowtee-gate: runs \['ghcr\.io/shadowtee/shadowtee:0\.0\.9'\], not the sidecar's image")
+    assert_problem(problems, r"metric shadowtee-gate container gate: readOnlyRootFilesystem is not true")
+
+
+def test_broken_service_monitor_without_honor_labels(k8s_copy):
+    k8s_copy("components/monitoring/servicemonitor.yml", "honorLabels: true", "honorLabels: false")
+    assert_problem(component_problems(k8s_copy, ["monitoring"]), r"ServiceMonitor/shadowtee: endpoints port admin needs honorLabels")
+
+
+def test_broken_metrics_service_port(k8s_copy):
+    k8s_copy("components/monitoring/metrics-service.yml", "      targetPort: 9901", "      targetPort: 8080")
+    assert_problem(component_problems(k8s_copy, ["monitoring"]),
+                   r"port admin of Service/flask-inference-server-metrics targets 8080, not the sidecar's --admin port 9901")
+
+
+def test_broken_prometheusrule_drifts_from_the_rules(k8s_copy):
+    k8s_copy("components/monitoring/prometheusrule.yml", "        for: 15m", "        for: 5m")
+    assert_problem(component_problems(k8s_copy, ["monitoring"]),
+                   r"PrometheusRule/shadowtee: spec\.groups differ from monitoring/shadowtee-rules\.yml")
 
 
 # ---- Dockerfile (static: no Docker engine here) ----------------------------

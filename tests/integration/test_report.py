@@ -170,18 +170,24 @@ def test_end_to_end_real_proxy(redis_server, shadowtee, json_upstreams, tmp_path
     assert '<td id="diverged">10</td>' in page
     assert "33.33%" in page and "rid-18" in page and "&quot;dog&quot;" in page
 
-    # gate
+    # gate: 10 of 30 diverged, 95% CI 19.23%..51.22%; 0 of 30 errors, CI 0..11.35%
     g = report("--redis", "127.0.0.1:%d" % redis_server.port, "--service", svc, "--gate",
-               "--max-divergence", "40", "--min-compared", "30", "--max-shadow-errors", "0")
+               "--max-divergence", "60", "--min-compared", "30", "--max-shadow-errors", "15")
     assert g.rc == 0, g
     assert g.out.strip().splitlines()[-1].startswith("GATE PASS service=e2e"), g.out
     g = report("--redis", "127.0.0.1:%d" % redis_server.port, "--service", svc,
-               "--max-divergence", "30", "--min-compared", "31", "--max-shadow-errors", "0")
+               "--max-divergence", "15", "--min-compared", "31", "--max-shadow-errors", "15")
     assert g.rc == 1, g
     verdict = g.out.strip().splitlines()[-1]
-    assert verdict.startswith("GATE FAIL service=e2e"), verdict
-    assert "divergence 33.33% > 30.00%" in verdict and "compared 30 < 31" in verdict
-    assert "shadow errors" not in verdict  # only failed thresholds are named
+    assert verdict.startswith("GATE FAIL service=e2e: failed: "), verdict
+    assert "divergence 33.33% > 15.00% (95% CI 19.23%..51.22%)" in verdict, verdict
+    assert "shadow errors" not in verdict and "compared" not in verdict  # only what failed
+    g = report("--redis", "127.0.0.1:%d" % redis_server.port, "--service", svc,
+               "--max-divergence", "30", "--max-shadow-errors", "15")
+    assert g.rc == 3, g  # 30% lies inside the interval: too few comparisons to decide
+    assert g.out.strip().splitlines()[-1] == (
+        "GATE INCONCLUSIVE service=e2e: undecided: "
+        "divergence 33.33% undecided at 30.00% (95% CI 19.23%..51.22%)"), g.out
 
     # the proxy's Prometheus text (st_stats_prometheus via the admin port)
     a = http.client.HTTPConnection("127.0.0.1", st.admin_port, timeout=5)
@@ -317,41 +323,190 @@ def test_endpoint_filter(filled):
 
 
 def test_gate(filled):
+    """Three verdicts on the same data (20 of 150 diverged: 95% CI 8.80%..19.70%;
+    5 of 155 errors: CI 1.38%..7.33%), each with its exit code."""
     base = ("--redis", filled, "--service", "drv")
-    r = report(*base, "--gate", "--max-divergence", "15", "--max-shadow-errors", "5",
+    r = report(*base, "--gate", "--max-divergence", "25", "--max-shadow-errors", "10",
                "--min-compared", "100", "--max-latency-ratio", "3")
     assert r.rc == 0, r
     assert r.out.splitlines()[-1].startswith("GATE PASS service=drv: "), r.out
-    r = report(*base, "--max-divergence", "10", "--max-shadow-errors", "1",
+    r = report(*base, "--max-divergence", "5", "--max-shadow-errors", "0.5",
                "--min-compared", "1000", "--max-latency-ratio", "1.1")
     assert r.rc == 1, r
     v = r.out.splitlines()[-1]
     assert v.startswith("GATE FAIL service=drv: failed: "), v
-    for part in ("divergence 13.33% > 10.00%", "shadow errors 3.23% > 1.00%",
-                 "compared 155 < 1000", "p99 latency ratio"):
+    lo, hi = wilson(20, 150)
+    for part in ("divergence 13.33%% > 5.00%% (95%% CI %.2f%%..%.2f%%)" % (100 * lo, 100 * hi),
+                 "shadow errors 3.23% > 0.50%", "p99 latency ratio"):
         assert part in v, v
+    assert "compared 155 < 1000" not in v  # undecided, but the gate failed on the others
+    r = report(*base, "--max-divergence", "25", "--min-compared", "1000")
+    assert r.rc == 3, r
+    assert r.out.splitlines()[-1] == \
+        "GATE INCONCLUSIVE service=drv: undecided: compared 155 < 1000 (too few to decide)", r.out
     # json: the gate in the document, the verdict line on stderr, stdout stays JSON
     r = report(*base, "--format", "json", "--max-divergence", "10")
-    assert r.rc == 1, r
+    assert r.rc == 3, r
     g = r.json()["gate"]
-    assert g["passed"] is False and g["checks"][0]["name"] == "divergence"
-    assert g["checks"][0]["value"] == pytest.approx(100 * 20 / 150)
-    assert r.err.strip().startswith("GATE FAIL"), r
+    jsonschema.validate(r.json(), REPORT_SCHEMA)
+    assert (g["passed"], g["result"]) == (False, "inconclusive")
+    c = g["checks"][0]
+    assert (c["name"], c["result"], c["evaluated"]) == ("divergence", "inconclusive", True)
+    assert c["value"] == pytest.approx(100 * 20 / 150)
+    assert c["ci95_pct"] == pytest.approx([100 * lo, 100 * hi])
+    assert r.err.strip().startswith("GATE INCONCLUSIVE"), r
+    r = report(*base, "--format", "json", "--max-divergence", "5")
+    assert r.rc == 1 and r.json()["gate"]["result"] == "fail", r
     # a window with nothing comparable cannot pass (GET /health has data
-    # only 5 and 10 minutes ago)
+    # only 5 and 10 minutes ago): no evidence either way
     r = report(*base, "--endpoint", "GET /health", "--since", "2m", "--max-divergence", "50")
-    assert r.rc == 1, r
+    assert r.rc == 3, r
     assert re.search(r"^compared:\s+0 ", r.out, re.M), r.out
     assert r.out.splitlines()[-1] == \
-        "GATE FAIL service=drv: failed: divergence unknown (nothing comparable)", r.out
+        "GATE INCONCLUSIVE service=drv: undecided: divergence unknown (nothing comparable)", r.out
+
+
+def _window_spec(service="win"):
+    """Ten minutes ago a bad shadow (half diverged, a quarter timed out, 50x
+    slower); now a good one. Only --since can tell them apart."""
+    diffs = [{"path": "$.label", "kind": "value", "a": '"cat"', "b": '"dog"'}]
+    return {"service": service, "records": [
+        {"endpoint": "POST /v1/predict", "verdict": "diverged", "diffs": diffs, "primary_ms": 4,
+         "shadow_ms": 200, "repeat": 200, "ago_s": 600},
+        {"endpoint": "POST /v1/predict", "verdict": "match", "primary_ms": 4, "shadow_ms": 200,
+         "repeat": 100, "ago_s": 600},
+        {"endpoint": "POST /v1/predict", "verdict": "error", "shadow_error": "timeout",
+         "primary_ms": 4, "repeat": 100, "ago_s": 600},
+        {"endpoint": "POST /v1/predict", "verdict": "match", "primary_ms": 4, "shadow_ms": 5,
+         "repeat": 1000},
+    ]}
+
+
+def test_gate_since_windows_every_input(redis_server):
+    """Every gate input comes from the window: counts, rates and latency
+    (per-minute latency histograms, schema 2). All-time the same data fails
+    on each check; the last two minutes pass on each."""
+    fill(redis_server.port, _window_spec())
+    base = ("--redis", "127.0.0.1:%d" % redis_server.port, "--service", "win", "--format", "json",
+            "--max-divergence", "1", "--max-shadow-errors", "1", "--max-latency-ratio", "2",
+            "--min-compared", "1001")
+    r = report(*base)
+    assert r.rc == 1, r
+    d = r.json()
+    results = {c["name"]: c["result"] for c in d["gate"]["checks"]}
+    assert results == {"min_compared": "pass", "divergence": "fail", "shadow_errors": "fail",
+                       "latency_ratio": "fail"}, d["gate"]
+    assert d["latency"]["shadow"]["count"] == 1300 and d["window"]["latency_windowed"] is False
+    assert d["data_schema"] == 2
+
+    r = report(*base, "--since", "2m")
+    assert r.rc == 3, r  # 1000 compared in the window < 1001: all rates pass, too few to pass
+    d = r.json()
+    results = {c["name"]: c["result"] for c in d["gate"]["checks"]}
+    assert results == {"min_compared": "inconclusive", "divergence": "pass",
+                       "shadow_errors": "pass", "latency_ratio": "pass"}, d["gate"]
+    assert (d["compared"], d["diverged"], d["shadow_errors"]) == (1000, 0, 0)
+    lat = d["latency"]
+    assert d["window"]["latency_windowed"] is True
+    assert (lat["stable"]["count"], lat["shadow"]["count"]) == (1000, 1000)
+    assert lat["stable"]["mean_ms"] == pytest.approx(4.0)
+    assert lat["shadow"]["mean_ms"] == pytest.approx(5.0)
+    assert lat["p99_ratio"] == pytest.approx(4.99 / 3.99, rel=1e-6)  # buckets (3,4] and (4,5]
+    assert [(e["endpoint"], e["latency"]["shadow"]["count"]) for e in d["endpoints"]] == \
+        [("POST /v1/predict", 1000)]
+
+    r = report(*base[:-2], "--min-compared", "1000", "--since", "2m")
+    assert r.rc == 0 and r.json()["gate"]["result"] == "pass", r
+    # all-time latency stays the all-time histograms without --since
+    r = report("--redis", "127.0.0.1:%d" % redis_server.port, "--service", "win",
+               "--format", "json", "--since", "30m")
+    assert r.json()["latency"]["shadow"]["count"] == 1300
+
+
+def _write_schema1(port, service):
+    """The Redis layout of schema 1, as its writers left it: latency only in
+    the all-time ep:E:lat:* hashes, minute buckets with counters only."""
+    rc = redis.Redis(port=port)
+    pre = "shadowtee:{%s}:" % service
+    now_ms = int(time.time() * 1000)
+    minute = now_ms // 60000
+    ep = "POST /v1/predict"
+    rc.hset(pre + "meta", mapping={"schema": "1", "service": service,
+                                   "hist_bounds_ms": "1,2,3,4,5,6,8,10", "first_seen_ms": now_ms,
+                                   "last_seen_ms": now_ms})
+    rc.sadd(pre + "endpoints", ep)
+    rc.hset(pre + "ep:%s:counts" % ep, mapping={"compared": 500, "matched": 495, "diverged": 5})
+    rc.hset(pre + "ep:%s:lat:primary" % ep, mapping={"4": 500, "count": 500, "sum_ms": 2000})
+    rc.hset(pre + "ep:%s:lat:shadow" % ep, mapping={"5": 500, "count": 500, "sum_ms": 2500})
+    rc.hset(pre + "minute:%d" % minute, mapping={"compared|" + ep: 500, "diverged|" + ep: 5})
+
+
+def test_schema1_data_stays_readable(redis_server):
+    _write_schema1(redis_server.port, "old")
+    base = ("--redis", "127.0.0.1:%d" % redis_server.port, "--service", "old")
+    r = report(*base, "--format", "json")
+    assert r.rc == 0, r
+    d = r.json()
+    jsonschema.validate(d, REPORT_SCHEMA)
+    assert (d["data_schema"], d["compared"], d["diverged"]) == (1, 500, 5)
+    assert (d["latency"]["stable"]["count"], d["latency"]["shadow"]["count"]) == (500, 500)
+    # --since: counts from the minute buckets as before; latency has no
+    # window in this data, and the gate says so instead of guessing
+    r = report(*base, "--since", "5m", "--max-divergence", "5", "--max-latency-ratio", "2")
+    assert r.rc == 3, r
+    assert re.search(r"^compared:\s+500 ", r.out, re.M), r.out
+    assert "no latency in the window: this data was written by schema-1 writers" in r.out
+    v = r.out.splitlines()[-1]
+    assert v.startswith("GATE INCONCLUSIVE service=old: undecided: latency ratio unknown"), v
+    assert "schema-1 writers" in v and "divergence" not in v  # 5 of 500: decided (pass)
+    r = report(*base, "--max-divergence", "5", "--max-latency-ratio", "2")
+    assert r.rc == 0, r  # all-time latency is there
+
+
+def test_promote_script_with_the_real_report(redis_server, tmp_path):
+    """scripts/promote with the real shadowtee-report: an inconclusive gate
+    (too few comparisons) is exit 3, "not yet", and no kubectl call."""
+    from conftest import ROOT
+    import subprocess
+    fill(redis_server.port, _window_spec("flask-inference"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "kubectl.log"
+    kubectl = bin_dir / "kubectl"
+    kubectl.write_text("#!/bin/sh\necho \"$@\" >> %s\n" % log)
+    kubectl.chmod(0o755)
+    from report_fill import REPORT
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWTEE_")}
+    env.update(PATH="%s:%s" % (bin_dir, os.environ["PATH"]), SHADOWTEE_REPORT=REPORT,
+               SHADOWTEE_REDIS_URL="redis://127.0.0.1:%d/0" % redis_server.port,
+               SHADOWTEE_MAX_LATENCY_RATIO="2")
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+
+    def promote(**extra):
+        return subprocess.run([os.path.join(ROOT, "scripts", "promote"), "staging", "--image", "img:2"],
+                              env=dict(env, **extra), capture_output=True, text=True, timeout=60)
+    p = promote(SHADOWTEE_SINCE="2m", SHADOWTEE_MIN_COMPARED="5000")
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert "gate INCONCLUSIVE for staging" in p.stderr and "GATE INCONCLUSIVE" in p.stdout
+    p = promote()  # all time: the bad minutes fail it
+    assert p.returncode == 1 and "gate FAILED for staging" in p.stderr, p.stdout + p.stderr
+    assert not log.exists()
+    p = promote(SHADOWTEE_SINCE="2m")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "set image deployment/flask-inference-server-stable" in log.read_text()
 
 
 def test_html_escaped_and_self_contained(filled, tmp_path):
     out = tmp_path / "report.html"
     r = report("--redis", filled, "--service", "drv", "--format", "html", "--output", out,
-               "--max-divergence", "10")
+               "--max-divergence", "5")
     assert r.rc == 1, r
     assert r.out.startswith("GATE FAIL"), r  # with --output the verdict goes to stdout
+    assert '<div id="gate" class="gate fail">' in out.read_text()
+    r = report("--redis", filled, "--service", "drv", "--format", "html", "--output", out,
+               "--max-divergence", "10")
+    assert r.rc == 3 and r.out.startswith("GATE INCONCLUSIVE"), r
+    assert '<div id="gate" class="gate inconclusive">' in out.read_text()
     page = out.read_text()
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert "<script" not in page.lower()

@@ -183,6 +183,25 @@ def test_promote_refuses_when_gate_does_not_pass(tools, rc, message):
     assert tools.calls() == [gate_argv()]  # no kubectl at all
 
 
+@pytest.mark.parametrize("strategy", [["--image", "img:2"], ["--strategy", "bluegreen"]])
+def test_promote_inconclusive_gate_is_not_yet(tools, strategy):
+    """Exit 3 from the gate (too few comparisons to decide) is "not yet":
+    its own exit code and message, never a promotion, never a "FAILED"."""
+    r = tools.run("promote", "staging", *strategy, STANDIN_FAIL_SHADOWTEE_REPORT="--gate",
+                  STANDIN_FAIL_RC="3")
+    assert r.returncode == 3, r.stderr
+    assert "gate INCONCLUSIVE for staging: too few comparisons to decide yet" in r.stderr
+    assert "not promoting now (nothing changed)" in r.stderr
+    assert "FAILED" not in r.stderr and "could not be evaluated" not in r.stderr
+    assert [c[0] for c in tools.calls()] == ["shadowtee-report"]  # no kubectl at all
+
+
+def test_promote_since_windows_the_gate(tools):
+    r = tools.run("promote", "development", "--image", "img:2", SHADOWTEE_SINCE="30m")
+    assert r.returncode == 0, r.stderr
+    assert tools.calls()[0] == gate_argv() + ["--since", "30m"]
+
+
 def test_promote_bluegreen_refuses_on_failing_gate(tools):
     r = tools.run("promote", "development", "--strategy", "bluegreen", STANDIN_FAIL_SHADOWTEE_REPORT="--gate")
     assert r.returncode == 1 and [c[0] for c in tools.calls()] == ["shadowtee-report"]

@@ -733,6 +733,42 @@ static void test_noise_beyond_entry_cap(void **state)
     st_diff_result_free(&res);
 }
 
+/* The noise replica's own comparison with the primary (the A/A baseline
+ * counted by the stats): compared only when its answer is usable, and its
+ * difference count is independent of what the shadow did. */
+static void test_noise_baseline(void **state)
+{
+    st_response_t p = body_resp("{\"a\":1,\"b\":1}", 13);
+    st_response_t s = body_resp("{\"a\":1,\"b\":1}", 13);
+    st_response_t n = body_resp("{\"a\":2,\"b\":3}", 13);
+    st_diff_result_t res;
+    (void)state;
+    assert_int_equal(st_compare(NULL, "GET /", &p, &s, &n, &res), 0);
+    assert_int_equal(res.verdict, ST_VERDICT_MATCH); /* the shadow agrees ... */
+    assert_int_equal(res.noise_compared, 1);
+    assert_int_equal(res.noise_total, 2); /* ... the second stable replica does not */
+    st_diff_result_free(&res);
+
+    n = body_resp("{\"a\":1,\"b\":1}", 13);
+    s = body_resp("{\"a\":5,\"b\":1}", 13);
+    assert_int_equal(st_compare(NULL, "GET /", &p, &s, &n, &res), 0);
+    assert_int_equal(res.verdict, ST_VERDICT_DIVERGED);
+    assert_int_equal(res.noise_compared, 1);
+    assert_int_equal(res.noise_total, 0);
+    st_diff_result_free(&res);
+
+    assert_int_equal(st_compare(NULL, "GET /", &p, &s, NULL, &res), 0);
+    assert_int_equal(res.noise_compared, 0);
+    st_diff_result_free(&res);
+
+    n.error = "timeout"; /* a failed noise answer is no baseline */
+    n.status = 0;
+    assert_int_equal(st_compare(NULL, "GET /", &p, &s, &n, &res), 0);
+    assert_int_equal(res.noise_compared, 0);
+    assert_int_equal(res.noise_total, 0);
+    st_diff_result_free(&res);
+}
+
 static void test_verdicts(void **state)
 {
     st_response_t p = body_resp("{}", 2), s = body_resp("{}", 2), n = body_resp("{\"x\":1}", 7);
@@ -938,6 +974,7 @@ int main(void)
         cmocka_unit_test(test_redacted_values_in_entries),
         cmocka_unit_test(test_noise_marking),
         cmocka_unit_test(test_noise_beyond_entry_cap),
+        cmocka_unit_test(test_noise_baseline),
         cmocka_unit_test(test_verdicts),
         cmocka_unit_test(test_mutated_inputs_are_handled),
         cmocka_unit_test(test_allocation_failures_are_reported),

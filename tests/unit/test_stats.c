@@ -154,7 +154,7 @@ static void test_batch_counts_paths_latency(void **state)
         {ST_DIFF_VALUE, "$.score", "0.91", "0.42", 0.49, 0},
         {ST_DIFF_VALUE, "$.ts", "1", "2", 1, 1},
     };
-    st_diff_result_t diff = {ST_VERDICT_DIVERGED, entries, 2, 2, 0.49};
+    st_diff_result_t diff = {ST_VERDICT_DIVERGED, entries, 2, 2, 0.49, 0, 0};
     st_stats_record_t r = rec_base("POST /v1/predict", ST_VERDICT_MATCH, T0);
     st_stats_record(f->s, &r);
     r.verdict = ST_VERDICT_DIVERGED;
@@ -197,13 +197,23 @@ static void test_batch_counts_paths_latency(void **state)
     HAS("HINCRBY shadowtee:{svc}:minute:%lld compared|POST /v1/predict 1", (T0 + 61000) / 60000);
     HAS("HINCRBY shadowtee:{svc}:minute:%lld errors|POST /v1/predict 1", (T0 + 61000) / 60000);
     HAS("HINCRBY shadowtee:{svc}:minute:%lld timeouts|POST /v1/predict 1", (T0 + 61000) / 60000);
+    /* per-minute latency (schema 2): --since windows it like the counts */
+    HAS("HINCRBY shadowtee:{svc}:minute:%lld lat:primary:4|POST /v1/predict 3", T0 / 60000);
+    HAS("HINCRBYFLOAT shadowtee:{svc}:minute:%lld lat:primary:sum_ms|POST /v1/predict 12.000000",
+        T0 / 60000);
+    HAS("HINCRBY shadowtee:{svc}:minute:%lld lat:shadow:15|POST /v1/predict 3", T0 / 60000);
+    HAS("HINCRBY shadowtee:{svc}:minute:%lld lat:primary:4|POST /v1/predict 1",
+        (T0 + 61000) / 60000);
+    snprintf(want, sizeof(want),
+             "HINCRBY shadowtee:{svc}:minute:%lld lat:shadow:", (T0 + 61000) / 60000);
+    assert_int_equal(count_prefix(l, want), 0); /* the error had no shadow latency */
     HAS("EXPIRE shadowtee:{svc}:minute:%lld 604800", T0 / 60000);
     HAS("EXPIRE shadowtee:{svc}:minute:%lld 604800", (T0 + 61000) / 60000);
     HAS("HSETNX shadowtee:{svc}:meta first_seen_ms %lld", T0);
     HAS("HSET shadowtee:{svc}:meta last_seen_ms %lld", T0 + 61000);
     HAS("LTRIM %ssamples 0 19", ep);
     assert_int_equal(count_prefix(l, "LPUSH "), 1);
-    assert_int_equal(count_prefix(l, "HSET shadowtee:{svc}:meta schema 1 service svc "), 1);
+    assert_int_equal(count_prefix(l, "HSET shadowtee:{svc}:meta schema 2 service svc "), 1);
     /* matched is not a per-minute counter (compared - the others) */
     snprintf(want, sizeof(want), "HINCRBY shadowtee:{svc}:minute:%lld matched|", T0 / 60000);
     assert_int_equal(count_prefix(l, want), 0);
@@ -229,7 +239,7 @@ static void test_sample_json_redacted(void **state)
     st_response_t primary = {200, ph, 2, "{\"score\":0.91}", 14, 0, NULL};
     st_response_t shadow = {500, ph, 1, "bad \xff\xfe bytes", 12, 0, NULL};
     st_diff_entry_t e = {ST_DIFF_STATUS, "status", "200", "500", 0, 0};
-    st_diff_result_t diff = {ST_VERDICT_DIVERGED, &e, 1, 1, 0};
+    st_diff_result_t diff = {ST_VERDICT_DIVERGED, &e, 1, 1, 0, 0, 0};
     st_stats_record_t r = rec_base("GET /x", ST_VERDICT_DIVERGED, T0);
     r.diff = &diff;
     r.primary = &primary;
@@ -287,7 +297,7 @@ static void test_samples_capped_per_second(void **state)
 {
     fixture_t *f = fx_new(cfg_small_samples);
     st_diff_entry_t e = {ST_DIFF_VALUE, "$.a", "1", "2", 1, 0};
-    st_diff_result_t diff = {ST_VERDICT_DIVERGED, &e, 1, 1, 1};
+    st_diff_result_t diff = {ST_VERDICT_DIVERGED, &e, 1, 1, 1, 0, 0};
     char rid[32];
     for (int i = 0; i < 10; i++) { /* 10 in one second, then 2 in the next */
         st_stats_record_t r = rec_base("GET /x", ST_VERDICT_DIVERGED, T0 + (i < 10 ? 0 : 0));
@@ -335,7 +345,7 @@ static void test_backlog_bounded(void **state)
     fixture_t *f = fx_new(cfg_small_backlog);
     char path[32];
     st_diff_entry_t e = {ST_DIFF_VALUE, path, "1", "2", 1, 1};
-    st_diff_result_t diff = {ST_VERDICT_NOISE, &e, 1, 1, 1};
+    st_diff_result_t diff = {ST_VERDICT_NOISE, &e, 1, 1, 1, 0, 0};
     for (int i = 0; i < 50; i++) {
         snprintf(path, sizeof(path), "$.a[%d]", i);
         st_stats_record_t r = rec_base("GET /x", ST_VERDICT_NOISE, T0);
@@ -362,7 +372,7 @@ static void test_many_fields_merge(void **state)
     fixture_t *f = fx_new(NULL);
     char path[32];
     st_diff_entry_t e = {ST_DIFF_VALUE, path, "1", "2", 1, 0};
-    st_diff_result_t diff = {ST_VERDICT_DIVERGED, &e, 1, 1, 1};
+    st_diff_result_t diff = {ST_VERDICT_DIVERGED, &e, 1, 1, 1, 0, 0};
     for (int round = 0; round < 3; round++) {
         for (int i = 0; i < 5000; i++) {
             snprintf(path, sizeof(path), "$.a[%d]", i);
@@ -428,7 +438,7 @@ static void test_endpoint_cap_and_prometheus(void **state)
     assert_non_null(strstr(text, "shadowtee_comparisons_total{result=\"diverged\"} 6\n"));
     assert_non_null(strstr(text, "shadowtee_comparisons_total{result=\"error\"} 1\n"));
     assert_non_null(strstr(text, "shadowtee_comparisons_total{result=\"noise\"} 0\n"));
-    /* merged across workers, busiest 2 kept, the rest folded into {other} */
+    /* merged across workers, the first 2 created kept, the rest folded into {other} */
     assert_non_null(strstr(text, "shadowtee_endpoint_comparisons_total{endpoint=\"{other}\"} 8\n"));
     assert_non_null(strstr(text, "shadowtee_endpoint_comparisons_total{endpoint=\"GET /b\"} 2\n"));
     assert_non_null(strstr(text, "shadowtee_endpoint_divergences_total{endpoint=\"GET /b\"} 1\n"));
@@ -450,6 +460,102 @@ static void test_endpoint_cap_and_prometheus(void **state)
     assert_non_null(
         strstr(text, "shadowtee_endpoint_comparisons_total{endpoint=\"GET /c\\\"q\\\\\"} 1\n"));
     free(text);
+    fx_free(f);
+    fx_free(g);
+}
+
+static char *prom_text(st_stats_t *const *all, size_t n)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    st_stats_prometheus(all, n, out);
+    fclose(out);
+    return text;
+}
+
+/* The value of one exposition line "<series> <value>", or -1 when absent. */
+static long long prom_value(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ') return atoll(p + n + 1);
+    return -1;
+}
+
+static void cfg_one_endpoint(st_stats_config_t *c)
+{
+    c->max_endpoints = 1;
+}
+
+/* Every per-endpoint series must be a counter that only grows, so the
+ * endpoints that keep their own label are the first created (over all
+ * workers), not the busiest: a busy late endpoint never pushes an early one
+ * into {other} (which would make both series jump back). */
+static void test_prometheus_labels_stable(void **state)
+{
+    fixture_t *f = fx_new(cfg_one_endpoint), *g = fx_new(cfg_one_endpoint);
+    st_stats_t *all[] = {f->s, g->s};
+    st_stats_record_t r = rec_base("GET /early", ST_VERDICT_MATCH, T0);
+    st_stats_record(f->s, &r);
+    st_diff_entry_t e = {ST_DIFF_VALUE, "$.x", "1", "2", 0, 0};
+    st_diff_result_t diff = {ST_VERDICT_DIVERGED, &e, 1, 1, 0, 1, 0};
+    for (int i = 0; i < 30; i++) { /* later and much busier, on another worker */
+        r = rec_base("GET /late", i % 3 ? ST_VERDICT_MATCH : ST_VERDICT_DIVERGED, T0);
+        r.diff = &diff; /* with a noise replica that agreed with the primary */
+        st_stats_record(g->s, &r);
+    }
+    char *t = prom_text(all, 2);
+    assert_int_equal(prom_value(t, "shadowtee_endpoint_comparisons_total{endpoint=\"GET /early\"}"),
+                     1);
+    assert_int_equal(prom_value(t, "shadowtee_endpoint_comparisons_total{endpoint=\"GET /late\"}"),
+                     -1);
+    assert_int_equal(prom_value(t, "shadowtee_endpoint_comparisons_total{endpoint=\"{other}\"}"),
+                     30);
+    assert_int_equal(prom_value(t, "shadowtee_endpoint_divergences_total{endpoint=\"{other}\"}"),
+                     10);
+    assert_int_equal(prom_value(t, "shadowtee_noise_replica_comparisons_total{result=\"match\"}"),
+                     30);
+    free(t);
+
+    /* more of everything: the same label set, every series grown or equal */
+    for (int i = 0; i < 5; i++) {
+        r = rec_base("GET /late", ST_VERDICT_NOISE, T0);
+        st_stats_record(g->s, &r);
+        r = rec_base("GET /third", ST_VERDICT_ERROR, T0); /* g's cap: into its own {other} */
+        r.shadow_error = "timeout";
+        st_stats_record(g->s, &r);
+    }
+    r = rec_base("GET /early", ST_VERDICT_NOISE, T0);
+    st_stats_record(f->s, &r);
+    t = prom_text(all, 2);
+    assert_int_equal(prom_value(t, "shadowtee_endpoint_comparisons_total{endpoint=\"GET /early\"}"),
+                     2);
+    assert_int_equal(prom_value(t, "shadowtee_endpoint_noise_total{endpoint=\"GET /early\"}"), 1);
+    assert_int_equal(prom_value(t, "shadowtee_endpoint_comparisons_total{endpoint=\"{other}\"}"),
+                     40);
+    assert_int_equal(prom_value(t, "shadowtee_endpoint_noise_total{endpoint=\"{other}\"}"), 5);
+    assert_int_equal(prom_value(t, "shadowtee_endpoint_shadow_errors_total{endpoint=\"{other}\"}"),
+                     5);
+    assert_int_equal(prom_value(t, "shadowtee_endpoint_comparisons_total{endpoint=\"GET /third\"}"),
+                     -1);
+    assert_int_equal(prom_value(t, "shadowtee_comparisons_total{result=\"error\"}"), 5);
+    free(t);
+
+    /* an endpoint created after the scrape began is not in that scrape at
+     * all (neither named nor in {other}): so it cannot displace one */
+    g->s->eps[0]->born_ns = UINT64_MAX;
+    t = prom_text(all, 2);
+    assert_int_equal(prom_value(t, "shadowtee_endpoint_comparisons_total{endpoint=\"{other}\"}"),
+                     5);
+    free(t);
+    g->s->eps[0]->born_ns = 0; /* born before GET /early: now it is the one kept */
+    t = prom_text(all, 2);
+    assert_int_equal(prom_value(t, "shadowtee_endpoint_comparisons_total{endpoint=\"GET /late\"}"),
+                     35);
+    assert_int_equal(prom_value(t, "shadowtee_endpoint_comparisons_total{endpoint=\"{other}\"}"),
+                     7);
+    free(t);
     fx_free(f);
     fx_free(g);
 }
@@ -671,6 +777,7 @@ int main(void)
         cmocka_unit_test(test_backlog_bounded),
         cmocka_unit_test(test_many_fields_merge),
         cmocka_unit_test(test_endpoint_cap_and_prometheus),
+        cmocka_unit_test(test_prometheus_labels_stable),
         cmocka_unit_test(test_no_redis_keeps_only_counters),
         cmocka_unit_test(test_unreachable_redis_close),
         cmocka_unit_test(test_close_with_silent_server),

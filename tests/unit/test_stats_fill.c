@@ -162,7 +162,7 @@ static void test_fill_from_spec(void **state)
         rec.path = str(rj, "path", "/");
         rec.request_id = str(rj, "request_id", "");
         rec.verdict = verdict_of(str(rj, "verdict", "match"));
-        st_diff_result_t diff = {rec.verdict, entries, nent, nent, 0};
+        st_diff_result_t diff = {rec.verdict, entries, nent, nent, 0, 0, 0};
         rec.diff = rec.verdict == ST_VERDICT_ERROR ? NULL : &diff;
         rec.shadow_error = json_string_value(json_object_get(rj, "shadow_error"));
         json_t *pm = json_object_get(rj, "primary_ms"), *sm = json_object_get(rj, "shadow_ms");

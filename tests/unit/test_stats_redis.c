@@ -9,6 +9,7 @@
  * ST_TEST_REDIS_LATE_PORT: a port where Redis starts only after this binary
  * printed "WAITING_FOR_REDIS" on stdout (test_late_redis; skipped otherwise).
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -179,7 +180,7 @@ static int had_errors(st_stats_t *s, void *arg)
 static void record_n(st_stats_t *s, const char *endpoint, st_verdict_t v, int n)
 {
     static st_diff_entry_t e = {ST_DIFF_VALUE, "$.score", "0.9", "0.1", 0.8, 0};
-    static st_diff_result_t d = {ST_VERDICT_DIVERGED, &e, 1, 1, 0.8};
+    static st_diff_result_t d = {ST_VERDICT_DIVERGED, &e, 1, 1, 0.8, 0, 0};
     for (int i = 0; i < n; i++) {
         st_stats_record_t r;
         memset(&r, 0, sizeof(r));
@@ -234,7 +235,7 @@ static void test_flush_values(void **state)
     assert_true(hget_ll(c, "shadowtee:{flush}:meta", "first_seen_ms") > 0);
     assert_true(hget_ll(c, "shadowtee:{flush}:meta", "last_seen_ms") >=
                 hget_ll(c, "shadowtee:{flush}:meta", "first_seen_ms"));
-    assert_int_equal(hget_ll(c, "shadowtee:{flush}:meta", "schema"), 1);
+    assert_int_equal(hget_ll(c, "shadowtee:{flush}:meta", "schema"), 2);
     char mkey[128];
     snprintf(mkey, sizeof(mkey), "shadowtee:{flush}:minute:%lld", (long long)(now_ms() / 60000));
     long long ttl = int_reply(c, "TTL %s", mkey);
@@ -244,6 +245,14 @@ static void test_flush_values(void **state)
         ttl = int_reply(c, "TTL %s", mkey);
     }
     assert_true(ttl > 3500 && ttl <= 3600);
+    /* schema 2: the minute holds latency too (errors have no shadow latency) */
+    assert_int_equal(hget_ll(c, mkey, "lat:primary:2|GET /a"), 10);
+    assert_int_equal(hget_ll(c, mkey, "lat:shadow:3|GET /a"), 10);
+    assert_int_equal(hget_ll(c, mkey, "lat:primary:2|GET /b"), 2);
+    assert_int_equal(hget_ll(c, mkey, "lat:shadow:3|GET /b"), -1); /* absent */
+    redisReply *sum = cmd(c, "HGET %s %s", mkey, "lat:shadow:sum_ms|GET /a");
+    assert_true(sum->type == REDIS_REPLY_STRING && fabs(atof(sum->str) - 30.0) < 1e-6);
+    freeReplyObject(sum);
 
     /* a second round adds up */
     record_n(f->s, "GET /a", ST_VERDICT_MATCH, 5);
@@ -400,7 +409,7 @@ static void test_restart(void **state)
     assert_int_equal(m->type, REDIS_REPLY_INTEGER);
     assert_int_equal(m->integer, 1);
     freeReplyObject(m);
-    assert_int_equal(hget_ll(c, "shadowtee:{restart}:meta", "schema"), 1); /* meta re-sent */
+    assert_int_equal(hget_ll(c, "shadowtee:{restart}:meta", "schema"), 2); /* meta re-sent */
     assert_int_equal(atomic_load(&f->s->lost), 0);
     fx_free(f);
     redisFree(c);
