@@ -67,7 +67,14 @@ $(BUILD)/shadowtee: $(BUILD)/obj/proxy/main.o $(LIBPROXY) $(LIBCMP) $(LIBLLHTTP)
 $(BUILD)/shadowtee-report: $(REPORT_OBJ) $(LIBCMP)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBPROXY) $(LIBCMP) $(LIBLLHTTP)
+# The comparator's previous engine (jansson trees), kept as the oracle of the
+# differential test and the baseline of cmp_bench; shadowtee never links it.
+REF_SRC   := $(wildcard comparator/ref/*.c)
+LIBCMPREF := $(BUILD)/libstcmp_ref.a
+$(LIBCMPREF): $(REF_SRC:%.c=$(BUILD)/obj/%.o)
+	$(AR) rcs $@ $^
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBPROXY) $(LIBCMPREF) $(LIBCMP) $(LIBLLHTTP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS)
 
@@ -95,7 +102,7 @@ valgrind: all $(UNIT_BIN)
 	$(MAKE) --no-print-directory unit TEST_WRAP="valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite"
 	SHADOWTEE_VALGRIND=1 $(MAKE) --no-print-directory integration PYTEST_ARGS="-k 'basic or keepalive or chunked or tee_content or tee_breaker or tls or comparator_e2e'"
 
-$(BUILD)/cmp_bench: bench/cmp_bench.c $(LIBCMP)
+$(BUILD)/cmp_bench: bench/cmp_bench.c $(LIBCMPREF) $(LIBCMP)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $^ $(LDLIBS)
 
 bench: all $(BUILD)/cmp_bench
@@ -111,10 +118,12 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 
+FORMAT_SRC := $(wildcard proxy/*.[ch] comparator/*.[ch] comparator/ref/*.[ch] report/*.[ch] \
+                include/shadowtee/*.h tests/unit/*.[ch] tests/fuzz/*.c bench/*.c)
 format:
-	clang-format -i $(wildcard proxy/*.[ch] comparator/*.[ch] report/*.[ch] include/shadowtee/*.h tests/unit/*.[ch])
+	clang-format -i $(FORMAT_SRC)
 format-check:
-	clang-format --dry-run -Werror $(wildcard proxy/*.[ch] comparator/*.[ch] report/*.[ch] include/shadowtee/*.h tests/unit/*.[ch])
+	clang-format --dry-run -Werror $(FORMAT_SRC)
 
 clean:
 	rm -rf build build-asan

@@ -146,6 +146,8 @@ int stc_sink_wants(const stc_sink_t *s);
  * when not stored. Never fails; an allocation failure sets s->failed. */
 void stc_sink_add(stc_sink_t *s, st_diff_kind_t kind, const char *path, char *a, char *b,
                   double delta);
+/* Moves the entries and counts of s into result and sets the verdict. */
+void stc_sink_result(stc_sink_t *s, st_diff_result_t *result);
 /* 1 when noise path `np` equals `path` or is an ancestor of it. */
 int stc_path_covers(const char *np, const char *path);
 
@@ -156,6 +158,16 @@ char *stc_text_dup(const char *s, size_t len);
 char *stc_escape_bytes(const char *s, size_t len);
 /* Compact JSON text of a value, bounded (numbers in shortest round-trip form). */
 char *stc_json_text(const json_t *v);
+
+/* ---- st_compare's parts ------------------------------------------------- */
+
+/* Status and headers of a against b (everything but the bodies). */
+void stc_compare_head(const st_rules_t *rules, const stc_policy_t *pol, const st_response_t *a,
+                      const st_response_t *b, stc_sink_t *sink);
+/* 1 when the body is declared (Content-Type) or sniffed ('{' or '[') JSON. */
+int stc_body_is_json(const st_response_t *r);
+/* The a/b text of the side of an invalid_json entry that is not JSON. */
+char *stc_describe_not_json(size_t len, const char *why);
 
 /* ---- JSON diff --------------------------------------------------------- */
 

@@ -298,7 +298,12 @@ static int sniffs_json(const char *s, size_t len)
     return 0;
 }
 
-static char *describe_not_json(size_t len, const char *why)
+int stc_body_is_json(const st_response_t *r)
+{
+    return declares_json(r) || sniffs_json(r->body, r->body_len);
+}
+
+char *stc_describe_not_json(size_t len, const char *why)
 {
     char tmp[STC_VALUE_MAX + 1];
     if (len == 0)
@@ -323,7 +328,7 @@ typedef struct {
 static void body_init(body_t *b, const st_response_t *r)
 {
     b->r = r;
-    b->try_json = declares_json(r) || sniffs_json(r->body, r->body_len);
+    b->try_json = stc_body_is_json(r);
     b->parsed = 0;
     b->st = STC_PARSE_INVALID;
     b->j = NULL;
@@ -383,10 +388,12 @@ static void diff_bodies(const stc_policy_t *pol, body_t *ba, body_t *bb, stc_sin
     } else if (sa == STC_PARSE_OK || sb == STC_PARSE_OK) {
         char *ta = NULL, *tb = NULL;
         if (stc_sink_wants(sink)) {
-            ta = sa == STC_PARSE_OK ? stc_value_text(pol, ba->j, NULL, 0)
-                                    : describe_not_json(a->body_len, ba->try_json ? ba->err : NULL);
-            tb = sb == STC_PARSE_OK ? stc_value_text(pol, bb->j, NULL, 0)
-                                    : describe_not_json(b->body_len, bb->try_json ? bb->err : NULL);
+            ta = sa == STC_PARSE_OK
+                     ? stc_value_text(pol, ba->j, NULL, 0)
+                     : stc_describe_not_json(a->body_len, ba->try_json ? ba->err : NULL);
+            tb = sb == STC_PARSE_OK
+                     ? stc_value_text(pol, bb->j, NULL, 0)
+                     : stc_describe_not_json(b->body_len, bb->try_json ? bb->err : NULL);
         }
         stc_sink_add(sink, ST_DIFF_INVALID_JSON, "$body", ta, tb, 0);
     } else {
@@ -568,22 +575,44 @@ out:
 
 /* ---- st_compare ---------------------------------------------------------- */
 
-static void compare_pair(const st_rules_t *rules, const stc_policy_t *pol, body_t *a, body_t *b,
-                         stc_sink_t *sink)
+void stc_compare_head(const st_rules_t *rules, const stc_policy_t *pol, const st_response_t *a,
+                      const st_response_t *b, stc_sink_t *sink)
 {
-    if (a->r->status != b->r->status) {
+    if (a->status != b->status) {
         char *ta = NULL, *tb = NULL;
         if (stc_sink_wants(sink)) {
             char t[32];
-            snprintf(t, sizeof(t), "%d", a->r->status);
+            snprintf(t, sizeof(t), "%d", a->status);
             ta = stc_text_dup(t, strlen(t));
-            snprintf(t, sizeof(t), "%d", b->r->status);
+            snprintf(t, sizeof(t), "%d", b->status);
             tb = stc_text_dup(t, strlen(t));
         }
         stc_sink_add(sink, ST_DIFF_STATUS, "status", ta, tb, 0);
     }
-    diff_headers(rules, pol, a->r, b->r, sink);
+    diff_headers(rules, pol, a, b, sink);
+}
+
+static void compare_pair(const st_rules_t *rules, const stc_policy_t *pol, body_t *a, body_t *b,
+                         stc_sink_t *sink)
+{
+    stc_compare_head(rules, pol, a->r, b->r, sink);
     diff_bodies(pol, a, b, sink);
+}
+
+void stc_sink_result(stc_sink_t *s, st_diff_result_t *result)
+{
+    result->entries = s->entries;
+    result->nentries = s->nentries;
+    result->total = s->total;
+    result->max_delta = s->max_delta;
+    if (s->total == 0)
+        result->verdict = ST_VERDICT_MATCH;
+    else if (s->nonnoise == 0)
+        result->verdict = ST_VERDICT_NOISE;
+    else
+        result->verdict = ST_VERDICT_DIVERGED;
+    s->entries = NULL;
+    s->nentries = 0;
 }
 
 static int usable(const st_response_t *r)
@@ -621,16 +650,7 @@ int st_compare(const st_rules_t *rules, const char *endpoint, const st_response_
     int failed = s.failed || ns.failed;
     stc_sink_deinit(&ns);
 
-    result->entries = s.entries;
-    result->nentries = s.nentries;
-    result->total = s.total;
-    result->max_delta = s.max_delta;
-    if (s.total == 0)
-        result->verdict = ST_VERDICT_MATCH;
-    else if (s.nonnoise == 0)
-        result->verdict = ST_VERDICT_NOISE;
-    else
-        result->verdict = ST_VERDICT_DIVERGED;
+    stc_sink_result(&s, result);
     return failed ? -1 : 0;
 }
 
