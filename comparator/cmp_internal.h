@@ -156,8 +156,6 @@ int stc_path_covers(const char *np, const char *path);
 char *stc_text_dup(const char *s, size_t len);
 /* Bytes as printable text: \xNN for bytes outside printable ASCII. */
 char *stc_escape_bytes(const char *s, size_t len);
-/* Compact JSON text of a value, bounded (numbers in shortest round-trip form). */
-char *stc_json_text(const json_t *v);
 
 /* ---- st_compare's parts ------------------------------------------------- */
 
@@ -178,7 +176,9 @@ typedef enum {
     STC_PARSE_NOMEM
 } stc_parse_status_t;
 
-/* Parses a body (JSON_DECODE_ANY | JSON_ALLOW_NUL). Integers beyond the
+/* Parses a body with jansson (JSON_DECODE_ANY | JSON_ALLOW_NUL), for sample
+ * redaction and the message of an invalid body; comparisons use the tape
+ * parser (tape.h), which accepts exactly what this accepts. Integers beyond the
  * int64 range make jansson fail: the document is then parsed again with every
  * integer read as a double. Nesting is checked first by a byte scan, so a
  * document deeper than max_depth is never handed to jansson. On error *why
@@ -188,13 +188,6 @@ stc_parse_status_t stc_json_parse(const char *body, size_t len, size_t max_depth
 /* Max container nesting of a JSON text (strings skipped); stops counting at
  * limit + 1. */
 size_t stc_json_depth(const char *s, size_t len, size_t limit);
-
-/* Text of the value v found at path at[0..nat) for a/b: bounded compact
- * JSON with the policy's redact paths applied ("[REDACTED]"). */
-char *stc_value_text(const stc_policy_t *pol, const json_t *v, const stc_seg_t *at, size_t nat);
-
-/* Structural diff of two parsed documents under a policy, into sink. */
-void stc_json_diff(const stc_policy_t *pol, const json_t *a, const json_t *b, stc_sink_t *sink);
 
 /* Byte comparison of two bodies: adds one `kind` entry (ST_DIFF_BYTES or
  * ST_DIFF_TOO_DEEP) at "$body" when they differ, with the first differing
