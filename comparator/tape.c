@@ -28,14 +28,26 @@
 
 #define NO_GUIDE UINT32_MAX
 
+/* Parse functions take the position of what they parse and return the
+ * position after it, or FAIL with p->err set (positions stay in registers). */
 typedef struct {
     stc_tape_t *t;
     const unsigned char *s;
-    size_t pos, len;
+    size_t len;
     size_t max_depth;
     size_t bigints; /* integers beyond int64 seen (or inherited by SAME nodes) */
     const stc_tape_t *guide;
+    int err; /* P_*, when a function returned FAIL */
 } parser_t;
+
+#define FAIL ((size_t)-1)
+enum { P_OK = 0, P_INVALID, P_DEEP, P_NOMEM };
+
+static size_t fail(parser_t *p, int err)
+{
+    p->err = err;
+    return FAIL;
+}
 
 /* ---- character classes --------------------------------------------------- */
 
@@ -64,10 +76,32 @@ static unsigned hex_value(unsigned char c)
     return c <= '9' ? (unsigned)(c - '0') : (unsigned)((c | 0x20) - 'a' + 10);
 }
 
-static void skip_ws(parser_t *p)
+/* Compact JSON has no whitespace: one test in the common case. */
+static inline size_t skip_ws(const unsigned char *s, size_t i, size_t n)
 {
-    while (p->pos < p->len && is_ws(p->s[p->pos]))
-        p->pos++;
+    if (i < n && s[i] <= ' ')
+        while (i < n && is_ws(s[i]))
+            i++;
+    return i;
+}
+
+/* Index of the first byte at or after i that is not a digit: 8 bytes at a
+ * time (for each byte x = b ^ '0' is below 10 exactly for a digit; x + 0x76
+ * sets the byte's high bit for 10..0x7f, x itself for 0x80.. ; a carry only
+ * reaches bytes above the first non-digit). */
+static inline size_t skip_digits(const unsigned char *s, size_t i, size_t n)
+{
+    while (n - i >= 8) {
+        uint64_t v;
+        memcpy(&v, s + i, 8);
+        uint64_t x = v ^ 0x3030303030303030ULL;
+        uint64_t nd = ((x + 0x7676767676767676ULL) | x) & 0x8080808080808080ULL;
+        if (nd) return i + ((size_t)__builtin_ctzll(nd) >> 3);
+        i += 8;
+    }
+    while (i < n && is_digit(s[i]))
+        i++;
+    return i;
 }
 
 /* ---- nodes --------------------------------------------------------------- */
@@ -85,22 +119,21 @@ static int grow_nodes(stc_tape_t *t)
     return 0;
 }
 
-/* Appends a node for the value at p->pos; returns its index or NO_GUIDE. */
-static uint32_t node_new(parser_t *p, int type)
+/* Appends a node for the value text body[off..off+len); returns its index
+ * or NO_GUIDE. */
+static inline uint32_t node_push(parser_t *p, size_t off, size_t len, int type, int flags)
 {
     stc_tape_t *t = p->t;
-    if (t->nnodes == t->cap && grow_nodes(t) < 0) return NO_GUIDE;
+    if (__builtin_expect(t->nnodes == t->cap, 0) && grow_nodes(t) < 0) return NO_GUIDE;
     uint32_t i = t->nnodes++;
-    stc_jnode_t *n = &t->nodes[i];
-    n->off = (uint32_t)p->pos;
-    n->len = 0;
-    n->next = i + 1;
-    n->n = 0;
-    n->koff = 0;
-    n->klen = 0;
-    n->type = (uint8_t)type;
-    n->flags = 0;
+    stc_jnode_t n = {(uint32_t)off, (uint32_t)len, i + 1, 0, 0, 0, (uint8_t)type, (uint8_t)flags};
+    t->nodes[i] = n;
     return i;
+}
+
+static inline uint32_t node_new(parser_t *p, size_t off, int type)
+{
+    return node_push(p, off, 0, type, 0);
 }
 
 /* ---- strings ------------------------------------------------------------- */
@@ -166,12 +199,11 @@ static size_t scan_escape(const unsigned char *s, size_t i, size_t n)
     return i + 12;
 }
 
-/* The string at p->pos (its opening quote). Returns 0 with p->pos after the
- * closing quote and *esc set when it has escapes, -1 when invalid. */
-static int scan_string(parser_t *p, int *esc)
+/* The string at i (its opening quote). Returns the position after the
+ * closing quote with *esc set when it has escapes, FAIL when invalid. */
+static size_t scan_string(const unsigned char *s, size_t i, size_t n, int *esc)
 {
-    const unsigned char *s = p->s;
-    size_t i = p->pos + 1, n = p->len;
+    i++;
     int e = 0;
     for (;;) {
 #if defined(__SSE2__)
@@ -194,24 +226,23 @@ static int scan_string(parser_t *p, int *esc)
 #endif
         while (i < n && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\')
             i++;
-        if (i >= n) return -1;
+        if (i >= n) return FAIL;
 #if defined(__SSE2__)
     special:
 #endif
         if (s[i] == '"') {
-            p->pos = i + 1;
             *esc = e;
-            return 0;
+            return i + 1;
         }
         if (s[i] == '\\') {
             e = 1;
             i = scan_escape(s, i, n);
-            if (!i) return -1;
+            if (!i) return FAIL;
         } else if (s[i] < 0x20) {
-            return -1;
+            return FAIL;
         } else {
             size_t k = utf8_seq(s + i, n - i);
-            if (!k) return -1;
+            if (!k) return FAIL;
             i += k;
         }
     }
@@ -312,39 +343,37 @@ static int key_store(stc_tape_t *t, const char *raw, size_t len, uint32_t *off, 
 
 /* ---- numbers ------------------------------------------------------------- */
 
-/* The number at p->pos. Returns the node type (INT or REAL), or -1 when
- * invalid (grammar, or a value that overflows a double). */
-static int scan_number(parser_t *p)
+/* The number at i. Returns the position after it with *type set (INT or
+ * REAL), or FAIL when invalid (grammar, or a value that overflows a double). */
+static size_t scan_number(parser_t *p, size_t i, int *type)
 {
     const unsigned char *s = p->s;
-    size_t i = p->pos, n = p->len, start = i;
+    size_t n = p->len, start = i;
     if (s[i] == '-') i++;
-    if (i >= n) return -1;
+    if (i >= n) return FAIL;
     size_t d0 = i;
     if (s[i] == '0') {
         i++;
-        if (i < n && is_digit(s[i])) return -1;
+        if (i < n && is_digit(s[i])) return FAIL;
     } else if (is_digit(s[i])) {
-        while (i < n && is_digit(s[i]))
-            i++;
+        i = skip_digits(s, i + 1, n);
     } else {
-        return -1;
+        return FAIL;
     }
     size_t nint = s[d0] == '0' ? 0 : i - d0; /* integer digits, "0" counts none */
     int real = 0;
     long exp = 0;
     if (i < n && s[i] == '.') {
         i++;
-        if (i >= n || !is_digit(s[i])) return -1;
-        while (i < n && is_digit(s[i]))
-            i++;
+        if (i >= n || !is_digit(s[i])) return FAIL;
+        i = skip_digits(s, i + 1, n);
         real = 1;
     }
     if (i < n && (s[i] == 'e' || s[i] == 'E')) {
         int eneg = 0;
         i++;
         if (i < n && (s[i] == '+' || s[i] == '-')) eneg = s[i++] == '-';
-        if (i >= n || !is_digit(s[i])) return -1;
+        if (i >= n || !is_digit(s[i])) return FAIL;
         while (i < n && is_digit(s[i])) {
             if (exp < 1000000) exp = exp * 10 + (s[i] - '0');
             i++;
@@ -352,26 +381,28 @@ static int scan_number(parser_t *p)
         if (eneg) exp = -exp;
         real = 1;
     }
-    p->pos = i;
     const char *tok = (const char *)s + start;
     if (!real) {
         if (nint >= 19 && !stc_num_int_fits(tok, i - start)) {
             /* the document's integers become reals; this one must fit a double */
             p->bigints++;
-            if (nint > 300 && stc_num_overflows(tok, i - start)) return -1;
+            if (nint > 300 && stc_num_overflows(tok, i - start)) return FAIL;
         }
-        return STC_J_INT;
+        *type = STC_J_INT;
+        return i;
     }
     /* the value is below 10^(nint + exp): only then can it overflow */
-    if ((long)nint + exp > 300 && stc_num_overflows(tok, i - start)) return -1;
-    return STC_J_REAL;
+    if ((long)nint + exp > 300 && stc_num_overflows(tok, i - start)) return FAIL;
+    *type = STC_J_REAL;
+    return i;
 }
 
 /* ---- values -------------------------------------------------------------- */
 
-enum { P_OK = 0, P_INVALID, P_DEEP, P_NOMEM };
-
-static int parse_value(parser_t *p, uint32_t guide, size_t depth);
+static size_t parse_object(parser_t *p, size_t i, uint32_t guide, size_t depth);
+static size_t parse_array(parser_t *p, size_t i, uint32_t guide, size_t depth);
+static inline __attribute__((always_inline)) size_t parse_value(parser_t *p, size_t i,
+                                                                uint32_t guide, size_t depth);
 
 /* Scalar tokens end where the next byte is not part of them: a guide's
  * scalar is the same token only when the byte after it here does not
@@ -381,27 +412,23 @@ static int token_continues(unsigned char c)
     return is_digit(c) || is_alpha(c) || c == '.' || c == '\0';
 }
 
-/* The guide's value g has the same bytes at p->pos: one SAME node. */
-static int try_same(parser_t *p, uint32_t g, int *rc)
+/* When the guide's value g has the same bytes at i: one SAME node, and the
+ * position after it (FAIL on allocation failure). 0 when not the same. */
+static size_t try_same(parser_t *p, size_t i, uint32_t g)
 {
     const stc_jnode_t *gn = &p->guide->nodes[g];
-    size_t l = gn->len, pos = p->pos;
-    if (l > p->len - pos) return 0;
-    if (memcmp(p->guide->body + gn->off, p->s + pos, l) != 0) return 0;
-    if (gn->type < STC_J_STRING && pos + l < p->len && token_continues(p->s[pos + l])) return 0;
-    uint32_t i = node_new(p, STC_J_SAME);
-    if (i == NO_GUIDE) {
-        *rc = P_NOMEM;
-        return 1;
-    }
-    stc_jnode_t *n = &p->t->nodes[i];
+    size_t l = gn->len;
+    if (l > p->len - i) return 0;
+    if (!stc_bytes_eq(p->guide->body + gn->off, (const char *)p->s + i, l)) return 0;
+    if (gn->type < STC_J_STRING && i + l < p->len && token_continues(p->s[i + l])) return 0;
+    uint32_t k = node_new(p, i, STC_J_SAME);
+    if (k == NO_GUIDE) return fail(p, P_NOMEM);
+    stc_jnode_t *n = &p->t->nodes[k];
     n->len = (uint32_t)l;
     n->n = g;
     n->flags = gn->flags & STC_JF_BIGINT;
     if (n->flags) p->bigints++;
-    p->pos = pos + l;
-    *rc = P_OK;
-    return 1;
+    return i + l;
 }
 
 /* Guide children: the guide child after c of guide container g, or none. */
@@ -424,7 +451,7 @@ static uint32_t guide_first(const stc_tape_t *g, uint32_t parent, int type)
 static uint32_t guide_member(const stc_tape_t *g, uint32_t parent, uint32_t at, const char *k,
                              uint32_t kl)
 {
-    if (at != NO_GUIDE && g->nodes[at].klen == kl && memcmp(stc_tape_key(g, at), k, kl) == 0)
+    if (at != NO_GUIDE && g->nodes[at].klen == kl && stc_bytes_eq(stc_tape_key(g, at), k, kl))
         return at;
     if (parent == NO_GUIDE || g->nodes[parent].type != STC_J_OBJECT || g->nodes[parent].n > 16)
         return NO_GUIDE;
@@ -434,159 +461,157 @@ static uint32_t guide_member(const stc_tape_t *g, uint32_t parent, uint32_t at, 
     return found;
 }
 
-static int parse_object(parser_t *p, uint32_t guide, size_t depth)
+/* Closes container node idx whose text ends before i. */
+static void close_container(parser_t *p, uint32_t idx, size_t i, uint32_t count, size_t big0)
 {
-    if (depth > p->max_depth) return P_DEEP;
-    uint32_t idx = node_new(p, STC_J_OBJECT);
-    if (idx == NO_GUIDE) return P_NOMEM;
-    size_t big0 = p->bigints;
-    uint32_t count = 0;
-    uint32_t gc = p->guide ? guide_first(p->guide, guide, STC_J_OBJECT) : NO_GUIDE;
-    p->pos++;
-    skip_ws(p);
-    if (p->pos < p->len && p->s[p->pos] == '}') {
-        p->pos++;
-    } else {
-        for (;;) {
-            if (p->pos >= p->len || p->s[p->pos] != '"') return P_INVALID;
-            size_t kstart = p->pos + 1;
-            int kesc;
-            if (scan_string(p, &kesc) < 0) return P_INVALID;
-            size_t kraw = p->pos - 1 - kstart;
-            uint32_t koff = (uint32_t)kstart, klen = (uint32_t)kraw;
-            if (kesc) {
-                if (key_store(p->t, (const char *)p->s + kstart, kraw, &koff, &klen) < 0)
-                    return P_NOMEM;
-                if (memchr(p->t->keys + koff, '\0', klen))
-                    return P_INVALID; /* jansson: NUL in key */
-            }
-            skip_ws(p);
-            if (p->pos >= p->len || p->s[p->pos] != ':') return P_INVALID;
-            p->pos++;
-            skip_ws(p);
-            uint32_t g = NO_GUIDE;
-            if (p->guide) {
-                const char *k = (kesc ? p->t->keys : (const char *)p->s) + koff;
-                g = guide_member(p->guide, guide, gc, k, klen);
-            }
-            uint32_t vi = p->t->nnodes;
-            int rc = parse_value(p, g, depth);
-            if (rc != P_OK) return rc;
-            stc_jnode_t *vn = &p->t->nodes[vi];
-            vn->koff = koff;
-            vn->klen = klen;
-            if (kesc) vn->flags |= STC_JF_KESC;
-            count++;
-            if (p->guide) gc = guide_next(p->guide, guide, gc);
-            skip_ws(p);
-            if (p->pos >= p->len) return P_INVALID;
-            unsigned char c = p->s[p->pos++];
-            if (c == '}') break;
-            if (c != ',') return P_INVALID;
-            skip_ws(p);
-        }
-    }
     stc_jnode_t *n = &p->t->nodes[idx];
-    n->len = (uint32_t)(p->pos - n->off);
+    n->len = (uint32_t)(i - n->off);
     n->next = p->t->nnodes;
     n->n = count;
     if (p->bigints != big0) n->flags |= STC_JF_BIGINT;
-    return P_OK;
 }
 
-static int parse_array(parser_t *p, uint32_t guide, size_t depth)
+static inline size_t literal(parser_t *p, size_t i, const char *word, size_t wl, int type)
 {
-    if (depth > p->max_depth) return P_DEEP;
-    uint32_t idx = node_new(p, STC_J_ARRAY);
-    if (idx == NO_GUIDE) return P_NOMEM;
-    size_t big0 = p->bigints;
-    uint32_t count = 0;
-    uint32_t gc = p->guide ? guide_first(p->guide, guide, STC_J_ARRAY) : NO_GUIDE;
-    p->pos++;
-    skip_ws(p);
-    if (p->pos < p->len && p->s[p->pos] == ']') {
-        p->pos++;
-    } else {
-        for (;;) {
-            int rc = parse_value(p, gc, depth);
-            if (rc != P_OK) return rc;
-            count++;
-            if (p->guide) gc = guide_next(p->guide, guide, gc);
-            skip_ws(p);
-            if (p->pos >= p->len) return P_INVALID;
-            unsigned char c = p->s[p->pos++];
-            if (c == ']') break;
-            if (c != ',') return P_INVALID;
-            skip_ws(p);
-        }
+    if (p->len - i < wl || memcmp(p->s + i, word, wl) != 0) return fail(p, P_INVALID);
+    if (i + wl < p->len && is_alpha(p->s[i + wl])) return fail(p, P_INVALID);
+    if (node_push(p, i, wl, type, 0) == NO_GUIDE) return fail(p, P_NOMEM);
+    return i + wl;
+}
+
+/* The value at i (whitespace skipped). Inlined into the container loops:
+ * a scalar costs no call. */
+static inline __attribute__((always_inline)) size_t parse_value(parser_t *p, size_t i,
+                                                                uint32_t guide, size_t depth)
+{
+    const unsigned char *s = p->s;
+    size_t n = p->len, e;
+    if (i >= n) return fail(p, P_INVALID);
+    if (guide != NO_GUIDE) {
+        e = try_same(p, i, guide);
+        if (e) return e;
     }
-    stc_jnode_t *n = &p->t->nodes[idx];
-    n->len = (uint32_t)(p->pos - n->off);
-    n->next = p->t->nnodes;
-    n->n = count;
-    if (p->bigints != big0) n->flags |= STC_JF_BIGINT;
-    return P_OK;
-}
-
-static int literal(parser_t *p, const char *word, size_t wl, int type)
-{
-    if (p->len - p->pos < wl || memcmp(p->s + p->pos, word, wl) != 0) return P_INVALID;
-    if (p->pos + wl < p->len && is_alpha(p->s[p->pos + wl])) return P_INVALID;
-    uint32_t i = node_new(p, type);
-    if (i == NO_GUIDE) return P_NOMEM;
-    p->t->nodes[i].len = (uint32_t)wl;
-    p->pos += wl;
-    return P_OK;
-}
-
-/* The value at p->pos (whitespace skipped). */
-static int parse_value(parser_t *p, uint32_t guide, size_t depth)
-{
-    if (p->pos >= p->len) return P_INVALID;
-    int rc;
-    if (guide != NO_GUIDE && try_same(p, guide, &rc)) return rc;
-    unsigned char c = p->s[p->pos];
+    unsigned char c = s[i];
     switch (c) {
     case '{':
-        return parse_object(p, guide, depth + 1);
+        return parse_object(p, i, guide, depth + 1);
     case '[':
-        return parse_array(p, guide, depth + 1);
+        return parse_array(p, i, guide, depth + 1);
     case '"': {
-        uint32_t i = node_new(p, STC_J_STRING);
-        if (i == NO_GUIDE) return P_NOMEM;
         int esc;
-        if (scan_string(p, &esc) < 0) return P_INVALID;
-        stc_jnode_t *n = &p->t->nodes[i];
-        n->len = (uint32_t)(p->pos - n->off);
-        if (esc) n->flags = STC_JF_ESC;
-        return P_OK;
+        e = scan_string(s, i, n, &esc);
+        if (e == FAIL) return fail(p, P_INVALID);
+        if (node_push(p, i, e - i, STC_J_STRING, esc ? STC_JF_ESC : 0) == NO_GUIDE)
+            return fail(p, P_NOMEM);
+        return e;
     }
     case 't':
-        rc = literal(p, "true", 4, STC_J_TRUE);
+        e = literal(p, i, "true", 4, STC_J_TRUE);
         break;
     case 'f':
-        rc = literal(p, "false", 5, STC_J_FALSE);
+        e = literal(p, i, "false", 5, STC_J_FALSE);
         break;
     case 'n':
-        rc = literal(p, "null", 4, STC_J_NULL);
+        e = literal(p, i, "null", 4, STC_J_NULL);
         break;
     default: {
-        if (c != '-' && !is_digit(c)) return P_INVALID;
-        uint32_t i = node_new(p, STC_J_INT);
-        if (i == NO_GUIDE) return P_NOMEM;
+        if (c != '-' && !is_digit(c)) return fail(p, P_INVALID);
         size_t b0 = p->bigints;
-        int type = scan_number(p);
-        if (type < 0) return P_INVALID;
-        stc_jnode_t *n = &p->t->nodes[i];
-        n->type = (uint8_t)type;
-        n->len = (uint32_t)(p->pos - n->off);
-        if (p->bigints != b0) n->flags = STC_JF_BIGINT;
-        rc = P_OK;
+        int type;
+        e = scan_number(p, i, &type);
+        if (e == FAIL) return fail(p, P_INVALID);
+        if (node_push(p, i, e - i, type, p->bigints != b0 ? STC_JF_BIGINT : 0) == NO_GUIDE)
+            return fail(p, P_NOMEM);
     }
     }
     /* jansson puts the byte after a number or literal back; a NUL is lost */
-    if (rc == P_OK && p->pos < p->len && p->s[p->pos] == '\0') p->pos++;
-    return rc;
+    if (e != FAIL && e < n && s[e] == '\0') e++;
+    return e;
+}
+
+static size_t parse_object(parser_t *p, size_t i, uint32_t guide, size_t depth)
+{
+    if (depth > p->max_depth) return fail(p, P_DEEP);
+    uint32_t idx = node_new(p, i, STC_J_OBJECT);
+    if (idx == NO_GUIDE) return fail(p, P_NOMEM);
+    const unsigned char *s = p->s;
+    size_t n = p->len, big0 = p->bigints;
+    uint32_t count = 0;
+    uint32_t gc = p->guide ? guide_first(p->guide, guide, STC_J_OBJECT) : NO_GUIDE;
+    i = skip_ws(s, i + 1, n);
+    if (i < n && s[i] == '}') {
+        close_container(p, idx, i + 1, 0, big0);
+        return i + 1;
+    }
+    for (;;) {
+        if (i >= n || s[i] != '"') return fail(p, P_INVALID);
+        size_t kstart = i + 1;
+        int kesc;
+        i = scan_string(s, i, n, &kesc);
+        if (i == FAIL) return fail(p, P_INVALID);
+        size_t kraw = i - 1 - kstart;
+        uint32_t koff = (uint32_t)kstart, klen = (uint32_t)kraw;
+        if (kesc) {
+            if (key_store(p->t, (const char *)s + kstart, kraw, &koff, &klen) < 0)
+                return fail(p, P_NOMEM);
+            if (memchr(p->t->keys + koff, '\0', klen)) return fail(p, P_INVALID); /* NUL in a key */
+        }
+        i = skip_ws(s, i, n);
+        if (i >= n || s[i] != ':') return fail(p, P_INVALID);
+        i = skip_ws(s, i + 1, n);
+        uint32_t g = NO_GUIDE;
+        if (p->guide) {
+            const char *k = (kesc ? p->t->keys : (const char *)s) + koff;
+            g = guide_member(p->guide, guide, gc, k, klen);
+            gc = guide_next(p->guide, guide, gc);
+        }
+        uint32_t vi = p->t->nnodes;
+        i = parse_value(p, i, g, depth);
+        if (i == FAIL) return FAIL;
+        stc_jnode_t *vn = &p->t->nodes[vi];
+        vn->koff = koff;
+        vn->klen = klen;
+        if (kesc) vn->flags |= STC_JF_KESC;
+        count++;
+        i = skip_ws(s, i, n);
+        if (i >= n) return fail(p, P_INVALID);
+        unsigned char c = s[i++];
+        if (c == '}') break;
+        if (c != ',') return fail(p, P_INVALID);
+        i = skip_ws(s, i, n);
+    }
+    close_container(p, idx, i, count, big0);
+    return i;
+}
+
+static size_t parse_array(parser_t *p, size_t i, uint32_t guide, size_t depth)
+{
+    if (depth > p->max_depth) return fail(p, P_DEEP);
+    uint32_t idx = node_new(p, i, STC_J_ARRAY);
+    if (idx == NO_GUIDE) return fail(p, P_NOMEM);
+    const unsigned char *s = p->s;
+    size_t n = p->len, big0 = p->bigints;
+    uint32_t count = 0;
+    uint32_t gc = p->guide ? guide_first(p->guide, guide, STC_J_ARRAY) : NO_GUIDE;
+    i = skip_ws(s, i + 1, n);
+    if (i < n && s[i] == ']') {
+        close_container(p, idx, i + 1, 0, big0);
+        return i + 1;
+    }
+    for (;;) {
+        i = parse_value(p, i, gc, depth);
+        if (i == FAIL) return FAIL;
+        count++;
+        if (p->guide) gc = guide_next(p->guide, guide, gc);
+        i = skip_ws(s, i, n);
+        if (i >= n) return fail(p, P_INVALID);
+        unsigned char c = s[i++];
+        if (c == ']') break;
+        if (c != ',') return fail(p, P_INVALID);
+        i = skip_ws(s, i, n);
+    }
+    close_container(p, idx, i, count, big0);
+    return i;
 }
 
 stc_parse_status_t stc_tape_parse(stc_tape_t *t, const char *body, size_t len, size_t max_depth,
@@ -600,25 +625,23 @@ stc_parse_status_t stc_tape_parse(stc_tape_t *t, const char *body, size_t len, s
     parser_t p;
     p.t = t;
     p.s = (const unsigned char *)body;
-    p.pos = 0;
     p.len = len;
     p.max_depth = max_depth;
     p.bigints = 0;
     p.guide = guide;
-    /* a guided tape is mostly SAME nodes: start small */
-    size_t want = guide ? len / 64 + 16 : len / 8 + 16;
-    t->cap = want > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t)want;
+    p.err = P_OK;
+    /* a guided tape has at most about the guide's nodes (mostly fewer) */
+    size_t want = guide ? guide->nnodes + 16 : len / 8 + 16;
+    if (want > len / 2 + 16) want = len / 2 + 16;
+    if (want > (1u << 20)) want = 1u << 20; /* grows beyond when needed */
+    t->cap = (uint32_t)want;
     t->nodes = stc_mem_alloc((size_t)t->cap * sizeof(*t->nodes));
     if (!t->nodes) {
         t->cap = 0;
         return STC_PARSE_NOMEM;
     }
-    skip_ws(&p);
-    int rc = parse_value(&p, guide ? 0 : NO_GUIDE, 0);
-    if (rc == P_OK) {
-        skip_ws(&p);
-        if (p.pos != len) rc = P_INVALID;
-    }
+    size_t i = parse_value(&p, skip_ws(p.s, 0, len), guide ? 0 : NO_GUIDE, 0);
+    int rc = i == FAIL ? p.err : skip_ws(p.s, i, len) == len ? P_OK : P_INVALID;
     t->int_as_real = p.bigints > 0;
     switch (rc) {
     case P_OK:

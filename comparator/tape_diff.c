@@ -164,7 +164,7 @@ static int identical(stc_jv_t a, stc_jv_t b)
     if (a.int_as_real != b.int_as_real) return 0;
     if (a.t == b.t && a.i == b.i) return 1;
     const stc_jnode_t *na = stc_jv_node(a), *nb = stc_jv_node(b);
-    return na->len == nb->len && memcmp(stc_jv_text(a), stc_jv_text(b), na->len) == 0;
+    return na->len == nb->len && stc_bytes_eq(stc_jv_text(a), stc_jv_text(b), na->len);
 }
 
 static double number_value(stc_jv_t v)
@@ -225,8 +225,46 @@ static void diff_string(walk_t *w, stc_jv_t a, stc_jv_t b)
 
 /* ---- objects ------------------------------------------------------------ */
 
+#define LOCKSTEP_MAX 8
+
+/* 1 when objects a and b have the same keys in the same order, at most
+ * LOCKSTEP_MAX of them, none twice: their members pair up by position. */
+static int same_key_order(stc_jv_t a, stc_jv_t b)
+{
+    const stc_jnode_t *na = stc_jv_node(a), *nb = stc_jv_node(b);
+    if (na->n != nb->n || na->n > LOCKSTEP_MAX) return 0;
+    const char *key[LOCKSTEP_MAX];
+    uint32_t klen[LOCKSTEP_MAX];
+    uint32_t ca = a.i + 1, cb = b.i + 1;
+    for (uint32_t k = 0; k < na->n; k++) {
+        uint32_t l = a.t->nodes[ca].klen;
+        const char *ka = stc_tape_key(a.t, ca);
+        if (b.t->nodes[cb].klen != l || !stc_bytes_eq(ka, stc_tape_key(b.t, cb), l)) return 0;
+        for (uint32_t j = 0; j < k; j++)
+            if (klen[j] == l && stc_bytes_eq(key[j], ka, l)) return 0; /* a duplicate */
+        key[k] = ka;
+        klen[k] = l;
+        ca = a.t->nodes[ca].next;
+        cb = b.t->nodes[cb].next;
+    }
+    return 1;
+}
+
 static void diff_object(walk_t *w, stc_jv_t a, stc_jv_t b)
 {
+    if (same_key_order(a, b)) { /* the common case: no tables, no lookups */
+        uint32_t ca = a.i + 1, cb = b.i + 1;
+        for (uint32_t k = 0; k < stc_jv_node(a)->n; k++) {
+            stc_jv_t va = stc_jv_at(a.t, ca, a.int_as_real), vb = stc_jv_at(b.t, cb, b.int_as_real);
+            if (!identical(va, vb) && push_key(w, stc_tape_key(a.t, ca), a.t->nodes[ca].klen)) {
+                if (!ignored(w)) diff_value(w, va, vb);
+                w->depth--;
+            }
+            ca = a.t->nodes[ca].next;
+            cb = b.t->nodes[cb].next;
+        }
+        return;
+    }
     stc_arena_mark_t mark = stc_arena_mark(w->a);
     stc_members_t ma, mb;
     if (stc_members_get(&ma, a, w->a) < 0 || stc_members_get(&mb, b, w->a) < 0) {

@@ -166,8 +166,91 @@ static const double exact_pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6, 
                                        1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                        1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+/* 8 ASCII digits at s as a number (SWAR, little- or big-endian load). */
+static uint32_t eight_digits(const unsigned char *s)
+{
+    uint64_t v;
+    memcpy(&v, s, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    v -= 0x3030303030303030ULL;
+    v = v * 10 + (v >> 8); /* pairs of digits in every other byte */
+    v = (((v & 0x000000FF000000FFULL) * (100 + (1000000ULL << 32))) +
+         (((v >> 16) & 0x000000FF000000FFULL) * (1 + (10000ULL << 32)))) >>
+        32;
+    return (uint32_t)v;
+}
+
+static int all_digits8(const unsigned char *s)
+{
+    uint64_t v;
+    memcpy(&v, s, 8);
+    uint64_t x = v ^ 0x3030303030303030ULL;
+    return (((x + 0x7676767676767676ULL) | x) & 0x8080808080808080ULL) == 0;
+}
+
+/* The common case: at most 19 digits in all, no exponent or a small one.
+ * Returns 0 with *out set, -1 to take the general path. */
+static int fast_double(const unsigned char *u, size_t len, double *out)
+{
+    size_t i = 0;
+    int neg = u[0] == '-';
+    i = (size_t)neg;
+    uint64_t w = 0;
+    size_t d0 = i;
+    while (i < len && is_digit(u[i]))
+        w = w * 10 + (uint64_t)(u[i++] - '0');
+    size_t nint = i - d0;
+    int64_t exp10 = 0;
+    size_t nfrac = 0;
+    if (i < len && u[i] == '.') {
+        size_t f0 = ++i;
+        while (len - i >= 8 && all_digits8(u + i)) {
+            w = w * 100000000 + eight_digits(u + i);
+            i += 8;
+        }
+        while (i < len && is_digit(u[i]))
+            w = w * 10 + (uint64_t)(u[i++] - '0');
+        nfrac = i - f0;
+        exp10 = -(int64_t)nfrac;
+    }
+    /* leading zeros ("0.000123") do not count against the 19 digits */
+    size_t nd = nint + nfrac;
+    if (nd > 19) {
+        size_t z = 0;
+        for (size_t k = d0; k < i && (u[k] == '0' || u[k] == '.'); k++)
+            z += u[k] == '0';
+        if (nd - z > 19) return -1;
+    }
+    if (i < len) { /* exponent */
+        if (u[i] != 'e' && u[i] != 'E') return -1;
+        i++;
+        int eneg = 0;
+        if (u[i] == '+' || u[i] == '-') eneg = u[i++] == '-';
+        int64_t e = 0;
+        for (; i < len; i++)
+            if (e < 100000) e = e * 10 + (u[i] - '0');
+        exp10 += eneg ? -e : e;
+    }
+    if (w == 0) {
+        *out = neg ? -0.0 : 0.0;
+        return 0;
+    }
+    if (w <= (1ULL << 53) && exp10 >= -22 && exp10 <= 22) {
+        double d = (double)w; /* exact, and one correctly rounded operation */
+        d = exp10 < 0 ? d / exact_pow10[-exp10] : d * exact_pow10[exp10];
+        *out = neg ? -d : d;
+        return 0;
+    }
+    int q = exp10 < -100000 ? -100000 : exp10 > 100000 ? 100000 : (int)exp10;
+    return eisel_lemire(w, q, neg, out);
+}
+
 double stc_num_double(const char *s, size_t len)
 {
+    double fast;
+    if (len > 0 && fast_double((const unsigned char *)s, len, &fast) == 0) return fast;
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
     int neg = len > 0 && u[0] == '-';

@@ -30,7 +30,7 @@ static uint32_t key_hash(const char *k, uint32_t n)
 
 static int key_eq(const stc_member_t *m, const char *k, uint32_t kl)
 {
-    return m->klen == kl && memcmp(m->key, k, kl) == 0;
+    return m->klen == kl && stc_bytes_eq(m->key, k, kl);
 }
 
 int stc_members_get(stc_members_t *ms, stc_jv_t v, stc_arena_t *a)

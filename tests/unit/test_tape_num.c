@@ -172,7 +172,7 @@ static void test_random_numbers_match_strtod(void **state)
             break;
         }
         case 3: /* subnormals and the bottom of the range */
-            snprintf(buf, sizeof(buf), "%.*ge-%d", 1 + (int)((r >> 8) % 17),
+            snprintf(buf, sizeof(buf), "%.*fe-%d", (int)((r >> 8) % 17),
                      (double)(next(&seed) >> 11) / 9007199254740992.0 * 10,
                      300 + (int)((r >> 16) % 30));
             break;
@@ -186,8 +186,10 @@ static void test_random_numbers_match_strtod(void **state)
                      (unsigned long long)(next(&seed) >> ((r >> 16) % 40)));
         }
         }
+        char *end;
         errno = 0;
-        double want = strtod(buf, NULL);
+        double want = strtod(buf, &end);
+        if (*end) fail_msg("the test made \"%s\", not a number token", buf);
         if (errno == ERANGE && isinf(want)) continue; /* the parser rejects overflow */
         check_double(buf);
     }
