@@ -42,7 +42,7 @@ ifneq ($(REPORT_SRC),)
 BINS += $(BUILD)/shadowtee-report
 endif
 
-.PHONY: all check unit integration asan valgrind bench demo deps install clean format format-check
+.PHONY: all check unit integration asan valgrind bench demo deps install clean format format-check fuzz
 .SECONDARY: # keep the test objects (no "rm build/obj/..." after a run)
 all: $(BINS)
 
@@ -73,6 +73,17 @@ REF_SRC   := $(wildcard comparator/ref/*.c)
 LIBCMPREF := $(BUILD)/libstcmp_ref.a
 $(LIBCMPREF): $(REF_SRC:%.c=$(BUILD)/obj/%.o)
 	$(AR) rcs $@ $^
+
+# libFuzzer (clang): both engines on fuzzed bodies and rule sets for
+# FUZZ_SECONDS, the corpus kept in $(BUILD)/fuzz-corpus between runs.
+FUZZ_SECONDS ?= 60
+$(BUILD)/fuzz_engine: tests/fuzz/fuzz_engine.c $(CMP_SRC) $(REF_SRC)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+fuzz: $(BUILD)/fuzz_engine
+	@mkdir -p $(BUILD)/fuzz-corpus
+	$(BUILD)/fuzz_engine -max_total_time=$(FUZZ_SECONDS) -timeout=10 -dict=tests/fuzz/json.dict \
+	  $(BUILD)/fuzz-corpus tests/fuzz/seeds
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBPROXY) $(LIBCMPREF) $(LIBCMP) $(LIBLLHTTP)
 	@mkdir -p $(dir $@)

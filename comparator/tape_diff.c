@@ -24,6 +24,10 @@
 
 #include "tape.h"
 
+/* Helpers with large locals stay out of the recursive functions, whose
+ * frames repeat once per nesting level (up to 256). */
+#define NOINLINE __attribute__((noinline))
+
 typedef struct {
     const stc_policy_t *pol;
     stc_sink_t *sink;
@@ -121,8 +125,8 @@ static char *value_text(walk_t *w, const stc_jv_t *v)
 
 /* Records a difference at the current path; a/b are formatted only when the
  * entry will be stored. */
-static void record(walk_t *w, st_diff_kind_t kind, const stc_jv_t *a, const stc_jv_t *b,
-                   double delta)
+static NOINLINE void record(walk_t *w, st_diff_kind_t kind, const stc_jv_t *a, const stc_jv_t *b,
+                            double delta)
 {
     stc_sink_t *s = w->sink;
     if (s->nentries >= s->cap && !s->noise) { /* only counted: no path needed */
@@ -139,7 +143,8 @@ static void record(walk_t *w, st_diff_kind_t kind, const stc_jv_t *a, const stc_
     stc_sink_add(s, kind, path, ta, tb, delta);
 }
 
-static void record_text(walk_t *w, st_diff_kind_t kind, const char *a, const char *b, double delta)
+static NOINLINE void record_text(walk_t *w, st_diff_kind_t kind, const char *a, const char *b,
+                                 double delta)
 {
     char path[STC_PATH_MAX];
     stc_path_format(w->segs, w->depth, path, sizeof(path));
@@ -181,7 +186,7 @@ static int is_number(int type)
 
 /* Tolerance applies when at least one side is a real: two integers compare
  * exactly (ids, counts and labels must not be "close enough"). */
-static void diff_number(walk_t *w, stc_jv_t a, stc_jv_t b, int ta, int tb)
+static NOINLINE void diff_number(walk_t *w, stc_jv_t a, stc_jv_t b, int ta, int tb)
 {
     if (ta == STC_J_INT && tb == STC_J_INT) {
         long long x = stc_num_int(stc_jv_text(a), stc_jv_node(a)->len);
@@ -202,7 +207,7 @@ static void diff_number(walk_t *w, stc_jv_t a, stc_jv_t b, int ta, int tb)
     record(w, ST_DIFF_VALUE, &a, &b, d);
 }
 
-static void diff_string(walk_t *w, stc_jv_t a, stc_jv_t b)
+static NOINLINE void diff_string(walk_t *w, stc_jv_t a, stc_jv_t b)
 {
     const stc_jnode_t *na = stc_jv_node(a), *nb = stc_jv_node(b);
     int differ;
@@ -229,7 +234,7 @@ static void diff_string(walk_t *w, stc_jv_t a, stc_jv_t b)
 
 /* 1 when objects a and b have the same keys in the same order, at most
  * LOCKSTEP_MAX of them, none twice: their members pair up by position. */
-static int same_key_order(stc_jv_t a, stc_jv_t b)
+static NOINLINE int same_key_order(stc_jv_t a, stc_jv_t b)
 {
     const stc_jnode_t *na = stc_jv_node(a), *nb = stc_jv_node(b);
     if (na->n != nb->n || na->n > LOCKSTEP_MAX) return 0;
@@ -250,21 +255,10 @@ static int same_key_order(stc_jv_t a, stc_jv_t b)
     return 1;
 }
 
-static void diff_object(walk_t *w, stc_jv_t a, stc_jv_t b)
+/* Objects in general: members as jansson holds them (tables in the arena),
+ * each of a looked up in b, then b's members missing in a. */
+static NOINLINE void diff_members(walk_t *w, stc_jv_t a, stc_jv_t b)
 {
-    if (same_key_order(a, b)) { /* the common case: no tables, no lookups */
-        uint32_t ca = a.i + 1, cb = b.i + 1;
-        for (uint32_t k = 0; k < stc_jv_node(a)->n; k++) {
-            stc_jv_t va = stc_jv_at(a.t, ca, a.int_as_real), vb = stc_jv_at(b.t, cb, b.int_as_real);
-            if (!identical(va, vb) && push_key(w, stc_tape_key(a.t, ca), a.t->nodes[ca].klen)) {
-                if (!ignored(w)) diff_value(w, va, vb);
-                w->depth--;
-            }
-            ca = a.t->nodes[ca].next;
-            cb = b.t->nodes[cb].next;
-        }
-        return;
-    }
     stc_arena_mark_t mark = stc_arena_mark(w->a);
     stc_members_t ma, mb;
     if (stc_members_get(&ma, a, w->a) < 0 || stc_members_get(&mb, b, w->a) < 0) {
@@ -300,6 +294,25 @@ static void diff_object(walk_t *w, stc_jv_t a, stc_jv_t b)
         w->depth--;
     }
     stc_arena_release(w->a, mark);
+}
+
+static void diff_object(walk_t *w, stc_jv_t a, stc_jv_t b)
+{
+    if (!same_key_order(a, b)) {
+        diff_members(w, a, b);
+        return;
+    }
+    /* the common case: members pair up by position, no tables, no lookups */
+    uint32_t ca = a.i + 1, cb = b.i + 1;
+    for (uint32_t k = 0; k < stc_jv_node(a)->n; k++) {
+        stc_jv_t va = stc_jv_at(a.t, ca, a.int_as_real), vb = stc_jv_at(b.t, cb, b.int_as_real);
+        if (!identical(va, vb) && push_key(w, stc_tape_key(a.t, ca), a.t->nodes[ca].klen)) {
+            if (!ignored(w)) diff_value(w, va, vb);
+            w->depth--;
+        }
+        ca = a.t->nodes[ca].next;
+        cb = b.t->nodes[cb].next;
+    }
 }
 
 /* ---- arrays ------------------------------------------------------------- */
@@ -387,7 +400,7 @@ static size_t *canon_order(walk_t *w, stc_jv_t v, const uint32_t *e)
 
 /* Unordered arrays: sort both by canonical text (sorted keys, compact),
  * then compare elementwise, so equal multisets give no difference. */
-static void diff_unordered(walk_t *w, stc_jv_t a, stc_jv_t b)
+static NOINLINE void diff_unordered(walk_t *w, stc_jv_t a, stc_jv_t b)
 {
     stc_arena_mark_t mark = stc_arena_mark(w->a);
     uint32_t *ea = elements(a, w->a), *eb = elements(b, w->a);
@@ -475,7 +488,7 @@ static char *indices_text(const size_t *v, size_t k)
 /* argmax / top-k: two numeric arrays of one length diverge only when the set
  * of the k largest indices differs. Returns 0 when handled, -1 when the rule
  * does not apply (lengths differ, a non-number) and the plain diff runs. */
-static int diff_topk(walk_t *w, stc_jv_t a, stc_jv_t b, size_t k)
+static NOINLINE int diff_topk(walk_t *w, stc_jv_t a, stc_jv_t b, size_t k)
 {
     size_t n = stc_jv_node(a)->n;
     if (n != stc_jv_node(b)->n || n == 0) return -1;

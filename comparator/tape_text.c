@@ -246,11 +246,37 @@ static int redacted(const out_t *o, size_t nsegs)
     return 0;
 }
 
+/* A number as jansson dumps it (out of dump()'s recursive frame). */
+static __attribute__((noinline)) void put_number(out_t *o, stc_jv_t v, int type)
+{
+    char num[100];
+    const stc_jnode_t *n = stc_jv_node(v);
+    if (type == STC_J_INT) {
+        int l = snprintf(num, sizeof(num), "%lld", stc_num_int(stc_jv_text(v), n->len));
+        put(o, num, (size_t)l);
+        return;
+    }
+    int l = dtostr(num, sizeof(num), real_value(v), o->precision);
+    if (l > 0) put(o, num, (size_t)l);
+}
+
+/* An escaped string as jansson dumps it (out of dump()'s recursive frame). */
+static __attribute__((noinline)) void put_string(out_t *o, stc_jv_t v)
+{
+    size_t sl;
+    stc_arena_mark_t m = stc_arena_mark(o->a);
+    const char *s = stc_jv_string(v, o->a, &sl);
+    if (!s)
+        o->failed = 1;
+    else
+        put_escaped(o, s, sl);
+    stc_arena_release(o->a, m);
+}
+
 /* jansson's do_dump. nsegs: depth of v's path in o->segs (redaction). */
 static void dump(out_t *o, stc_jv_t v, size_t nsegs)
 {
     const stc_jnode_t *n = stc_jv_node(v);
-    char num[100];
     if (o->full || o->failed) return;
     /* stc_redact_tree's reach: children of values at most this deep */
     int redact = o->npats > 0 && nsegs < STC_MAX_DEPTH_HARD + 1;
@@ -265,27 +291,14 @@ static void dump(out_t *o, stc_jv_t v, size_t nsegs)
         put(o, "false", 5);
         return;
     case STC_J_INT:
-        put(o, num,
-            (size_t)snprintf(num, sizeof(num), "%lld", stc_num_int(stc_jv_text(v), n->len)));
+    case STC_J_REAL:
+        put_number(o, v, stc_jv_type(v));
         return;
-    case STC_J_REAL: {
-        int l = dtostr(num, sizeof(num), real_value(v), o->precision);
-        if (l > 0) put(o, num, (size_t)l);
-        return;
-    }
     case STC_J_STRING:
-        if (!(n->flags & STC_JF_ESC)) { /* no escapes: the raw text is the dump */
+        if (!(n->flags & STC_JF_ESC)) /* no escapes: the raw text is the dump */
             put(o, stc_jv_text(v), n->len);
-        } else {
-            size_t sl;
-            stc_arena_mark_t m = stc_arena_mark(o->a);
-            const char *s = stc_jv_string(v, o->a, &sl);
-            if (!s)
-                o->failed = 1;
-            else
-                put_escaped(o, s, sl);
-            stc_arena_release(o->a, m);
-        }
+        else
+            put_string(o, v);
         return;
     case STC_J_ARRAY: {
         put(o, "[", 1);
