@@ -173,8 +173,8 @@ static char *gen_number(rng_t *r)
         snprintf(buf, sizeof(buf), "%d", (int)below(r, 11) - 5);
         return xstrdup(buf);
     case 2:
-        snprintf(buf, sizeof(buf), "%lld",
-                 (long long)(rnd(r) >> below(r, 64)) * (chance(r, 30) ? -1 : 1));
+        snprintf(buf, sizeof(buf), "%s%llu", chance(r, 30) ? "-" : "",
+                 (unsigned long long)(rnd(r) >> below(r, 64)));
         return xstrdup(buf);
     case 3:
         snprintf(buf, sizeof(buf), "%.17g", unit(r));
@@ -419,12 +419,15 @@ static char *nudge(rng_t *r, const char *tok)
         break;
     case 4:
         if (strpbrk(tok, ".eE"))
-            snprintf(buf, sizeof(buf), "%.0f", round(x));
+            snprintf(buf, sizeof(buf), fabs(x) < 1e17 ? "%.0f" : "%.17g", round(x));
         else
             snprintf(buf, sizeof(buf), "%s.0", tok);
         break;
-    default:
-        snprintf(buf, sizeof(buf), "%lld", (long long)x + (chance(r, 50) ? 1 : -1));
+    default: /* the next integer (in int64's range; beyond it a real) */
+        if (fabs(x) < 9e18)
+            snprintf(buf, sizeof(buf), "%lld", (long long)x + (chance(r, 50) ? 1 : -1));
+        else
+            snprintf(buf, sizeof(buf), "%.17g", x * (1 + 1e-15));
     }
     return xstrdup(buf);
 }
