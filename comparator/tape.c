@@ -37,7 +37,10 @@ typedef struct {
     size_t max_depth;
     size_t bigints; /* integers beyond int64 seen (or inherited by SAME nodes) */
     const stc_tape_t *guide;
-    int err; /* P_*, when a function returned FAIL */
+    /* guided: the bodies' common prefix and suffix (see try_same) */
+    size_t pre, suf;
+    int suf_ends_at_difference; /* the bytes before the suffixes differ */
+    int err;                    /* P_*, when a function returned FAIL */
 } parser_t;
 
 #define FAIL ((size_t)-1)
@@ -412,6 +415,23 @@ static int token_continues(unsigned char c)
     return is_digit(c) || is_alpha(c) || c == '.' || c == '\0';
 }
 
+/* 1 when the guide's text [off, off+l) equals ours at [i, i+l) (l fits).
+ * Where both lie at the same place of the bodies' common prefix or suffix
+ * the answer is known without comparing: equal inside it, different when
+ * they cover the first (last) differing byte. So a difference deep inside
+ * nested values is not found again by a memcmp at every level above it. */
+static int same_bytes(const parser_t *p, size_t off, size_t i, size_t l)
+{
+    if (off == i && i <= p->pre) return i + l <= p->pre; /* at pre: a difference or an end */
+    size_t gl = p->guide->len;
+    if (off - i == gl - p->len && p->suf) { /* aligned on the common suffix */
+        size_t sb = p->len - p->suf;
+        if (i >= sb) return 1;
+        if (p->suf_ends_at_difference && i + l >= sb) return 0; /* covers byte sb-1 */
+    }
+    return stc_bytes_eq(p->guide->body + off, (const char *)p->s + i, l);
+}
+
 /* When the guide's value g has the same bytes at i: one SAME node, and the
  * position after it (FAIL on allocation failure). 0 when not the same. */
 static size_t try_same(parser_t *p, size_t i, uint32_t g)
@@ -419,7 +439,7 @@ static size_t try_same(parser_t *p, size_t i, uint32_t g)
     const stc_jnode_t *gn = &p->guide->nodes[g];
     size_t l = gn->len;
     if (l > p->len - i) return 0;
-    if (!stc_bytes_eq(p->guide->body + gn->off, (const char *)p->s + i, l)) return 0;
+    if (!same_bytes(p, gn->off, i, l)) return 0;
     if (gn->type < STC_J_STRING && i + l < p->len && token_continues(p->s[i + l])) return 0;
     uint32_t k = node_new(p, i, STC_J_SAME);
     if (k == NO_GUIDE) return fail(p, P_NOMEM);
@@ -630,6 +650,25 @@ stc_parse_status_t stc_tape_parse(stc_tape_t *t, const char *body, size_t len, s
     p.bigints = 0;
     p.guide = guide;
     p.err = P_OK;
+    p.pre = p.suf = 0;
+    p.suf_ends_at_difference = 0;
+    if (guide) {
+        /* common prefix, then common suffix (not overlapping it) */
+        const char *g = guide->body;
+        size_t m = guide->len < len ? guide->len : len, k = 0;
+        while (k + 64 <= m && memcmp(g + k, body + k, 64) == 0)
+            k += 64;
+        while (k < m && g[k] == body[k])
+            k++;
+        p.pre = k;
+        size_t room = m - k, j = 0;
+        while (j + 64 <= room && memcmp(g + guide->len - j - 64, body + len - j - 64, 64) == 0)
+            j += 64;
+        while (j < room && g[guide->len - 1 - j] == body[len - 1 - j])
+            j++;
+        p.suf = j;
+        p.suf_ends_at_difference = j < room; /* stopped at a differing byte */
+    }
     /* a guided tape has at most about the guide's nodes (mostly fewer) */
     size_t want = guide ? guide->nnodes + 16 : len / 8 + 16;
     if (want > len / 2 + 16) want = len / 2 + 16;
