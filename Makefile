@@ -11,7 +11,7 @@
 export LLHTTP_DIR ?= /usr/share/llhttp
 export LLHTTP_INC ?= /usr/share/include/llhttp
 
-GOALS := all check unit integration asan valgrind bench install format format-check clean
+GOALS := all check unit integration asan valgrind bench install format format-check clean fuzz
 .PHONY: $(GOALS) deps demo FORCE
 # Goals run one at a time, in the order given: `make -j2 deps check`
 # installs before it builds. build.mk still builds in parallel.
@@ -21,6 +21,7 @@ GOALS := all check unit integration asan valgrind bench install format format-ch
 NEED := build
 check integration asan: NEED := build test
 valgrind: NEED := build test valgrind
+fuzz: NEED := build fuzz
 bench: NEED := build bench
 format format-check: NEED := format
 clean: NEED :=

@@ -42,7 +42,7 @@ ifneq ($(REPORT_SRC),)
 BINS += $(BUILD)/shadowtee-report
 endif
 
-.PHONY: all check unit integration asan valgrind bench install clean format format-check
+.PHONY: all check unit integration asan valgrind bench install clean format format-check fuzz
 .SECONDARY: # keep the test objects (no "rm build/obj/..." after a run)
 all: $(BINS)
 
@@ -67,7 +67,25 @@ $(BUILD)/shadowtee: $(BUILD)/obj/proxy/main.o $(LIBPROXY) $(LIBCMP) $(LIBLLHTTP)
 $(BUILD)/shadowtee-report: $(REPORT_OBJ) $(LIBCMP)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBPROXY) $(LIBCMP) $(LIBLLHTTP)
+# The comparator's previous engine (jansson trees), kept as the oracle of the
+# differential test and the baseline of cmp_bench; shadowtee never links it.
+REF_SRC   := $(wildcard comparator/ref/*.c)
+LIBCMPREF := $(BUILD)/libstcmp_ref.a
+$(LIBCMPREF): $(REF_SRC:%.c=$(BUILD)/obj/%.o)
+	$(AR) rcs $@ $^
+
+# libFuzzer (clang): both engines on fuzzed bodies and rule sets for
+# FUZZ_SECONDS, the corpus kept in $(BUILD)/fuzz-corpus between runs.
+FUZZ_SECONDS ?= 60
+$(BUILD)/fuzz_engine: tests/fuzz/fuzz_engine.c $(CMP_SRC) $(REF_SRC)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+fuzz: $(BUILD)/fuzz_engine
+	@mkdir -p $(BUILD)/fuzz-corpus
+	$(BUILD)/fuzz_engine -max_total_time=$(FUZZ_SECONDS) -timeout=10 -dict=tests/fuzz/json.dict \
+	  $(BUILD)/fuzz-corpus tests/fuzz/seeds
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBPROXY) $(LIBCMPREF) $(LIBCMP) $(LIBLLHTTP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS)
 
@@ -103,7 +121,7 @@ $(SHIM): tests/shim/resolve_shim.c
 	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -shared -fPIC -o $@ $< -ldl
 integration: $(SHIM)
 
-$(BUILD)/cmp_bench: bench/cmp_bench.c $(LIBCMP)
+$(BUILD)/cmp_bench: bench/cmp_bench.c $(LIBCMPREF) $(LIBCMP)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $^ $(LDLIBS)
 
 bench: all $(BUILD)/cmp_bench
@@ -113,10 +131,12 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 
+FORMAT_SRC := $(wildcard proxy/*.[ch] comparator/*.[ch] comparator/ref/*.[ch] report/*.[ch] \
+                include/shadowtee/*.h tests/unit/*.[ch] tests/fuzz/*.c bench/*.c)
 format:
-	clang-format -i $(wildcard proxy/*.[ch] comparator/*.[ch] report/*.[ch] include/shadowtee/*.h tests/unit/*.[ch])
+	clang-format -i $(FORMAT_SRC)
 format-check:
-	clang-format --dry-run -Werror $(wildcard proxy/*.[ch] comparator/*.[ch] report/*.[ch] include/shadowtee/*.h tests/unit/*.[ch])
+	clang-format --dry-run -Werror $(FORMAT_SRC)
 
 clean:
 	rm -rf build build-asan

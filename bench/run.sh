@@ -327,12 +327,11 @@ cmp_redis() {
 }
 
 cmp_microbench() {
-    local src=$ROOT/bench/cmp_bench.c lib=$BUILD/libstcmp.a bin=$BUILD/cmp_bench
+    local src=$ROOT/bench/cmp_bench.c bin=$BUILD/cmp_bench
     if [ ! -f "$src" ]; then bench_skip cmp_bench "bench/cmp_bench.c is not there yet"; return 0; fi
-    if [ ! -f "$lib" ]; then bench_skip cmp_bench "$lib is not built (make)"; return 0; fi
-    # shellcheck disable=SC2046
-    if ! cc -O2 -std=c11 -D_GNU_SOURCE -Iinclude "$src" "$lib" $(pkg-config --cflags --libs jansson) -lm \
-        -o "$bin" 2>"$BENCH_OUT/logs/cmp_bench-build.log"; then
+    # links the engine and the reference engine it is compared with
+    if ! make -C "$ROOT" -f build.mk --no-print-directory BUILD="$BUILD" "$bin" \
+        >"$BENCH_OUT/logs/cmp_bench-build.log" 2>&1; then
         bench_skip cmp_bench "build failed: $(head -n 2 "$BENCH_OUT/logs/cmp_bench-build.log" | tr '\n' ' ')"
         return 0
     fi

@@ -146,6 +146,8 @@ int stc_sink_wants(const stc_sink_t *s);
  * when not stored. Never fails; an allocation failure sets s->failed. */
 void stc_sink_add(stc_sink_t *s, st_diff_kind_t kind, const char *path, char *a, char *b,
                   double delta);
+/* Moves the entries and counts of s into result and sets the verdict. */
+void stc_sink_result(stc_sink_t *s, st_diff_result_t *result);
 /* 1 when noise path `np` equals `path` or is an ancestor of it. */
 int stc_path_covers(const char *np, const char *path);
 
@@ -154,8 +156,16 @@ int stc_path_covers(const char *np, const char *path);
 char *stc_text_dup(const char *s, size_t len);
 /* Bytes as printable text: \xNN for bytes outside printable ASCII. */
 char *stc_escape_bytes(const char *s, size_t len);
-/* Compact JSON text of a value, bounded (numbers in shortest round-trip form). */
-char *stc_json_text(const json_t *v);
+
+/* ---- st_compare's parts ------------------------------------------------- */
+
+/* Status and headers of a against b (everything but the bodies). */
+void stc_compare_head(const st_rules_t *rules, const stc_policy_t *pol, const st_response_t *a,
+                      const st_response_t *b, stc_sink_t *sink);
+/* 1 when the body is declared (Content-Type) or sniffed ('{' or '[') JSON. */
+int stc_body_is_json(const st_response_t *r);
+/* The a/b text of the side of an invalid_json entry that is not JSON. */
+char *stc_describe_not_json(size_t len, const char *why);
 
 /* ---- JSON diff --------------------------------------------------------- */
 
@@ -166,7 +176,9 @@ typedef enum {
     STC_PARSE_NOMEM
 } stc_parse_status_t;
 
-/* Parses a body (JSON_DECODE_ANY | JSON_ALLOW_NUL). Integers beyond the
+/* Parses a body with jansson (JSON_DECODE_ANY | JSON_ALLOW_NUL), for sample
+ * redaction and the message of an invalid body; comparisons use the tape
+ * parser (tape.h), which accepts exactly what this accepts. Integers beyond the
  * int64 range make jansson fail: the document is then parsed again with every
  * integer read as a double. Nesting is checked first by a byte scan, so a
  * document deeper than max_depth is never handed to jansson. On error *why
@@ -176,13 +188,6 @@ stc_parse_status_t stc_json_parse(const char *body, size_t len, size_t max_depth
 /* Max container nesting of a JSON text (strings skipped); stops counting at
  * limit + 1. */
 size_t stc_json_depth(const char *s, size_t len, size_t limit);
-
-/* Text of the value v found at path at[0..nat) for a/b: bounded compact
- * JSON with the policy's redact paths applied ("[REDACTED]"). */
-char *stc_value_text(const stc_policy_t *pol, const json_t *v, const stc_seg_t *at, size_t nat);
-
-/* Structural diff of two parsed documents under a policy, into sink. */
-void stc_json_diff(const stc_policy_t *pol, const json_t *a, const json_t *b, stc_sink_t *sink);
 
 /* Byte comparison of two bodies: adds one `kind` entry (ST_DIFF_BYTES or
  * ST_DIFF_TOO_DEEP) at "$body" when they differ, with the first differing

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmp_internal.h"
+#include "tape.h"
 
 /* ---- names -------------------------------------------------------------- */
 
@@ -93,56 +93,6 @@ char *stc_escape_bytes(const char *s, size_t len)
     char *d = stc_text_dup(tmp, n);
     free(tmp);
     return d;
-}
-
-typedef struct {
-    char buf[STC_VALUE_MAX + 1];
-    size_t used;
-} bounded_t;
-
-static int bounded_cb(const char *s, size_t n, void *data)
-{
-    bounded_t *b = data;
-    size_t room = sizeof(b->buf) - b->used;
-    if (n > room) {
-        memcpy(b->buf + b->used, s, room);
-        b->used += room;
-        return -1; /* enough: stop the dump */
-    }
-    memcpy(b->buf + b->used, s, n);
-    b->used += n;
-    return 0;
-}
-
-/* Shortest "%.Ng" that reads back as the same double, like JSON writers of
- * most languages, so 0.1 shows as 0.1 and not 0.10000000000000001. */
-static int format_real(double d, char *buf, size_t len)
-{
-    int n = 0;
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(buf, len, "%.*g", prec, d);
-        if (strtod(buf, NULL) == d) break;
-    }
-    if (!strpbrk(buf, ".eEn") && (size_t)n + 2 < len) {
-        memcpy(buf + n, ".0", 3);
-        n += 2;
-    }
-    return n;
-}
-
-char *stc_json_text(const json_t *v)
-{
-    char num[64];
-    if (json_is_integer(v)) {
-        int n = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return stc_text_dup(num, (size_t)n);
-    }
-    if (json_is_real(v))
-        return stc_text_dup(num, (size_t)format_real(json_real_value(v), num, sizeof(num)));
-    bounded_t b;
-    b.used = 0;
-    json_dump_callback(v, bounded_cb, &b, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
-    return stc_text_dup(b.buf, b.used);
 }
 
 /* ---- sink ---------------------------------------------------------------- */
@@ -298,7 +248,12 @@ static int sniffs_json(const char *s, size_t len)
     return 0;
 }
 
-static char *describe_not_json(size_t len, const char *why)
+int stc_body_is_json(const st_response_t *r)
+{
+    return declares_json(r) || sniffs_json(r->body, r->body_len);
+}
+
+char *stc_describe_not_json(size_t len, const char *why)
 {
     char tmp[STC_VALUE_MAX + 1];
     if (len == 0)
@@ -310,42 +265,64 @@ static char *describe_not_json(size_t len, const char *why)
 }
 
 /* A body as st_compare sees it: parsed at most once, on first need, so the
- * primary's tree serves both the noise and the shadow comparison. */
+ * primary's tape serves both the noise and the shadow comparison (and guides
+ * their parse, see tape.h). */
 typedef struct {
     const st_response_t *r;
     int try_json; /* declared or sniffed as JSON */
-    int parsed;   /* stc_json_parse ran (st, j, err are set) */
+    int parsed;   /* stc_tape_parse ran (st and tape are set) */
     stc_parse_status_t st;
-    json_t *j;
+    stc_tape_t tape;
+    int err_done; /* err holds jansson's message for an invalid body */
     char err[160];
 } body_t;
 
 static void body_init(body_t *b, const st_response_t *r)
 {
+    memset(b, 0, sizeof(*b));
     b->r = r;
-    b->try_json = declares_json(r) || sniffs_json(r->body, r->body_len);
-    b->parsed = 0;
+    b->try_json = stc_body_is_json(r);
     b->st = STC_PARSE_INVALID;
-    b->j = NULL;
-    b->err[0] = '\0';
 }
 
-static void body_parse(body_t *b, size_t max_depth)
+/* guide: the primary's body when this is the shadow's or the noise's. */
+static void body_parse(body_t *b, size_t max_depth, const body_t *guide)
 {
     if (b->parsed) return;
     b->parsed = 1;
     if (b->try_json && b->r->body_len)
-        b->st =
-            stc_json_parse(b->r->body, b->r->body_len, max_depth, &b->j, b->err, sizeof(b->err));
+        b->st = stc_tape_parse(&b->tape, b->r->body, b->r->body_len, max_depth,
+                               guide && guide->st == STC_PARSE_OK ? &guide->tape : NULL);
+}
+
+/* Why an invalid JSON body is not JSON, in jansson's words (as before: the
+ * line, column and message of json_loadb). NULL when not tried as JSON. */
+static const char *body_error(body_t *b, size_t max_depth, stc_sink_t *sink)
+{
+    if (!b->try_json) return NULL;
+    if (!b->err_done && b->r->body_len) {
+        json_t *j = NULL;
+        if (stc_json_parse(b->r->body, b->r->body_len, max_depth, &j, b->err, sizeof(b->err)) ==
+            STC_PARSE_NOMEM)
+            sink->failed = 1;
+        json_decref(j);
+    }
+    b->err_done = 1;
+    return b->err;
 }
 
 static void body_deinit(body_t *b)
 {
-    json_decref(b->j);
-    b->j = NULL;
+    stc_tape_deinit(&b->tape);
 }
 
-static void diff_bodies(const stc_policy_t *pol, body_t *ba, body_t *bb, stc_sink_t *sink)
+static stc_jv_t body_root(const body_t *b)
+{
+    return stc_jv_at(&b->tape, 0, b->tape.int_as_real);
+}
+
+static void diff_bodies(const stc_policy_t *pol, body_t *ba, body_t *bb, stc_sink_t *sink,
+                        stc_arena_t *scratch)
 {
     const st_response_t *a = ba->r, *b = bb->r;
     if (a->body_truncated || b->body_truncated) {
@@ -365,28 +342,32 @@ static void diff_bodies(const stc_policy_t *pol, body_t *ba, body_t *bb, stc_sin
     if (a->body_len == 0 && b->body_len == 0) return;
     /* identical bytes cannot differ in any way below: skip the parse */
     if (a->body_len == b->body_len && memcmp(a->body, b->body, a->body_len) == 0) return;
-    if (!ba->try_json && !bb->try_json) {
+    /* bodies beyond a tape's 32-bit offsets (4 GiB) are compared as bytes */
+    if ((!ba->try_json && !bb->try_json) || a->body_len > STC_TAPE_MAX_BODY ||
+        b->body_len > STC_TAPE_MAX_BODY) {
         stc_bytes_diff(a->body, a->body_len, b->body, b->body_len, ST_DIFF_BYTES, 1, sink);
         return;
     }
     /* JSON that cannot be parsed cannot be redacted: show no bytes of it */
     int show = pol->nredact == 0;
-    body_parse(ba, pol->max_depth);
-    body_parse(bb, pol->max_depth);
+    body_parse(ba, pol->max_depth, NULL);
+    body_parse(bb, pol->max_depth, ba);
     stc_parse_status_t sa = ba->st, sb = bb->st;
     if (sa == STC_PARSE_NOMEM || sb == STC_PARSE_NOMEM) {
         sink->failed = 1;
     } else if (sa == STC_PARSE_TOO_DEEP || sb == STC_PARSE_TOO_DEEP) {
         stc_bytes_diff(a->body, a->body_len, b->body, b->body_len, ST_DIFF_TOO_DEEP, show, sink);
     } else if (sa == STC_PARSE_OK && sb == STC_PARSE_OK) {
-        stc_json_diff(pol, ba->j, bb->j, sink);
+        stc_tape_diff(pol, body_root(ba), body_root(bb), sink, scratch);
     } else if (sa == STC_PARSE_OK || sb == STC_PARSE_OK) {
         char *ta = NULL, *tb = NULL;
         if (stc_sink_wants(sink)) {
-            ta = sa == STC_PARSE_OK ? stc_value_text(pol, ba->j, NULL, 0)
-                                    : describe_not_json(a->body_len, ba->try_json ? ba->err : NULL);
-            tb = sb == STC_PARSE_OK ? stc_value_text(pol, bb->j, NULL, 0)
-                                    : describe_not_json(b->body_len, bb->try_json ? bb->err : NULL);
+            ta = sa == STC_PARSE_OK
+                     ? stc_tape_value_text(pol, body_root(ba), NULL, 0, scratch)
+                     : stc_describe_not_json(a->body_len, body_error(ba, pol->max_depth, sink));
+            tb = sb == STC_PARSE_OK
+                     ? stc_tape_value_text(pol, body_root(bb), NULL, 0, scratch)
+                     : stc_describe_not_json(b->body_len, body_error(bb, pol->max_depth, sink));
         }
         stc_sink_add(sink, ST_DIFF_INVALID_JSON, "$body", ta, tb, 0);
     } else {
@@ -568,22 +549,44 @@ out:
 
 /* ---- st_compare ---------------------------------------------------------- */
 
-static void compare_pair(const st_rules_t *rules, const stc_policy_t *pol, body_t *a, body_t *b,
-                         stc_sink_t *sink)
+void stc_compare_head(const st_rules_t *rules, const stc_policy_t *pol, const st_response_t *a,
+                      const st_response_t *b, stc_sink_t *sink)
 {
-    if (a->r->status != b->r->status) {
+    if (a->status != b->status) {
         char *ta = NULL, *tb = NULL;
         if (stc_sink_wants(sink)) {
             char t[32];
-            snprintf(t, sizeof(t), "%d", a->r->status);
+            snprintf(t, sizeof(t), "%d", a->status);
             ta = stc_text_dup(t, strlen(t));
-            snprintf(t, sizeof(t), "%d", b->r->status);
+            snprintf(t, sizeof(t), "%d", b->status);
             tb = stc_text_dup(t, strlen(t));
         }
         stc_sink_add(sink, ST_DIFF_STATUS, "status", ta, tb, 0);
     }
-    diff_headers(rules, pol, a->r, b->r, sink);
-    diff_bodies(pol, a, b, sink);
+    diff_headers(rules, pol, a, b, sink);
+}
+
+static void compare_pair(const st_rules_t *rules, const stc_policy_t *pol, body_t *a, body_t *b,
+                         stc_sink_t *sink, stc_arena_t *scratch)
+{
+    stc_compare_head(rules, pol, a->r, b->r, sink);
+    diff_bodies(pol, a, b, sink, scratch);
+}
+
+void stc_sink_result(stc_sink_t *s, st_diff_result_t *result)
+{
+    result->entries = s->entries;
+    result->nentries = s->nentries;
+    result->total = s->total;
+    result->max_delta = s->max_delta;
+    if (s->total == 0)
+        result->verdict = ST_VERDICT_MATCH;
+    else if (s->nonnoise == 0)
+        result->verdict = ST_VERDICT_NOISE;
+    else
+        result->verdict = ST_VERDICT_DIVERGED;
+    s->entries = NULL;
+    s->nentries = 0;
 }
 
 static int usable(const st_response_t *r)
@@ -602,6 +605,8 @@ int st_compare(const st_rules_t *rules, const char *endpoint, const st_response_
     stc_policy_t pol;
     stc_rules_policy(rules, endpoint, &pol);
 
+    stc_arena_t scratch; /* this comparison's scratch memory, freed at once */
+    stc_arena_init(&scratch);
     body_t bp, bs, bn;
     body_init(&bp, primary);
     body_init(&bs, shadow);
@@ -610,29 +615,21 @@ int st_compare(const st_rules_t *rules, const char *endpoint, const st_response_
     stc_sink_init(&s, STC_ENTRIES_MAX, 0);
     if (usable(noise)) {
         body_init(&bn, noise);
-        compare_pair(rules, &pol, &bp, &bn, &ns);
+        compare_pair(rules, &pol, &bp, &bn, &ns, &scratch);
         body_deinit(&bn);
         s.noise = ns.entries;
         s.nnoise = ns.nentries;
         result->noise_compared = 1;
         result->noise_total = ns.total;
     }
-    compare_pair(rules, &pol, &bp, &bs, &s);
+    compare_pair(rules, &pol, &bp, &bs, &s, &scratch);
     body_deinit(&bp);
     body_deinit(&bs);
+    stc_arena_deinit(&scratch);
     int failed = s.failed || ns.failed;
     stc_sink_deinit(&ns);
 
-    result->entries = s.entries;
-    result->nentries = s.nentries;
-    result->total = s.total;
-    result->max_delta = s.max_delta;
-    if (s.total == 0)
-        result->verdict = ST_VERDICT_MATCH;
-    else if (s.nonnoise == 0)
-        result->verdict = ST_VERDICT_NOISE;
-    else
-        result->verdict = ST_VERDICT_DIVERGED;
+    stc_sink_result(&s, result);
     return failed ? -1 : 0;
 }
 

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The Debian 12 packages shadowtee uses, one list for two jobs.
 #
-#   deps.sh [--no-browser] [--ci]
+#   deps.sh [--no-browser] [--ci] [--fuzz]
 #     installs whichever are missing (apt-get update once, then apt-get
 #     install; as root, or through sudo): everything the build, the full test
 #     suite, the demo and the benchmarks use. --no-browser leaves Chromium out
 #     (the HTML report's browser test then skips and says so); --ci adds what
-#     .ci/run's fresh-machine check needs (debootstrap). --with-browser is
-#     still accepted: Chromium is in by default now.
+#     .ci/run's fresh-machine check needs (debootstrap); --fuzz what `make
+#     fuzz` needs (clang and its libFuzzer runtime). --with-browser is still
+#     accepted: Chromium is in by default now.
 #
 #   deps.sh --check GROUP...
 #     installs nothing: looks for the tools and libraries of those groups the
@@ -29,7 +30,8 @@ PY=${PYTHON:-/usr/bin/python3}
 # make check, integration and asan (the suite cannot start without them);
 # suite: tests that skip without them (and fail under CI=true); valgrind,
 # bench, format: those goals; browser: the HTML report's browser test (left
-# out by --no-browser); ci: .ci/run only (added by --ci).
+# out by --no-browser); ci: .ci/run only (added by --ci); fuzz: make fuzz
+# only (added by --fuzz).
 # package            group     what --check looks for
 PKGS="
 build-essential      build     cmd:${CC%% *}
@@ -60,6 +62,8 @@ nginx-light          bench     cmd:nginx
 clang-format         format    cmd:clang-format
 chromium             browser   cmd:chromium
 debootstrap          ci        cmd:debootstrap
+clang                fuzz      cmd:clang
+libclang-rt-14-dev   fuzz      file:/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a
 "
 
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
@@ -96,13 +100,14 @@ if [ "${1:-}" = "--check" ]; then
     exit 1
 fi
 
-skip=" ci "
+skip=" ci fuzz "
 for arg in "$@"; do
     case $arg in
     --no-browser) skip+="browser " ;;
     --with-browser) ;;
     --ci) skip=${skip/ ci / } ;;
-    *) echo "usage: deps.sh [--no-browser] [--ci] | --check GROUP..." >&2; exit 2 ;;
+    --fuzz) skip=${skip/ fuzz / } ;;
+    *) echo "usage: deps.sh [--no-browser] [--ci] [--fuzz] | --check GROUP..." >&2; exit 2 ;;
     esac
 done
 want=() missing=()

@@ -6,6 +6,12 @@
  * mirrored request (and optionally the noise replica's); it returns the list
  * of differences. Everything it returns is owned by the caller and freed with
  * the matching _free function.
+ *
+ * Threads: st_compare keeps no state between calls and may run on any thread,
+ * several at once with the same (immutable) rules. Its memory is bounded by
+ * the bodies and freed before it returns; its stack use by the nesting
+ * limit (at most ~112 KiB at the hard limit of 256 levels, 48 KiB at the
+ * default 64).
  */
 #ifndef SHADOWTEE_COMPARATOR_H
 #define SHADOWTEE_COMPARATOR_H

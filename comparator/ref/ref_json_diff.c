@@ -1,78 +1,71 @@
 /*
- * shadowtee comparator: parsing of JSON bodies and the structural diff of two
- * parsed documents under a policy (tolerances, ignored paths, unordered
- * arrays, argmax / top-k arrays).
+ * shadowtee comparator, reference engine: the structural diff of two jansson
+ * trees as st_compare ran it before the tape engine (comparator/tape_*.c).
+ * Kept unchanged, only renamed (ref_ prefix), as the oracle of the
+ * differential test (tests/unit/test_engine_equiv.c) and the baseline of
+ * bench/cmp_bench; never linked into shadowtee.
  *
  * The walk keeps the current path as a stack of borrowed segments (keys point
  * into the jansson trees) and formats a JSONPath text only when a difference
- * is recorded, so an equal document costs a parse and one pass.
+ * is recorded.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmp_internal.h"
+#include "ref.h"
 
-/* ---- parsing ------------------------------------------------------------ */
+/* ---- value text --------------------------------------------------------- */
 
-size_t stc_json_depth(const char *s, size_t len, size_t limit)
+typedef struct {
+    char buf[STC_VALUE_MAX + 1];
+    size_t used;
+} bounded_t;
+
+static int bounded_cb(const char *s, size_t n, void *data)
 {
-    size_t depth = 0, max = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (c == '"') {
-            /* skip the string: jump to each next quote, done when it is not
-             * escaped (preceded by an even number of backslashes) */
-            for (;;) {
-                const char *q = memchr(s + i + 1, '"', len - i - 1);
-                if (!q) return max;
-                i = (size_t)(q - s);
-                size_t bs = 0;
-                while (bs < i && s[i - 1 - bs] == '\\')
-                    bs++;
-                if (bs % 2 == 0) break;
-            }
-        } else if (c == '{' || c == '[') {
-            if (++depth > max) {
-                max = depth;
-                if (max > limit) return max;
-            }
-        } else if ((c == '}' || c == ']') && depth > 0) {
-            depth--;
-        }
+    bounded_t *b = data;
+    size_t room = sizeof(b->buf) - b->used;
+    if (n > room) {
+        memcpy(b->buf + b->used, s, room);
+        b->used += room;
+        return -1; /* enough: stop the dump */
     }
-    return max;
+    memcpy(b->buf + b->used, s, n);
+    b->used += n;
+    return 0;
 }
 
-stc_parse_status_t stc_json_parse(const char *body, size_t len, size_t max_depth, json_t **out,
-                                  char *errbuf, size_t errlen)
+/* Shortest "%.Ng" that reads back as the same double, like JSON writers of
+ * most languages, so 0.1 shows as 0.1 and not 0.10000000000000001. */
+static int format_real(double d, char *buf, size_t len)
 {
-    json_error_t jerr;
-    *out = NULL;
-    if (errbuf && errlen) errbuf[0] = '\0';
-    if (stc_json_depth(body, len, max_depth) > max_depth) {
-        if (errbuf && errlen) snprintf(errbuf, errlen, "nesting deeper than %zu", max_depth);
-        return STC_PARSE_TOO_DEEP;
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(buf, len, "%.*g", prec, d);
+        if (strtod(buf, NULL) == d) break;
     }
-    size_t flags = JSON_DECODE_ANY | JSON_ALLOW_NUL;
-    /* jansson leaves the error unset when an early allocation fails */
-    memset(&jerr, 0, sizeof(jerr));
-    json_t *j = json_loadb(body, len, flags, &jerr);
-    if (!j && json_error_code(&jerr) == json_error_numeric_overflow) {
-        /* an integer beyond int64: compare this document's integers as doubles */
-        memset(&jerr, 0, sizeof(jerr));
-        j = json_loadb(body, len, flags | JSON_DECODE_INT_AS_REAL, &jerr);
+    if (!strpbrk(buf, ".eEn") && (size_t)n + 2 < len) {
+        memcpy(buf + n, ".0", 3);
+        n += 2;
     }
-    if (!j) {
-        if (jerr.text[0] == '\0' || json_error_code(&jerr) == json_error_out_of_memory)
-            return STC_PARSE_NOMEM;
-        if (errbuf && errlen)
-            snprintf(errbuf, errlen, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
-        return STC_PARSE_INVALID;
+    return n;
+}
+
+char *ref_json_text(const json_t *v)
+{
+    char num[64];
+    if (json_is_integer(v)) {
+        int n = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return stc_text_dup(num, (size_t)n);
     }
-    *out = j;
-    return STC_PARSE_OK;
+    if (json_is_real(v))
+        return stc_text_dup(num, (size_t)format_real(json_real_value(v), num, sizeof(num)));
+    bounded_t b;
+    b.used = 0;
+    json_dump_callback(v, bounded_cb, &b, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+    return stc_text_dup(b.buf, b.used);
 }
 
 /* ---- walk state ------------------------------------------------------- */
@@ -162,29 +155,29 @@ static stc_tol_t tol_here(const walk_t *w)
 
 /* ---- recording ---------------------------------------------------------- */
 
-char *stc_value_text(const stc_policy_t *pol, const json_t *v, const stc_seg_t *at, size_t nat)
+char *ref_value_text(const stc_policy_t *pol, const json_t *v, const stc_seg_t *at, size_t nat)
 {
     if (!v) return NULL;
-    if (pol->nredact == 0) return stc_json_text(v);
+    if (pol->nredact == 0) return ref_json_text(v);
     /* the value itself or one of its ancestors is redacted */
     for (size_t k = 0; k <= nat; k++)
         for (size_t i = 0; i < pol->nredact; i++)
             if (stc_pattern_match(pol->redact[i], at, k)) return stc_text_dup("\"[REDACTED]\"", 12);
-    if (!json_is_object(v) && !json_is_array(v)) return stc_json_text(v);
+    if (!json_is_object(v) && !json_is_array(v)) return ref_json_text(v);
     json_t *copy = json_deep_copy(v);
     if (!copy) return NULL;
     stc_seg_t segs[STC_MAX_DEPTH_HARD + 2];
     if (nat > STC_MAX_DEPTH_HARD) nat = STC_MAX_DEPTH_HARD;
     if (nat > 0) memcpy(segs, at, nat * sizeof(stc_seg_t));
     stc_redact_tree(copy, pol->redact, pol->nredact, segs, nat);
-    char *t = stc_json_text(copy);
+    char *t = ref_json_text(copy);
     json_decref(copy);
     return t;
 }
 
 static char *value_text(walk_t *w, const json_t *v)
 {
-    return stc_value_text(w->pol, v, w->segs, w->depth);
+    return ref_value_text(w->pol, v, w->segs, w->depth);
 }
 
 /* Records a difference at the current path; a/b are formatted only when the
@@ -540,7 +533,7 @@ static void diff_value(walk_t *w, const json_t *a, const json_t *b)
     }
 }
 
-void stc_json_diff(const stc_policy_t *pol, const json_t *a, const json_t *b, stc_sink_t *sink)
+void ref_json_diff(const stc_policy_t *pol, const json_t *a, const json_t *b, stc_sink_t *sink)
 {
     walk_t w; /* ~6 KiB of path segments on the stack: no allocation */
     w.pol = pol;
