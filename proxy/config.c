@@ -104,6 +104,18 @@ static const opt_t options[] = {
      "JSON rules file for the comparator"},
     {"compare-max-body", OPT_SIZE, OFF(compare_max_body), 0, 0, 1 << 30, "1M",
      "bodies captured for comparison up to this size"},
+    {"compare-threads", OPT_INT, OFF(compare_threads), 0, 1, 64, "1",
+     "comparator threads (off the client loops, lower priority)"},
+    {"compare-queue", OPT_INT, OFF(compare_queue), 0, 1, 1000000, "256",
+     "pairs queued for comparison per process; beyond: dropped as comparator_busy"},
+    {"compare-queue-bytes", OPT_SIZE, OFF(compare_queue_bytes), 0, 65536, 1e12, "32M",
+     "memory of queued pairs per process; beyond: dropped as queue_bytes"},
+    {"compare-nice", OPT_INT, OFF(compare_nice), 0, 0, 19, "10",
+     "nice value of the comparator threads (the workers run at 0)"},
+#ifdef ST_TEST_HOOKS
+    {"test-compare-delay", OPT_DUR, OFF(test_compare_delay_ms), 0, 0, 60000, "0",
+     "TEST BUILD ONLY: each comparison first burns this much CPU"},
+#endif
     {"redis", OPT_REDIS, 0, 0, 0, 0, NULL,
      "HOST:PORT or redis://[:password@]host:port/db for statistics"},
     {"service", OPT_STR, OFF(service), SZ(service), 0, 0, "default",

@@ -76,6 +76,12 @@ typedef struct st_config {
     uint64_t redis_flush_interval_ms;
     int samples_per_endpoint;
     int max_endpoints;
+    int compare_threads;            /* --compare-threads */
+    int compare_queue;              /* --compare-queue: pairs, per process */
+    size_t compare_queue_bytes;     /* --compare-queue-bytes: per process */
+    int compare_nice;               /* --compare-nice */
+    uint64_t test_compare_delay_ms; /* --test-compare-delay: settable only in the test build
+                                       (shadowtee-test, -DST_TEST_HOOKS); 0 in production */
 
     /* TLS */
     char tls_cert[1024]; /* --tls-cert: terminate TLS on --listen */

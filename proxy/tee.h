@@ -6,7 +6,8 @@
  * is sampled, fed the request body as it streams to the primary, and sent
  * once the request is complete. It lives in the worker's mirror list and is
  * freed when the primary's response is done (captured or failed) and every
- * leg is done, failed or timed out; then the comparator runs on the captures.
+ * leg is done, failed or timed out; its captures are then moved into a job
+ * for a comparator thread (cmpthread.h), never compared on the worker loop.
  * The client only ever calls the functions below; none of them can block,
  * fail or delay the client, and a mirror never points back to its client.
  */
