@@ -685,6 +685,12 @@ def blackhole_addr():
     b.close()
 
 
+class _RoleServer(http.server.ThreadingHTTPServer):
+    # the default listen backlog of 5 drops SYNs when a proxy opens a few
+    # pooled connections at once: each costs a 1 s retransmit (a connect timeout)
+    request_queue_size = 128
+
+
 def http_role_servers(handler):
     """Body of a fixture: yields start(role), which serves a subclass of the
     http.server handler class `handler` with attribute .role = role on a
@@ -693,8 +699,7 @@ def http_role_servers(handler):
     servers = []
 
     def start(role):
-        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                              type("H_" + role, (handler,), {"role": role}))
+        srv = _RoleServer(("127.0.0.1", 0), type("H_" + role, (handler,), {"role": role}))
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         servers.append(srv)
         return "127.0.0.1:%d" % srv.server_address[1]
