@@ -1,5 +1,6 @@
 # shadowtee build. `make` builds the binaries into $(BUILD)/, `make check`
-# runs unit + integration tests, `make asan` runs them under ASan+UBSan.
+# runs unit + integration tests, `make asan` runs them under ASan+UBSan,
+# `make tsan` under ThreadSanitizer.
 # Sources are picked up by directory, so a new file needs no edit here.
 
 BUILD      ?= build

@@ -1,5 +1,5 @@
 /*
- * stats.c: per-worker aggregation of comparison results (no I/O).
+ * stats.c: one comparator thread's aggregation of comparison results (no I/O).
  *
  * st_stats_record() adds one comparison to atomics (for Prometheus) and to a
  * table of pending Redis deltas keyed by (key, field); the Redis sink
@@ -741,7 +741,7 @@ void st_stats_prometheus(st_stats_t *const *all, size_t n, FILE *out)
     for (int i = 0; i < 4; i++)
         fprintf(out, "shadowtee_comparisons_total{result=\"%s\"} %" PRIu64 "\n", names[i], res[i]);
 
-    /* endpoints: gathered under each worker's lock (O(endpoints)), merged by
+    /* endpoints: gathered under each thread's lock (O(endpoints)), merged by
      * name, the busiest max_endpoints kept, the rest folded into {other} */
     prom_ep_t *eps = cap ? calloc(cap + 1, sizeof(*eps)) : NULL;
     size_t neps = 0;
@@ -802,7 +802,8 @@ void st_stats_prometheus(st_stats_t *const *all, size_t n, FILE *out)
     free(eps);
     fprintf(
         out,
-        "# HELP shadowtee_redis_connected 1 when every worker's stats connection to Redis is up.\n"
+        "# HELP shadowtee_redis_connected 1 when every comparator thread's connection to Redis is "
+        "up.\n"
         "# TYPE shadowtee_redis_connected gauge\nshadowtee_redis_connected %d\n",
         with_redis > 0 && connected == with_redis);
     prom_counter(out, "shadowtee_redis_flushes_total", "Batches of deltas acknowledged by Redis.",
