@@ -35,7 +35,8 @@ SHADOW_NAMES = {"-": "", "none": "no mirroring", "twin": "no mirroring, twin (A/
                 "fast": "fast", "slow": "slow (200 ms)",
                 "blackhole": "blackhole", "mirror": "fast, mirror only",
                 "compare": "fast, mirror + compare", "redis": "fast, mirror + compare + Redis",
-                "off": "100% mirrored, --compare off", "on": "100% mirrored, --compare on + Redis"}
+                "off": "100% mirrored, --compare off", "on": "100% mirrored, --compare on + Redis",
+                "batch": "100% mirrored, --compare on + Redis, --compare-sched batch"}
 COMPARE_SKIPS = ("comparator_busy", "queue_bytes", "shutdown")
 
 
@@ -300,9 +301,9 @@ def references(rows, r):
                               conns=r["conns"]), "nginx+mirror"))
         elif r["target"] == "nginx-mirror":
             refs.append((base, "shadowtee no-mirror"))
-    elif r["section"] == "payload" and r["shadow"] in ("off", "on"):
+    elif r["section"] == "payload" and r["shadow"] in ("off", "on", "batch"):
         same = dict(section="payload", shape=r["shape"], target=r["target"], conns=r["conns"])
-        if r["shadow"] == "on":
+        if r["shadow"] in ("on", "batch"):
             refs.append((find(rows, shadow="off", **same), "compare off"))
         refs.append((find(rows, shadow="none", **same), "no mirroring"))
     elif r["section"] == "cmp" and r["shadow"] in ("compare", "redis"):

@@ -137,18 +137,23 @@ static void on_wake(uv_async_t *a)
     if (!uv_is_active((uv_handle_t *)&ct->work)) uv_idle_start(&ct->work, on_work);
 }
 
-/* SCHED_BATCH (a woken comparator does not preempt a worker) and a higher
- * nice value: the workers win the CPU whenever both want it. Both are
- * allowed to an unprivileged thread; a refusal is logged, not fatal. */
+/* Below the workers, which run SCHED_OTHER at nice 0. SCHED_IDLE (the
+ * default): the thread only gets CPU that nothing else wants, and a worker
+ * that wakes up preempts it at once. SCHED_BATCH at nice --compare-nice: it
+ * gets a small share even when the workers are busy, and a woken comparator
+ * does not preempt a running worker. Both are allowed to an unprivileged
+ * thread; a refusal is logged, not fatal. */
 static void lower_priority(const st_cmpthread_t *ct)
 {
     struct sched_param sp;
     memset(&sp, 0, sizeof(sp));
-    int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    int idle = ct->cfg->compare_sched == ST_COMPARE_SCHED_IDLE;
+    int rc = pthread_setschedparam(pthread_self(), idle ? SCHED_IDLE : SCHED_BATCH, &sp);
     if (rc != 0)
-        st_warn("msg=\"comparator thread: SCHED_BATCH refused\" thread=%d err=\"%s\"", ct->id,
-                strerror(rc));
-    if (setpriority(PRIO_PROCESS, (id_t)gettid(), ct->cfg->compare_nice) != 0)
+        st_warn("msg=\"comparator thread: scheduling policy refused\" thread=%d policy=%s "
+                "err=\"%s\"",
+                ct->id, idle ? "idle" : "batch", strerror(rc));
+    if (!idle && setpriority(PRIO_PROCESS, (id_t)gettid(), ct->cfg->compare_nice) != 0)
         st_warn("msg=\"comparator thread: nice refused\" thread=%d nice=%d err=\"%s\"", ct->id,
                 ct->cfg->compare_nice, strerror(errno));
 }
@@ -316,27 +321,49 @@ void st_cmpfeed_init(st_cmpfeed_t *f, st_cmpthread_t *threads, size_t nthreads, 
     f->bytes_cap = bytes_cap;
 }
 
-int st_cmpfeed_submit(st_cmpfeed_t *f, st_cmpjob_t *job)
+/* What this worker's rings hold in all, and the thread whose ring holds the
+ * fewest jobs (ties: round robin from f->rr). */
+static size_t feed_held(st_cmpfeed_t *f, size_t *total_jobs, uint64_t *total_bytes)
 {
-    size_t total_jobs = 0, best = f->rr % f->nthreads, best_jobs = SIZE_MAX;
-    uint64_t total_bytes = 0;
+    size_t best = f->rr % f->nthreads, best_jobs = SIZE_MAX;
+    *total_jobs = 0;
+    *total_bytes = 0;
     for (size_t k = 0; k < f->nthreads; k++) {
         size_t t = (f->rr + k) % f->nthreads, jobs;
         uint64_t bytes;
         st_cmpq_held(f->threads[t].rings[f->ring], &jobs, &bytes);
-        total_jobs += jobs;
-        total_bytes += bytes;
+        *total_jobs += jobs;
+        *total_bytes += bytes;
         if (jobs < best_jobs) {
             best_jobs = jobs;
             best = t;
         }
     }
+    return best;
+}
+
+int st_cmpfeed_admit(st_cmpfeed_t *f)
+{
+    size_t jobs;
+    uint64_t bytes;
+    size_t best = feed_held(f, &jobs, &bytes);
+    int why = jobs >= f->len_cap ? ST_CMPSKIP_BUSY : bytes >= f->bytes_cap ? ST_CMPSKIP_BYTES : -1;
+    if (why < 0) return 1;
+    st_cmpq_count_skip(f->threads[best].rings[f->ring], (enum st_cmpskip)why);
+    return 0;
+}
+
+int st_cmpfeed_submit(st_cmpfeed_t *f, st_cmpjob_t *job)
+{
+    size_t jobs;
+    uint64_t bytes;
+    size_t best = feed_held(f, &jobs, &bytes);
     f->rr++;
     st_cmpq_t *q = f->threads[best].rings[f->ring];
     int why = -1;
-    if (total_jobs >= f->len_cap)
+    if (jobs >= f->len_cap)
         why = ST_CMPSKIP_BUSY;
-    else if (total_bytes + job->bytes > f->bytes_cap)
+    else if (bytes + job->bytes > f->bytes_cap)
         why = ST_CMPSKIP_BYTES;
     else if (st_cmpq_push(q, job, job->bytes) != 0)
         why = ST_CMPSKIP_BUSY; /* cannot happen: the ring holds the whole share */

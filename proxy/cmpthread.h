@@ -93,6 +93,11 @@ typedef struct {
 
 void st_cmpfeed_init(st_cmpfeed_t *f, st_cmpthread_t *threads, size_t nthreads, size_t ring,
                      size_t len_cap, uint64_t bytes_cap);
+/* Asked when a request is about to be mirrored: 1 when the comparator
+ * queue has room now, so the responses are worth capturing; 0 when it is
+ * full (by length or bytes): the pair is counted as dropped at once and its
+ * responses are not captured (no copy made for a pair that would be dropped). */
+int st_cmpfeed_admit(st_cmpfeed_t *f);
 /* Hands job over to the least loaded thread. 0: queued, the thread owns the
  * job now; -1: over the length cap or the byte budget: counted and freed.
  * Never blocks; the thread is woken by the next st_cmpfeed_kick. */

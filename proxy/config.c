@@ -31,6 +31,7 @@ enum opt_type {
     OPT_ONOFF,    /* int 0/1 from on|off */
     OPT_LOGLEVEL, /* int */
     OPT_SUFFIX,   /* int enum st_host_suffix */
+    OPT_SCHED,    /* int enum st_compare_sched */
     OPT_METHODS,  /* uint64_t method mask */
     OPT_REDIS,    /* redis_* fields */
 };
@@ -110,8 +111,10 @@ static const opt_t options[] = {
      "pairs queued for comparison per process; beyond: dropped as comparator_busy"},
     {"compare-queue-bytes", OPT_SIZE, OFF(compare_queue_bytes), 0, 65536, 1e12, "32M",
      "memory of queued pairs per process; beyond: dropped as queue_bytes"},
+    {"compare-sched", OPT_SCHED, OFF(compare_sched), 0, 0, 0, "idle",
+     "idle|batch: comparator threads run SCHED_IDLE (only on spare CPU) or SCHED_BATCH"},
     {"compare-nice", OPT_INT, OFF(compare_nice), 0, 0, 19, "10",
-     "nice value of the comparator threads (the workers run at 0)"},
+     "with --compare-sched batch: nice value of the comparator threads (workers: 0)"},
 #ifdef ST_TEST_HOOKS
     {"test-compare-delay", OPT_DUR, OFF(test_compare_delay_ms), 0, 0, 60000, "0",
      "TEST BUILD ONLY: each comparison first burns this much CPU"},
@@ -411,6 +414,14 @@ static int set_option(st_config_t *cfg, const opt_t *o, const char *val, const c
             *(int *)field = ST_HOST_SUFFIX_APPEND;
         else
             return fail(err, errlen, "%s: invalid value '%s' (want off or append)", src, val);
+        return 0;
+    case OPT_SCHED:
+        if (!strcmp(val, "idle"))
+            *(int *)field = ST_COMPARE_SCHED_IDLE;
+        else if (!strcmp(val, "batch"))
+            *(int *)field = ST_COMPARE_SCHED_BATCH;
+        else
+            return fail(err, errlen, "%s: invalid value '%s' (want idle or batch)", src, val);
         return 0;
     case OPT_METHODS:
         if (parse_methods(val, (uint64_t *)field) != 0)

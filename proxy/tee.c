@@ -94,6 +94,12 @@ void st_capture_header(st_capture_t *c, const char *name, size_t nlen, const cha
     c->nheaders++;
 }
 
+void st_capture_expect(st_capture_t *c, uint64_t content_length, size_t max)
+{
+    size_t want = content_length < max ? (size_t)content_length : max;
+    if (want > c->body.cap - c->body.len) st_sbuf_reserve(&c->body, want); /* else: grows later */
+}
+
 void st_capture_body(st_capture_t *c, const char *data, size_t len, size_t max)
 {
     size_t room = c->body.len < max ? max - c->body.len : 0;
@@ -280,7 +286,9 @@ st_mirror_t *st_tee_begin(st_worker_t *w, const st_tee_request_t *r)
     w->shadow_probing |= probe;
     m->method = r->method;
     m->has_body = r->has_body;
-    m->compare = w->cmpfeed.nthreads > 0;
+    /* a full comparator queue now: the pair is dropped (counted) before any
+     * response byte is copied for it */
+    m->compare = w->cmpfeed.nthreads > 0 && st_cmpfeed_admit(&w->cmpfeed);
     st_sbuf_init(&m->head);
     st_sbuf_init(&m->body);
     st_capture_init(&m->primary);
@@ -503,11 +511,15 @@ static int leg_on_headers_complete(llhttp_t *p)
     leg->in_body = 1;
     leg->cap.status = status;
     leg->close_delim = !(p->flags & (F_CONTENT_LENGTH | F_CHUNKED));
-    if (leg->m->compare)
+    int no_body = leg->m->method == HTTP_HEAD || status == 204 || status == 304;
+    if (leg->m->compare) {
         for (size_t i = 0; i < leg->res->nhdr; i++)
             st_capture_header(&leg->cap, leg->res->hdr[i].name, leg->res->hdr[i].name_len,
                               leg->res->hdr[i].value, leg->res->hdr[i].value_len);
-    return leg->m->method == HTTP_HEAD || status == 204 || status == 304 ? 1 : 0;
+        if (!no_body && (p->flags & F_CONTENT_LENGTH))
+            st_capture_expect(&leg->cap, p->content_length, leg->m->w->cfg->compare_max_body);
+    }
+    return no_body ? 1 : 0;
 }
 
 static int leg_on_body(llhttp_t *p, const char *at, size_t len)

@@ -74,6 +74,9 @@ void st_capture_init(st_capture_t *c);
 void st_capture_free(st_capture_t *c);
 void st_capture_header(st_capture_t *c, const char *name, size_t nlen, const char *value,
                        size_t vlen);
+/* The response announced content_length bytes: reserves what will be
+ * captured of them (at most max) at once, instead of growing by doubling. */
+void st_capture_expect(st_capture_t *c, uint64_t content_length, size_t max);
 void st_capture_body(st_capture_t *c, const char *data, size_t len, size_t max);
 
 /* The soft in-flight cap: 1 when a copy is to be skipped with `inflight`

@@ -3,7 +3,8 @@
  * order, full and empty, wrap-around, what is held until released, and a
  * producer and a consumer thread racing over a million jobs) and the
  * producer end (st_cmpfeed_*: the length cap, the byte budget, the least
- * loaded ring, and a wake sent only to a thread that sleeps).
+ * loaded ring, the admission asked before capturing, and a wake sent only
+ * to a thread that sleeps).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -275,6 +276,26 @@ static void test_feed_byte_budget(void **state)
     env_free(e);
 }
 
+static void test_feed_admit_before_capturing(void **state)
+{
+    (void)state;
+    feed_env_t *e = env_new();
+    st_cmpfeed_t f;
+    st_cmpfeed_init(&f, e->ct, 2, 0, 2, 250);
+    assert_int_equal(st_cmpfeed_admit(&f), 1);
+    assert_int_equal(st_cmpfeed_submit(&f, job_of(100)), 0);
+    assert_int_equal(st_cmpfeed_admit(&f), 1);
+    assert_int_equal(st_cmpfeed_submit(&f, job_of(100)), 0);
+    assert_int_equal(st_cmpfeed_admit(&f), 0); /* 2 held: the length cap */
+    assert_int_equal(skipped(e, ST_CMPSKIP_BUSY), 1);
+    assert_int_equal(skipped(e, ST_CMPSKIP_BYTES), 0);
+    st_cmpfeed_init(&f, e->ct, 2, 0, 100, 200);
+    assert_int_equal(st_cmpfeed_admit(&f), 0); /* 200 bytes held: the byte budget */
+    assert_int_equal(skipped(e, ST_CMPSKIP_BYTES), 1);
+    assert_int_equal(skipped(e, ST_CMPSKIP_BUSY), 1);
+    env_free(e);
+}
+
 static void test_feed_wakes_only_a_sleeping_thread(void **state)
 {
     (void)state;
@@ -313,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_producer_and_consumer_threads),
         cmocka_unit_test(test_feed_length_cap_and_least_loaded),
         cmocka_unit_test(test_feed_byte_budget),
+        cmocka_unit_test(test_feed_admit_before_capturing),
         cmocka_unit_test(test_feed_wakes_only_a_sleeping_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
