@@ -1,9 +1,10 @@
 /*
  * cmpthread: the comparator threads (--compare-threads N, default 1), off
  * the loops that serve clients. Each has its own uv loop, runs at a lower
- * scheduling priority than the workers (SCHED_BATCH, nice --compare-nice)
- * and owns the comparison statistics with their Redis sink, the endpoint
- * set and a borrowed pointer to the (immutable) rules.
+ * scheduling priority than the workers (--compare-sched: SCHED_IDLE, or
+ * SCHED_BATCH at nice --compare-nice) and owns the comparison statistics
+ * with their Redis sink, the endpoint set and a borrowed pointer to the
+ * (immutable) rules.
  *
  *   worker k ──st_cmpfeed_submit──▶ ring (k, t) ──pop──▶ comparator t
  *     (job moved in, no copy)      st_cmpq_t SPSC        st_cmpjob_compare,
