@@ -217,7 +217,10 @@ int st_cmpthread_start(st_cmpthread_t *ct)
 void st_cmpthread_stop(st_cmpthread_t *ct)
 {
     atomic_store(&ct->stop, 1);
-    uv_async_send(&ct->wake);
+    /* a thread that already returned has closed its wake handle; one that is
+     * closing it does no harm: its loop (and the loop's eventfd) lives on
+     * until st_cmpthread_join, after the main loop has ended */
+    if (!atomic_load(&ct->finished)) uv_async_send(&ct->wake);
 }
 
 void st_cmpthread_finish(st_cmpthread_t *ct)
