@@ -88,7 +88,7 @@ _sanitized_cache = {}
 
 
 def sanitized():
-    """True when build/shadowtee is an ASan/UBSan build or runs under valgrind
+    """True when build/shadowtee is an ASan/UBSan or TSan build or runs under valgrind
     (memory figures and timings are then much larger)."""
     if os.environ.get("SHADOWTEE_VALGRIND") == "1":
         return True
@@ -97,7 +97,8 @@ def sanitized():
         try:
             with open(path, "rb") as f:
                 data = f.read()
-            _sanitized_cache[path] = b"__asan_init" in data or b"__ubsan_handle" in data
+            _sanitized_cache[path] = (b"__asan_init" in data or b"__ubsan_handle" in data
+                                      or b"__tsan_init" in data)
         except OSError:
             _sanitized_cache[path] = False
     return _sanitized_cache[path]
