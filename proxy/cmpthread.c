@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -161,6 +162,9 @@ static void lower_priority(const st_cmpthread_t *ct)
 static void thread_main(void *arg)
 {
     st_cmpthread_t *ct = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "st-compare-%d", ct->id); /* as top -H and /proc show it */
+    pthread_setname_np(pthread_self(), name);
     lower_priority(ct);
     uv_run(&ct->loop, UV_RUN_DEFAULT);
     atomic_store(&ct->finished, 1);

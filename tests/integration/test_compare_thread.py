@@ -10,6 +10,8 @@ proxy with real upstreams and a real redis-server on loopback.
   are dropped and counted, by the length cap and by the byte budget alike.
 - SIGTERM: the pairs queued before it are all compared and reach Redis
   within --drain-timeout; past the timeout the rest is dropped and counted.
+- The comparator threads run below the workers (SCHED_IDLE, or SCHED_BATCH
+  at --compare-nice), read back from /proc.
 - The production binary has no way to slow its comparator.
 """
 import http.server
@@ -145,6 +147,38 @@ def test_the_production_binary_cannot_slow_its_comparator(procs):
     assert "test-compare-delay" in subprocess.run([shadowtee_bin("shadowtee-test"), "--help"],
                                                   capture_output=True, text=True,
                                                   timeout=10).stdout
+
+
+def _threads(pid):
+    """[(thread name, scheduling policy, nice)] of a process, from /proc."""
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
+        out.append((name, int(fields[38]), int(fields[16])))  # field 41 policy, field 19 nice
+    return sorted(out)
+
+
+SCHED_OTHER, SCHED_BATCH, SCHED_IDLE = 0, 3, 5
+
+
+@pytest.mark.parametrize("sched", ["idle", "batch"])
+def test_comparator_threads_run_below_the_workers(shadowtee, upstream, sched):
+    primary = upstream("fixed", body=b"{}")
+    st = shadowtee(primary=primary.addr, shadow=primary.addr, workers=2, compare_threads=2,
+                   compare_sched=sched, compare_nice=7)
+    want = (SCHED_IDLE, 0) if sched == "idle" else (SCHED_BATCH, 7)
+    want = [("st-compare-0",) + want, ("st-compare-1",) + want]
+    assert wait_for(lambda: [t for t in _threads(st.proc.pid) if t[0].startswith("st-compare-")] == want,
+                    timeout=5), _threads(st.proc.pid)
+    others = [t for t in _threads(st.proc.pid) if not t[0].startswith("st-compare-")]
+    assert len(others) >= 3, others  # main + 2 workers (+ libuv's own)
+    assert all(t[1:] == (SCHED_OTHER, 0) for t in others), others  # workers and main untouched
 
 
 def _sequential(port, n, path="/v1/models/7/predict"):
