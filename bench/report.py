@@ -36,7 +36,8 @@ SHADOW_NAMES = {"-": "", "none": "no mirroring", "twin": "no mirroring, twin (A/
                 "blackhole": "blackhole", "mirror": "fast, mirror only",
                 "compare": "fast, mirror + compare", "redis": "fast, mirror + compare + Redis",
                 "off": "100% mirrored, --compare off", "on": "100% mirrored, --compare on + Redis",
-                "batch": "100% mirrored, --compare on + Redis, --compare-sched batch"}
+                "batch": "100% mirrored, --compare on + Redis, --compare-sched batch",
+                "nolimit": "100% mirrored, --compare on + Redis, --compare-cpu 0"}
 COMPARE_SKIPS = ("comparator_busy", "queue_bytes", "shutdown")
 
 
@@ -301,9 +302,9 @@ def references(rows, r):
                               conns=r["conns"]), "nginx+mirror"))
         elif r["target"] == "nginx-mirror":
             refs.append((base, "shadowtee no-mirror"))
-    elif r["section"] == "payload" and r["shadow"] in ("off", "on", "batch"):
+    elif r["section"] == "payload" and r["shadow"] in ("off", "on", "batch", "nolimit"):
         same = dict(section="payload", shape=r["shape"], target=r["target"], conns=r["conns"])
-        if r["shadow"] in ("on", "batch"):
+        if r["shadow"] in ("on", "batch", "nolimit"):
             refs.append((find(rows, shadow="off", **same), "compare off"))
         refs.append((find(rows, shadow="none", **same), "no mirroring"))
     elif r["section"] == "cmp" and r["shadow"] in ("compare", "redis"):

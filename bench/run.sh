@@ -25,7 +25,8 @@
 #   BENCH_PAYLOAD_THINK="1 10 10 100"  payload: think ms at c4 and c32 of the
 #                                   paced loads, 24 KiB then 200 KiB body
 #   BENCH_PAYLOAD_KINDS="none off on"  payload: instances measured; "batch"
-#                                   adds --compare on with --compare-sched batch
+#                                   adds --compare on with --compare-sched batch,
+#                                   "nolimit" --compare on with --compare-cpu 0
 #   BENCH_INSTR_DURATION=5s         measured seconds per instr case
 #   BENCH_SHADOW_TIMEOUT=1s         shadow connect/response timeout, for
 #                                   shadowtee and the nginx mirror leg alike
@@ -392,11 +393,11 @@ payload_section() {
     local rounds=${BENCH_PAYLOAD_ROUNDS:-$ROUNDS}
     [[ $rounds =~ ^[1-9][0-9]?$ ]] || bench_die "BENCH_PAYLOAD_ROUNDS must be 1 to 99, got '$rounds'"
     local workers=${BENCH_PAYLOAD_WORKERS:-1}
-    bench_note "payload: shadowtee --workers $workers --compare-threads 1 (defaults: --compare-queue 256, --compare-queue-bytes 32M; on: --compare-sched idle; batch: --compare-sched batch --compare-nice 10); primary and shadow nginx (2 workers each) serve the files with sendfile; $rounds rounds of ${ROUND_SECS}s (+${BENCH_WARMUP_SECS}s warm-up) per load, the three instances back to back in each round, the order rotated; paced = wrk -s bench/paced.lua with a think time of ${think[0]} ms at c4 and ${think[1]} ms at c32 for the 24 KiB body, ${think[2]} and ${think[3]} ms for the 200 KiB one (about the same compared MB/s)"
+    bench_note "payload: shadowtee --workers $workers --compare-threads 1 (defaults: --compare-queue 256, --compare-queue-bytes 32M, --compare-cpu 0.5, --compare-sched idle; batch: --compare-sched batch --compare-nice 10; nolimit: --compare-cpu 0); primary and shadow nginx (2 workers each) serve the files with sendfile; $rounds rounds of ${ROUND_SECS}s (+${BENCH_WARMUP_SECS}s warm-up) per load, the three instances back to back in each round, the order rotated; paced = wrk -s bench/paced.lua with a think time of ${think[0]} ms at c4 and ${think[1]} ms at c32 for the 24 KiB body, ${think[2]} and ${think[3]} ms for the 200 KiB one (about the same compared MB/s)"
     local kinds=() kind payload file load c r i idx port admin
     read -r -a kinds <<<"${BENCH_PAYLOAD_KINDS:-none off on}"
     for kind in "${kinds[@]}"; do
-        case $kind in none | off | on | batch) ;; *) bench_die "BENCH_PAYLOAD_KINDS: unknown kind '$kind'" ;; esac
+        case $kind in none | off | on | batch | nolimit) ;; *) bench_die "BENCH_PAYLOAD_KINDS: unknown kind '$kind'" ;; esac
     done
     local BENCH_SECS=$ROUND_SECS # read by bench_measure
     for payload in 24KiB 200KiB; do
@@ -410,12 +411,13 @@ payload_section() {
             local args=()
             case $kind in
             off) args=(--shadow "127.0.0.1:$sh" --mirror-percent 100 --compare off) ;;
-            on | batch) args=(--shadow "127.0.0.1:$sh" --mirror-percent 100 --compare on
+            on | batch | nolimit) args=(--shadow "127.0.0.1:$sh" --mirror-percent 100 --compare on
                 --redis "127.0.0.1:$rport" --service "bench-$payload-$kind") ;;
             esac
             case $kind in
             on) args+=(--compare-sched idle) ;;
             batch) args+=(--compare-sched batch --compare-nice 10) ;;
+            nolimit) args+=(--compare-cpu 0) ;;
             esac
             if bench_shadowtee "payload-$payload-$kind" "$ST" - "$port" "$admin" \
                 --primary "127.0.0.1:$up" --workers "$workers" --compare-threads 1 "${ST_COMMON[@]}" "${args[@]}"; then
@@ -440,7 +442,7 @@ payload_section() {
                         [ -n "${pid_of[$kind]:-}" ] || continue
                         bench_measure payload "$load" "$payload" "$kind/r$r" "$c" \
                             "http://127.0.0.1:${port_of[$kind]}/$file" "${pid_of[$kind]}" "${admin_of[$kind]}"
-                        case $kind in on | batch) payload_wait_idle "${admin_of[$kind]}" ;; esac
+                        case $kind in on | batch | nolimit) payload_wait_idle "${admin_of[$kind]}" ;; esac
                     done
                 done
             done

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -86,6 +87,7 @@ static void on_stats_closed(void *arg)
     st_cmpthread_t *ct = arg;
     ct->sink.stats = NULL;
     uv_close((uv_handle_t *)&ct->work, on_closed);
+    uv_close((uv_handle_t *)&ct->pause, on_closed);
     uv_close((uv_handle_t *)&ct->wake, on_closed);
 }
 
@@ -95,6 +97,7 @@ static void begin_close(st_cmpthread_t *ct)
 {
     ct->closing = 1;
     uv_idle_stop(&ct->work);
+    uv_timer_stop(&ct->pause);
     pthread_mutex_lock(&ct->pub_lock);
     ct->stats_pub = NULL; /* /metrics stops reading them before they are freed */
     pthread_mutex_unlock(&ct->pub_lock);
@@ -109,6 +112,51 @@ static void begin_close(st_cmpthread_t *ct)
     st_stats_close(ct->sink.stats, on_stats_closed, ct);
 }
 
+/* ---- the CPU budget --------------------------------------------------------- */
+
+static void on_work(uv_idle_t *h);
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void on_pause_end(uv_timer_t *t)
+{
+    st_cmpthread_t *ct = t->data;
+    ct->paused = 0;
+    if (!ct->closing) uv_idle_start(&ct->work, on_work);
+}
+
+/* Charges the CPU used since the last check and refills the bucket for the
+ * wall time passed. Returns 1 when the thread must pause (it then did). */
+static int over_budget(st_cmpthread_t *ct)
+{
+    uint64_t cpu = thread_cpu_ns(), wall = uv_hrtime();
+    uint64_t used = cpu - ct->cpu_last;
+    ST_ADD(ct->cpu_ns, used);
+    if (ct->cpu_rate <= 0 || atomic_load_explicit(&ct->producers_done, memory_order_relaxed) ||
+        atomic_load_explicit(&ct->stop, memory_order_relaxed)) {
+        ct->cpu_last = cpu; /* no budget, or no client path left to protect */
+        ct->wall_last = wall;
+        return 0;
+    }
+    ct->cpu_tokens += (double)(wall - ct->wall_last) * ct->cpu_rate - (double)used;
+    if (ct->cpu_tokens > ct->cpu_burst) ct->cpu_tokens = ct->cpu_burst;
+    ct->cpu_last = cpu;
+    ct->wall_last = wall;
+    if (ct->cpu_tokens >= 0) return 0;
+    uint64_t wait_ns = (uint64_t)(-ct->cpu_tokens / ct->cpu_rate);
+    uint64_t wait_ms = (wait_ns + 999999) / 1000000;
+    ST_ADD(ct->paused_ns, wait_ms * 1000000);
+    ct->paused = 1;
+    uv_idle_stop(&ct->work);
+    uv_timer_start(&ct->pause, on_pause_end, wait_ms, 0);
+    return 1;
+}
+
 static void on_work(uv_idle_t *h)
 {
     st_cmpthread_t *ct = h->data;
@@ -118,6 +166,7 @@ static void on_work(uv_idle_t *h)
     st_cmpjob_t *job;
     while ((job = next_job(ct, &q)) != NULL) {
         run_job(ct, q, job, drop);
+        if (over_budget(ct)) return;              /* on_pause_end resumes */
         if (uv_hrtime() - t0 >= SLICE_NS) return; /* the rest after this loop turn */
     }
     atomic_store_explicit(&ct->sleeping, 1, memory_order_relaxed);
@@ -135,6 +184,11 @@ static void on_wake(uv_async_t *a)
     st_cmpthread_t *ct = a->data;
     if (ct->closing) return;
     atomic_store_explicit(&ct->sleeping, 0, memory_order_relaxed);
+    if (ct->paused) { /* stop or finish: the budget no longer applies */
+        if (!atomic_load(&ct->stop) && !atomic_load(&ct->producers_done)) return;
+        uv_timer_stop(&ct->pause);
+        ct->paused = 0;
+    }
     if (!uv_is_active((uv_handle_t *)&ct->work)) uv_idle_start(&ct->work, on_work);
 }
 
@@ -162,6 +216,8 @@ static void lower_priority(const st_cmpthread_t *ct)
 static void thread_main(void *arg)
 {
     st_cmpthread_t *ct = arg;
+    ct->cpu_last = thread_cpu_ns();
+    ct->wall_last = uv_hrtime();
     char name[16];
     snprintf(name, sizeof(name), "st-compare-%d", ct->id); /* as top -H and /proc show it */
     pthread_setname_np(pthread_self(), name);
@@ -187,6 +243,11 @@ int st_cmpthread_init(st_cmpthread_t *ct, int id, const st_config_t *cfg, const 
     ct->wake.data = ct;
     uv_idle_init(&ct->loop, &ct->work);
     ct->work.data = ct;
+    uv_timer_init(&ct->loop, &ct->pause);
+    ct->pause.data = ct;
+    ct->cpu_rate = cfg->compare_cpu / (double)cfg->compare_threads; /* CPU ns per wall ns */
+    ct->cpu_burst = ct->cpu_rate * 50e6;                            /* 50 ms of wall time's worth */
+    ct->cpu_tokens = ct->cpu_burst;
     /* a ring holds the worker's whole share, however the worker spreads it */
     size_t share = ((size_t)cfg->compare_queue + nworkers - 1) / nworkers;
     ct->rings = calloc(nworkers, sizeof(*ct->rings));
@@ -298,6 +359,19 @@ void st_cmpthread_render(st_cmpthread_t *all, size_t n, FILE *out)
             "# TYPE shadowtee_compare_queue_bytes gauge\nshadowtee_compare_queue_bytes %" PRIu64
             "\n",
             held_bytes);
+    uint64_t cpu = 0, paused = 0;
+    for (size_t t = 0; t < n; t++) {
+        cpu += atomic_load_explicit(&all[t].cpu_ns, memory_order_relaxed);
+        paused += atomic_load_explicit(&all[t].paused_ns, memory_order_relaxed);
+    }
+    fprintf(out,
+            "# HELP shadowtee_compare_cpu_seconds_total CPU the comparator threads spent on "
+            "pairs.\n# TYPE shadowtee_compare_cpu_seconds_total counter\n"
+            "shadowtee_compare_cpu_seconds_total %.6f\n"
+            "# HELP shadowtee_compare_paused_seconds_total Time comparator threads paused to stay "
+            "within --compare-cpu.\n# TYPE shadowtee_compare_paused_seconds_total counter\n"
+            "shadowtee_compare_paused_seconds_total %.6f\n",
+            (double)cpu / 1e9, (double)paused / 1e9);
     const st_hist_t *h[64];
     size_t nh = 0;
     for (size_t t = 0; t < n && nh < 64; t++)

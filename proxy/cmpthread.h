@@ -16,7 +16,11 @@
  * gets a share of the queue's length cap (--compare-queue) and byte budget
  * (--compare-queue-bytes); a pair beyond either is dropped, freed and
  * counted, never waited for. A thread works in slices of about 2 ms, one per
- * loop turn, so its Redis flushes and replies are served between them.
+ * loop turn, so its Redis flushes and replies are served between them, and
+ * within a CPU budget (--compare-cpu cores for all threads together): the
+ * CPU it burns counts against the container's quota and its cgroup's share
+ * like the workers' own, whatever its scheduling class, so it pauses when
+ * over budget and the pairs that pile up meanwhile are dropped and counted.
  *
  * Shutdown (main thread): st_cmpthread_stop() after --drain-timeout makes the
  * thread drop instead of compare; st_cmpthread_finish() once every worker
@@ -59,6 +63,17 @@ typedef struct st_cmpthread {
     st_hist_t duration;       /* seconds per comparison (one writer: this thread) */
     _Atomic uint64_t compared;
     int closing;
+    /* CPU budget (--compare-cpu, this thread's share): a token bucket of CPU
+     * nanoseconds refilled at `cpu_rate` per wall nanosecond, at most
+     * `cpu_burst`; below zero the thread pauses on `pause` until it is
+     * refilled. 0 rate: no budget. Lifted once no producer is left. */
+    double cpu_rate;
+    double cpu_tokens, cpu_burst;
+    uint64_t cpu_last, wall_last; /* CLOCK_THREAD_CPUTIME_ID and uv_hrtime at the last check */
+    uv_timer_t pause;
+    int paused;
+    _Atomic uint64_t cpu_ns;    /* CPU this thread spent comparing (and dropping) */
+    _Atomic uint64_t paused_ns; /* wall time spent paused by the budget */
 } st_cmpthread_t;
 
 /* Sets the thread up on the calling (main) thread: loop, one ring per

@@ -111,6 +111,8 @@ static const opt_t options[] = {
      "pairs queued for comparison per process; beyond: dropped as comparator_busy"},
     {"compare-queue-bytes", OPT_SIZE, OFF(compare_queue_bytes), 0, 65536, 1e12, "32M",
      "memory of queued pairs per process; beyond: dropped as queue_bytes"},
+    {"compare-cpu", OPT_DOUBLE, OFF(compare_cpu), 0, 0, 64, "0.5",
+     "CPU cores the comparator threads may use together (0: no limit)"},
     {"compare-sched", OPT_SCHED, OFF(compare_sched), 0, 0, 0, "idle",
      "idle|batch: comparator threads run SCHED_IDLE (only on spare CPU) or SCHED_BATCH"},
     {"compare-nice", OPT_INT, OFF(compare_nice), 0, 0, 19, "10",

@@ -80,6 +80,7 @@ typedef struct st_config {
     int compare_threads;            /* --compare-threads */
     int compare_queue;              /* --compare-queue: pairs, per process */
     size_t compare_queue_bytes;     /* --compare-queue-bytes: per process */
+    double compare_cpu;             /* --compare-cpu: cores, all comparator threads; 0: no limit */
     int compare_sched;              /* --compare-sched: enum st_compare_sched */
     int compare_nice;               /* --compare-nice (SCHED_BATCH only) */
     uint64_t test_compare_delay_ms; /* --test-compare-delay: settable only in the test build

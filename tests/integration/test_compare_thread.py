@@ -11,7 +11,8 @@ proxy with real upstreams and a real redis-server on loopback.
 - SIGTERM: the pairs queued before it are all compared and reach Redis
   within --drain-timeout; past the timeout the rest is dropped and counted.
 - The comparator threads run below the workers (SCHED_IDLE, or SCHED_BATCH
-  at --compare-nice), read back from /proc.
+  at --compare-nice), read back from /proc, and within their CPU budget
+  (--compare-cpu).
 - The production binary has no way to slow its comparator.
 """
 import http.server
@@ -179,6 +180,41 @@ def test_comparator_threads_run_below_the_workers(shadowtee, upstream, sched):
     others = [t for t in _threads(st.proc.pid) if not t[0].startswith("st-compare-")]
     assert len(others) >= 3, others  # main + 2 workers (+ libuv's own)
     assert all(t[1:] == (SCHED_OTHER, 0) for t in others), others  # workers and main untouched
+
+
+def _thread_cpu(pid, name):
+    """CPU seconds (utime + stime) of the thread called `name`."""
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            stat = f.read()
+        if stat[stat.index("(") + 1:stat.rindex(")")] == name:
+            fields = stat[stat.rindex(")") + 2:].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    raise AssertionError("no thread %s in %d" % (name, pid))
+
+
+def test_cpu_budget_bounds_what_the_comparator_burns(shadowtee, upstream):
+    primary = upstream("fixed", body=b'{"label":"cat"}')
+    shadow = upstream("fixed", body=b'{"label":"dog"}')
+    budget, delay = 0.2, 0.05  # each comparison burns 50 ms: unbudgeted it would take a whole core
+    st = shadowtee(primary=primary.addr, shadow=shadow.addr, binary="shadowtee-test",
+                   test_compare_delay="50ms", compare_cpu=budget, compare_queue=20,
+                   compare_sched="batch")
+    cpu0, t0 = _thread_cpu(st.proc.pid, "st-compare-0"), time.monotonic()
+    with Conn(st.port, timeout=20) as c:
+        i = 0
+        while time.monotonic() - t0 < 3.0:  # a steady stream of pairs for 3 s
+            assert _post(c, i).status == 200
+            i += 1
+            time.sleep(0.005)
+    cpu, wall = _thread_cpu(st.proc.pid, "st-compare-0") - cpu0, time.monotonic() - t0
+    # the budget, its 10 ms burst, one comparison that overshoots it, 10 ms ticks
+    assert cpu <= budget * wall + 0.01 + delay + 0.03, "comparator burned %.2fs CPU in %.2fs" % (cpu, wall)
+    m = metrics(st.admin_port)
+    assert metric(m, "shadowtee_compare_paused_seconds_total") > 0  # the budget did hold it back
+    assert _compared(m) >= 2
+    # its own account of the CPU agrees with the kernel's (10 ms ticks)
+    assert abs(metric(m, "shadowtee_compare_cpu_seconds_total") - (cpu + cpu0)) < delay + 0.03
 
 
 def _sequential(port, n, path="/v1/models/7/predict"):
