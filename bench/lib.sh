@@ -15,10 +15,7 @@ BENCH_PY=/usr/bin/python3
 BENCH_PIDS=()
 BENCH_LAST_PID=
 BENCH_FAIL_REASON=
-# bench_measure: a wrk Lua script (path) and its arguments (after "--"), for
-# the paced loads; empty: plain wrk.
-BENCH_WRK_LUA=
-BENCH_WRK_LUA_ARGS=()
+BENCH_WRK_EXTRA=() # extra wrk arguments of bench_measure (e.g. -s script.lua), set by a section
 
 bench_log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 bench_die() { bench_log "error: $*"; exit 1; }
@@ -208,8 +205,7 @@ bench_cpu_ticks() {
 
 # bench_measure SECTION SHAPE TARGET SHADOW CONNS URL PROXY_PID [ADMIN_PORT]
 #   Runs a wrk warm-up, then the measured wrk --latency run (pinned with
-#   taskset to $BENCH_WRK_CPUS when set, with the script $BENCH_WRK_LUA and
-#   its arguments BENCH_WRK_LUA_ARGS when set), stores the output under
+#   taskset to $BENCH_WRK_CPUS when set, with ${BENCH_WRK_EXTRA[@]}), stores the output under
 #   $BENCH_OUT/wrk/ and appends one row to $BENCH_OUT/results.tsv. PROXY_PID
 #   ("-" for none) is the process tree whose CPU per request is recorded.
 #   With ADMIN_PORT (shadowtee), GET /metrics is saved right before and after
@@ -219,24 +215,19 @@ bench_measure() {
     local metrics=-
     local threads=1 label file cpu=- note='' t0 t1 reqs
     [ "$conns" -ge 32 ] && [ -z "$BENCH_WRK_CPUS" ] && threads=2
-    local wrk=(timeout -k 5 $((BENCH_SECS + 30)) wrk -t "$threads" -c "$conns" --timeout 2s)
-    local tail=()
+    local wrk=(timeout -k 5 $((BENCH_SECS + 30)) wrk -t "$threads" -c "$conns" --timeout 2s "${BENCH_WRK_EXTRA[@]}")
     [ -n "$BENCH_WRK_CPUS" ] && wrk=(taskset -c "$BENCH_WRK_CPUS" "${wrk[@]}")
-    if [ -n "$BENCH_WRK_LUA" ]; then
-        wrk+=(-s "$BENCH_WRK_LUA")
-        tail=(-- "${BENCH_WRK_LUA_ARGS[@]}")
-    fi
     label="$section-$shape-$target${shadow#-}-c$conns"
     [ "$shadow" = - ] || label="$section-$shape-$target-${shadow//\//-}-c$conns"
     file=$BENCH_OUT/wrk/$label.txt
     bench_log "run $label (${BENCH_WARMUP_SECS}s warm-up + ${BENCH_SECS}s)"
-    "${wrk[@]}" -d "${BENCH_WARMUP_SECS}s" "$url" "${tail[@]}" >/dev/null 2>&1 || true
+    "${wrk[@]}" -d "${BENCH_WARMUP_SECS}s" "$url" >/dev/null 2>&1 || true
     if [ -n "$admin" ]; then
         metrics=wrk/$label.metrics
         curl -fsS -m 2 -o "$BENCH_OUT/$metrics"0 "http://127.0.0.1:$admin/metrics" 2>/dev/null || true
     fi
     [ "$pid" = - ] || t0=$(bench_cpu_ticks "$pid")
-    "${wrk[@]}" -d "${BENCH_SECS}s" --latency "$url" "${tail[@]}" >"$file" 2>&1 || note="wrk exit $?"
+    "${wrk[@]}" -d "${BENCH_SECS}s" --latency "$url" >"$file" 2>&1 || note="wrk exit $?"
     if [ -n "$admin" ]; then
         curl -fsS -m 2 -o "$BENCH_OUT/$metrics"1 "http://127.0.0.1:$admin/metrics" 2>/dev/null || true
     fi

@@ -14,19 +14,24 @@
 #         mirroring, 100% mirrored with --compare off and with --compare on
 #         (+ Redis) in the same rounds, at a paced load and at saturation;
 #   instr instructions per request under callgrind, shadowtee vs nginx, plain
-#         proxy and 100% mirroring (bench/callgrind.sh): free of CPU noise.
+#         proxy and 100% mirroring (bench/callgrind.sh): free of CPU noise;
+#   unix  TCP vs Unix-socket upstreams for shadowtee and nginx, a tiny and a
+#         ~24 KiB inference JSON, at saturation and at a paced load
+#         (bench/unix.sh).
 # See bench/README.md. Options (environment):
 #   BENCH_DURATION=10s  measured seconds per wrk run (plain seconds: "8" or "8s")
 #   BENCH_WARMUP=1s     wrk warm-up before each measured run
 #   BENCH_QUICK=1       3 s runs: a smoke test of the whole script
 #   BENCH_ROUNDS=3      core and tee: rounds of BENCH_DURATION/2 per target
-#   BENCH_SECTIONS="core tls tee cmp payload instr"   which sections to run
+#   BENCH_SECTIONS="core tls tee cmp payload unix instr"   which sections to run
 #   BENCH_PAYLOAD_ROUNDS=BENCH_ROUNDS  payload: rounds per load and payload
 #   BENCH_PAYLOAD_THINK="1 10 10 100"  payload: think ms at c4 and c32 of the
 #                                   paced loads, 24 KiB then 200 KiB body
 #   BENCH_PAYLOAD_KINDS="none off on"  payload: instances measured; "batch"
 #                                   adds --compare on with --compare-sched batch,
 #                                   "nolimit" --compare on with --compare-cpu 0
+#   BENCH_UNIX_ROUNDS=3             unix: rounds per target, payload and load
+#   BENCH_UNIX_PACED_CONNS=8, BENCH_UNIX_PACED_DELAY_MS=2   unix: the paced load
 #   BENCH_INSTR_DURATION=5s         measured seconds per instr case
 #   BENCH_SHADOW_TIMEOUT=1s         shadow connect/response timeout, for
 #                                   shadowtee and the nginx mirror leg alike
@@ -43,6 +48,8 @@ BENCH_ROOT=$ROOT
 source "$ROOT/bench/lib.sh"
 # shellcheck source=bench/tls.sh
 source "$ROOT/bench/tls.sh"
+# shellcheck source=bench/unix.sh
+source "$ROOT/bench/unix.sh"
 
 secs_of() {
     local v=${1%s}
@@ -56,7 +63,7 @@ else
     BENCH_SECS=$(secs_of "${BENCH_DURATION:-10s}" BENCH_DURATION)
     BENCH_WARMUP_SECS=$(secs_of "${BENCH_WARMUP:-1s}" BENCH_WARMUP)
 fi
-SECTIONS=" ${BENCH_SECTIONS:-core tls tee cmp payload instr} "
+SECTIONS=" ${BENCH_SECTIONS:-core tls tee cmp payload unix instr} "
 SHADOW_TIMEOUT=${BENCH_SHADOW_TIMEOUT:-1s}
 [[ $SHADOW_TIMEOUT =~ ^[1-9][0-9]*(ms|s)$ ]] || bench_die "BENCH_SHADOW_TIMEOUT must look like 1s or 500ms"
 # Every shadowtee run: quiet logs, and a short drain so stopping it is quick.
@@ -180,6 +187,11 @@ fi
 # --------------------------------------------------------------- tls ----
 if [[ $SECTIONS == *" tls "* ]]; then
     tls_section
+fi
+
+# -------------------------------------------------------------- unix ----
+if [[ $SECTIONS == *" unix "* ]]; then
+    unix_section
 fi
 
 # --------------------------------------------------------- tee + cmp ----
@@ -393,7 +405,7 @@ payload_section() {
     local rounds=${BENCH_PAYLOAD_ROUNDS:-$ROUNDS}
     [[ $rounds =~ ^[1-9][0-9]?$ ]] || bench_die "BENCH_PAYLOAD_ROUNDS must be 1 to 99, got '$rounds'"
     local workers=${BENCH_PAYLOAD_WORKERS:-1}
-    bench_note "payload: shadowtee --workers $workers --compare-threads 1 (defaults: --compare-queue 256, --compare-queue-bytes 32M, --compare-cpu 0.5, --compare-sched idle; batch: --compare-sched batch --compare-nice 10; nolimit: --compare-cpu 0); primary and shadow nginx (2 workers each) serve the files with sendfile; $rounds rounds of ${ROUND_SECS}s (+${BENCH_WARMUP_SECS}s warm-up) per load, the three instances back to back in each round, the order rotated; paced = wrk -s bench/paced.lua with a think time of ${think[0]} ms at c4 and ${think[1]} ms at c32 for the 24 KiB body, ${think[2]} and ${think[3]} ms for the 200 KiB one (about the same compared MB/s)"
+    bench_note "payload: shadowtee --workers $workers --compare-threads 1 (defaults: --compare-queue 256, --compare-queue-bytes 32M, --compare-cpu 0.5, --compare-sched idle; batch: --compare-sched batch --compare-nice 10; nolimit: --compare-cpu 0); primary and shadow nginx (2 workers each) serve the files with sendfile; $rounds rounds of ${ROUND_SECS}s (+${BENCH_WARMUP_SECS}s warm-up) per load, the three instances back to back in each round, the order rotated; paced = wrk -s with a delay() think time of ${think[0]} ms at c4 and ${think[1]} ms at c32 for the 24 KiB body, ${think[2]} and ${think[3]} ms for the 200 KiB one (about the same compared MB/s)"
     local kinds=() kind payload file load c r i idx port admin
     read -r -a kinds <<<"${BENCH_PAYLOAD_KINDS:-none off on}"
     for kind in "${kinds[@]}"; do
@@ -430,11 +442,13 @@ payload_section() {
         done
         for load in paced saturated; do
             for c in 4 32; do
-                BENCH_WRK_LUA=
-                BENCH_WRK_LUA_ARGS=()
+                BENCH_WRK_EXTRA=()
                 if [ "$load" = paced ]; then
-                    BENCH_WRK_LUA=$ROOT/bench/paced.lua
-                    if [ "$c" = 4 ]; then BENCH_WRK_LUA_ARGS=("${think[$idx]}"); else BENCH_WRK_LUA_ARGS=("${think[$((idx + 1))]}"); fi
+                    t=${think[$idx]}
+                    [ "$c" = 4 ] || t=${think[$((idx + 1))]}
+                    # wrk calls delay() after each response: the connection's think time
+                    printf 'function delay()\n    return %d\nend\n' "$t" >"$BENCH_WORK/paced-$t.lua"
+                    BENCH_WRK_EXTRA=(-s "$BENCH_WORK/paced-$t.lua")
                 fi
                 for ((r = 1; r <= rounds; r++)); do
                     for ((i = 0; i < ${#kinds[@]}; i++)); do
@@ -447,8 +461,7 @@ payload_section() {
                 done
             done
         done
-        BENCH_WRK_LUA=
-        BENCH_WRK_LUA_ARGS=()
+        BENCH_WRK_EXTRA=()
         for kind in "${kinds[@]}"; do
             [ -z "${pid_of[$kind]:-}" ] || bench_stop "${pid_of[$kind]}"
         done

@@ -259,7 +259,7 @@ int st_cmpthread_init(st_cmpthread_t *ct, int id, const st_config_t *cfg, const 
     ct->sink.endpoints = st_endpoint_set_new((size_t)cfg->max_endpoints);
     st_stats_config_t sc;
     st_stats_config_init(&sc);
-    sc.redis_host = cfg->redis_set ? cfg->redis_ip : NULL;
+    sc.redis_host = cfg->redis_set ? cfg->redis_host : NULL; /* resolved by the sink */
     sc.redis_port = cfg->redis_port;
     sc.redis_password = cfg->redis_password[0] ? cfg->redis_password : NULL;
     sc.redis_db = cfg->redis_db;

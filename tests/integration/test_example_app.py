@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import PY, ROOT, Proc, free_port
+from conftest import PY, ROOT, Proc, free_port, require
 
 APP = os.path.join(ROOT, "examples", "flask-inference", "app.py")
 RULES = os.path.join(ROOT, "examples", "flask-inference", "rules.json")
@@ -197,8 +197,8 @@ def test_rules_behind_shadowtee(apps, shadowtee, redis_server, procs):
     import time
     import redis as redislib
 
-    if not os.path.exists(os.path.join(os.environ.get("SHADOWTEE_BUILD", os.path.join(ROOT, "build")), "shadowtee")):
-        pytest.skip("build/shadowtee is not built: end-to-end rules check NOT run")
+    require(os.path.exists(os.path.join(os.environ.get("SHADOWTEE_BUILD", os.path.join(ROOT, "build")), "shadowtee")),
+            "build/shadowtee is not built (make): end-to-end rules check NOT run")
     noise_port = free_port()
     procs([PY, APP, "--port", str(noise_port)], env={"MODEL_VERSION": "v1"}, wait_ports=(noise_port,))
     proxy = shadowtee(primary="127.0.0.1:%d" % apps["v1"].port, shadow="127.0.0.1:%d" % apps["v2"].port,

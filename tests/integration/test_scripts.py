@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, require
 
 SCRIPTS = os.path.join(ROOT, "scripts")
 STABLE = "deployment/flask-inference-server-stable"
@@ -73,11 +73,10 @@ def gate_argv(redis="redis://127.0.0.1:6379/0"):
 
 
 def test_scripts_pass_shellcheck():
-    if not shutil.which("shellcheck"):
-        pytest.skip("shellcheck is not installed: lint NOT run")
-    names = ["deploy", "promote", "rollback", "demo.sh"]
-    r = subprocess.run(["shellcheck"] + [os.path.join(SCRIPTS, n) for n in names], capture_output=True, text=True,
-                       timeout=60)
+    require(shutil.which("shellcheck"), "shellcheck is not installed (make deps): lint NOT run")
+    names = ["deploy", "promote", "rollback", "demo.sh", "deps.sh", "fresh-root-check.sh"]
+    files = [os.path.join(SCRIPTS, n) for n in names] + [os.path.join(ROOT, ".ci", "run")]
+    r = subprocess.run(["shellcheck"] + files, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout
 
 
@@ -280,8 +279,8 @@ def kubectl_patch_local(path, patch):
 
 
 def test_bluegreen_patches_flip_the_rendered_route(tools, tmp_path):
-    if not shutil.which("kubectl", path=os.environ["PATH"]):
-        pytest.skip("kubectl is not installed: cannot apply the patches offline (not a pass)")
+    require(shutil.which("kubectl", path=os.environ["PATH"]),
+            "kubectl is not installed (in no Debian archive): the patches NOT applied offline")
     to_green, to_blue = bluegreen_patches(tools)
     out = subprocess.run(["kubectl", "kustomize", os.path.join(ROOT, "k8s", "environments", "staging")],
                          capture_output=True, text=True, check=True, timeout=60).stdout
@@ -315,8 +314,7 @@ def test_demo_runs_end_to_end(tmp_path):
     nothing it started is left running."""
     from conftest import BUILD
     for name in ("shadowtee", "shadowtee-report"):
-        if not os.path.exists(os.path.join(BUILD, name)):
-            pytest.skip("%s/%s is not built: demo NOT run" % (BUILD, name))
+        require(os.path.exists(os.path.join(BUILD, name)), "%s/%s is not built (make): demo NOT run" % (BUILD, name))
     html = tmp_path / "demo.html"
     env = dict(os.environ, SHADOWTEE_BUILD=BUILD, DEMO_REQUESTS="120", DEMO_HTML=str(html))
     r = subprocess.run(["bash", os.path.join(SCRIPTS, "demo.sh")], env=env, capture_output=True, text=True, timeout=120)
