@@ -1,6 +1,7 @@
 # shadowtee. `make` builds build/shadowtee and build/shadowtee-report, `make
 # check` runs the unit and integration tests, `make asan` the same under
-# ASan+UBSan, `make deps` installs the Debian packages (scripts/deps.sh).
+# ASan+UBSan, `make tsan` under ThreadSanitizer, `make deps` installs the
+# Debian packages (scripts/deps.sh).
 #
 # This file installs and checks; build.mk builds. Each goal first runs
 # `scripts/deps.sh --check` (one line naming the Debian packages that are
@@ -11,7 +12,7 @@
 export LLHTTP_DIR ?= /usr/share/llhttp
 export LLHTTP_INC ?= /usr/share/include/llhttp
 
-GOALS := all check unit integration asan valgrind bench install format format-check clean fuzz
+GOALS := all check unit integration asan tsan valgrind bench install format format-check clean fuzz
 .PHONY: $(GOALS) deps demo FORCE
 # Goals run one at a time, in the order given: `make -j2 deps check`
 # installs before it builds. build.mk still builds in parallel.
@@ -19,7 +20,7 @@ GOALS := all check unit integration asan valgrind bench install format format-ch
 
 # what a goal needs, as groups of scripts/deps.sh
 NEED := build
-check integration asan: NEED := build test
+check integration asan tsan: NEED := build test
 valgrind: NEED := build test valgrind
 fuzz: NEED := build fuzz
 bench: NEED := build bench
@@ -31,7 +32,7 @@ $(GOALS):
 	@$(MAKE) --no-print-directory -f build.mk $@
 
 # a file of the build, such as build/tests/test_http
-build/% build-asan/%: FORCE
+build/% build-asan/% build-tsan/%: FORCE
 	@bash scripts/deps.sh --check build
 	@$(MAKE) --no-print-directory -f build.mk $@
 FORCE:

@@ -2,8 +2,9 @@
 # file in a new make once scripts/deps.sh has installed and checked the
 # packages, so pkg-config and $(LLHTTP_DIR) (both set by Makefile) are asked
 # only when they are there. `all` builds the binaries into $(BUILD)/, `check`
-# runs unit + integration tests, `asan` runs them under ASan+UBSan. Sources
-# are picked up by directory, so a new file needs no edit here.
+# runs unit + integration tests, `asan` runs them under ASan+UBSan, `tsan`
+# under ThreadSanitizer. Sources are picked up by directory, so a new file
+# needs no edit here.
 
 BUILD      ?= build
 PREFIX     ?= /usr/local
@@ -42,7 +43,7 @@ ifneq ($(REPORT_SRC),)
 BINS += $(BUILD)/shadowtee-report
 endif
 
-.PHONY: all check unit integration asan valgrind bench install clean format format-check fuzz
+.PHONY: all check unit integration asan tsan valgrind bench install clean format format-check fuzz
 .SECONDARY: # keep the test objects (no "rm build/obj/..." after a run)
 all: $(BINS)
 
@@ -55,13 +56,26 @@ $(BUILD)/obj/%.o: %.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(CMOCKA_CFLAGS) -MMD -MP -c $< -o $@
 
 $(LIBLLHTTP): $(LLHTTP_OBJ)
-	$(AR) rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 $(LIBPROXY): $(PROXY_OBJ)
-	$(AR) rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 $(LIBCMP): $(CMP_OBJ)
-	$(AR) rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 
 $(BUILD)/shadowtee: $(BUILD)/obj/proxy/main.o $(LIBPROXY) $(LIBCMP) $(LIBLLHTTP)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The test build: the same program plus the test-only options of config.c
+# (-DST_TEST_HOOKS: --test-compare-delay, a comparator held artificially
+# slow). Only the integration tests run it; it is not part of `all` and never
+# installed, and build/shadowtee rejects those flags like any unknown one.
+TEST_BIN := $(BUILD)/shadowtee-test
+$(BUILD)/obj/testhooks/proxy/config.o: proxy/config.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DST_TEST_HOOKS $(CFLAGS) $(WARN) -MMD -MP -c $< -o $@
+
+# its config.o comes first, so the archive's copy is never pulled in
+$(TEST_BIN): $(BUILD)/obj/proxy/main.o $(BUILD)/obj/testhooks/proxy/config.o $(LIBPROXY) $(LIBCMP) $(LIBLLHTTP)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/shadowtee-report: $(REPORT_OBJ) $(LIBCMP)
@@ -72,7 +86,7 @@ $(BUILD)/shadowtee-report: $(REPORT_OBJ) $(LIBCMP)
 REF_SRC   := $(wildcard comparator/ref/*.c)
 LIBCMPREF := $(BUILD)/libstcmp_ref.a
 $(LIBCMPREF): $(REF_SRC:%.c=$(BUILD)/obj/%.o)
-	$(AR) rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 
 # libFuzzer (clang): both engines on fuzzed bodies and rule sets for
 # FUZZ_SECONDS, the corpus kept in $(BUILD)/fuzz-corpus between runs.
@@ -91,7 +105,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBPROXY) $(LIBCMPREF) $(LIBCMP)
 
 # Unit tests first (fast, no sockets), then the integration suite, which
 # starts real upstreams, redis-server and the real binaries on loopback.
-check: all $(UNIT_BIN)
+check: all $(UNIT_BIN) $(TEST_BIN)
 	@$(MAKE) --no-print-directory -f build.mk unit BUILD=$(BUILD)
 	@$(MAKE) --no-print-directory -f build.mk integration BUILD=$(BUILD)
 
@@ -101,7 +115,7 @@ UNIT_RUN := $(filter-out %/test_stats_redis %/test_stats_fill,$(UNIT_BIN))
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_RUN); do echo "== $$t"; $(TEST_WRAP) $$t; done
 
-integration: all
+integration: all $(TEST_BIN)
 	SHADOWTEE_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -rfEs -p no:cacheprovider tests/integration $(PYTEST_ARGS)
 
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -109,9 +123,16 @@ asan:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(MAKE) --no-print-directory -f build.mk BUILD=build-asan CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" check
 
-valgrind: all $(UNIT_BIN)
+# ThreadSanitizer: the same suite with every thread's memory accesses checked
+# (workers, comparator threads, admin); a report fails the test that caused it.
+TSAN_FLAGS := -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+tsan:
+	TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1 \
+	  $(MAKE) --no-print-directory -f build.mk BUILD=build-tsan CFLAGS="$(TSAN_FLAGS)" LDFLAGS="-fsanitize=thread" check
+
+valgrind: all $(UNIT_BIN) $(TEST_BIN)
 	$(MAKE) --no-print-directory -f build.mk unit TEST_WRAP="valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite"
-	SHADOWTEE_VALGRIND=1 $(MAKE) --no-print-directory -f build.mk integration PYTEST_ARGS="-k 'basic or keepalive or chunked or tee_content or tee_breaker or tls or comparator_e2e or resolve or unix'"
+	SHADOWTEE_VALGRIND=1 $(MAKE) --no-print-directory -f build.mk integration PYTEST_ARGS="-k 'basic or keepalive or chunked or tee_content or tee_breaker or tls or comparator_e2e or resolve or unix or compare_thread'"
 
 # Test-only LD_PRELOAD getaddrinfo for the resolver tests (tests/shim/resolve_shim.c);
 # plain flags under `make asan` too: an uninstrumented preload needs no sanitizer runtime.
@@ -139,6 +160,6 @@ format-check:
 	clang-format --dry-run -Werror $(FORMAT_SRC)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

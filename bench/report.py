@@ -27,14 +27,21 @@ P99_GOAL = 1.10  # client p99 with a slow/blackholed shadow vs no mirroring
 TEE_GOAL = 2.0   # shadowtee mirroring req/s vs nginx + mirror
 TLS_GOAL = 1.0   # shadowtee terminating TLS req/s vs nginx terminating TLS
 CORE_GOAL = 1.2  # shadowtee req/s vs nginx as a keep-alive reverse proxy (p99 at or below nginx's)
+PAYLOAD_P99_GOAL = 1.3       # paced: client p99 with --compare on vs --compare off, 100% mirrored
+PAYLOAD_COMPARED_GOAL = 0.95  # paced: share of the mirrored pairs compared (none dropped as busy)
+PAYLOAD_RPS_GOAL = 0.75      # saturated: req/s with --compare on vs --compare off
 
 SHADOW_NAMES = {"-": "", "none": "no mirroring", "twin": "no mirroring, twin (A/A)",
                 "fast": "fast", "slow": "slow (200 ms)",
                 "blackhole": "blackhole", "mirror": "fast, mirror only",
                 "compare": "fast, mirror + compare", "redis": "fast, mirror + compare + Redis",
+                "off": "100% mirrored, --compare off", "on": "100% mirrored, --compare on + Redis",
+                "batch": "100% mirrored, --compare on + Redis, --compare-sched batch",
+                "nolimit": "100% mirrored, --compare on + Redis, --compare-cpu 0",
                 "tiny": "tiny, saturation", "tiny-paced": "tiny, paced", "24k": "24 KiB, saturation",
                 "24k-paced": "24 KiB, paced"}
 UNIX_KINDS = ("tiny", "tiny-paced", "24k", "24k-paced")
+COMPARE_SKIPS = ("comparator_busy", "queue_bytes", "shutdown")
 
 
 def parse_wrk(path):
@@ -107,7 +114,17 @@ def mirror_share(d, base):
             if n > 0:
                 skipped[m.group(1)] = n / reqs
     errors = delta(lambda k: k.startswith("shadowtee_shadow_errors_total"))
-    return {"mirrored": mirrored / reqs, "skipped": skipped, "shadow_errors": errors / reqs}
+    # the comparator's side (absent with --compare off): pairs compared and
+    # pairs dropped by the comparator queue, per request
+    compared = delta(lambda k: k.startswith("shadowtee_comparisons_total{"))
+    cmp_skipped = {}
+    for reason in COMPARE_SKIPS:
+        k = 'shadowtee_comparisons_skipped_total{reason="%s"}' % reason
+        if k in m1:
+            cmp_skipped[reason] = (m1[k] - m0.get(k, 0.0)) / reqs
+    return {"mirrored": mirrored / reqs, "skipped": skipped, "shadow_errors": errors / reqs,
+            "compared": compared / reqs if "shadowtee_compare_queued_total" in m1 else None,
+            "cmp_skipped": cmp_skipped}
 
 
 # tee kinds without a shadow: the baseline and its twin, a second identical
@@ -155,7 +172,15 @@ def merge_mirror(rounds):
         for reason, share in x["mirror"]["skipped"].items():
             skipped[reason] = skipped.get(reason, 0.0) + share * x["requests"] / total
     errors = sum(x["mirror"]["shadow_errors"] * x["requests"] for x in rs)
-    return {"mirrored": mirrored / total, "skipped": skipped, "shadow_errors": errors / total}
+    compared = None
+    if all(x["mirror"]["compared"] is not None for x in rs):
+        compared = sum(x["mirror"]["compared"] * x["requests"] for x in rs) / total
+    cmp_skipped = {}
+    for x in rs:
+        for reason, share in x["mirror"]["cmp_skipped"].items():
+            cmp_skipped[reason] = cmp_skipped.get(reason, 0.0) + share * x["requests"] / total
+    return {"mirrored": mirrored / total, "skipped": skipped, "shadow_errors": errors / total,
+            "compared": compared, "cmp_skipped": cmp_skipped}
 
 
 def merge_rounds(rows):
@@ -280,6 +305,11 @@ def references(rows, r):
                               conns=r["conns"]), "nginx+mirror"))
         elif r["target"] == "nginx-mirror":
             refs.append((base, "shadowtee no-mirror"))
+    elif r["section"] == "payload" and r["shadow"] in ("off", "on", "batch", "nolimit"):
+        same = dict(section="payload", shape=r["shape"], target=r["target"], conns=r["conns"])
+        if r["shadow"] in ("on", "batch", "nolimit"):
+            refs.append((find(rows, shadow="off", **same), "compare off"))
+        refs.append((find(rows, shadow="none", **same), "no mirroring"))
     elif r["section"] == "unix":
         same = dict(section="unix", shadow=r["shadow"], conns=r["conns"])
         proxy, _, via = r["target"].partition("-")
@@ -319,7 +349,27 @@ def fmt_mirror(r):
         text += "; skipped %s %.1f%%" % (reason, 100 * share)
     if m["shadow_errors"] > 0:
         text += "; shadow errors %s/s" % fmt(m["shadow_errors"] * r["rps"] if r["rps"] else None, "%.0f")
+    share = compared_share(m)
+    if share is not None:
+        text += "; compared %.1f%% of mirrored" % (100 * share)
+        for reason, v in sorted(m["cmp_skipped"].items(), key=lambda x: -x[1]):
+            if v > 0:
+                text += "; not compared: %s %.1f%%" % (reason, 100 * v / m["mirrored"])
     return text
+
+
+def compared_share(m):
+    """Compared pairs over mirrored ones in a window, None without a comparator."""
+    if m is None or m.get("compared") is None or not m["mirrored"]:
+        return None
+    return m["compared"] / m["mirrored"]
+
+
+def busy_share(m):
+    """Pairs the comparator queue dropped (length cap or byte budget) over mirrored."""
+    if m is None or not m["mirrored"]:
+        return None
+    return sum(m["cmp_skipped"].get(k, 0.0) for k in ("comparator_busy", "queue_bytes")) / m["mirrored"]
 
 
 def table(rows):
@@ -452,6 +502,7 @@ def goals(rows):
                           per_round(unix, tcp, "p99"), fmt(unix["cpu"], "%.1f"), fmt(tcp["cpu"], "%.1f"),
                           "" if cpu is None else " (%.2f×)" % cpu,
                           "" if clean(unix) and clean(tcp) else " (a run had errors: see warnings)"))
+    out += payload_goals(rows)
     mirror = find(rows, section="cmp", shadow="mirror")
     for key, what in (("compare", "comparison"), ("redis", "comparison + Redis")):
         other = find(rows, section="cmp", shadow=key)
@@ -463,6 +514,54 @@ def goals(rows):
             out.append("- warning: %s/%s/%s/%s c%d: %d socket errors or non-2xx%s" % (
                 r["section"], r["shape"], r["target"], r["shadow"], r["conns"], r["errors"],
                 "; " + r["note"] if r["note"] else ""))
+    return out
+
+
+def payload_goals(rows):
+    """Issue 13's goal lines for the payload section, per body and connection
+    count: at the paced load the client p99 with --compare on within
+    PAYLOAD_P99_GOAL of --compare off (both 100% mirrored) with at least
+    PAYLOAD_COMPARED_GOAL of the mirrored pairs compared and none dropped as
+    busy; at saturation --compare on req/s at least PAYLOAD_RPS_GOAL of
+    --compare off (drops allowed there, and shown)."""
+    out = []
+    for target in ("24KiB", "200KiB"):
+        for conns in (4, 32):
+            same = dict(section="payload", target=target, conns=conns)
+            on, off = find(rows, shape="paced", shadow="on", **same), find(rows, shape="paced", shadow="off", **same)
+            none = find(rows, shape="paced", shadow="none", **same)
+            if on and off:
+                v = p99_ratio(on, off)
+                share, busy = compared_share(on["mirror"]), busy_share(on["mirror"])
+                if v is None or share is None:
+                    out.append("- payload %s paced c%d: FAIL (no measurement: %s)"
+                               % (target, conns, on["note"] or off["note"] or "no figure or no /metrics"))
+                else:
+                    ok = v <= PAYLOAD_P99_GOAL and share >= PAYLOAD_COMPARED_GOAL and busy == 0
+                    aa = ""
+                    if none:
+                        aa = "; --compare off / no mirroring p99 = %s" % fmt(p99_ratio(off, none), "%.2f")
+                    out.append("- payload %s paced c%d: client p99 --compare on %.3f ms vs off %.3f ms = %.2f%s "
+                               "(goal ≤ %.2f), compared %.1f%% of mirrored (goal ≥ %.0f%%), dropped as busy "
+                               "%.1f%% (goal 0), %s req/s: %s%s"
+                               % (target, conns, on["p99"], off["p99"], v, per_round(on, off, "p99"),
+                                  PAYLOAD_P99_GOAL, 100 * share, 100 * PAYLOAD_COMPARED_GOAL, 100 * busy,
+                                  fmt(on["rps"], "%.0f"), verdict(ok, on, off), aa))
+            on, off = (find(rows, shape="saturated", shadow="on", **same),
+                       find(rows, shape="saturated", shadow="off", **same))
+            if on and off:
+                v = rps_ratio(on, off)
+                share, busy = compared_share(on["mirror"]), busy_share(on["mirror"])
+                if v is None:
+                    out.append("- payload %s saturated c%d: FAIL (no measurement: %s)"
+                               % (target, conns, on["note"] or off["note"] or "wrk gave no figure"))
+                    continue
+                out.append("- payload %s saturated c%d: req/s --compare on / off = %.2f%s (goal ≥ %.2f): %s; "
+                           "compared %s of mirrored, dropped as busy %s (counted), p99 ratio %s"
+                           % (target, conns, v, per_round(on, off, "rps"), PAYLOAD_RPS_GOAL,
+                              verdict(v >= PAYLOAD_RPS_GOAL, on, off),
+                              "—" if share is None else "%.1f%%" % (100 * share),
+                              "—" if busy is None else "%.1f%%" % (100 * busy), fmt(p99_ratio(on, off), "%.2f")))
     return out
 
 

@@ -10,6 +10,9 @@
 #         next to nginx + ngx_http_mirror_module to the same shadows;
 #   cmp   mirroring with comparison + Redis against mirroring only, and
 #         build/cmp_bench when it can be built;
+#   payload  realistic inference bodies (~24 KiB and ~200 KiB JSON): no
+#         mirroring, 100% mirrored with --compare off and with --compare on
+#         (+ Redis) in the same rounds, at a paced load and at saturation;
 #   instr instructions per request under callgrind, shadowtee vs nginx, plain
 #         proxy and 100% mirroring (bench/callgrind.sh): free of CPU noise;
 #   unix  TCP vs Unix-socket upstreams for shadowtee and nginx, a tiny and a
@@ -20,7 +23,13 @@
 #   BENCH_WARMUP=1s     wrk warm-up before each measured run
 #   BENCH_QUICK=1       3 s runs: a smoke test of the whole script
 #   BENCH_ROUNDS=3      core and tee: rounds of BENCH_DURATION/2 per target
-#   BENCH_SECTIONS="core tls tee cmp unix instr"   which sections to run
+#   BENCH_SECTIONS="core tls tee cmp payload unix instr"   which sections to run
+#   BENCH_PAYLOAD_ROUNDS=BENCH_ROUNDS  payload: rounds per load and payload
+#   BENCH_PAYLOAD_THINK="1 10 10 100"  payload: think ms at c4 and c32 of the
+#                                   paced loads, 24 KiB then 200 KiB body
+#   BENCH_PAYLOAD_KINDS="none off on"  payload: instances measured; "batch"
+#                                   adds --compare on with --compare-sched batch,
+#                                   "nolimit" --compare on with --compare-cpu 0
 #   BENCH_UNIX_ROUNDS=3             unix: rounds per target, payload and load
 #   BENCH_UNIX_PACED_CONNS=8, BENCH_UNIX_PACED_DELAY_MS=2   unix: the paced load
 #   BENCH_INSTR_DURATION=5s         measured seconds per instr case
@@ -54,7 +63,7 @@ else
     BENCH_SECS=$(secs_of "${BENCH_DURATION:-10s}" BENCH_DURATION)
     BENCH_WARMUP_SECS=$(secs_of "${BENCH_WARMUP:-1s}" BENCH_WARMUP)
 fi
-SECTIONS=" ${BENCH_SECTIONS:-core tls tee cmp unix instr} "
+SECTIONS=" ${BENCH_SECTIONS:-core tls tee cmp payload unix instr} "
 SHADOW_TIMEOUT=${BENCH_SHADOW_TIMEOUT:-1s}
 [[ $SHADOW_TIMEOUT =~ ^[1-9][0-9]*(ms|s)$ ]] || bench_die "BENCH_SHADOW_TIMEOUT must look like 1s or 500ms"
 # Every shadowtee run: quiet logs, and a short drain so stopping it is quick.
@@ -346,6 +355,122 @@ cmp_microbench() {
 if [[ $SECTIONS == *" cmp "* ]]; then
     if [ "$ST_OK" = 1 ]; then cmp_redis; else bench_skip "cmp/redis" "$ST_WHY"; fi
     cmp_microbench
+fi
+
+# ----------------------------------------------------------- payload ----
+# payload_wait_idle ADMIN: waits (at most 15 s) until the comparator queue of
+# the shadowtee at ADMIN is empty, so a backlog left by one measured run does
+# not spill into the next target's run.
+payload_wait_idle() {
+    local admin=$1 i n
+    for ((i = 0; i < 300; i++)); do
+        n=$(curl -fsS -m 2 "http://127.0.0.1:$admin/metrics" 2>/dev/null |
+            awk '$1 == "shadowtee_compare_queue_length" {print $2}')
+        [ "${n:-0}" != 0 ] || return 0
+        sleep 0.05
+    done
+    bench_log "comparator queue at $admin not empty after 15 s"
+}
+
+# payload_section: the ~24 KiB and ~200 KiB prediction documents of
+# bench/payload.py from two nginx (primary, shadow: one top-level field
+# differs), through three shadowtee instances up together: no mirroring,
+# 100% mirrored --compare off, 100% mirrored --compare on with Redis. Each
+# load (paced c4 and c32 with a think time, saturated c4 and c32) is
+# measured in PAYLOAD_ROUNDS rounds with the three back to back, the order
+# rotated every round. Rows: section payload, shape paced|saturated,
+# target 24KiB|200KiB, shadow KIND/rN.
+payload_section() {
+    local dir=$BENCH_WORK/payload up sh rport rpid exe out
+    out=$("$BENCH_PY" "$ROOT/bench/payload.py" "$dir") || { bench_skip payload "bench/payload.py failed"; return 0; }
+    bench_note "payload: $(echo "$out" | tr '\n' ' ')(bench/payload.py: 320 and 2,700 predictions {label, id, class_scores[3]}; the shadow's differs in one top-level field)"
+    exe=$(command -v redis-server) || { bench_skip payload "redis-server is missing"; return 0; }
+    next_port; up=$NEXT_PORT
+    bench_nginx payload-primary static.conf - "$up" WORKERS=2 "ROOT=$dir/primary"
+    next_port; sh=$NEXT_PORT
+    bench_nginx payload-shadow static.conf - "$sh" WORKERS=2 "ROOT=$dir/shadow"
+    next_port; rport=$NEXT_PORT
+    mkdir -p "$BENCH_WORK/payload-redis"
+    bench_start payload-redis "$exe" --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$BENCH_WORK/payload-redis"
+    rpid=$BENCH_LAST_PID
+    bench_wait_port "$rport" "$rpid" || { bench_skip payload "redis-server did not start"; return 0; }
+    local think=() t
+    read -r -a think <<<"${BENCH_PAYLOAD_THINK:-1 10 10 100}"
+    [ ${#think[@]} = 4 ] || bench_die "BENCH_PAYLOAD_THINK needs 4 numbers (c4 and c32, small then big body)"
+    for t in "${think[@]}"; do
+        [[ $t =~ ^[1-9][0-9]*$ ]] || bench_die "BENCH_PAYLOAD_THINK: '$t' is not a whole number of ms"
+    done
+    local rounds=${BENCH_PAYLOAD_ROUNDS:-$ROUNDS}
+    [[ $rounds =~ ^[1-9][0-9]?$ ]] || bench_die "BENCH_PAYLOAD_ROUNDS must be 1 to 99, got '$rounds'"
+    local workers=${BENCH_PAYLOAD_WORKERS:-1}
+    bench_note "payload: shadowtee --workers $workers --compare-threads 1 (defaults: --compare-queue 256, --compare-queue-bytes 32M, --compare-cpu 0.5, --compare-sched idle; batch: --compare-sched batch --compare-nice 10; nolimit: --compare-cpu 0); primary and shadow nginx (2 workers each) serve the files with sendfile; $rounds rounds of ${ROUND_SECS}s (+${BENCH_WARMUP_SECS}s warm-up) per load, the three instances back to back in each round, the order rotated; paced = wrk -s with a delay() think time of ${think[0]} ms at c4 and ${think[1]} ms at c32 for the 24 KiB body, ${think[2]} and ${think[3]} ms for the 200 KiB one (about the same compared MB/s)"
+    local kinds=() kind payload file load c r i idx port admin
+    read -r -a kinds <<<"${BENCH_PAYLOAD_KINDS:-none off on}"
+    for kind in "${kinds[@]}"; do
+        case $kind in none | off | on | batch | nolimit) ;; *) bench_die "BENCH_PAYLOAD_KINDS: unknown kind '$kind'" ;; esac
+    done
+    local BENCH_SECS=$ROUND_SECS # read by bench_measure
+    for payload in 24KiB 200KiB; do
+        file=small.json
+        idx=0
+        [ "$payload" = 24KiB ] || { file=big.json; idx=2; }
+        local -A port_of=() pid_of=() admin_of=()
+        for kind in "${kinds[@]}"; do
+            next_port; port=$NEXT_PORT
+            next_port; admin=$NEXT_PORT
+            local args=()
+            case $kind in
+            off) args=(--shadow "127.0.0.1:$sh" --mirror-percent 100 --compare off) ;;
+            on | batch | nolimit) args=(--shadow "127.0.0.1:$sh" --mirror-percent 100 --compare on
+                --redis "127.0.0.1:$rport" --service "bench-$payload-$kind") ;;
+            esac
+            case $kind in
+            on) args+=(--compare-sched idle) ;;
+            batch) args+=(--compare-sched batch --compare-nice 10) ;;
+            nolimit) args+=(--compare-cpu 0) ;;
+            esac
+            if bench_shadowtee "payload-$payload-$kind" "$ST" - "$port" "$admin" \
+                --primary "127.0.0.1:$up" --workers "$workers" --compare-threads 1 "${ST_COMMON[@]}" "${args[@]}"; then
+                port_of[$kind]=$port
+                admin_of[$kind]=$admin
+                pid_of[$kind]=$BENCH_LAST_PID
+            else
+                bench_skip "payload/$payload/$kind" "$BENCH_FAIL_REASON"
+            fi
+        done
+        for load in paced saturated; do
+            for c in 4 32; do
+                BENCH_WRK_EXTRA=()
+                if [ "$load" = paced ]; then
+                    t=${think[$idx]}
+                    [ "$c" = 4 ] || t=${think[$((idx + 1))]}
+                    # wrk calls delay() after each response: the connection's think time
+                    printf 'function delay()\n    return %d\nend\n' "$t" >"$BENCH_WORK/paced-$t.lua"
+                    BENCH_WRK_EXTRA=(-s "$BENCH_WORK/paced-$t.lua")
+                fi
+                for ((r = 1; r <= rounds; r++)); do
+                    for ((i = 0; i < ${#kinds[@]}; i++)); do
+                        kind=${kinds[$(((i + r - 1) % ${#kinds[@]}))]}
+                        [ -n "${pid_of[$kind]:-}" ] || continue
+                        bench_measure payload "$load" "$payload" "$kind/r$r" "$c" \
+                            "http://127.0.0.1:${port_of[$kind]}/$file" "${pid_of[$kind]}" "${admin_of[$kind]}"
+                        case $kind in on | batch | nolimit) payload_wait_idle "${admin_of[$kind]}" ;; esac
+                    done
+                done
+            done
+        done
+        BENCH_WRK_EXTRA=()
+        for kind in "${kinds[@]}"; do
+            [ -z "${pid_of[$kind]:-}" ] || bench_stop "${pid_of[$kind]}"
+        done
+        unset port_of pid_of admin_of
+    done
+    bench_stop "$rpid"
+}
+
+if [[ $SECTIONS == *" payload "* ]]; then
+    if [ "$ST_OK" = 1 ]; then payload_section; else bench_skip payload "$ST_WHY"; fi
 fi
 
 bench_stop_all

@@ -1,5 +1,5 @@
 /*
- * stats.c: per-worker aggregation of comparison results (no I/O).
+ * stats.c: one comparator thread's aggregation of comparison results (no I/O).
  *
  * st_stats_record() adds one comparison to atomics (for Prometheus) and to a
  * table of pending Redis deltas keyed by (key, field); the Redis sink
@@ -876,7 +876,8 @@ void st_stats_prometheus(st_stats_t *const *all, size_t n, FILE *out)
     free(rows);
     fprintf(
         out,
-        "# HELP shadowtee_redis_connected 1 when every worker's stats connection to Redis is up.\n"
+        "# HELP shadowtee_redis_connected 1 when every comparator thread's connection to Redis is "
+        "up.\n"
         "# TYPE shadowtee_redis_connected gauge\nshadowtee_redis_connected %d\n",
         with_redis > 0 && connected == with_redis);
     prom_counter(out, "shadowtee_redis_flushes_total", "Batches of deltas acknowledged by Redis.",

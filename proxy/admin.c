@@ -133,21 +133,17 @@ static void serve(admin_conn_t *c)
             return;
         }
         st_metrics_t *m[256];
-        st_stats_t *s[256];
-        size_t ns = 0, nm = 0; /* workers free their statistics only after the DRAIN command, which
-                                * this (main) thread sends after setting draining: skipping them
-                                * then is race-free */
-        int live = !atomic_load(&app->draining);
-        for (int i = 0; i < app->nworkers && i < 256; i++) {
+        size_t nm = 0;
+        for (int i = 0; i < app->nworkers && i < 256; i++)
             m[nm++] = &app->workers[i].metrics;
-            if (live && app->workers[i].stats) s[ns++] = app->workers[i].stats;
-        }
         st_metrics_render(m, nm, f);
         fprintf(f,
                 "# HELP shadowtee_ready 1 when /readyz answers 200.\n# TYPE shadowtee_ready "
                 "gauge\nshadowtee_ready %d\n",
                 !atomic_load(&app->draining) && atomic_load(&app->primary_ok));
-        if (ns) st_stats_prometheus(s, ns, f);
+        /* the comparator threads' statistics stay readable while they drain;
+         * each thread unpublishes them under its lock before freeing them */
+        if (app->ncomparators) st_cmpthread_render(app->comparators, (size_t)app->ncomparators, f);
         fclose(f);
         respond(c, 200, "text/plain; version=0.0.4", text, len);
         free(text);

@@ -1,8 +1,9 @@
 /*
  * app: what the main thread owns: the configuration, the workers, and the
  * process-wide state the admin endpoints report (readiness, draining).
- * Workers never read this struct; the admin thread reads worker metrics and
- * statistics only through their thread-safe render functions.
+ * Workers never read this struct; the admin thread reads worker metrics, the
+ * comparator queues and statistics only through their thread-safe render
+ * functions.
  */
 #ifndef ST_APP_H
 #define ST_APP_H
@@ -18,6 +19,9 @@ typedef struct st_app {
     uv_loop_t *loop; /* the main thread's loop: admin, signals, probe */
     st_worker_t *workers;
     int nworkers;
+    st_cmpthread_t
+        *comparators; /* --compare-threads, none without --shadow or with --compare off */
+    int ncomparators;
     _Atomic int draining;   /* 1 after SIGTERM / SIGINT */
     _Atomic int primary_ok; /* last readiness probe of the primary succeeded */
 } st_app_t;

@@ -782,6 +782,8 @@ static int on_res_headers_complete(llhttp_t *p)
         for (size_t i = 0; i < c->res.nhdr; i++)
             st_capture_header(c->cap, c->res.hdr[i].name, c->res.hdr[i].name_len,
                               c->res.hdr[i].value, c->res.hdr[i].value_len);
+        if (!no_body && (p->flags & F_CONTENT_LENGTH))
+            st_capture_expect(c->cap, p->content_length, c->w->cfg->compare_max_body);
     }
     c->resp = R_BODY;
     if (add(c, DIR_CL, c->rhead.p, c->rhead.len) != 0) return HPE_USER;

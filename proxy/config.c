@@ -33,6 +33,7 @@ enum opt_type {
     OPT_ONOFF,    /* int 0/1 from on|off */
     OPT_LOGLEVEL, /* int */
     OPT_SUFFIX,   /* int enum st_host_suffix */
+    OPT_SCHED,    /* int enum st_compare_sched */
     OPT_METHODS,  /* uint64_t method mask */
     OPT_REDIS,    /* redis_* fields */
 };
@@ -110,6 +111,22 @@ static const opt_t options[] = {
      "JSON rules file for the comparator"},
     {"compare-max-body", OPT_SIZE, OFF(compare_max_body), 0, 0, 1 << 30, "1M",
      "bodies captured for comparison up to this size"},
+    {"compare-threads", OPT_INT, OFF(compare_threads), 0, 1, 64, "1",
+     "comparator threads (off the client loops, lower priority)"},
+    {"compare-queue", OPT_INT, OFF(compare_queue), 0, 1, 1000000, "256",
+     "pairs queued for comparison per process; beyond: dropped as comparator_busy"},
+    {"compare-queue-bytes", OPT_SIZE, OFF(compare_queue_bytes), 0, 65536, 1e12, "32M",
+     "memory of queued pairs per process; beyond: dropped as queue_bytes"},
+    {"compare-cpu", OPT_DOUBLE, OFF(compare_cpu), 0, 0, 64, "0.5",
+     "CPU cores the comparator threads may use together (0: no limit)"},
+    {"compare-sched", OPT_SCHED, OFF(compare_sched), 0, 0, 0, "idle",
+     "idle|batch: comparator threads run SCHED_IDLE (only on spare CPU) or SCHED_BATCH"},
+    {"compare-nice", OPT_INT, OFF(compare_nice), 0, 0, 19, "10",
+     "with --compare-sched batch: nice value of the comparator threads (workers: 0)"},
+#ifdef ST_TEST_HOOKS
+    {"test-compare-delay", OPT_DUR, OFF(test_compare_delay_ms), 0, 0, 60000, "0",
+     "TEST BUILD ONLY: each comparison first burns this much CPU"},
+#endif
     {"redis", OPT_REDIS, 0, 0, 0, 0, NULL,
      "HOST:PORT or redis://[:password@]host:port/db for statistics"},
     {"service", OPT_STR, OFF(service), SZ(service), 0, 0, "default",
@@ -416,6 +433,14 @@ static int set_option(st_config_t *cfg, const opt_t *o, const char *val, const c
             *(int *)field = ST_HOST_SUFFIX_APPEND;
         else
             return fail(err, errlen, "%s: invalid value '%s' (want off or append)", src, val);
+        return 0;
+    case OPT_SCHED:
+        if (!strcmp(val, "idle"))
+            *(int *)field = ST_COMPARE_SCHED_IDLE;
+        else if (!strcmp(val, "batch"))
+            *(int *)field = ST_COMPARE_SCHED_BATCH;
+        else
+            return fail(err, errlen, "%s: invalid value '%s' (want idle or batch)", src, val);
         return 0;
     case OPT_METHODS:
         if (parse_methods(val, (uint64_t *)field) != 0)

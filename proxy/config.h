@@ -37,6 +37,7 @@ typedef struct {
 } st_addr_t;
 
 enum st_host_suffix { ST_HOST_SUFFIX_OFF = 0, ST_HOST_SUFFIX_APPEND = 1 };
+enum st_compare_sched { ST_COMPARE_SCHED_IDLE = 0, ST_COMPARE_SCHED_BATCH = 1 };
 
 typedef struct st_config {
     st_addr_t listen;  /* --listen */
@@ -86,6 +87,14 @@ typedef struct st_config {
     uint64_t redis_flush_interval_ms;
     int samples_per_endpoint;
     int max_endpoints;
+    int compare_threads;            /* --compare-threads */
+    int compare_queue;              /* --compare-queue: pairs, per process */
+    size_t compare_queue_bytes;     /* --compare-queue-bytes: per process */
+    double compare_cpu;             /* --compare-cpu: cores, all comparator threads; 0: no limit */
+    int compare_sched;              /* --compare-sched: enum st_compare_sched */
+    int compare_nice;               /* --compare-nice (SCHED_BATCH only) */
+    uint64_t test_compare_delay_ms; /* --test-compare-delay: settable only in the test build
+                                       (shadowtee-test, -DST_TEST_HOOKS); 0 in production */
 
     /* TLS */
     char tls_cert[1024]; /* --tls-cert: terminate TLS on --listen */

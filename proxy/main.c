@@ -4,8 +4,11 @@
  * for the admin endpoints, the readiness probe and signals:
  *
  *   SIGTERM / SIGINT: /readyz turns 503, workers stop accepting and finish
- *   in-flight exchanges and mirrors; after --drain-timeout they are stopped.
- *   A second signal stops at once. Exit 0 once every worker has finished.
+ *   in-flight exchanges and mirrors; once every worker has finished, the
+ *   comparator threads compare what is queued, flush to Redis and finish.
+ *   After --drain-timeout (counted from the signal) workers are stopped and
+ *   comparators drop what is still queued (counted). A second signal stops
+ *   at once. Exit 0 once every worker and comparator thread has finished.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -28,7 +31,8 @@ typedef struct {
     st_tls_server_t tls_server; /* --tls-cert, reloaded on SIGHUP */
     st_tls_contexts_t tls;
     uv_timer_t drain_timer;
-    uv_async_t done_async;
+    uv_async_t done_async; /* <- a worker or a comparator thread finished */
+    int producers_done;    /* the comparators were told that every worker finished */
     int finished;
 } st_main_t;
 
@@ -36,6 +40,9 @@ static void command_all(st_main_t *m, enum st_worker_cmd cmd)
 {
     for (int i = 0; i < m->app.nworkers; i++)
         st_worker_command(&m->app.workers[i], cmd);
+    if (cmd == ST_CMD_STOP) /* queued comparisons are dropped (counted), not waited for */
+        for (int i = 0; i < m->app.ncomparators; i++)
+            st_cmpthread_stop(&m->app.comparators[i]);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -122,17 +129,25 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_start(&m->drain_timer, on_drain_timeout, m->app.cfg->drain_timeout_ms, 0);
 }
 
-/* A worker's loop returned; once all have, the main loop winds down. */
+/* A worker's or a comparator's loop returned. Once every worker has, no
+ * pair will be queued any more: the comparators finish what is queued and
+ * return too; then the main loop winds down. */
 static void on_worker_done(uv_async_t *a)
 {
     st_main_t *m = a->data;
-    (void)a;
     int done = 0;
     for (int i = 0; i < m->app.nworkers; i++) {
         /* a worker signals after its loop returned; its wake handle is closed then */
         if (atomic_load(&m->app.workers[i].finished)) done++;
     }
     if (done < m->app.nworkers || m->finished) return;
+    if (!m->producers_done) {
+        m->producers_done = 1;
+        for (int i = 0; i < m->app.ncomparators; i++)
+            st_cmpthread_finish(&m->app.comparators[i]);
+    }
+    for (int i = 0; i < m->app.ncomparators; i++)
+        if (!atomic_load(&m->app.comparators[i].finished)) return;
     m->finished = 1;
     if (m->admin) st_admin_stop(m->admin);
     uv_close((uv_handle_t *)&m->sigterm, NULL);
@@ -188,8 +203,25 @@ int main(int argc, char **argv)
         fprintf(stderr, "shadowtee: out of memory\n");
         return 1;
     }
+    if (cfg.shadow.set && cfg.compare) {
+        m.app.ncomparators = cfg.compare_threads;
+        m.app.comparators = calloc((size_t)cfg.compare_threads, sizeof(st_cmpthread_t));
+        if (!m.app.comparators) {
+            fprintf(stderr, "shadowtee: out of memory\n");
+            return 1;
+        }
+    }
+    for (int i = 0; i < m.app.ncomparators; i++) {
+        rc = st_cmpthread_init(&m.app.comparators[i], i, &cfg, rules, (size_t)cfg.workers,
+                               &m.done_async);
+        if (rc != 0) {
+            fprintf(stderr, "shadowtee: comparator thread %d: %s\n", i, uv_strerror(rc));
+            return 1;
+        }
+    }
     for (int i = 0; i < cfg.workers; i++) {
-        rc = st_worker_init(&m.app.workers[i], i, &cfg, rules, &m.tls, &m.done_async);
+        rc = st_worker_init(&m.app.workers[i], i, &cfg, m.app.comparators,
+                            (size_t)m.app.ncomparators, &m.tls, &m.done_async);
         if (rc != 0) {
             fprintf(stderr, "shadowtee: worker %d: %s\n", i, uv_strerror(rc));
             return 1;
@@ -209,23 +241,32 @@ int main(int argc, char **argv)
     m.sigterm.data = m.sigint.data = m.drain_timer.data = &m;
     uv_signal_start(&m.sigterm, on_signal, SIGTERM);
     uv_signal_start(&m.sigint, on_signal, SIGINT);
+    for (int i = 0; i < m.app.ncomparators; i++) {
+        if (st_cmpthread_start(&m.app.comparators[i]) != 0) {
+            fprintf(stderr, "shadowtee: cannot start comparator thread %d\n", i);
+            return 1;
+        }
+    }
     for (int i = 0; i < cfg.workers; i++) {
         if (st_worker_start(&m.app.workers[i]) != 0) {
             fprintf(stderr, "shadowtee: cannot start worker thread %d\n", i);
             return 1;
         }
     }
-    st_info("msg=started version=%s listen=%s primary=%s admin=%s workers=%d shadow=%s "
-            "mirror_percent=%g redis=%s service=%s",
+    st_info("msg=started version=%s listen=%s primary=%s admin=%s workers=%d "
+            "comparator_threads=%d shadow=%s mirror_percent=%g redis=%s service=%s",
             ST_VERSION, cfg.listen.authority, cfg.primary.authority, cfg.admin.authority,
-            cfg.workers, cfg.shadow.set ? cfg.shadow.authority : "none", cfg.mirror_percent,
-            cfg.redis_set ? cfg.redis_host : "none", cfg.service);
+            cfg.workers, m.app.ncomparators, cfg.shadow.set ? cfg.shadow.authority : "none",
+            cfg.mirror_percent, cfg.redis_set ? cfg.redis_host : "none", cfg.service);
 
     uv_run(&loop, UV_RUN_DEFAULT);
 
     for (int i = 0; i < cfg.workers; i++)
         st_worker_join(&m.app.workers[i]);
+    for (int i = 0; i < m.app.ncomparators; i++) /* after the workers: they held the rings */
+        st_cmpthread_join(&m.app.comparators[i]);
     free(m.app.workers);
+    free(m.app.comparators);
     uv_loop_close(&loop);
     st_rules_free(rules);
     tls_teardown(&m);

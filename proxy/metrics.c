@@ -50,28 +50,36 @@ int st_status_class(int status)
         s_;                                                                                        \
     })
 
-static void render_hist(FILE *out, const char *name, const char *help, st_metrics_t *const *all,
-                        size_t n, size_t offset)
+void st_hist_render(FILE *out, const char *name, const char *help, const st_hist_t *const *h,
+                    size_t n)
 {
     fprintf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cum = 0, count = 0, sum_us = 0;
     for (int b = 0; b < ST_HIST_BUCKETS; b++) {
-        for (size_t w = 0; w < n; w++) {
-            st_hist_t *h = (st_hist_t *)((char *)all[w] + offset);
-            cum += LOAD(h->bucket[b]);
-        }
+        for (size_t i = 0; i < n; i++)
+            cum += LOAD(h[i]->bucket[b]);
         if (b < ST_HIST_BUCKETS - 1)
             fprintf(out, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[b], (unsigned long long)cum);
         else
             fprintf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
     }
-    for (size_t w = 0; w < n; w++) {
-        st_hist_t *h = (st_hist_t *)((char *)all[w] + offset);
-        count += LOAD(h->count);
-        sum_us += LOAD(h->sum_us);
+    for (size_t i = 0; i < n; i++) {
+        count += LOAD(h[i]->count);
+        sum_us += LOAD(h[i]->sum_us);
     }
     fprintf(out, "%s_sum %.6f\n%s_count %llu\n", name, (double)sum_us / 1e6, name,
             (unsigned long long)count);
+}
+
+/* The histogram at `offset` in each worker's st_metrics_t, summed. */
+static void render_hist(FILE *out, const char *name, const char *help, st_metrics_t *const *all,
+                        size_t n, size_t offset)
+{
+    const st_hist_t *h[256];
+    size_t nh = 0;
+    for (size_t w = 0; w < n && nh < 256; w++)
+        h[nh++] = (const st_hist_t *)((const char *)all[w] + offset);
+    st_hist_render(out, name, help, h, nh);
 }
 
 /* A counter labelled `label`, one line per values[first..last], each the

@@ -83,6 +83,9 @@ typedef struct st_metrics {
                           memory_order_relaxed)
 
 void st_hist_observe(st_hist_t *h, double seconds);
+/* Writes one Prometheus histogram: the sum of n histograms. */
+void st_hist_render(FILE *out, const char *name, const char *help, const st_hist_t *const *h,
+                    size_t n);
 int st_status_class(int status); /* 1..5, 0 for anything else */
 
 /* Writes the proxy's own metrics (summed over n workers) in Prometheus text. */

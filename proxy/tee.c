@@ -20,12 +20,15 @@
 #include <strings.h>
 #include <time.h>
 
+#include "cmpjob.h"
 #include "log.h"
 #include "metrics.h"
 #include "upstream.h"
 #include "worker.h"
 
 enum { LEG_SHADOW = 0, LEG_NOISE = 1 };
+
+static void on_tee_prepare(uv_prepare_t *h);
 
 typedef struct st_leg {
     struct st_mirror *m;
@@ -89,6 +92,12 @@ void st_capture_header(st_capture_t *c, const char *name, size_t nlen, const cha
         st_sbuf_append(&c->names, value, vlen) || st_sbuf_append(&c->names, "", 1))
         return;
     c->nheaders++;
+}
+
+void st_capture_expect(st_capture_t *c, uint64_t content_length, size_t max)
+{
+    size_t want = content_length < max ? (size_t)content_length : max;
+    if (want > c->body.cap - c->body.len) st_sbuf_reserve(&c->body, want); /* else: grows later */
 }
 
 void st_capture_body(st_capture_t *c, const char *data, size_t len, size_t max)
@@ -277,7 +286,9 @@ st_mirror_t *st_tee_begin(st_worker_t *w, const st_tee_request_t *r)
     w->shadow_probing |= probe;
     m->method = r->method;
     m->has_body = r->has_body;
-    m->compare = w->stats != NULL;
+    /* a full comparator queue now: the pair is dropped (counted) before any
+     * response byte is copied for it */
+    m->compare = w->cmpfeed.nthreads > 0 && st_cmpfeed_admit(&w->cmpfeed);
     st_sbuf_init(&m->head);
     st_sbuf_init(&m->body);
     st_capture_init(&m->primary);
@@ -348,82 +359,46 @@ st_capture_t *st_tee_primary_capture(st_mirror_t *m)
     return m->compare ? &m->primary : NULL;
 }
 
-/* ---- comparison ---------------------------------------------------------- */
+/* ---- hand-off to the comparator -------------------------------------------- */
 
-static st_header_t *capture_headers(const st_capture_t *c)
+static void arm_prepare(st_worker_t *w)
 {
-    st_header_t *h = calloc(c->nheaders ? c->nheaders : 1, sizeof(*h));
-    if (!h) return NULL;
-    const char *p = c->names.p;
-    for (size_t i = 0; i < c->nheaders; i++) {
-        h[i].name = p;
-        h[i].name_len = strlen(p);
-        p += h[i].name_len + 1;
-        h[i].value = p;
-        h[i].value_len = strlen(p);
-        p += h[i].value_len + 1;
-    }
-    return h;
+    if (w->tee_prepare_open && !uv_is_active((uv_handle_t *)&w->tee_prepare))
+        uv_prepare_start(&w->tee_prepare, on_tee_prepare);
 }
 
-static void to_response(const st_capture_t *c, const st_header_t *h, st_response_t *r)
-{
-    r->status = c->status;
-    r->headers = h;
-    r->nheaders = c->nheaders;
-    r->body = c->body.p ? c->body.p : "";
-    r->body_len = c->body.len;
-    r->body_truncated = c->truncated;
-    r->error = c->error;
-}
-
-static void compare_and_record(st_mirror_t *m)
+/* Moves the captures of a finished pair into a job for a comparator thread
+ * (pointers change hands, the bytes stay where they are; the mirror keeps
+ * empty captures) and submits it. Dropped and counted when the comparator's
+ * queue is full; the thread is woken from the prepare phase, after this
+ * turn's client work. */
+static void hand_off(st_mirror_t *m)
 {
     st_worker_t *w = m->w;
-    st_leg_t *s = &m->legs[LEG_SHADOW], *n = &m->legs[LEG_NOISE];
-    st_response_t rp, rs, rn;
-    st_header_t *hp = capture_headers(&m->primary), *hs = capture_headers(&s->cap);
-    st_header_t *hn = n->active ? capture_headers(&n->cap) : NULL;
-    if (!hp || !hs || (n->active && !hn)) goto out;
-    to_response(&m->primary, hp, &rp);
-    to_response(&s->cap, hs, &rs);
-    if (n->active) to_response(&n->cap, hn, &rn);
-    char key[512];
-    const char *path = m->path;
-    st_endpoint_key(w->rules, m->method_name, strlen(m->method_name), path, strlen(path), key,
-                    sizeof(key));
-    const char *ep = st_endpoint_set_intern(w->endpoints, key);
-    st_diff_result_t res;
-    memset(&res, 0, sizeof(res));
-    int use_noise = n->active && !n->cap.error;
-    if (st_compare(w->rules, key, &rp, &rs, use_noise ? &rn : NULL, &res) ==
-        0) { /* rules by the real key */
-        st_stats_record_t rec = {
-            .endpoint = ep,
-            .method = m->method_name,
-            .path = path,
-            .request_id = m->rid,
-            .verdict = res.verdict,
-            .diff = res.verdict == ST_VERDICT_ERROR ? NULL : &res,
-            .shadow_error = s->cap.error,
-            .primary_seconds = m->primary.seconds,
-            .shadow_seconds = s->cap.error ? -1 : s->cap.seconds,
-            .primary = &rp,
-            .shadow = &rs,
-            .now_ms = (int64_t)(uv_hrtime() / 1000000), /* replaced below by wall clock */
-        };
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        rec.now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-        st_stats_record(w->stats, &rec);
-        st_debug("msg=compared request_id=%s endpoint=\"%s\" verdict=%s differences=%zu", m->rid,
-                 ep, st_verdict_name(res.verdict), res.total);
+    st_leg_t *n = &m->legs[LEG_NOISE];
+    st_cmpjob_t *job = st_cmpjob_new(ST_CMPJOB_PAIR);
+    if (!job) {
+        st_cmpq_count_skip(w->cmpfeed.threads[0].rings[w->cmpfeed.ring], ST_CMPSKIP_BYTES);
+        return;
     }
-    st_diff_result_free(&res);
-out:
-    free(hp);
-    free(hs);
-    free(hn);
+    job->primary = m->primary;
+    st_capture_init(&m->primary);
+    job->shadow = m->legs[LEG_SHADOW].cap;
+    st_capture_init(&m->legs[LEG_SHADOW].cap);
+    job->has_noise = n->active && !n->cap.error;
+    if (job->has_noise) {
+        job->noise = n->cap;
+        st_capture_init(&n->cap);
+    }
+    job->path = m->path;
+    m->path = NULL;
+    memcpy(job->request_id, m->rid, sizeof(job->request_id));
+    memcpy(job->method, m->method_name, sizeof(job->method));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    job->wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    job->bytes = st_cmpjob_size(job);
+    if (st_cmpfeed_submit(&w->cmpfeed, job) == 0) arm_prepare(w);
 }
 
 static void maybe_finish(st_mirror_t *m)
@@ -432,7 +407,7 @@ static void maybe_finish(st_mirror_t *m)
     for (int i = 0; i < 2; i++)
         if (m->legs[i].active && !m->legs[i].done) return;
     m->finished = 1;
-    if (m->compare && m->primary_ok && m->dispatched) compare_and_record(m);
+    if (m->compare && m->primary_ok && m->dispatched) hand_off(m);
     mirror_free(m);
 }
 
@@ -534,11 +509,15 @@ static int leg_on_headers_complete(llhttp_t *p)
     leg->in_body = 1;
     leg->cap.status = status;
     leg->close_delim = !(p->flags & (F_CONTENT_LENGTH | F_CHUNKED));
-    if (leg->m->compare)
+    int no_body = leg->m->method == HTTP_HEAD || status == 204 || status == 304;
+    if (leg->m->compare) {
         for (size_t i = 0; i < leg->res->nhdr; i++)
             st_capture_header(&leg->cap, leg->res->hdr[i].name, leg->res->hdr[i].name_len,
                               leg->res->hdr[i].value, leg->res->hdr[i].value_len);
-    return leg->m->method == HTTP_HEAD || status == 204 || status == 304 ? 1 : 0;
+        if (!no_body && (p->flags & F_CONTENT_LENGTH))
+            st_capture_expect(&leg->cap, p->content_length, leg->m->w->cfg->compare_max_body);
+    }
+    return no_body ? 1 : 0;
 }
 
 static int leg_on_body(llhttp_t *p, const char *at, size_t len)
@@ -690,6 +669,7 @@ static void on_tee_prepare(uv_prepare_t *h)
     st_worker_t *w = h->data;
     while (!st_list_empty(&w->tee_queue))
         dispatch(st_list_entry(w->tee_queue.next, st_mirror_t, qlink));
+    st_cmpfeed_kick(&w->cmpfeed);
     uv_prepare_stop(h);
 }
 
@@ -702,8 +682,7 @@ void st_tee_request_done(st_mirror_t *m)
         st_sbuf_append(&m->head, "\r\n", 2);
     m->queued = 1;
     st_list_push(&w->tee_queue, &m->qlink);
-    if (!uv_is_active((uv_handle_t *)&w->tee_prepare))
-        uv_prepare_start(&w->tee_prepare, on_tee_prepare);
+    arm_prepare(w);
 }
 
 int st_tee_worker_init(st_worker_t *w)

@@ -6,7 +6,8 @@
  * is sampled, fed the request body as it streams to the primary, and sent
  * once the request is complete. It lives in the worker's mirror list and is
  * freed when the primary's response is done (captured or failed) and every
- * leg is done, failed or timed out; then the comparator runs on the captures.
+ * leg is done, failed or timed out; its captures are then moved into a job
+ * for a comparator thread (cmpthread.h), never compared on the worker loop.
  * The client only ever calls the functions below; none of them can block,
  * fail or delay the client, and a mirror never points back to its client.
  */
@@ -73,6 +74,9 @@ void st_capture_init(st_capture_t *c);
 void st_capture_free(st_capture_t *c);
 void st_capture_header(st_capture_t *c, const char *name, size_t nlen, const char *value,
                        size_t vlen);
+/* The response announced content_length bytes: reserves what will be
+ * captured of them (at most max) at once, instead of growing by doubling. */
+void st_capture_expect(st_capture_t *c, uint64_t content_length, size_t max);
 void st_capture_body(st_capture_t *c, const char *data, size_t len, size_t max);
 
 /* The soft in-flight cap: 1 when a copy is to be skipped with `inflight`

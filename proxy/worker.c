@@ -1,8 +1,9 @@
 /*
  * worker: set-up, the thread body, and drain / stop of one worker (see
  * worker.h). A worker ends when it drained (no client, no mirror left) or
- * was told to stop; its statistics get a last flush, every handle closes and
- * its loop returns, then it tells the main thread through done_async.
+ * was told to stop; its last pairs are handed to the comparator threads,
+ * every handle closes and its loop returns, then it tells the main thread
+ * through done_async.
  */
 #include "worker.h"
 
@@ -31,13 +32,6 @@ static void on_closed_noop(uv_handle_t *h)
     (void)h;
 }
 
-static void on_stats_closed(void *arg)
-{
-    st_worker_t *w = arg;
-    w->stats = NULL;
-    uv_close((uv_handle_t *)&w->wake, on_closed_noop);
-}
-
 static int finishing(st_worker_t *w)
 {
     return w->stopping > 1;
@@ -63,10 +57,8 @@ void st_worker_maybe_done(st_worker_t *w)
         w->listener_open = 0;
     }
     st_tee_worker_close(w);
-    if (w->stats)
-        st_stats_close(w->stats, on_stats_closed, w);
-    else
-        uv_close((uv_handle_t *)&w->wake, on_closed_noop);
+    st_cmpfeed_kick(&w->cmpfeed); /* pairs of the last turn: their thread must not sleep on them */
+    uv_close((uv_handle_t *)&w->wake, on_closed_noop);
 }
 
 static void on_wake(uv_async_t *a)
@@ -133,13 +125,12 @@ static int bind_listener(st_worker_t *w)
     return uv_listen((uv_stream_t *)&w->listener, 1024, on_connection);
 }
 
-int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, const st_rules_t *rules,
+int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, st_cmpthread_t *cmp, size_t ncmp,
                    const st_tls_contexts_t *tls, uv_async_t *done_async)
 {
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->cfg = cfg;
-    w->rules = rules;
     w->done_async = done_async;
     st_list_init(&w->clients);
     st_list_init(&w->mirrors);
@@ -188,22 +179,8 @@ int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, const st_rule
     }
     if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
         w->rng = uv_hrtime() ^ ((uint64_t)(id + 1) << 32) ^ 0x9E3779B97F4A7C15ULL;
-    if (cfg->shadow.set && cfg->compare) {
-        w->endpoints = st_endpoint_set_new((size_t)cfg->max_endpoints);
-        st_stats_config_t sc;
-        st_stats_config_init(&sc);
-        sc.redis_host = cfg->redis_set ? cfg->redis_host : NULL; /* resolved by the sink */
-        sc.redis_port = cfg->redis_port;
-        sc.redis_password = cfg->redis_password[0] ? cfg->redis_password : NULL;
-        sc.redis_db = cfg->redis_db;
-        sc.service = cfg->service;
-        sc.flush_interval_ms = cfg->redis_flush_interval_ms;
-        sc.samples_per_endpoint = (size_t)cfg->samples_per_endpoint;
-        sc.max_endpoints = (size_t)cfg->max_endpoints;
-        sc.rules = rules;
-        w->stats = st_stats_new(&w->loop, &sc);
-        if (!w->endpoints || !w->stats) return UV_ENOMEM;
-    }
+    st_cmpfeed_init(&w->cmpfeed, ncmp ? cmp : NULL, ncmp, (size_t)id,
+                    ((size_t)cfg->compare_queue + n - 1) / n, cfg->compare_queue_bytes / n);
     return 0;
 }
 
@@ -249,7 +226,6 @@ void st_worker_join(st_worker_t *w)
     free(w->tls_wscratch);
     free(w->wfree);
     st_rpool_deinit(&w->rpool);
-    if (w->endpoints) st_endpoint_set_free(w->endpoints);
 }
 
 /* xorshift64*: fast, per worker, not for secrets. */

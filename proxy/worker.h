@@ -1,8 +1,10 @@
 /*
  * worker: one thread with its own uv_loop, its own SO_REUSEPORT listener,
- * its own upstream pools, buffers, metrics and statistics. Nothing on the
- * request path is shared between workers, so nothing is locked. The main
- * thread talks to a worker only through `cmd` + the `wake` async handle.
+ * its own upstream pools, buffers and metrics. Nothing on the request path
+ * is shared between workers, so nothing is locked. The main thread talks to
+ * a worker only through `cmd` + the `wake` async handle; finished pairs
+ * leave through the worker's lock-free rings to the comparator threads
+ * (cmpthread.h), which own the statistics.
  */
 #ifndef ST_WORKER_H
 #define ST_WORKER_H
@@ -12,13 +14,12 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "cmpthread.h"
 #include "config.h"
 #include "list.h"
 #include "metrics.h"
 #include "tls.h"
 #include "upstream.h"
-#include "shadowtee/comparator.h"
-#include "shadowtee/stats.h"
 
 #define ST_RBUF_SIZE (64 * 1024)
 
@@ -29,7 +30,6 @@ typedef struct st_wbatch st_wbatch_t;
 typedef struct st_worker {
     int id;
     const st_config_t *cfg;
-    const st_rules_t *rules; /* shared, immutable */
     uv_loop_t loop;
     uv_thread_t thread;
     uv_tcp_t listener;
@@ -71,20 +71,20 @@ typedef struct st_worker {
     unsigned shadow_timeouts;   /* shadow response timeouts in a row */
     int shadow_probing;         /* a probe copy is in flight to a shadow marked down */
 
-    uint64_t rng;      /* xorshift64* state */
-    st_stats_t *stats; /* comparison statistics + Redis sink, NULL without --shadow */
-    st_endpoint_set_t *endpoints;
+    uint64_t rng;         /* xorshift64* state */
+    st_cmpfeed_t cmpfeed; /* rings to the comparator threads; no threads: nothing compared */
 } st_worker_t;
 
-/* Sets up the worker (loop, listener, pools) on the calling thread. 0 or a
- * negative libuv error with a message logged. */
 /* TLS contexts shared by all workers (NULL members: plain HTTP). */
 typedef struct {
     st_tls_server_t *server;
     SSL_CTX *primary, *shadow, *noise;
 } st_tls_contexts_t;
 
-int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, const st_rules_t *rules,
+/* Sets up the worker (loop, listener, pools) on the calling thread; finished
+ * pairs go to ring `id` of each of the ncmp comparator threads (none: not
+ * compared). 0 or a negative libuv error with a message logged. */
+int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, st_cmpthread_t *cmp, size_t ncmp,
                    const st_tls_contexts_t *tls, uv_async_t *done_async);
 /* Runs the loop on a new thread. */
 int st_worker_start(st_worker_t *w);

@@ -1,12 +1,14 @@
 /*
- * shadowtee stats: per-worker aggregation of comparison results and their
- * batched, asynchronous flush to Redis (hiredis async on the worker's libuv
- * loop). The Redis key schema is written down in docs/ARCHITECTURE.md.
+ * shadowtee stats: aggregation of comparison results and their batched,
+ * asynchronous flush to Redis (hiredis async on the owner's libuv loop). The
+ * Redis key schema is written down in docs/ARCHITECTURE.md.
  *
- * Threading: one st_stats_t per worker, used only from that worker's loop
- * thread, except st_stats_prometheus(), which the admin thread may call at
- * any time (it only reads counters that are safe to read concurrently).
- * Redis is never on the client path: st_stats_record() only adds to memory.
+ * Threading: one st_stats_t per comparator thread (proxy/cmpthread.c), used
+ * only from that thread's loop, except st_stats_prometheus(), which the
+ * admin thread may call at any time (it only reads counters that are safe
+ * to read concurrently) as long as the stats are not freed meanwhile (the
+ * owner guards that). Redis is never on the client path: st_stats_record()
+ * only adds to memory, on the comparator thread.
  */
 #ifndef SHADOWTEE_STATS_H
 #define SHADOWTEE_STATS_H
@@ -56,7 +58,7 @@ typedef struct {
     int64_t now_ms;               /* wall clock (ms since epoch) of the comparison */
 } st_stats_record_t;
 
-/* Creates the stats of one worker on `loop` and, when cfg->redis_host is set,
+/* Creates the stats of one comparator thread on `loop` and, when cfg->redis_host is set,
  * starts connecting (with its own reconnect backoff). cfg is copied; strings
  * in it are borrowed and must outlive the stats. NULL on allocation failure. */
 st_stats_t *st_stats_new(uv_loop_t *loop, const st_stats_config_t *cfg);
@@ -70,7 +72,7 @@ void st_stats_record(st_stats_t *stats, const st_stats_record_t *rec);
  * freed by the time cb runs. */
 void st_stats_close(st_stats_t *stats, void (*cb)(void *arg), void *arg);
 
-/* Writes Prometheus text for all workers' stats, summed: comparisons by
+/* Writes Prometheus text for all the threads' stats, summed: comparisons by
  * result, per-endpoint divergence counters, Redis state (connected, flushed,
  * dropped, reconnects). Safe to call from another thread. */
 void st_stats_prometheus(st_stats_t *const *all, size_t n, FILE *out);

@@ -25,6 +25,7 @@ SANITIZER_MARKERS = (
     "ERROR: AddressSanitizer",
     "ERROR: LeakSanitizer",
     "runtime error:",
+    "WARNING: ThreadSanitizer",
     "== ERROR SUMMARY: [1-9]",
 )
 
@@ -187,14 +188,14 @@ def shadowtee(procs):
     class Running:
         pass
 
-    def start(primary, workers=1, extra=(), env=None, **flags):
+    def start(primary, workers=1, extra=(), env=None, binary="shadowtee", **flags):
         # A port picked free can be taken before the proxy binds it (another
         # socket's ephemeral port): then, and only then, pick new ones.
         for attempt in range(3):
             r = Running()
             r.port = free_port()
             r.admin_port = free_port()
-            argv = [shadowtee_bin(), "--listen", "127.0.0.1:%d" % r.port, "--primary", primary,
+            argv = [shadowtee_bin(binary), "--listen", "127.0.0.1:%d" % r.port, "--primary", primary,
                     "--admin", "127.0.0.1:%d" % r.admin_port, "--workers", str(workers)]
             for k, v in flags.items():
                 flag = "--" + k.replace("_", "-")

@@ -532,8 +532,9 @@ def linked_packages(binary):
     require(os.path.exists(binary), "%s is not built (make): cannot compare its libraries with the Dockerfile" % binary)
     require(shutil.which("ldd") and shutil.which("dpkg"), "ldd/dpkg missing: cannot map libraries to packages")
     ldd = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
-    if re.search(r"lib(a|ub)san\.so", ldd):
-        pytest.skip("%s is a sanitizer build (make asan), not what the image ships: runtime packages NOT checked" % binary)
+    if re.search(r"lib(a|ub|t)san\.so", ldd):
+        pytest.skip("%s is a sanitizer build (make asan / make tsan), not what the image ships: runtime packages "
+                    "NOT checked" % binary)
     libs = re.findall(r"=> (/\S+)", ldd)
     needed = set()
     for lib in libs:

@@ -90,7 +90,7 @@ _sanitized_cache = {}
 
 
 def sanitized():
-    """True when build/shadowtee is an ASan/UBSan build or runs under valgrind
+    """True when build/shadowtee is an ASan/UBSan or TSan build or runs under valgrind
     (memory figures and timings are then much larger)."""
     if os.environ.get("SHADOWTEE_VALGRIND") == "1":
         return True
@@ -99,7 +99,8 @@ def sanitized():
         try:
             with open(path, "rb") as f:
                 data = f.read()
-            _sanitized_cache[path] = b"__asan_init" in data or b"__ubsan_handle" in data
+            _sanitized_cache[path] = (b"__asan_init" in data or b"__ubsan_handle" in data
+                                      or b"__tsan_init" in data)
         except OSError:
             _sanitized_cache[path] = False
     return _sanitized_cache[path]
@@ -700,6 +701,12 @@ def blackhole_addr():
     b.close()
 
 
+class _RoleServer(http.server.ThreadingHTTPServer):
+    # the default listen backlog of 5 drops SYNs when a proxy opens a few
+    # pooled connections at once: each costs a 1 s retransmit (a connect timeout)
+    request_queue_size = 128
+
+
 def http_role_servers(handler):
     """Body of a fixture: yields start(role), which serves a subclass of the
     http.server handler class `handler` with attribute .role = role on a
@@ -708,8 +715,7 @@ def http_role_servers(handler):
     servers = []
 
     def start(role):
-        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                              type("H_" + role, (handler,), {"role": role}))
+        srv = _RoleServer(("127.0.0.1", 0), type("H_" + role, (handler,), {"role": role}))
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         servers.append(srv)
         return "127.0.0.1:%d" % srv.server_address[1]

@@ -1,0 +1,472 @@
+/*
+ * cmpthread: comparator threads and the workers' producer end (see
+ * cmpthread.h).
+ *
+ * Waking without a lost wake-up and without a syscall per job: a thread
+ * that finds every ring empty stores sleeping = 1, then (after a full fence)
+ * looks at the rings once more before it stops its work handle; a producer
+ * stores its tail, then (after a full fence) loads sleeping. Of the two
+ * stores at least one is seen by the other side's load, so either the
+ * thread sees the new job or the producer sees that it sleeps and sends
+ * the wake (the exchange lets one producer of several send it). While a
+ * thread works, producers only push.
+ */
+#include "cmpthread.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define SLICE_NS (2 * 1000000ULL) /* work per loop turn before Redis and timers get a turn */
+
+/* ---- the thread ----------------------------------------------------------- */
+
+/* The test build's slow comparator (--test-compare-delay): burns CPU like a
+ * slow diff would, so priorities and the drop path are exercised for real. */
+static void test_delay(const st_cmpthread_t *ct)
+{
+    uint64_t ms = ct->cfg->test_compare_delay_ms;
+    if (!ms) return;
+    uint64_t until = uv_hrtime() + ms * 1000000ULL;
+    while (uv_hrtime() < until) {
+    }
+}
+
+/* Compares (or, when stopping, drops) one job popped from q and frees it. */
+static void run_job(st_cmpthread_t *ct, st_cmpq_t *q, st_cmpjob_t *job, int drop)
+{
+    if (!drop) {
+        test_delay(ct);
+        uint64_t t0 = uv_hrtime();
+        if (st_cmpjob_compare(job, &ct->sink) == 0) ST_INC(ct->compared);
+        st_hist_observe(&ct->duration, (double)(uv_hrtime() - t0) / 1e9);
+    }
+    size_t bytes = job->bytes;
+    st_cmpjob_free(job); /* the bodies go now, before the queue counts them as free */
+    st_cmpq_release(q, bytes, drop);
+}
+
+/* The next job, round robin over the rings (one job per ring in turn, so
+ * one busy worker cannot starve another's pairs). */
+static st_cmpjob_t *next_job(st_cmpthread_t *ct, st_cmpq_t **from)
+{
+    for (size_t i = 0; i < ct->nrings; i++) {
+        st_cmpq_t *q = ct->rings[(ct->next + i) % ct->nrings];
+        st_cmpjob_t *job = st_cmpq_pop(q);
+        if (job) {
+            ct->next = (ct->next + i + 1) % ct->nrings;
+            *from = q;
+            return job;
+        }
+    }
+    return NULL;
+}
+
+static int rings_empty(const st_cmpthread_t *ct)
+{
+    for (size_t i = 0; i < ct->nrings; i++)
+        if (!st_cmpq_empty(ct->rings[i])) return 0;
+    return 1;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void on_stats_closed(void *arg)
+{
+    st_cmpthread_t *ct = arg;
+    ct->sink.stats = NULL;
+    uv_close((uv_handle_t *)&ct->work, on_closed);
+    uv_close((uv_handle_t *)&ct->pause, on_closed);
+    uv_close((uv_handle_t *)&ct->wake, on_closed);
+}
+
+/* Every producer is gone and every ring empty: the final flush, then the
+ * handles close and the loop returns. */
+static void begin_close(st_cmpthread_t *ct)
+{
+    ct->closing = 1;
+    uv_idle_stop(&ct->work);
+    uv_timer_stop(&ct->pause);
+    pthread_mutex_lock(&ct->pub_lock);
+    ct->stats_pub = NULL; /* /metrics stops reading them before they are freed */
+    pthread_mutex_unlock(&ct->pub_lock);
+    uint64_t dropped = 0;
+    for (size_t i = 0; i < ct->nrings; i++)
+        dropped += atomic_load_explicit(&ct->rings[i]->dropped_shutdown, memory_order_relaxed);
+    if (dropped)
+        st_warn("msg=\"comparisons dropped at shutdown\" thread=%d count=%" PRIu64, ct->id,
+                dropped);
+    st_info("msg=\"comparator finished\" thread=%d compared=%" PRIu64 " dropped_shutdown=%" PRIu64,
+            ct->id, atomic_load(&ct->compared), dropped);
+    st_stats_close(ct->sink.stats, on_stats_closed, ct);
+}
+
+/* ---- the CPU budget --------------------------------------------------------- */
+
+static void on_work(uv_idle_t *h);
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void on_pause_end(uv_timer_t *t)
+{
+    st_cmpthread_t *ct = t->data;
+    ct->paused = 0;
+    if (!ct->closing) uv_idle_start(&ct->work, on_work);
+}
+
+/* Charges the CPU used since the last check and refills the bucket for the
+ * wall time passed. Returns 1 when the thread must pause (it then did). */
+static int over_budget(st_cmpthread_t *ct)
+{
+    uint64_t cpu = thread_cpu_ns(), wall = uv_hrtime();
+    uint64_t used = cpu - ct->cpu_last;
+    ST_ADD(ct->cpu_ns, used);
+    if (ct->cpu_rate <= 0 || atomic_load_explicit(&ct->producers_done, memory_order_relaxed) ||
+        atomic_load_explicit(&ct->stop, memory_order_relaxed)) {
+        ct->cpu_last = cpu; /* no budget, or no client path left to protect */
+        ct->wall_last = wall;
+        return 0;
+    }
+    ct->cpu_tokens += (double)(wall - ct->wall_last) * ct->cpu_rate - (double)used;
+    if (ct->cpu_tokens > ct->cpu_burst) ct->cpu_tokens = ct->cpu_burst;
+    ct->cpu_last = cpu;
+    ct->wall_last = wall;
+    if (ct->cpu_tokens >= 0) return 0;
+    uint64_t wait_ns = (uint64_t)(-ct->cpu_tokens / ct->cpu_rate);
+    uint64_t wait_ms = (wait_ns + 999999) / 1000000;
+    ST_ADD(ct->paused_ns, wait_ms * 1000000);
+    ct->paused = 1;
+    uv_idle_stop(&ct->work);
+    uv_timer_start(&ct->pause, on_pause_end, wait_ms, 0);
+    return 1;
+}
+
+static void on_work(uv_idle_t *h)
+{
+    st_cmpthread_t *ct = h->data;
+    int drop = atomic_load_explicit(&ct->stop, memory_order_relaxed);
+    uint64_t t0 = uv_hrtime();
+    st_cmpq_t *q;
+    st_cmpjob_t *job;
+    while ((job = next_job(ct, &q)) != NULL) {
+        run_job(ct, q, job, drop);
+        if (over_budget(ct)) return;              /* on_pause_end resumes */
+        if (uv_hrtime() - t0 >= SLICE_NS) return; /* the rest after this loop turn */
+    }
+    atomic_store_explicit(&ct->sleeping, 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst); /* pairs with st_cmpfeed_kick's fence */
+    if (!rings_empty(ct)) {
+        atomic_store_explicit(&ct->sleeping, 0, memory_order_relaxed);
+        return;
+    }
+    uv_idle_stop(&ct->work);
+    if (atomic_load(&ct->producers_done)) begin_close(ct);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    st_cmpthread_t *ct = a->data;
+    if (ct->closing) return;
+    atomic_store_explicit(&ct->sleeping, 0, memory_order_relaxed);
+    if (ct->paused) { /* stop or finish: the budget no longer applies */
+        if (!atomic_load(&ct->stop) && !atomic_load(&ct->producers_done)) return;
+        uv_timer_stop(&ct->pause);
+        ct->paused = 0;
+    }
+    if (!uv_is_active((uv_handle_t *)&ct->work)) uv_idle_start(&ct->work, on_work);
+}
+
+/* Below the workers, which run SCHED_OTHER at nice 0. SCHED_IDLE (the
+ * default): the thread only gets CPU that nothing else wants, and a worker
+ * that wakes up preempts it at once. SCHED_BATCH at nice --compare-nice: it
+ * gets a small share even when the workers are busy, and a woken comparator
+ * does not preempt a running worker. Both are allowed to an unprivileged
+ * thread; a refusal is logged, not fatal. */
+static void lower_priority(const st_cmpthread_t *ct)
+{
+    struct sched_param sp;
+    memset(&sp, 0, sizeof(sp));
+    int idle = ct->cfg->compare_sched == ST_COMPARE_SCHED_IDLE;
+    int rc = pthread_setschedparam(pthread_self(), idle ? SCHED_IDLE : SCHED_BATCH, &sp);
+    if (rc != 0)
+        st_warn("msg=\"comparator thread: scheduling policy refused\" thread=%d policy=%s "
+                "err=\"%s\"",
+                ct->id, idle ? "idle" : "batch", strerror(rc));
+    if (!idle && setpriority(PRIO_PROCESS, (id_t)gettid(), ct->cfg->compare_nice) != 0)
+        st_warn("msg=\"comparator thread: nice refused\" thread=%d nice=%d err=\"%s\"", ct->id,
+                ct->cfg->compare_nice, strerror(errno));
+}
+
+static void thread_main(void *arg)
+{
+    st_cmpthread_t *ct = arg;
+    ct->cpu_last = thread_cpu_ns();
+    ct->wall_last = uv_hrtime();
+    char name[16];
+    snprintf(name, sizeof(name), "st-compare-%d", ct->id); /* as top -H and /proc show it */
+    pthread_setname_np(pthread_self(), name);
+    lower_priority(ct);
+    uv_run(&ct->loop, UV_RUN_DEFAULT);
+    atomic_store(&ct->finished, 1);
+    uv_async_send(ct->done_async);
+}
+
+int st_cmpthread_init(st_cmpthread_t *ct, int id, const st_config_t *cfg, const st_rules_t *rules,
+                      size_t nworkers, uv_async_t *done_async)
+{
+    memset(ct, 0, sizeof(*ct));
+    ct->id = id;
+    ct->cfg = cfg;
+    ct->done_async = done_async;
+    atomic_store(&ct->sleeping, 1); /* no work yet: the first push wakes it */
+    int rc = uv_loop_init(&ct->loop);
+    if (rc) return rc;
+    if (pthread_mutex_init(&ct->pub_lock, NULL) != 0) return UV_ENOMEM;
+    rc = uv_async_init(&ct->loop, &ct->wake, on_wake);
+    if (rc) return rc;
+    ct->wake.data = ct;
+    uv_idle_init(&ct->loop, &ct->work);
+    ct->work.data = ct;
+    uv_timer_init(&ct->loop, &ct->pause);
+    ct->pause.data = ct;
+    ct->cpu_rate = cfg->compare_cpu / (double)cfg->compare_threads; /* CPU ns per wall ns */
+    ct->cpu_burst = ct->cpu_rate * 50e6;                            /* 50 ms of wall time's worth */
+    ct->cpu_tokens = ct->cpu_burst;
+    /* a ring holds the worker's whole share, however the worker spreads it */
+    size_t share = ((size_t)cfg->compare_queue + nworkers - 1) / nworkers;
+    ct->rings = calloc(nworkers, sizeof(*ct->rings));
+    if (!ct->rings) return UV_ENOMEM;
+    ct->nrings = nworkers;
+    for (size_t i = 0; i < nworkers; i++)
+        if (!(ct->rings[i] = st_cmpq_new(share))) return UV_ENOMEM;
+    ct->sink.rules = rules;
+    ct->sink.endpoints = st_endpoint_set_new((size_t)cfg->max_endpoints);
+    st_stats_config_t sc;
+    st_stats_config_init(&sc);
+    sc.redis_host = cfg->redis_set ? cfg->redis_host : NULL; /* resolved by the sink */
+    sc.redis_port = cfg->redis_port;
+    sc.redis_password = cfg->redis_password[0] ? cfg->redis_password : NULL;
+    sc.redis_db = cfg->redis_db;
+    sc.service = cfg->service;
+    sc.flush_interval_ms = cfg->redis_flush_interval_ms;
+    sc.samples_per_endpoint = (size_t)cfg->samples_per_endpoint;
+    sc.max_endpoints = (size_t)cfg->max_endpoints;
+    sc.rules = rules;
+    ct->sink.stats = st_stats_new(&ct->loop, &sc);
+    if (!ct->sink.endpoints || !ct->sink.stats) return UV_ENOMEM;
+    ct->stats_pub = ct->sink.stats;
+    return 0;
+}
+
+int st_cmpthread_start(st_cmpthread_t *ct)
+{
+    return uv_thread_create(&ct->thread, thread_main, ct);
+}
+
+void st_cmpthread_stop(st_cmpthread_t *ct)
+{
+    atomic_store(&ct->stop, 1);
+    /* a thread that already returned has closed its wake handle; one that is
+     * closing it does no harm: its loop (and the loop's eventfd) lives on
+     * until st_cmpthread_join, after the main loop has ended */
+    if (!atomic_load(&ct->finished)) uv_async_send(&ct->wake);
+}
+
+void st_cmpthread_finish(st_cmpthread_t *ct)
+{
+    atomic_store(&ct->producers_done, 1);
+    uv_async_send(&ct->wake); /* on_wake starts a slice, which closes when all is empty */
+}
+
+static void walk_close(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, on_closed);
+}
+
+void st_cmpthread_join(st_cmpthread_t *ct)
+{
+    uv_thread_join(&ct->thread);
+    if (uv_loop_close(&ct->loop) != 0) { /* should not happen: close what is left */
+        uv_walk(&ct->loop, walk_close, NULL);
+        uv_run(&ct->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&ct->loop);
+    }
+    for (size_t i = 0; i < ct->nrings; i++) {
+        st_cmpjob_t *job;
+        while ((job = st_cmpq_pop(ct->rings[i])) != NULL) /* none after a clean close */
+            st_cmpjob_free(job);
+        st_cmpq_free(ct->rings[i]);
+    }
+    free(ct->rings);
+    if (ct->sink.endpoints) st_endpoint_set_free(ct->sink.endpoints);
+    pthread_mutex_destroy(&ct->pub_lock);
+}
+
+/* ---- metrics --------------------------------------------------------------- */
+
+void st_cmpthread_render(st_cmpthread_t *all, size_t n, FILE *out)
+{
+    uint64_t skipped[ST_CMPSKIP_COUNT] = {0}, queued = 0, held_bytes = 0;
+    size_t held_jobs = 0;
+    for (size_t t = 0; t < n; t++) {
+        for (size_t i = 0; i < all[t].nrings; i++) {
+            st_cmpq_t *q = all[t].rings[i];
+            size_t j;
+            uint64_t b;
+            st_cmpq_held(q, &j, &b);
+            held_jobs += j;
+            held_bytes += b;
+            queued += atomic_load_explicit(&q->tail, memory_order_relaxed);
+            skipped[ST_CMPSKIP_BUSY] += atomic_load_explicit(&q->skipped[0], memory_order_relaxed);
+            skipped[ST_CMPSKIP_BYTES] += atomic_load_explicit(&q->skipped[1], memory_order_relaxed);
+            skipped[ST_CMPSKIP_SHUTDOWN] +=
+                atomic_load_explicit(&q->dropped_shutdown, memory_order_relaxed);
+        }
+    }
+    fprintf(out, "# HELP shadowtee_comparisons_skipped_total Finished pairs not compared, by "
+                 "reason.\n# TYPE shadowtee_comparisons_skipped_total counter\n");
+    for (int r = 0; r < ST_CMPSKIP_COUNT; r++)
+        fprintf(out, "shadowtee_comparisons_skipped_total{reason=\"%s\"} %" PRIu64 "\n",
+                st_cmpskip_names[r], skipped[r]);
+    fprintf(out,
+            "# HELP shadowtee_compare_queued_total Finished pairs handed to a comparator thread.\n"
+            "# TYPE shadowtee_compare_queued_total counter\nshadowtee_compare_queued_total "
+            "%" PRIu64 "\n",
+            queued);
+    fprintf(out,
+            "# HELP shadowtee_compare_queue_length Pairs queued or being compared.\n"
+            "# TYPE shadowtee_compare_queue_length gauge\nshadowtee_compare_queue_length %zu\n",
+            held_jobs);
+    fprintf(out,
+            "# HELP shadowtee_compare_queue_bytes Memory held by queued pairs.\n"
+            "# TYPE shadowtee_compare_queue_bytes gauge\nshadowtee_compare_queue_bytes %" PRIu64
+            "\n",
+            held_bytes);
+    uint64_t cpu = 0, paused = 0;
+    for (size_t t = 0; t < n; t++) {
+        cpu += atomic_load_explicit(&all[t].cpu_ns, memory_order_relaxed);
+        paused += atomic_load_explicit(&all[t].paused_ns, memory_order_relaxed);
+    }
+    fprintf(out,
+            "# HELP shadowtee_compare_cpu_seconds_total CPU the comparator threads spent on "
+            "pairs.\n# TYPE shadowtee_compare_cpu_seconds_total counter\n"
+            "shadowtee_compare_cpu_seconds_total %.6f\n"
+            "# HELP shadowtee_compare_paused_seconds_total Time comparator threads paused to stay "
+            "within --compare-cpu.\n# TYPE shadowtee_compare_paused_seconds_total counter\n"
+            "shadowtee_compare_paused_seconds_total %.6f\n",
+            (double)cpu / 1e9, (double)paused / 1e9);
+    const st_hist_t *h[64];
+    size_t nh = 0;
+    for (size_t t = 0; t < n && nh < 64; t++)
+        h[nh++] = &all[t].duration;
+    st_hist_render(out, "shadowtee_compare_duration_seconds",
+                   "Time a comparator thread spent on one comparison.", h, nh);
+    st_stats_t *s[64];
+    size_t ns = 0;
+    for (size_t t = 0; t < n && t < 64; t++) /* held until rendered: none is freed meanwhile */
+        pthread_mutex_lock(&all[t].pub_lock);
+    for (size_t t = 0; t < n && t < 64; t++)
+        if (all[t].stats_pub) s[ns++] = all[t].stats_pub;
+    if (ns) st_stats_prometheus(s, ns, out);
+    for (size_t t = 0; t < n && t < 64; t++)
+        pthread_mutex_unlock(&all[t].pub_lock);
+}
+
+/* ---- the producer end ------------------------------------------------------ */
+
+void st_cmpfeed_init(st_cmpfeed_t *f, st_cmpthread_t *threads, size_t nthreads, size_t ring,
+                     size_t len_cap, uint64_t bytes_cap)
+{
+    memset(f, 0, sizeof(*f));
+    f->threads = threads;
+    f->nthreads = threads ? nthreads : 0;
+    f->ring = ring;
+    f->len_cap = len_cap ? len_cap : 1;
+    f->bytes_cap = bytes_cap;
+}
+
+/* What this worker's rings hold in all, and the thread whose ring holds the
+ * fewest jobs (ties: round robin from f->rr). */
+static size_t feed_held(st_cmpfeed_t *f, size_t *total_jobs, uint64_t *total_bytes)
+{
+    size_t best = f->rr % f->nthreads, best_jobs = SIZE_MAX;
+    *total_jobs = 0;
+    *total_bytes = 0;
+    for (size_t k = 0; k < f->nthreads; k++) {
+        size_t t = (f->rr + k) % f->nthreads, jobs;
+        uint64_t bytes;
+        st_cmpq_held(f->threads[t].rings[f->ring], &jobs, &bytes);
+        *total_jobs += jobs;
+        *total_bytes += bytes;
+        if (jobs < best_jobs) {
+            best_jobs = jobs;
+            best = t;
+        }
+    }
+    return best;
+}
+
+int st_cmpfeed_admit(st_cmpfeed_t *f)
+{
+    size_t jobs;
+    uint64_t bytes;
+    size_t best = feed_held(f, &jobs, &bytes);
+    int why = jobs >= f->len_cap ? ST_CMPSKIP_BUSY : bytes >= f->bytes_cap ? ST_CMPSKIP_BYTES : -1;
+    if (why < 0) return 1;
+    st_cmpq_count_skip(f->threads[best].rings[f->ring], (enum st_cmpskip)why);
+    return 0;
+}
+
+int st_cmpfeed_submit(st_cmpfeed_t *f, st_cmpjob_t *job)
+{
+    size_t jobs;
+    uint64_t bytes;
+    size_t best = feed_held(f, &jobs, &bytes);
+    f->rr++;
+    st_cmpq_t *q = f->threads[best].rings[f->ring];
+    int why = -1;
+    if (jobs >= f->len_cap)
+        why = ST_CMPSKIP_BUSY;
+    else if (bytes + job->bytes > f->bytes_cap)
+        why = ST_CMPSKIP_BYTES;
+    else if (st_cmpq_push(q, job, job->bytes) != 0)
+        why = ST_CMPSKIP_BUSY; /* cannot happen: the ring holds the whole share */
+    if (why >= 0) {
+        st_cmpq_count_skip(q, (enum st_cmpskip)why);
+        st_cmpjob_free(job);
+        return -1;
+    }
+    f->kick |= 1ULL << best;
+    return 0;
+}
+
+void st_cmpfeed_kick(st_cmpfeed_t *f)
+{
+    if (!f->kick) return;
+    atomic_thread_fence(memory_order_seq_cst); /* the pushes before the loads of sleeping */
+    for (size_t t = 0; t < f->nthreads; t++) {
+        if (!(f->kick & (1ULL << t))) continue;
+        st_cmpthread_t *ct = &f->threads[t];
+        if (atomic_load_explicit(&ct->sleeping, memory_order_relaxed) &&
+            atomic_exchange(&ct->sleeping, 0))
+            uv_async_send(&ct->wake);
+    }
+    f->kick = 0;
+}
