@@ -8,6 +8,7 @@ PKGS=(
   node-llhttp
   redis-server wrk nginx-light haproxy curl procps util-linux
   python3 python3-flask python3-jsonschema python3-yaml python3-redis python3-pytest
+  python3-sklearn gunicorn
   valgrind
 )
 if [ "${1:-}" = "--with-browser" ]; then PKGS+=(chromium); fi
