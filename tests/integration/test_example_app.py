@@ -511,3 +511,69 @@ def test_rules_behind_shadowtee(apps, models, shadowtee, redis_server, procs):
         assert paths == want_paths
     finally:
         noise.close()
+
+
+# ---- the image (no Docker engine here: its steps replayed in a temp dir) ----
+
+
+def dockerfile_lines():
+    with open(os.path.join(EXAMPLE, "Dockerfile")) as fh:
+        text = re.sub(r"\\\n", " ", fh.read())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def test_image_packages_are_debian_and_in_deps():
+    lines = dockerfile_lines()
+    assert [r for w, r in lines if w == "FROM"] == ["debian:12-slim"]
+    (install,) = [r for w, r in lines if w == "RUN" and "apt-get install" in r]
+    pkgs = {w for w in install.split("apt-get install", 1)[1].split("&&")[0].split() if not w.startswith("-")}
+    assert pkgs == {"python3-flask", "python3-sklearn", "gunicorn"}
+    with open(os.path.join(ROOT, "scripts", "deps.sh")) as fh:
+        deps = set(fh.read().split())
+    assert pkgs <= deps  # the demo and the tests run on what the image runs on
+    assert [r for w, r in lines if w == "USER"] == ["10001:10001"]
+
+
+def test_image_steps_train_and_serve(tmp_path):
+    """The Dockerfile's COPY, ARG/ENV, RUN train.py and ENTRYPOINT replayed
+    with /app mapped to a temp dir: the copied files are all the served app
+    needs (gunicorn imports it from them alone), the build-time training
+    writes the model the entry point serves, and gunicorn answers /health."""
+    lines = dockerfile_lines()
+    app_dir = str(tmp_path / "app")
+    remap = lambda text: text.replace("/app/", app_dir + "/").replace("/app ", app_dir + " ")  # noqa: E731
+    (copy,) = [r.split() for w, r in lines if w == "COPY"]
+    assert copy[-1] == "/app/"
+    os.makedirs(app_dir)
+    for name in copy[:-1]:
+        with open(os.path.join(EXAMPLE, name), "rb") as src, open(os.path.join(app_dir, name), "wb") as dst:
+            dst.write(src.read())
+    env = {"PATH": os.environ["PATH"]}
+    for w, r in lines:
+        if w == "ARG":
+            k, _, v = r.partition("=")
+            env[k] = v
+        elif w == "ENV":
+            for k, v in (kv.split("=", 1) for kv in r.split()):
+                env[k] = remap(v.replace("$" + "MODEL_VERSION", env.get("MODEL_VERSION", "")) + " ").strip()
+    assert env["MODEL_VERSION"] == "v1" and env["MODEL_DIR"] == os.path.join(app_dir, "models")
+    (run,) = [r for w, r in lines if w == "RUN" and "train.py" in r]
+    r = subprocess.run(["bash", "-c", remap(run)], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(env["MODEL_DIR"])) == ["v1.joblib", "v1.json"]
+    (entry,) = [json.loads(r) for w, r in lines if w == "ENTRYPOINT"]
+    assert entry[0] == GUNICORN
+    port = free_port()
+    p = Proc([remap(a) for a in entry], env=dict(env, BIND="127.0.0.1:%d" % port), wait_ports=(port,))
+    try:
+        status, out, headers = call(At("127.0.0.1:%d" % port), "/health")
+        assert (status, out["model_version"], headers["server"]) == (200, "v1", "gunicorn")
+    finally:
+        p.close()
+    assert not os.path.exists(os.path.join(app_dir, "__pycache__"))  # PYTHONDONTWRITEBYTECODE (read-only root)
