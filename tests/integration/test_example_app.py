@@ -577,3 +577,33 @@ def test_image_steps_train_and_serve(tmp_path):
     finally:
         p.close()
     assert not os.path.exists(os.path.join(app_dir, "__pycache__"))  # PYTHONDONTWRITEBYTECODE (read-only root)
+
+
+# ---- the stable pod on loopback: gunicorn on a Unix socket, the sidecar in front --
+
+
+def test_stable_pod_over_a_unix_socket(apps, models, shadowtee, tmp_path):
+    """The stable pod's wiring (k8s/inference/stable-deployment.yml) on one
+    machine: gunicorn v1 bound to a Unix socket only, shadowtee with
+    --primary unix:PATH in front, the v2 shadow on TCP. Clients get v1's
+    answers through the socket. Needs a build with unix: upstreams."""
+    from conftest import BUILD
+    binary = os.path.join(BUILD, "shadowtee")
+    if not os.path.exists(binary):
+        pytest.skip("%s is not built: NOT run" % binary)
+    r = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10)
+    if "unix:" not in r.stdout + r.stderr:
+        pytest.skip("%s has no unix: upstreams yet (--help does not mention them): the pod's socket wiring NOT run"
+                    % binary)
+    sock = tmp_path / "app.sock"
+    app = start_app("v1", models, bind="unix:%s" % sock)
+    try:
+        proxy = shadowtee(primary="unix:%s" % sock, shadow=apps["v2"].address, mirror_percent=100, compare_rules=RULES)
+        via = At("127.0.0.1:%d" % proxy.port)
+        for features, _ in HELDOUT[:20]:
+            status, out, headers = call(via, "/predict", {"features": features})
+            direct = predict(app, features)
+            assert status == 200 and out["model_version"] == "v1"
+            assert out["predictions"] == direct["predictions"]
+    finally:
+        app.close()
