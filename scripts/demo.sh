@@ -49,7 +49,8 @@ fi
   die "$BUILD/shadowtee --help does not list --redis: this build cannot feed the report yet"
 command -v redis-server >/dev/null || die "redis-server not found (run scripts/deps.sh)"
 [ -x "$PY" ] || die "$PY not found (run scripts/deps.sh)"
-GUNICORN=$(command -v gunicorn) || die "gunicorn not found (run scripts/deps.sh)"
+GUNICORN=/usr/bin/gunicorn # Debian's, on /usr/bin/python3
+[ -x "$GUNICORN" ] || die "$GUNICORN not found (run scripts/deps.sh)"
 "$PY" -c 'import sklearn, flask' 2>/dev/null || die "$PY cannot import sklearn and flask (run scripts/deps.sh)"
 
 WORK=$(mktemp -d -t shadowtee-demo.XXXXXX)

@@ -12,7 +12,7 @@ naming the file and the train.py command that makes it.
 Errors are JSON: {"error": <code>, "message": <text>} with a 4xx status.
 
 Production: gunicorn -c gunicorn.conf.py (wsgi.py holds the app object).
-Local debugging only: flask --app app run --debug (Werkzeug's server).
+Local debugging only: /usr/bin/python3 -m flask --app app run --debug (Werkzeug's server).
 """
 import datetime
 import json
