@@ -7,7 +7,7 @@ FROM debian:12 AS build
 WORKDIR /src
 # deps.sh is the one list of build packages (also used by CI and `make demo`).
 COPY scripts/deps.sh scripts/deps.sh
-RUN bash scripts/deps.sh && rm -rf /var/lib/apt/lists/*
+RUN bash scripts/deps.sh --no-browser && rm -rf /var/lib/apt/lists/*
 COPY . .
 # CI runs `make check` (build + unit + integration on loopback); so does the
 # image build by default. --build-arg MAKE_TARGET=all for a quick build.

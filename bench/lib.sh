@@ -15,6 +15,7 @@ BENCH_PY=/usr/bin/python3
 BENCH_PIDS=()
 BENCH_LAST_PID=
 BENCH_FAIL_REASON=
+BENCH_WRK_EXTRA=() # extra wrk arguments of bench_measure (e.g. -s script.lua), set by a section
 
 bench_log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 bench_die() { bench_log "error: $*"; exit 1; }
@@ -204,7 +205,7 @@ bench_cpu_ticks() {
 
 # bench_measure SECTION SHAPE TARGET SHADOW CONNS URL PROXY_PID [ADMIN_PORT]
 #   Runs a wrk warm-up, then the measured wrk --latency run (pinned with
-#   taskset to $BENCH_WRK_CPUS when set), stores the output under
+#   taskset to $BENCH_WRK_CPUS when set, with ${BENCH_WRK_EXTRA[@]}), stores the output under
 #   $BENCH_OUT/wrk/ and appends one row to $BENCH_OUT/results.tsv. PROXY_PID
 #   ("-" for none) is the process tree whose CPU per request is recorded.
 #   With ADMIN_PORT (shadowtee), GET /metrics is saved right before and after
@@ -214,7 +215,7 @@ bench_measure() {
     local metrics=-
     local threads=1 label file cpu=- note='' t0 t1 reqs
     [ "$conns" -ge 32 ] && [ -z "$BENCH_WRK_CPUS" ] && threads=2
-    local wrk=(timeout -k 5 $((BENCH_SECS + 30)) wrk -t "$threads" -c "$conns" --timeout 2s)
+    local wrk=(timeout -k 5 $((BENCH_SECS + 30)) wrk -t "$threads" -c "$conns" --timeout 2s "${BENCH_WRK_EXTRA[@]}")
     [ -n "$BENCH_WRK_CPUS" ] && wrk=(taskset -c "$BENCH_WRK_CPUS" "${wrk[@]}")
     label="$section-$shape-$target${shadow#-}-c$conns"
     [ "$shadow" = - ] || label="$section-$shape-$target-${shadow//\//-}-c$conns"

@@ -31,7 +31,10 @@ CORE_GOAL = 1.2  # shadowtee req/s vs nginx as a keep-alive reverse proxy (p99 a
 SHADOW_NAMES = {"-": "", "none": "no mirroring", "twin": "no mirroring, twin (A/A)",
                 "fast": "fast", "slow": "slow (200 ms)",
                 "blackhole": "blackhole", "mirror": "fast, mirror only",
-                "compare": "fast, mirror + compare", "redis": "fast, mirror + compare + Redis"}
+                "compare": "fast, mirror + compare", "redis": "fast, mirror + compare + Redis",
+                "tiny": "tiny, saturation", "tiny-paced": "tiny, paced", "24k": "24 KiB, saturation",
+                "24k-paced": "24 KiB, paced"}
+UNIX_KINDS = ("tiny", "tiny-paced", "24k", "24k-paced")
 
 
 def parse_wrk(path):
@@ -165,7 +168,7 @@ def merge_rounds(rows):
     paired ratios."""
     out, groups = [], {}
     for r in rows:
-        m = re.fullmatch(r"(?:([a-z]+)/)?r(\d+)", r["shadow"])
+        m = re.fullmatch(r"(?:([a-z0-9-]+)/)?r(\d+)", r["shadow"])
         if not m:
             out.append(r)
             continue
@@ -277,6 +280,15 @@ def references(rows, r):
                               conns=r["conns"]), "nginx+mirror"))
         elif r["target"] == "nginx-mirror":
             refs.append((base, "shadowtee no-mirror"))
+    elif r["section"] == "unix":
+        same = dict(section="unix", shadow=r["shadow"], conns=r["conns"])
+        proxy, _, via = r["target"].partition("-")
+        if via == "unix":
+            refs.append((find(rows, target=proxy + "-tcp", **same), proxy + " TCP"))
+        if via and proxy == "shadowtee":
+            refs.append((find(rows, target="nginx-" + via, **same), "nginx " + via.upper()))
+        if via:
+            refs.append((find(rows, target="direct", **same), "direct"))
     elif r["section"] == "cmp" and r["shadow"] in ("compare", "redis"):
         refs.append((find(rows, section="cmp", shadow="mirror", conns=r["conns"]), "mirror only"))
         if r["shadow"] == "redis":
@@ -421,6 +433,25 @@ def goals(rows):
                    "CPU µs/req %s vs %s%s"
                    % (shape, conns, v, per_round(st, ng, "rps"), TLS_GOAL, verdict(v >= TLS_GOAL, st, ng),
                       fmt(st["cpu"], "%.1f"), fmt(ng["cpu"], "%.1f"), "" if cpu is None else " (%.2f×)" % cpu))
+    for kind in UNIX_KINDS:
+        for proxy in ("shadowtee", "nginx"):
+            tcp = find(rows, section="unix", target=proxy + "-tcp", shadow=kind)
+            unix = find(rows, section="unix", target=proxy + "-unix", shadow=kind)
+            if not (tcp and unix):
+                continue
+            v, p = rps_ratio(unix, tcp), p99_ratio(unix, tcp)
+            p50 = paired_ratio(unix, tcp, "p50")
+            cpu = paired_ratio(unix, tcp, "cpu")
+            if None in (v, p, p50):
+                out.append("- unix, %s, %s: no figure (%s)" % (SHADOW_NAMES[kind], proxy,
+                                                              unix["note"] or tcp["note"] or "wrk gave no figure"))
+                continue
+            out.append("- unix, %s, %s: Unix socket / TCP upstream: req/s %.2f%s, p50 %.2f, p99 %.2f%s, "
+                       "CPU µs/req %s vs %s%s (no fixed goal)%s"
+                       % (SHADOW_NAMES[kind], proxy, v, per_round(unix, tcp, "rps"), p50, p,
+                          per_round(unix, tcp, "p99"), fmt(unix["cpu"], "%.1f"), fmt(tcp["cpu"], "%.1f"),
+                          "" if cpu is None else " (%.2f×)" % cpu,
+                          "" if clean(unix) and clean(tcp) else " (a run had errors: see warnings)"))
     mirror = find(rows, section="cmp", shadow="mirror")
     for key, what in (("compare", "comparison"), ("redis", "comparison + Redis")):
         other = find(rows, section="cmp", shadow=key)

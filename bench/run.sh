@@ -11,13 +11,18 @@
 #   cmp   mirroring with comparison + Redis against mirroring only, and
 #         build/cmp_bench when it can be built;
 #   instr instructions per request under callgrind, shadowtee vs nginx, plain
-#         proxy and 100% mirroring (bench/callgrind.sh): free of CPU noise.
+#         proxy and 100% mirroring (bench/callgrind.sh): free of CPU noise;
+#   unix  TCP vs Unix-socket upstreams for shadowtee and nginx, a tiny and a
+#         ~24 KiB inference JSON, at saturation and at a paced load
+#         (bench/unix.sh).
 # See bench/README.md. Options (environment):
 #   BENCH_DURATION=10s  measured seconds per wrk run (plain seconds: "8" or "8s")
 #   BENCH_WARMUP=1s     wrk warm-up before each measured run
 #   BENCH_QUICK=1       3 s runs: a smoke test of the whole script
 #   BENCH_ROUNDS=3      core and tee: rounds of BENCH_DURATION/2 per target
-#   BENCH_SECTIONS="core tls tee cmp instr"   which sections to run
+#   BENCH_SECTIONS="core tls tee cmp unix instr"   which sections to run
+#   BENCH_UNIX_ROUNDS=3             unix: rounds per target, payload and load
+#   BENCH_UNIX_PACED_CONNS=8, BENCH_UNIX_PACED_DELAY_MS=2   unix: the paced load
 #   BENCH_INSTR_DURATION=5s         measured seconds per instr case
 #   BENCH_SHADOW_TIMEOUT=1s         shadow connect/response timeout, for
 #                                   shadowtee and the nginx mirror leg alike
@@ -34,6 +39,8 @@ BENCH_ROOT=$ROOT
 source "$ROOT/bench/lib.sh"
 # shellcheck source=bench/tls.sh
 source "$ROOT/bench/tls.sh"
+# shellcheck source=bench/unix.sh
+source "$ROOT/bench/unix.sh"
 
 secs_of() {
     local v=${1%s}
@@ -47,7 +54,7 @@ else
     BENCH_SECS=$(secs_of "${BENCH_DURATION:-10s}" BENCH_DURATION)
     BENCH_WARMUP_SECS=$(secs_of "${BENCH_WARMUP:-1s}" BENCH_WARMUP)
 fi
-SECTIONS=" ${BENCH_SECTIONS:-core tls tee cmp instr} "
+SECTIONS=" ${BENCH_SECTIONS:-core tls tee cmp unix instr} "
 SHADOW_TIMEOUT=${BENCH_SHADOW_TIMEOUT:-1s}
 [[ $SHADOW_TIMEOUT =~ ^[1-9][0-9]*(ms|s)$ ]] || bench_die "BENCH_SHADOW_TIMEOUT must look like 1s or 500ms"
 # Every shadowtee run: quiet logs, and a short drain so stopping it is quick.
@@ -171,6 +178,11 @@ fi
 # --------------------------------------------------------------- tls ----
 if [[ $SECTIONS == *" tls "* ]]; then
     tls_section
+fi
+
+# -------------------------------------------------------------- unix ----
+if [[ $SECTIONS == *" unix "* ]]; then
+    unix_section
 fi
 
 # --------------------------------------------------------- tee + cmp ----

@@ -5,7 +5,8 @@
  * States (st_sink_state_t):
  *   OFF         no Redis configured: only in-memory counters.
  *   WAIT        no context; ctl_timer fires the next connect (backoff
- *               100 ms doubling to 5 s).
+ *               100 ms doubling to 5 s, none to the next address), or
+ *               the host name is being resolved (resolving).
  *   CONNECTING  redisAsyncConnect issued; ctl_timer is the connect timeout
  *               (hiredis 0.14 has none for async connects).
  *   READY       connected; AUTH/SELECT pipelined first (setup_pending), then
@@ -19,8 +20,18 @@
  * failed connect, a dropped connection) we learn it in on_connect /
  * on_disconnect and forget the pointer. Replies of a batch still in flight
  * when the connection drops never arrive: their deltas are counted as lost.
+ *
+ * Addresses: a host name is resolved with uv_getaddrinfo (libuv's thread
+ * pool, never the loop thread) at the start and before every reconnect
+ * after a connection that worked or a round that failed; hiredis gets one
+ * numeric address at a time, so it resolves nothing itself. A failed connect
+ * goes on to the next address at once; when every address of the round
+ * failed, the backoff applies. The address that connected last is tried
+ * first after a re-resolution.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -40,6 +51,7 @@
 
 static void on_ctl(uv_timer_t *t);
 static void send_batch(st_stats_t *s);
+static void request_teardown(st_stats_t *s);
 
 static int64_t wall_ms(void)
 {
@@ -52,8 +64,15 @@ static void log_down(st_stats_t *s, const char *reason)
 {
     if (s->logged_down) return;
     s->logged_down = 1;
-    fprintf(stderr, "shadowtee stats: event=redis_down service=%s redis=%s:%d reason=\"%s\"\n",
-            s->cfg.service, s->cfg.redis_host, s->cfg.redis_port, reason);
+    char tried[ST_SINK_ADDR_MAX * (ST_SINK_IP_MAX + 1)] = "";
+    for (int i = 0; i < s->naddrs; i++) {
+        if (i) strcat(tried, " ");
+        strcat(tried, s->addrs[i]);
+    }
+    fprintf(stderr,
+            "shadowtee stats: event=redis_down service=%s redis=%s:%d addresses=\"%s\" "
+            "reason=\"%s\"\n",
+            s->cfg.service, s->cfg.redis_host, s->cfg.redis_port, tried, reason);
 }
 
 static void ctl_arm(st_stats_t *s, uint64_t ms)
@@ -67,6 +86,26 @@ static void schedule_reconnect(st_stats_t *s)
     ctl_arm(s, s->backoff_ms);
     s->backoff_ms *= 2;
     if (s->backoff_ms > ST_SINK_BACKOFF_MAX_MS) s->backoff_ms = ST_SINK_BACKOFF_MAX_MS;
+}
+
+/* The connect to addrs[addr_idx] failed (the context is gone or freed): the
+ * next address on the next loop turn, or the backoff once every address of
+ * this round was tried (the attempt after it resolves the name again). */
+static void connect_failed(st_stats_t *s, const char *reason)
+{
+    atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
+    if (s->closing) {
+        request_teardown(s);
+        return;
+    }
+    if (s->addr_left > 0) {
+        s->addr_idx = (s->addr_idx + 1) % s->naddrs;
+        s->state = ST_SINK_WAIT;
+        ctl_arm(s, 0);
+        return;
+    }
+    log_down(s, reason);
+    schedule_reconnect(s);
 }
 
 /* Asks ctl_timer to free the context on the next loop turn (safe from any
@@ -166,14 +205,11 @@ static void on_connect(const redisAsyncContext *cac, int status)
     uv_timer_stop(&s->ctl_timer);
     if (status != REDIS_OK) { /* hiredis frees the context after this */
         s->ac = NULL;
-        atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
-        log_down(s, cac->errstr);
-        if (s->closing)
-            request_teardown(s);
-        else
-            schedule_reconnect(s);
+        connect_failed(s, cac->errstr);
         return;
     }
+    snprintf(s->addr_ok, sizeof(s->addr_ok), "%s", s->addrs[s->addr_idx]);
+    s->addr_left = 0; /* the next reconnect resolves the name again */
     s->state = ST_SINK_READY;
     s->meta_sent = 0;
     s->setup_pending = 0;
@@ -198,15 +234,108 @@ static void on_connect(const redisAsyncContext *cac, int status)
 
 /* ---- connection ------------------------------------------------------- */
 
-static void connect_now(st_stats_t *s)
+static void connect_next(st_stats_t *s);
+
+/* Takes up to ST_SINK_ADDR_MAX stream addresses of res, numeric, without
+ * duplicates; the one that connected last goes first in this round. */
+static void take_addrs(st_stats_t *s, const struct addrinfo *res)
+{
+    int n = 0;
+    for (const struct addrinfo *ai = res; ai && n < ST_SINK_ADDR_MAX; ai = ai->ai_next) {
+        const void *ip = ai->ai_family == AF_INET6
+                             ? (const void *)&((const struct sockaddr_in6 *)ai->ai_addr)->sin6_addr
+                         : ai->ai_family == AF_INET
+                             ? (const void *)&((const struct sockaddr_in *)ai->ai_addr)->sin_addr
+                             : NULL;
+        if (!ip || !inet_ntop(ai->ai_family, ip, s->addrs[n], sizeof(s->addrs[n]))) continue;
+        int dup = 0;
+        for (int k = 0; k < n && !dup; k++)
+            dup = strcmp(s->addrs[k], s->addrs[n]) == 0;
+        if (!dup) n++;
+    }
+    s->naddrs = n;
+    s->addr_idx = 0;
+    for (int i = 0; i < n; i++)
+        if (strcmp(s->addrs[i], s->addr_ok) == 0) s->addr_idx = i;
+    s->addr_left = n;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    st_stats_t *s = req->data;
+    s->resolving = 0;
+    int had = s->naddrs;
+    if (status == 0) take_addrs(s, res);
+    if (res) uv_freeaddrinfo(res);
+    if (s->closing) {                           /* st_sink_close came meanwhile */
+        if (s->close_stage == 2) ctl_arm(s, 0); /* on_ctl waited for us to close the timers */
+        return;
+    }
+    if (status != 0 || s->naddrs == 0) {
+        if (had && status != 0) { /* keep the last addresses: stale beats none */
+            s->naddrs = had;
+            s->addr_left = had;
+            connect_next(s);
+            return;
+        }
+        char why[256];
+        snprintf(why, sizeof(why), "cannot resolve %s: %s", s->cfg.redis_host,
+                 status ? uv_strerror(status) : "no IPv4 or IPv6 address");
+        s->naddrs = 0;
+        atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
+        log_down(s, why);
+        schedule_reconnect(s);
+        return;
+    }
+    connect_next(s);
+}
+
+/* Starts a resolution of cfg.redis_host; an IP literal needs none. */
+static void resolve(st_stats_t *s)
+{
+    unsigned char bin[sizeof(struct in6_addr)];
+    const char *h = s->cfg.redis_host;
+    if (inet_pton(AF_INET, h, bin) == 1 || inet_pton(AF_INET6, h, bin) == 1) {
+        snprintf(s->addrs[0], sizeof(s->addrs[0]), "%s", h);
+        s->naddrs = 1;
+        s->addr_idx = 0;
+        s->addr_left = 1;
+        connect_next(s);
+        return;
+    }
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", s->cfg.redis_port);
+    s->state = ST_SINK_WAIT;
+    s->gai.data = s;
+    int rc = uv_getaddrinfo(s->loop, &s->gai, on_resolved, h, port, &hints);
+    if (rc == 0) {
+        s->resolving = 1;
+        return;
+    }
+    atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
+    log_down(s, uv_strerror(rc));
+    schedule_reconnect(s);
+}
+
+/* Connects to the next untried address, resolving first when none is left. */
+static void connect_next(st_stats_t *s)
 {
     if (s->closing) return;
-    redisAsyncContext *ac = redisAsyncConnect(s->cfg.redis_host, s->cfg.redis_port);
+    if (s->addr_left == 0) {
+        resolve(s);
+        return;
+    }
+    s->addr_left--;
+    redisAsyncContext *ac = redisAsyncConnect(s->addrs[s->addr_idx], s->cfg.redis_port);
     if (!ac || ac->err) {
-        atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
-        log_down(s, ac ? ac->errstr : "out of memory");
+        char why[128];
+        snprintf(why, sizeof(why), "%s", ac ? ac->errstr : "out of memory");
         if (ac) redisAsyncFree(ac);
-        schedule_reconnect(s);
+        connect_failed(s, why);
         return;
     }
     ac->data = s;
@@ -251,6 +380,10 @@ static void on_ctl(uv_timer_t *t)
 {
     st_stats_t *s = t->data;
     if (s->close_stage == 2) { /* the context's poll handle is closed by now */
+        if (s->resolving) {    /* s holds the request: on_resolved arms us again */
+            uv_cancel((uv_req_t *)&s->gai);
+            return;
+        }
         uv_close((uv_handle_t *)&s->flush_timer, on_handle_closed);
         uv_close((uv_handle_t *)&s->ctl_timer, on_handle_closed);
         return;
@@ -269,14 +402,13 @@ static void on_ctl(uv_timer_t *t)
     }
     switch (s->state) {
     case ST_SINK_WAIT:
-        atomic_fetch_add_explicit(&s->reconnects, 1, memory_order_relaxed);
-        connect_now(s);
+        if (s->addr_left == 0) /* a new round after the backoff, not the next address */
+            atomic_fetch_add_explicit(&s->reconnects, 1, memory_order_relaxed);
+        connect_next(s);
         break;
     case ST_SINK_CONNECTING:
-        atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
-        log_down(s, "connect timeout");
         free_context(s);
-        schedule_reconnect(s);
+        connect_failed(s, "connect timeout");
         break;
     default:
         break;
@@ -333,9 +465,14 @@ static void on_flush(uv_timer_t *t)
     char why[128];
     if ((s->state == ST_SINK_CONNECTING || s->state == ST_SINK_READY) && !s->teardown &&
         poll_broken(s, why, sizeof(why))) {
+        int connecting = s->state == ST_SINK_CONNECTING;
+        free_context(s);
+        if (connecting) { /* e.g. refused: the next address */
+            connect_failed(s, why);
+            return;
+        }
         atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
         log_down(s, why);
-        free_context(s);
         schedule_reconnect(s);
         return;
     }
@@ -363,7 +500,7 @@ int st_sink_start(st_stats_t *s)
         return 0;
     }
     uv_timer_start(&s->flush_timer, on_flush, s->cfg.flush_interval_ms, s->cfg.flush_interval_ms);
-    connect_now(s);
+    connect_next(s);
     return 0;
 }
 

@@ -78,9 +78,12 @@ typedef struct {
     size_t ndeltas; /* sum of cmds[i].ndeltas */
 } st_batch_t;
 
+#define ST_SINK_ADDR_MAX 8  /* Redis addresses kept of one name */
+#define ST_SINK_IP_MAX   48 /* an IPv6 address as text, with room to spare */
+
 typedef enum {
     ST_SINK_OFF = 0,    /* no Redis configured */
-    ST_SINK_WAIT,       /* disconnected, reconnect timer armed (backoff) */
+    ST_SINK_WAIT,       /* disconnected: reconnect timer armed (backoff), or resolving */
     ST_SINK_CONNECTING, /* redisAsyncConnect issued, connect timeout armed */
     ST_SINK_READY,      /* connected (AUTH/SELECT pipelined ahead of batches) */
     ST_SINK_CLOSED      /* st_stats_close: no more connects */
@@ -143,6 +146,16 @@ struct st_stats {
     int closing;     /* st_stats_close called */
     uint64_t close_deadline;
     int handles_open; /* timers not yet closed */
+    /* where Redis is: cfg.redis_host resolved with uv_getaddrinfo (never on
+     * the loop thread; an IP literal is used as is), each address tried in
+     * turn, hiredis given the numeric address so it resolves nothing */
+    uv_getaddrinfo_t gai;
+    int resolving;                                /* gai in flight */
+    char addrs[ST_SINK_ADDR_MAX][ST_SINK_IP_MAX]; /* numeric, the resolver's order */
+    int naddrs;                                   /* 0: none resolved yet */
+    int addr_idx;                                 /* the one tried or connected to */
+    int addr_left;                                /* not yet tried this round; 0: resolve first */
+    char addr_ok[ST_SINK_IP_MAX];                 /* last one that connected, "" none */
     void (*close_cb)(void *);
     void *close_arg;
 };

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addrset.h"
 #include "app.h"
 #include "list.h"
 #include "log.h"
@@ -18,9 +19,10 @@ struct st_admin {
     uv_timer_t probe_timer;
     st_app_t *app;
     int closing;
-    int handles;         /* open handles of this struct; freed when 0 and no connection is left */
-    st_list_t conns;     /* open admin_conn_t */
-    struct probe *probe; /* the readiness probe in flight, or NULL */
+    int handles;          /* open handles of this struct; freed when 0 and no connection is left */
+    st_list_t conns;      /* open admin_conn_t */
+    struct probe *probe;  /* the readiness probe in flight, or NULL */
+    st_addrset_t primary; /* the primary's addresses, re-resolved on this loop */
 };
 
 typedef struct {
@@ -41,16 +43,19 @@ typedef struct {
 } admin_conn_t;
 
 typedef struct probe {
-    uv_tcp_t tcp;
+    st_sock_t sock;
     uv_connect_t req;
     uv_timer_t timer;
     st_admin_t *admin; /* NULL once the admin is stopping */
     int handles;
+    unsigned gen; /* admin->primary.a[idx] at that generation is being tried */
+    int idx;
+    int tries; /* addresses tried by this round of the probe */
 } probe_t;
 
 static void admin_maybe_free(st_admin_t *a)
 {
-    if (a->closing && a->handles == 0 && st_list_empty(&a->conns)) free(a);
+    if (a->closing && a->handles == 0 && st_list_empty(&a->conns) && !a->primary.resolving) free(a);
 }
 
 static void conn_closed(uv_handle_t *h)
@@ -223,7 +228,9 @@ static void on_connection(uv_stream_t *server, int status)
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
-/* ---- readiness probe: a TCP connect to the primary every second ---------- */
+/* ---- readiness probe: a connect to the primary every second ------------- */
+/* Each round tries the primary's addresses in turn from the one that
+ * answered last, like the workers' pools: ready when one accepts. */
 
 static void probe_closed(uv_handle_t *h)
 {
@@ -231,52 +238,80 @@ static void probe_closed(uv_handle_t *h)
     if (--p->handles == 0) free(p);
 }
 
-static void probe_end(probe_t *p, int ok)
+static void probe_start(st_admin_t *a, int idx, int tries);
+
+static void probe_end(probe_t *p, int status)
 {
-    if (uv_is_closing((uv_handle_t *)&p->tcp)) return;
-    if (!p->admin) { /* the admin stopped: only close */
-        uv_close((uv_handle_t *)&p->timer, probe_closed);
-        uv_close((uv_handle_t *)&p->tcp, probe_closed);
-        return;
-    }
-    p->admin->probe = NULL;
-    int was = atomic_exchange(&p->admin->app->primary_ok, ok);
-    if (was != ok)
-        st_info("msg=\"primary %s\" primary=%s", ok ? "reachable" : "unreachable",
-                p->admin->app->cfg->primary.authority);
+    if (uv_is_closing(&p->sock.handle)) return;
+    st_admin_t *a = p->admin;
     uv_close((uv_handle_t *)&p->timer, probe_closed);
-    uv_close((uv_handle_t *)&p->tcp, probe_closed);
+    uv_close(&p->sock.handle, probe_closed);
+    if (!a) return; /* the admin stopped: only close */
+    a->probe = NULL;
+    st_addrset_t *set = &a->primary;
+    if (status == 0) {
+        st_addrset_worked(set, p->gen, p->idx);
+    } else {
+        st_addrset_failed(set, p->gen, p->idx);
+        if (p->tries < set->n) { /* the next address, now */
+            probe_start(a, p->gen == set->gen ? (p->idx + 1) % set->n : set->cur, p->tries + 1);
+            return;
+        }
+        st_addrset_refresh(set, ST_RESOLVE_RETRY_MS); /* the name may point elsewhere by now */
+    }
+    int ok = status == 0;
+    int was = atomic_exchange(&a->app->primary_ok, ok);
+    if (was != ok)
+        st_info("msg=\"primary %s\" primary=%s%s%s", ok ? "reachable" : "unreachable",
+                a->app->cfg->primary.authority, ok ? "" : " err=", ok ? "" : uv_err_name(status));
 }
 
 static void on_probe_connect(uv_connect_t *req, int status)
 {
     if (status == UV_ECANCELED) return;
-    probe_end(req->data, status == 0);
+    probe_end(req->data, status);
 }
 
 static void on_probe_timeout(uv_timer_t *t)
 {
-    probe_end(t->data, 0);
+    probe_end(t->data, UV_ETIMEDOUT);
+}
+
+static void probe_start(st_admin_t *a, int idx, int tries)
+{
+    probe_t *p = calloc(1, sizeof(*p));
+    if (!p) return;
+    p->admin = a;
+    p->gen = a->primary.gen;
+    p->idx = idx;
+    p->tries = tries;
+    a->probe = p;
+    uv_timer_init(a->app->loop, &p->timer);
+    p->timer.data = p->req.data = p;
+    p->handles = 2;
+    int rc = st_addrset_dial(&a->primary, idx, &p->sock, p, &p->req, on_probe_connect);
+    if (rc != 0) {
+        probe_end(p, rc);
+        return;
+    }
+    uv_timer_start(&p->timer, on_probe_timeout, 1000, 0);
 }
 
 static void on_probe_tick(uv_timer_t *t)
 {
     st_admin_t *a = t->data;
     if (a->probe) return; /* the previous probe has not ended yet */
-    probe_t *p = calloc(1, sizeof(*p));
-    if (!p) return;
-    p->admin = a;
-    a->probe = p;
-    uv_tcp_init(t->loop, &p->tcp);
-    uv_timer_init(t->loop, &p->timer);
-    p->tcp.data = p->timer.data = p->req.data = p;
-    p->handles = 2;
-    const st_addr_t *pa = &a->app->cfg->primary;
-    if (uv_tcp_connect(&p->req, &p->tcp, (const struct sockaddr *)&pa->sa, on_probe_connect) != 0) {
-        probe_end(p, 0);
-        return;
-    }
-    uv_timer_start(&p->timer, on_probe_timeout, 1000, 0);
+    uint64_t every = a->app->cfg->resolve_interval_ms;
+    if (every) st_addrset_refresh(&a->primary, every);
+    probe_start(a, a->primary.cur, 1);
+}
+
+static void on_primary_resolved(st_addrset_t *s, enum st_resolve_result result, void *arg)
+{
+    st_admin_t *a = arg;
+    (void)s;
+    (void)result;
+    admin_maybe_free(a); /* a resolution in flight holds a stopped admin */
 }
 
 st_admin_t *st_admin_start(st_app_t *app)
@@ -285,10 +320,12 @@ st_admin_t *st_admin_start(st_app_t *app)
     if (!a) return NULL;
     a->app = app;
     st_list_init(&a->conns);
+    st_addrset_init(&a->primary, app->loop, &app->cfg->primary, "probe", on_primary_resolved, a);
+    a->primary.quiet = 1; /* the workers' pools log the same changes */
     uv_tcp_init(app->loop, &a->listener);
     uv_timer_init(app->loop, &a->probe_timer);
     a->listener.data = a->probe_timer.data = a;
-    int rc = uv_tcp_bind(&a->listener, (const struct sockaddr *)&app->cfg->admin.sa, 0);
+    int rc = uv_tcp_bind(&a->listener, (const struct sockaddr *)&app->cfg->admin.addrs[0].sa, 0);
     if (rc == 0) rc = uv_listen((uv_stream_t *)&a->listener, 128, on_connection);
     if (rc != 0) {
         st_error("msg=\"cannot listen on admin address\" addr=%s err=\"%s\"",
@@ -317,8 +354,9 @@ void st_admin_stop(st_admin_t *a)
         probe_t *p = a->probe;
         a->probe = NULL;
         p->admin = NULL;
-        probe_end(p, 0);
+        probe_end(p, UV_ECANCELED);
     }
+    st_addrset_cancel(&a->primary);
     for (st_list_t *n = a->conns.next; n != &a->conns; n = n->next)
         conn_close(st_list_entry(n, admin_conn_t, link));
     a->handles = 2;

@@ -110,7 +110,7 @@ static int flush(st_client_t *c, int dir);
 
 static uv_stream_t *dst_stream(st_client_t *c, int dir)
 {
-    return dir == DIR_UP ? (uv_stream_t *)&c->up->tcp : (uv_stream_t *)&c->tcp;
+    return dir == DIR_UP ? st_upconn_stream(c->up) : (uv_stream_t *)&c->tcp;
 }
 
 static void maybe_free(st_client_t *c)

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -50,7 +52,8 @@ typedef struct {
 
 static const opt_t options[] = {
     {"listen", OPT_ADDR, OFF(listen), 0, 0, 0, "0.0.0.0:8080", "ADDR:PORT the clients connect to"},
-    {"primary", OPT_ADDR, OFF(primary), 0, 0, 0, NULL, "HOST:PORT of the stable app (required)"},
+    {"primary", OPT_ADDR, OFF(primary), 0, 0, 0, NULL,
+     "HOST:PORT or unix:/path of the stable app (required)"},
     {"admin", OPT_ADDR, OFF(admin), 0, 0, 0, "127.0.0.1:9901",
      "ADDR:PORT for /healthz /readyz /metrics"},
     {"workers", OPT_INT, OFF(workers), 0, 0, 256, "0", "worker threads (0: one per CPU)"},
@@ -71,9 +74,12 @@ static const opt_t options[] = {
      "primary response inactivity timeout (504)"},
     {"upstream-idle-conns", OPT_INT, OFF(upstream_idle_conns), 0, 0, 100000, "64",
      "idle primary connections kept per worker"},
+    {"resolve-interval", OPT_DUR, OFF(resolve_interval_ms), 0, 0, 86400000, "5s",
+     "re-resolve upstream names this often (0: only after failures)"},
     {"drain-timeout", OPT_DUR, OFF(drain_timeout_ms), 0, 0, 3600000, "25s",
      "on SIGTERM, how long in-flight requests may finish"},
-    {"shadow", OPT_ADDR, OFF(shadow), 0, 0, 0, NULL, "HOST:PORT or http://host:port of the shadow"},
+    {"shadow", OPT_ADDR, OFF(shadow), 0, 0, 0, NULL,
+     "HOST:PORT, http://host:port or unix:/path of the shadow"},
     {"mirror-percent", OPT_DOUBLE, OFF(mirror_percent), 0, 0, 100, NULL,
      "percent of requests mirrored (default 100 with --shadow)"},
     {"mirror-sample-by", OPT_STR, OFF(mirror_sample_by), SZ(mirror_sample_by), 0, 0, "",
@@ -99,7 +105,7 @@ static const opt_t options[] = {
     {"compare", OPT_ONOFF, OFF(compare), 0, 0, 1, "on",
      "on|off: compare primary and shadow responses"},
     {"noise-upstream", OPT_ADDR, OFF(noise), 0, 0, 0, NULL,
-     "HOST:PORT of a second stable replica (noise cancellation)"},
+     "HOST:PORT or unix:/path of a second stable replica (noise cancellation)"},
     {"compare-rules", OPT_STR, OFF(compare_rules), SZ(compare_rules), 0, 0, "",
      "JSON rules file for the comparator"},
     {"compare-max-body", OPT_SIZE, OFF(compare_max_body), 0, 0, 1 << 30, "1M",
@@ -195,6 +201,14 @@ int st_config_parse_size(const char *s, size_t *bytes)
 int st_config_parse_addr(const char *s, st_addr_t *a, int default_port)
 {
     memset(a, 0, sizeof(*a));
+    if (strncmp(s, "unix:", 5) == 0) { /* the path's length is checked by validate */
+        const char *path = s + 5;
+        if (*path == '\0' || strlen(path) >= sizeof(a->host)) return -1;
+        snprintf(a->host, sizeof(a->host), "%s", path);
+        snprintf(a->authority, sizeof(a->authority), "unix:%s", path);
+        a->is_unix = a->numeric = a->set = 1;
+        return 0;
+    }
     const char *p = s;
     int port = default_port;
     if (strncmp(p, "http://", 7) == 0)
@@ -236,6 +250,8 @@ int st_config_parse_addr(const char *s, st_addr_t *a, int default_port)
         if (!isalnum((unsigned char)*c) && !strchr(".-_:%", *c)) return -1;
     snprintf(a->host, sizeof(a->host), "%.255s", host);
     a->port = port;
+    unsigned char probe[sizeof(struct in6_addr)];
+    a->numeric = inet_pton(AF_INET, host, probe) == 1 || inet_pton(AF_INET6, host, probe) == 1;
     if (strchr(host, ':'))
         snprintf(a->authority, sizeof(a->authority), "[%.255s]:%d", host, port);
     else
@@ -275,7 +291,7 @@ static int parse_redis(st_config_t *cfg, const char *s)
         *slash = '\0';
     }
     st_addr_t a;
-    if (st_config_parse_addr(buf, &a, 6379) != 0 || a.tls) return -1;
+    if (st_config_parse_addr(buf, &a, 6379) != 0 || a.tls || a.is_unix) return -1;
     snprintf(cfg->redis_host, sizeof(cfg->redis_host), "%s", a.host);
     cfg->redis_port = a.port;
     cfg->redis_set = 1;
@@ -327,7 +343,8 @@ static int set_option(st_config_t *cfg, const opt_t *o, const char *val, const c
     case OPT_ADDR:
         if (st_config_parse_addr(val, (st_addr_t *)field, 0) != 0)
             return fail(err, errlen,
-                        "%s: invalid address '%s' (want HOST:PORT or http://host:port)", src, val);
+                        "%s: invalid address '%s' (want HOST:PORT, http://host:port or unix:/path)",
+                        src, val);
         return 0;
     case OPT_STR:
         if (strlen(val) >= o->size) return fail(err, errlen, "%s: value too long", src);
@@ -457,8 +474,70 @@ void st_config_usage(FILE *out)
             "print the version");
 }
 
+int st_config_addrs_from(const struct addrinfo *res, st_sockaddr_t *out, int max)
+{
+    int n = 0;
+    for (const struct addrinfo *ai = res; ai && n < max; ai = ai->ai_next) {
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+            ai->ai_addrlen > sizeof(out[0].sa))
+            continue;
+        int dup = 0;
+        for (int k = 0; k < n && !dup; k++)
+            dup = out[k].len == ai->ai_addrlen && memcmp(&out[k].sa, ai->ai_addr, out[k].len) == 0;
+        if (dup) continue;
+        memset(&out[n], 0, sizeof(out[n]));
+        memcpy(&out[n].sa, ai->ai_addr, ai->ai_addrlen);
+        out[n].len = ai->ai_addrlen;
+        n++;
+    }
+    return n;
+}
+
+void st_sockaddr_format(const st_sockaddr_t *a, char *out, size_t outlen)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (a->sa.ss_family == AF_UNIX) {
+        snprintf(out, outlen, "unix:%s", ((const struct sockaddr_un *)&a->sa)->sun_path);
+    } else if (a->sa.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+        snprintf(out, outlen, "[%s]:%d", ip, ntohs(s6->sin6_port));
+    } else {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->sa;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+        snprintf(out, outlen, "%s:%d", ip, ntohs(s4->sin_port));
+    }
+}
+
+/* A unix: address: its sockaddr_un, or -1 when the path does not fit in
+ * sun_path (libuv would cut it silently and connect elsewhere). */
+static int unix_addr(st_addr_t *a, const char *what, char *err, size_t errlen)
+{
+    struct sockaddr_un *un = (struct sockaddr_un *)&a->addrs[0].sa;
+    size_t n = strlen(a->host);
+    if (n >= sizeof(un->sun_path))
+        return fail(err, errlen,
+                    "--%s: unix socket path is %zu bytes long, at most %zu fit (sun_path): '%s'",
+                    what, n, sizeof(un->sun_path) - 1, a->host);
+    memset(&a->addrs[0], 0, sizeof(a->addrs[0]));
+    un->sun_family = AF_UNIX;
+    memcpy(un->sun_path, a->host, n + 1);
+    a->addrs[0].len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    a->naddrs = 1;
+    struct stat st; /* the app may start after the sidecar: only a warning */
+    if (stat(a->host, &st) != 0)
+        st_warn("msg=\"upstream socket does not exist yet\" upstream=%s err=\"%s\"", a->authority,
+                strerror(errno));
+    else if (!S_ISSOCK(st.st_mode))
+        st_warn("msg=\"upstream path is not a socket\" upstream=%s", a->authority);
+    return 0;
+}
+
+/* Start-up resolution (before any loop runs, so blocking is fine): every
+ * address of the name, in the resolver's order. */
 static int resolve(st_addr_t *a, const char *what, int passive, char *err, size_t errlen)
 {
+    if (a->is_unix) return unix_addr(a, what, err, errlen);
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
@@ -469,33 +548,10 @@ static int resolve(st_addr_t *a, const char *what, int passive, char *err, size_
     int rc = getaddrinfo(a->host, port, &hints, &res);
     if (rc != 0 || !res)
         return fail(err, errlen, "--%s: cannot resolve '%s': %s", what, a->host, gai_strerror(rc));
-    memcpy(&a->sa, res->ai_addr, res->ai_addrlen);
-    a->salen = res->ai_addrlen;
+    a->naddrs = st_config_addrs_from(res, a->addrs, ST_ADDR_MAX);
     freeaddrinfo(res);
-    return 0;
-}
-
-/* Fills cfg->redis_ip with --redis's address, numeric once, so hiredis never
- * resolves on a worker loop. A name that does not resolve yet is kept as is
- * (statistics must never keep the stable path from starting: hiredis then
- * resolves it on each reconnect). 0, or -1 with a message. */
-static int resolve_redis(st_config_t *cfg, char *err, size_t errlen)
-{
-    st_addr_t ra;
-    memset(&ra, 0, sizeof(ra));
-    snprintf(ra.host, sizeof(ra.host), "%s", cfg->redis_host);
-    ra.port = cfg->redis_port;
-    if (resolve(&ra, "redis", 0, err, errlen) != 0) {
-        st_warn("msg=\"redis host not resolvable at start-up, statistics will retry\" "
-                "detail=\"%s\"",
-                err);
-        snprintf(cfg->redis_ip, sizeof(cfg->redis_ip), "%.63s", cfg->redis_host);
-        return 0;
-    }
-    void *ip = ra.sa.ss_family == AF_INET6 ? (void *)&((struct sockaddr_in6 *)&ra.sa)->sin6_addr
-                                           : (void *)&((struct sockaddr_in *)&ra.sa)->sin_addr;
-    if (!inet_ntop(ra.sa.ss_family, ip, cfg->redis_ip, sizeof(cfg->redis_ip)))
-        return fail(err, errlen, "--redis: cannot use the address of '%s'", cfg->redis_host);
+    if (a->naddrs == 0)
+        return fail(err, errlen, "--%s: '%s' has no IPv4 or IPv6 address", what, a->host);
     return 0;
 }
 
@@ -516,15 +572,21 @@ static int validate(st_config_t *cfg, char *err, size_t errlen)
         if (addrs[i].a->tls && (i == 0 || i == 2))
             return fail(err, errlen, "--%s: use --tls-cert/--tls-key to serve TLS, not https://",
                         addrs[i].name);
+        if (addrs[i].a->is_unix && (i == 0 || i == 2))
+            return fail(err, errlen,
+                        "--%s: listens on TCP only (HOST:PORT), not unix:", addrs[i].name);
+        if (addrs[i].a->is_unix) { /* a path too long for sun_path is fatal for every upstream */
+            if (resolve(addrs[i].a, addrs[i].name, 0, err, errlen) != 0) return -1;
+            continue;
+        }
         if (resolve(addrs[i].a, addrs[i].name, i == 0 || i == 2, err, errlen) == 0) continue;
         if (i < 3) return -1; /* listen, primary, admin: fatal */
         /* shadow, noise: never keep the stable path from starting; the
          * workers resolve again (asynchronously) and skip mirrors meanwhile */
         st_warn("msg=\"upstream not resolvable yet, will retry\" upstream=%s detail=\"%s\"",
                 addrs[i].a->authority, err);
-        addrs[i].a->salen = 0;
+        addrs[i].a->naddrs = 0;
     }
-    if (cfg->redis_set && resolve_redis(cfg, err, errlen) != 0) return -1;
     if (!cfg->tls_cert[0] != !cfg->tls_key[0])
         return fail(err, errlen, "--tls-cert and --tls-key go together");
     const char *files[][2] = {{cfg->tls_cert, "--tls-cert"},

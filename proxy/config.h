@@ -7,6 +7,7 @@
 #ifndef ST_CONFIG_H
 #define ST_CONFIG_H
 
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -14,16 +15,25 @@
 #include <sys/socket.h>
 
 #define ST_HOST_MAX 256
+#define ST_ADDR_MAX 8 /* addresses kept of one name (the resolver's first ones) */
 
-/* A resolved network address with the text it came from. */
+/* One socket address: IPv4, IPv6, or AF_UNIX for unix: upstreams. */
 typedef struct {
-    char host[ST_HOST_MAX]; /* as written (no brackets for IPv6) */
-    int port;
-    int tls;                          /* 1: https:// (not supported yet, rejected by validate) */
-    char authority[ST_HOST_MAX + 16]; /* "host:port" as written, for logs */
-    struct sockaddr_storage sa;       /* resolved at load time */
-    socklen_t salen;
-    int set; /* 1 when configured */
+    struct sockaddr_storage sa;
+    socklen_t len;
+} st_sockaddr_t;
+
+/* A configured address with the text it came from and what it resolved to. */
+typedef struct {
+    char host[ST_HOST_MAX]; /* as written (no brackets for IPv6); the socket path for unix: */
+    int port;               /* 0 for unix: */
+    int tls;                /* 1: https:// */
+    int is_unix;            /* 1: unix:/path (a Unix-domain stream socket) */
+    int numeric;            /* 1: host is an IP literal (or a path): nothing to re-resolve */
+    char authority[ST_HOST_MAX + 16]; /* "host:port" or "unix:/path" as written, for logs */
+    st_sockaddr_t addrs[ST_ADDR_MAX]; /* resolved at load time, in the resolver's order */
+    int naddrs;                       /* 0: not resolvable (yet) */
+    int set;                          /* 1 when configured */
 } st_addr_t;
 
 enum st_host_suffix { ST_HOST_SUFFIX_OFF = 0, ST_HOST_SUFFIX_APPEND = 1 };
@@ -44,6 +54,7 @@ typedef struct st_config {
     uint64_t upstream_connect_timeout_ms; /* 502 */
     uint64_t upstream_timeout_ms;         /* 504 */
     int upstream_idle_conns;              /* idle pool bound per worker */
+    uint64_t resolve_interval_ms;         /* upstream names re-resolved this often; 0: on failure */
     uint64_t drain_timeout_ms;
 
     /* tee */
@@ -66,8 +77,7 @@ typedef struct st_config {
     st_addr_t noise; /* --noise-upstream */
     char compare_rules[1024];
     size_t compare_max_body;
-    char redis_host[ST_HOST_MAX];
-    char redis_ip[64]; /* redis_host resolved at start-up (numeric) */
+    char redis_host[ST_HOST_MAX]; /* name or IP; the Redis sink resolves it asynchronously */
     int redis_port;
     char redis_password[256];
     int redis_db;
@@ -99,9 +109,14 @@ int st_config_load(st_config_t *cfg, int argc, char **argv, char **envp, char *e
 int st_config_parse_duration(const char *s, uint64_t *ms);
 /* Parses "123", "16K", "8M", "1G" (powers of 1024) into bytes. */
 int st_config_parse_size(const char *s, size_t *bytes);
-/* Parses "host:port", "[v6]:port", "http://host:port", "https://host" without
- * resolving. Returns 0 or -1. */
+/* Parses "host:port", "[v6]:port", "http://host:port", "https://host" or
+ * "unix:/path" without resolving. Returns 0 or -1. */
 int st_config_parse_addr(const char *s, st_addr_t *a, int default_port);
+/* Copies the stream addresses of a getaddrinfo result into out (at most max,
+ * duplicates dropped, the resolver's order kept). Returns how many. */
+int st_config_addrs_from(const struct addrinfo *res, st_sockaddr_t *out, int max);
+/* Writes "1.2.3.4:80", "[::1]:80" or "unix:/path" for a. */
+void st_sockaddr_format(const st_sockaddr_t *a, char *out, size_t outlen);
 
 void st_config_usage(FILE *out);
 

@@ -151,4 +151,15 @@ void st_metrics_render(st_metrics_t *const *all, size_t n, FILE *out)
                     "Connections opened to each upstream (pool reuse: few per worker under steady "
                     "keep-alive load).",
                     "pool", tls_sides, 1, 3, all, n, offsetof(st_metrics_t, upstream_connects));
+    render_counters(out, "shadowtee_upstream_failovers_total",
+                    "Connects that failed on one address of an upstream and went on to its next.",
+                    "pool", tls_sides, 1, 3, all, n, offsetof(st_metrics_t, upstream_failovers));
+    static const char *const results[3] = {"unchanged", "changed", "failed"};
+    fprintf(out, "# HELP shadowtee_upstream_resolutions_total Re-resolutions of upstream names, by "
+                 "pool and result.\n# TYPE shadowtee_upstream_resolutions_total counter\n");
+    for (int side = 1; side < 4; side++)
+        for (int r = 0; r < 3; r++)
+            fprintf(out, "shadowtee_upstream_resolutions_total{pool=\"%s\",result=\"%s\"} %llu\n",
+                    tls_sides[side], results[r],
+                    (unsigned long long)SUM(upstream_resolves[side][r]));
 }

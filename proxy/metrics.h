@@ -71,7 +71,10 @@ typedef struct st_metrics {
     _Atomic uint64_t tls_failures[4][3];   /* [side][reason]: side listener/primary/shadow/noise,
                                               reason verify/handshake/protocol */
     _Atomic uint64_t tls_resumed[4];       /* upstream handshakes that resumed a session, by side */
-    _Atomic uint64_t upstream_connects[4]; /* TCP connects started, by pool (enum st_tls_side) */
+    _Atomic uint64_t upstream_connects[4]; /* connects started (one per address tried), by pool
+                                              (enum st_tls_side) */
+    _Atomic uint64_t upstream_failovers[4];   /* failed connects that went on to the next address */
+    _Atomic uint64_t upstream_resolves[4][3]; /* [pool][enum st_resolve_result] re-resolutions */
 } st_metrics_t;
 
 #define ST_INC(field) ST_ADD(field, 1)

@@ -492,8 +492,6 @@ static void leg_fail(st_leg_t *leg, enum st_upfail why)
         unsigned eject = (unsigned)w->cfg->shadow_eject_timeouts;
         if (why == ST_UPFAIL_CONNECT || why == ST_UPFAIL_TLS) {
             shadow_down(w, why == ST_UPFAIL_TLS ? "tls" : "connect");
-            if (why == ST_UPFAIL_CONNECT)
-                st_pool_resolve(&w->shadow_pool); /* its address may have moved */
         } else if (why == ST_UPFAIL_TIMEOUT) {
             w->shadow_timeouts++;
             if (leg->m->probe || (eject && w->shadow_timeouts >= eject)) shadow_down(w, "timeout");

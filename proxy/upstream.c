@@ -8,6 +8,28 @@
 #include "log.h"
 #include "worker.h"
 
+_Static_assert(ST_RESOLVE_COUNT == 3, "st_metrics_t.upstream_resolves has 3 results");
+
+/* After each re-resolution: counted; when the addresses changed, idle
+ * connections to an address the name no longer has are closed (busy ones
+ * are closed when released). */
+static void on_pool_resolved(st_addrset_t *s, enum st_resolve_result result, void *arg)
+{
+    st_pool_t *p = arg;
+    if (result == ST_RESOLVE_CANCELED) return;
+    ST_INC(p->w->metrics.upstream_resolves[p->tls_side][result]);
+    if (result != ST_RESOLVE_CHANGED) return;
+    st_list_t *n = p->idle.next;
+    while (n != &p->idle) {
+        st_upconn_t *u = st_list_entry(n, st_upconn_t, link);
+        n = n->next;
+        if (st_addrset_find(s, &u->peer) < 0)
+            st_upconn_close(u);
+        else
+            u->gen = s->gen;
+    }
+}
+
 void st_pool_init(st_pool_t *p, struct st_worker *w, const st_addr_t *addr, const char *name,
                   size_t max_idle, size_t max_conns, uint64_t connect_timeout_ms,
                   uint64_t idle_timeout_ms)
@@ -21,41 +43,13 @@ void st_pool_init(st_pool_t *p, struct st_worker *w, const st_addr_t *addr, cons
     p->max_conns = max_conns;
     p->connect_timeout_ms = connect_timeout_ms;
     p->idle_timeout_ms = idle_timeout_ms;
-    if (addr->salen) {
-        memcpy(&p->sa, &addr->sa, addr->salen);
-        p->salen = addr->salen;
-    }
+    st_addrset_init(&p->addrs, &w->loop, addr, name, on_pool_resolved, p);
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+void st_pool_resolve(st_pool_t *p, uint64_t min_gap_ms)
 {
-    st_pool_t *p = req->data;
-    p->resolving = 0;
-    if (status == 0 && res) {
-        memcpy(&p->sa, res->ai_addr, res->ai_addrlen);
-        p->salen = res->ai_addrlen;
-        st_debug("msg=\"upstream resolved\" pool=%s upstream=%s", p->name, p->addr->authority);
-    } else if (status != UV_ECANCELED) {
-        st_debug("msg=\"upstream still not resolvable\" pool=%s upstream=%s err=%s", p->name,
-                 p->addr->authority, uv_err_name(status));
-    }
-    if (res) uv_freeaddrinfo(res);
-}
-
-void st_pool_resolve(st_pool_t *p)
-{
-    uint64_t now = uv_now(&p->w->loop);
-    if (p->resolving || now < p->next_resolve_ms || p->w->stopping || p->w->draining) return;
-    p->next_resolve_ms = now + 5000;
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    char port[8];
-    snprintf(port, sizeof(port), "%d", p->addr->port);
-    p->gai.data = p;
-    if (uv_getaddrinfo(&p->w->loop, &p->gai, on_resolved, p->addr->host, port, &hints) == 0)
-        p->resolving = 1;
+    if (p->w->stopping || p->w->draining) return;
+    st_addrset_refresh(&p->addrs, min_gap_ms);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -79,7 +73,8 @@ void st_upconn_close(st_upconn_t *u)
     u->owner = NULL;
     u->ops = NULL;
     uv_close((uv_handle_t *)&u->timer, on_handle_closed);
-    uv_close((uv_handle_t *)&u->tcp, on_handle_closed);
+    if (!u->redialing) /* else the socket is closing already: on_redial_closed counts it */
+        uv_close(&u->sock.handle, on_handle_closed);
 }
 
 void st_pool_close_idle(st_pool_t *p)
@@ -99,6 +94,7 @@ static void fail(st_upconn_t *u, enum st_upfail why)
 }
 
 static void on_timer(uv_timer_t *t);
+static void connect_failed(st_upconn_t *u, int err);
 
 /* Lazy timeout, as for clients: only an earlier deadline touches the timer. */
 static void arm(st_upconn_t *u, uint64_t ms)
@@ -126,8 +122,11 @@ static void on_timer(uv_timer_t *t)
         st_upconn_close(u);
         return;
     }
-    fail(u, u->state == ST_UP_CONNECTING || u->state == ST_UP_HANDSHAKE ? ST_UPFAIL_CONNECT
-                                                                        : ST_UPFAIL_TIMEOUT);
+    if (u->state == ST_UP_CONNECTING) { /* timed out, or failed at once (dial_err) */
+        connect_failed(u, u->dial_err ? u->dial_err : UV_ETIMEDOUT);
+        return;
+    }
+    fail(u, u->state == ST_UP_HANDSHAKE ? ST_UPFAIL_CONNECT : ST_UPFAIL_TIMEOUT);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -182,13 +181,13 @@ static int tls_empty(st_upconn_t *u);
 static void start_reading(st_upconn_t *u)
 {
     if (u->reading || u->state == ST_UP_CLOSING) return;
-    if (uv_read_start((uv_stream_t *)&u->tcp, on_alloc, on_read) == 0) u->reading = 1;
+    if (uv_read_start(&u->sock.stream, on_alloc, on_read) == 0) u->reading = 1;
 }
 
 void st_upconn_pause(st_upconn_t *u)
 {
     if (!u->reading) return;
-    uv_read_stop((uv_stream_t *)&u->tcp);
+    uv_read_stop(&u->sock.stream);
     u->reading = 0;
 }
 
@@ -243,7 +242,7 @@ static int tls_flush(st_upconn_t *u)
     }
     o->buf = out;
     uv_buf_t b = uv_buf_init(out, (unsigned)n);
-    int rc = write_now_or_queue((uv_stream_t *)&u->tcp, &o->req, &b, 1, on_tls_out_written);
+    int rc = write_now_or_queue(&u->sock.stream, &o->req, &b, 1, on_tls_out_written);
     if (rc == 0) return 0; /* queued: on_tls_out_written frees both */
     free(out);
     free(o);
@@ -347,7 +346,7 @@ static int write_now_or_queue(uv_stream_t *s, uv_write_t *req, const uv_buf_t *b
 int st_upconn_write(st_upconn_t *u, uv_write_t *req, const uv_buf_t *bufs, unsigned nbufs,
                     char **owned, uv_write_cb cb)
 {
-    uv_stream_t *s = (uv_stream_t *)&u->tcp;
+    uv_stream_t *s = &u->sock.stream;
     *owned = NULL;
     if (!u->pool->tls_ctx) return write_now_or_queue(s, req, bufs, nbufs, cb);
     if (st_tls_encrypt_iov(&u->tls, bufs, nbufs, u->pool->w->tls_wscratch, ST_TLS_RECORD_MAX) != 0)
@@ -364,17 +363,108 @@ int st_upconn_write(st_upconn_t *u, uv_write_t *req, const uv_buf_t *bufs, unsig
     return rc;
 }
 
+/* One line per pool and second at most when every address failed (a dead
+ * upstream under load would otherwise log each request twice). */
+static void log_unreachable(st_upconn_t *u)
+{
+    st_pool_t *p = u->pool;
+    uint64_t now = uv_now(&p->w->loop);
+    if (p->unreachable_log_ms && now - p->unreachable_log_ms < 1000) {
+        p->unreachable_quiet++;
+        return;
+    }
+    char list[1024];
+    size_t used = 0;
+    list[0] = '\0';
+    for (int i = 0; i < p->addrs.n && used + 1 < sizeof(list); i++) {
+        char one[128];
+        st_sockaddr_format(&p->addrs.a[i], one, sizeof(one));
+        int e = u->errs[i];
+        int w = snprintf(list + used, sizeof(list) - used, "%s%s %s%s%s", i ? ", " : "", one,
+                         e ? uv_err_name(e) : "not tried", e ? ": " : "", e ? uv_strerror(e) : "");
+        if (w < 0) break;
+        used += (size_t)w < sizeof(list) - used ? (size_t)w : sizeof(list) - used - 1;
+    }
+    st_warn("msg=\"upstream unreachable: every address failed\" pool=%s upstream=%s tried=\"%s\" "
+            "unlogged_since=%u",
+            p->name, p->addr->authority, list, p->unreachable_quiet);
+    p->unreachable_log_ms = now;
+    p->unreachable_quiet = 0;
+}
+
+static void on_connect(uv_connect_t *req, int status);
+
+/* Starts connecting to pool->addrs.a[u->idx] with a fresh socket. */
+static void dial(st_upconn_t *u)
+{
+    st_pool_t *p = u->pool;
+    u->tries++;
+    u->dial_err = 0;
+    u->peer = p->addrs.a[u->idx];
+    u->creq.data = u;
+    ST_INC(p->w->metrics.upstream_connects[p->tls_side]);
+    int rc = st_addrset_dial(&p->addrs, u->idx, &u->sock, u, &u->creq, on_connect);
+    if (rc != 0) {
+        u->dial_err = rc; /* reported by the timer, like a refused connect */
+        arm(u, 0);
+    } else {
+        arm(u, p->connect_timeout_ms);
+    }
+}
+
+static void on_redial_closed(uv_handle_t *h)
+{
+    st_upconn_t *u = h->data;
+    u->redialing = 0;
+    if (u->state == ST_UP_CLOSING) { /* the owner gave up meanwhile */
+        on_handle_closed(h);
+        return;
+    }
+    st_pool_t *p = u->pool;
+    if (u->gen != p->addrs.gen) { /* re-resolved meanwhile: go on from its preferred address */
+        u->gen = p->addrs.gen;
+        u->idx = p->addrs.cur;
+        memset(u->errs, 0, sizeof(u->errs));
+    } else {
+        u->idx = (u->idx + 1) % p->addrs.n;
+    }
+    dial(u);
+}
+
+/* A connect to the current address failed: the next address, or, when each
+ * was tried once, the owner's on_fail (and a re-resolution: the name may
+ * point elsewhere by now). */
+static void connect_failed(st_upconn_t *u, int err)
+{
+    st_pool_t *p = u->pool;
+    char where[128];
+    st_sockaddr_format(&u->peer, where, sizeof(where));
+    st_debug("msg=\"upstream connect failed\" pool=%s upstream=%s addr=%s err=%s", p->name,
+             p->addr->authority, where, uv_err_name(err));
+    if (u->idx < ST_ADDR_MAX) u->errs[u->idx] = err;
+    st_addrset_failed(&p->addrs, u->gen, u->idx);
+    if (u->tries < p->addrs.n && !p->w->stopping) {
+        ST_INC(p->w->metrics.upstream_failovers[p->tls_side]);
+        u->deadline = 0;
+        u->redialing = 1;
+        uv_close(&u->sock.handle, on_redial_closed);
+        return;
+    }
+    log_unreachable(u);
+    st_pool_resolve(p, ST_RESOLVE_RETRY_MS);
+    fail(u, ST_UPFAIL_CONNECT);
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
     st_upconn_t *u = req->data;
-    if (u->state == ST_UP_CLOSING) return;
+    if (u->state == ST_UP_CLOSING || u->redialing || status == UV_ECANCELED) return;
     if (status < 0) {
-        st_debug("msg=\"upstream connect failed\" upstream=%s err=%s", u->pool->addr->authority,
-                 uv_err_name(status));
-        fail(u, ST_UPFAIL_CONNECT);
+        connect_failed(u, status);
         return;
     }
-    uv_tcp_nodelay(&u->tcp, 1);
+    st_addrset_worked(&u->pool->addrs, u->gen, u->idx);
+    if (u->sock.handle.type == UV_TCP) uv_tcp_nodelay(&u->sock.tcp, 1);
     if (u->pool->tls_ctx) { /* the connect timeout also covers the handshake */
         st_pool_t *p = u->pool;
         if (st_tls_connect(&u->tls, p->tls_ctx, p->addr->host, p->tls_session) != 0 ||
@@ -417,8 +507,8 @@ int st_pool_acquire(st_pool_t *p, void *owner, const st_upstream_ops_t *ops, st_
 
 int st_pool_connect(st_pool_t *p, void *owner, const st_upstream_ops_t *ops, st_upconn_t **out)
 {
-    if (p->salen == 0) { /* not resolvable yet: try again in the background */
-        st_pool_resolve(p);
+    if (p->addrs.n == 0) { /* not resolvable yet: try again in the background */
+        st_pool_resolve(p, ST_RESOLVE_RETRY_MS);
         return -1;
     }
     if (p->max_conns && p->nconns >= p->max_conns) return -1;
@@ -429,21 +519,13 @@ int st_pool_connect(st_pool_t *p, void *owner, const st_upstream_ops_t *ops, st_
     u->ops = ops;
     u->state = ST_UP_CONNECTING;
     st_list_init(&u->link);
-    uv_tcp_init(&p->w->loop, &u->tcp);
     uv_timer_init(&p->w->loop, &u->timer);
-    u->tcp.data = u->timer.data = u->creq.data = u;
-    u->handles = 2;
+    u->timer.data = u;
+    u->handles = 2; /* the timer and the socket dial() initialises */
     p->nconns++;
-    ST_INC(p->w->metrics.upstream_connects[p->tls_side]);
-    int rc = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&p->sa, on_connect);
-    if (rc != 0) {
-        /* synchronous failure: report it asynchronously like a refused connect */
-        st_debug("msg=\"upstream connect failed\" upstream=%s err=%s", p->addr->authority,
-                 uv_err_name(rc));
-        arm(u, 0);
-    } else {
-        arm(u, p->connect_timeout_ms);
-    }
+    u->gen = p->addrs.gen;
+    u->idx = p->addrs.cur;
+    dial(u);
     *out = u;
     return 0;
 }
@@ -468,6 +550,12 @@ void st_upconn_release(st_upconn_t *u, int reusable)
 {
     st_pool_t *p = u->pool;
     if (reusable && p->tls_ctx && u->state == ST_UP_ACTIVE && !tls_empty(u)) reusable = 0;
+    if (u->gen != p->addrs.gen) { /* re-resolved since: keep it only if the name still has it */
+        if (st_addrset_find(&p->addrs, &u->peer) < 0)
+            reusable = 0;
+        else
+            u->gen = p->addrs.gen;
+    }
     if (u->state != ST_UP_ACTIVE || !reusable || p->nidle >= p->max_idle || p->w->stopping ||
         (u->rb.base && u->rb.parsed < u->rb.filled)) {
         st_upconn_close(u);

@@ -8,8 +8,13 @@
  * by the upstream is noticed at once and the connection leaves the pool.
  *
  *   CONNECTING --connected--> ACTIVE --release(reusable)--> IDLE --acquire--> ACTIVE
- *        |                      |                              |
- *        +------- fail ---------+--------- close --------------+--> CLOSING --> freed
+ *     |  ^ next address          |                              |
+ *     +--+ on a failed connect   |                              |
+ *        +- every address failed-+--------- close --------------+--> CLOSING --> freed
+ *
+ * A connect that fails (refused, unreachable, timed out) goes on to the
+ * pool's next address with a fresh socket, until every address was tried
+ * once; only then does the owner get on_fail(ST_UPFAIL_CONNECT).
  */
 #ifndef ST_UPSTREAM_H
 #define ST_UPSTREAM_H
@@ -18,6 +23,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "addrset.h"
 #include "buf.h"
 #include "config.h"
 #include "list.h"
@@ -63,19 +69,17 @@ typedef struct st_pool {
     size_t nidle, max_idle;
     size_t nconns, max_conns; /* open connections; 0 = unbounded */
     uint64_t connect_timeout_ms;
-    uint64_t idle_timeout_ms;   /* idle pooled connections are closed after this */
-    struct sockaddr_storage sa; /* where to connect; salen 0: not resolved (yet) */
-    socklen_t salen;
-    int resolving;            /* a uv_getaddrinfo is in flight */
-    uint64_t next_resolve_ms; /* loop time before which no new resolution starts */
-    uv_getaddrinfo_t gai;
-    SSL_CTX *tls_ctx;         /* https upstream: shared client context, NULL for plain HTTP */
-    SSL_SESSION *tls_session; /* last session, resumed by new connections */
-    int tls_side;             /* enum st_tls_side, for metrics */
+    uint64_t idle_timeout_ms;    /* idle pooled connections are closed after this */
+    st_addrset_t addrs;          /* where to connect, tried in turn; n == 0: not resolved yet */
+    uint64_t unreachable_log_ms; /* loop time of the last "every address failed" line */
+    unsigned unreachable_quiet;  /* such failures not logged since (one line per second) */
+    SSL_CTX *tls_ctx;            /* https upstream: shared client context, NULL for plain HTTP */
+    SSL_SESSION *tls_session;    /* last session, resumed by new connections */
+    int tls_side;                /* enum st_tls_side, for metrics */
 } st_pool_t;
 
 struct st_upconn {
-    uv_tcp_t tcp; /* data = this */
+    st_sock_t sock; /* TCP or unix: socket; data = this */
     uv_connect_t creq;
     uv_timer_t timer; /* connect timeout, then the owner's response timeout */
     st_pool_t *pool;
@@ -93,15 +97,26 @@ struct st_upconn {
     int pumping;        /* inside tls_pump: no re-entry */
     void *owner;        /* NULL while idle */
     const st_upstream_ops_t *ops;
+    /* connecting: the address tried (pool->addrs.a[idx] at generation gen),
+     * then the one connected to (peer) */
+    st_sockaddr_t peer;
+    unsigned gen;
+    int idx;
+    int tries;             /* addresses tried by this connect */
+    int redialing;         /* the socket is closing to try the next address */
+    int dial_err;          /* a connect that failed at once, reported by the timer */
+    int errs[ST_ADDR_MAX]; /* libuv error of each address tried, for the log */
 };
 
 void st_pool_init(st_pool_t *p, struct st_worker *w, const st_addr_t *addr, const char *name,
                   size_t max_idle, size_t max_conns, uint64_t connect_timeout_ms,
                   uint64_t idle_timeout_ms);
-/* Starts an asynchronous re-resolution of the pool's host name, at most once
- * every 5 s (shadow and noise pools: a Service that appears late or is
- * re-created). Until it resolves, st_pool_acquire refuses (-1). */
-void st_pool_resolve(st_pool_t *p);
+/* Starts an asynchronous re-resolution of the pool's host name unless one
+ * started less than min_gap_ms ago (a Service that appears late, moves or
+ * is re-created). Until a name resolves at all, st_pool_acquire refuses (-1). */
+void st_pool_resolve(st_pool_t *p, uint64_t min_gap_ms);
+/* Least time between two resolutions that failures ask for. */
+#define ST_RESOLVE_RETRY_MS 1000
 /* Closes every idle connection (active ones are closed by their owners). */
 void st_pool_close_idle(st_pool_t *p);
 
@@ -130,6 +145,11 @@ void st_upconn_resume(st_upconn_t *u); /* start reading again */
  * when the caller waits for it. */
 int st_upconn_write(st_upconn_t *u, uv_write_t *req, const uv_buf_t *bufs, unsigned nbufs,
                     char **owned, uv_write_cb cb);
+/* The connection's socket as a stream. */
+static inline uv_stream_t *st_upconn_stream(st_upconn_t *u)
+{
+    return &u->sock.stream;
+}
 /* The TLS session of a TLS upstream connection, NULL for plain HTTP. */
 static inline st_tls_t *st_upconn_tls(st_upconn_t *u)
 {

@@ -48,9 +48,13 @@ void st_worker_maybe_done(st_worker_t *w)
     if (!(w->draining || w->stopping) || finishing(w)) return;
     if (w->nclients > 0 || !st_list_empty(&w->mirrors)) return;
     w->stopping = 2; /* finishing: released upstream connections close */
-    st_pool_t *pools[] = {&w->shadow_pool, &w->noise_pool};
-    for (size_t i = 0; i < 2; i++) /* a name lookup must not hold the drain */
-        if (pools[i]->resolving) uv_cancel((uv_req_t *)&pools[i]->gai);
+    st_pool_t *pools[] = {&w->primary_pool, &w->shadow_pool, &w->noise_pool};
+    for (size_t i = 0; i < 3; i++) /* a name lookup must not hold the drain */
+        st_addrset_cancel(&pools[i]->addrs);
+    if (w->resolve_timer_open) {
+        uv_close((uv_handle_t *)&w->resolve_timer, on_closed_noop);
+        w->resolve_timer_open = 0;
+    }
     st_pool_close_idle(&w->primary_pool);
     st_pool_close_idle(&w->shadow_pool);
     st_pool_close_idle(&w->noise_pool);
@@ -87,10 +91,35 @@ static void on_wake(uv_async_t *a)
     st_worker_maybe_done(w);
 }
 
+/* --resolve-interval: every pool whose upstream is a name re-resolves it, so
+ * a Service or DNS change is followed without a restart. */
+static void on_resolve_tick(uv_timer_t *t)
+{
+    st_worker_t *w = t->data;
+    st_pool_t *pools[] = {&w->primary_pool, &w->shadow_pool, &w->noise_pool};
+    for (size_t i = 0; i < 3; i++)
+        if (pools[i]->addr->set) st_pool_resolve(pools[i], 0);
+}
+
+static int start_resolve_timer(st_worker_t *w)
+{
+    const st_config_t *cfg = w->cfg;
+    int names = !cfg->primary.numeric || (cfg->shadow.set && !cfg->shadow.numeric) ||
+                (cfg->noise.set && !cfg->noise.numeric);
+    if (!names || cfg->resolve_interval_ms == 0) return 0;
+    int rc = uv_timer_init(&w->loop, &w->resolve_timer);
+    if (rc) return rc;
+    w->resolve_timer.data = w;
+    w->resolve_timer_open = 1;
+    return uv_timer_start(&w->resolve_timer, on_resolve_tick, cfg->resolve_interval_ms,
+                          cfg->resolve_interval_ms);
+}
+
 static int bind_listener(st_worker_t *w)
 {
     const st_addr_t *a = &w->cfg->listen;
-    int rc = uv_tcp_init_ex(&w->loop, &w->listener, a->sa.ss_family);
+    const struct sockaddr_storage *sa = &a->addrs[0].sa;
+    int rc = uv_tcp_init_ex(&w->loop, &w->listener, sa->ss_family);
     if (rc) return rc;
     w->listener.data = w;
     w->listener_open = 1;
@@ -99,7 +128,7 @@ static int bind_listener(st_worker_t *w)
     if (rc) return rc;
     int one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) return -errno;
-    rc = uv_tcp_bind(&w->listener, (const struct sockaddr *)&a->sa, 0);
+    rc = uv_tcp_bind(&w->listener, (const struct sockaddr *)sa, 0);
     if (rc) return rc;
     return uv_listen((uv_stream_t *)&w->listener, 1024, on_connection);
 }
@@ -150,6 +179,8 @@ int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, const st_rule
     w->noise_pool.tls_ctx = tls->noise;
     w->noise_pool.tls_side = ST_TLS_NOISE;
     w->tls_server = tls->server;
+    rc = start_resolve_timer(w);
+    if (rc) return rc;
     if (tls->server || tls->primary || tls->shadow || tls->noise) {
         w->tls_scratch = malloc(ST_RBUF_SIZE);
         w->tls_wscratch = malloc(ST_TLS_RECORD_MAX);
@@ -161,7 +192,7 @@ int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, const st_rule
         w->endpoints = st_endpoint_set_new((size_t)cfg->max_endpoints);
         st_stats_config_t sc;
         st_stats_config_init(&sc);
-        sc.redis_host = cfg->redis_set ? cfg->redis_ip : NULL;
+        sc.redis_host = cfg->redis_set ? cfg->redis_host : NULL; /* resolved by the sink */
         sc.redis_port = cfg->redis_port;
         sc.redis_password = cfg->redis_password[0] ? cfg->redis_password : NULL;
         sc.redis_db = cfg->redis_db;

@@ -53,6 +53,8 @@ typedef struct st_worker {
     st_pool_t primary_pool;
     st_pool_t shadow_pool;
     st_pool_t noise_pool;
+    uv_timer_t resolve_timer; /* --resolve-interval: re-resolves the pools' names */
+    int resolve_timer_open;
 
     st_list_t clients; /* st_client_t */
     size_t nclients;

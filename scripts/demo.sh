@@ -4,7 +4,8 @@
 #
 #   train.py                trains v1 and v2 once (cached in $BUILD/models)
 #   redis-server            statistics store (free port, no persistence)
-#   gunicorn v1 STABLE      stable model (primary): LogisticRegression
+#   gunicorn v1 unix:SOCK   stable model (primary): LogisticRegression, on a
+#                           Unix socket in the work dir, as in the stable pod
 #   gunicorn v2 :P2         candidate model (shadow): RBF SVC
 #   gunicorn v1 :P3         second stable replica (noise baseline)
 #   build/shadowtee :PL     in front: serves v1, tees 100% to v2 and the noise
@@ -123,10 +124,9 @@ start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appen
 wait_port "$REDIS_PORT" redis
 REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 
-# The stable app's address. In the pod it is a Unix socket in a shared
-# emptyDir; once shadowtee takes `--primary unix:PATH` this line becomes
-#   STABLE="unix:$WORK/stable.sock"
-STABLE="127.0.0.1:$(free_port)"
+# The stable app's address: a Unix socket, as in the pod (an emptyDir there).
+# The shadow and the noise replica stay on TCP ports, as their Services.
+STABLE="unix:$WORK/stable.sock"
 app stable-v1 v1 "$STABLE"
 SHADOW_PORT=$(free_port)
 app shadow-v2 v2 "127.0.0.1:$SHADOW_PORT"

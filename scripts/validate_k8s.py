@@ -3,7 +3,7 @@
 
 For each k8s/environments/<env>: render with `kubectl kustomize`, load the
 output with a strict YAML loader (duplicate keys fail, dates stay strings),
-validate every object against the pinned JSON Schemas in ../shared/k8s-schemas
+validate every object against the pinned JSON Schemas in k8s/schemas
 (or $SHADOWTEE_K8S_SCHEMAS; a kind without a schema fails), then run the
 project's consistency checks (consistency_problems below): the VirtualService
 mirror equals the sidecar's --shadow/--mirror-percent, selectors, ports,
@@ -106,7 +106,7 @@ def render(env_dir):
 
 
 def default_schemas_dir():
-    return os.environ.get("SHADOWTEE_K8S_SCHEMAS") or os.path.normpath(os.path.join(ROOT, "..", "shared", "k8s-schemas"))
+    return os.environ.get("SHADOWTEE_K8S_SCHEMAS") or os.path.join(ROOT, "k8s", "schemas")
 
 
 class Schemas:
@@ -633,7 +633,7 @@ def validate_env(env_dir, schemas, rules_file):
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--k8s", default=os.path.join(ROOT, "k8s"), help="directory holding environments/")
-    ap.add_argument("--schemas", default=None, help="JSON schema dir (default $SHADOWTEE_K8S_SCHEMAS or ../shared/k8s-schemas)")
+    ap.add_argument("--schemas", default=None, help="JSON schema dir (default $SHADOWTEE_K8S_SCHEMAS or k8s/schemas)")
     ap.add_argument("--rules", default=os.path.join(ROOT, "examples", "flask-inference", "rules.json"))
     ap.add_argument("envs", nargs="*", metavar="ENV", help="default: %s" % " ".join(ENVIRONMENTS))
     args = ap.parse_args(argv)

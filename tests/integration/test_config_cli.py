@@ -9,6 +9,7 @@ import pytest
 
 from conftest import free_port, shadowtee_bin
 from httpclient import Conn, get
+from resolver import hosts  # noqa: F401  (fixture)
 from upstreams import upstream, wait_for, watchdog  # noqa: F401  (fixtures)
 
 WATCHDOG_SECONDS = 30
@@ -153,10 +154,18 @@ def test_shadow_as_url_accepted(shadowtee, upstream):
     assert sh.wait_requests(1) >= 1
 
 
-def test_primary_and_shadow_by_hostname(shadowtee, upstream):
+@pytest.mark.parametrize("hosts_file", ["this machine's", "Debian's standard"])
+def test_primary_and_shadow_by_hostname(shadowtee, upstream, hosts, hosts_file):
+    """localhost with this machine's /etc/hosts, and with Debian's standard
+    one (as in every Kubernetes pod: localhost is ::1 first, then 127.0.0.1)
+    through the test resolver, while both upstreams listen on 127.0.0.1 only."""
+    env = None
+    if hosts_file == "Debian's standard":
+        hosts.set({"localhost": ["::1", "127.0.0.1"]})
+        env = hosts.env
     up = upstream("echo")
     sh = upstream("echo")
-    st = shadowtee(primary="localhost:%d" % up.port, shadow="localhost:%d" % sh.port)
+    st = shadowtee(primary="localhost:%d" % up.port, shadow="localhost:%d" % sh.port, env=env)
     with Conn(st.port) as c:
         assert c.request("GET", "/named").json()["path"] == "/named"
     assert sh.wait_requests(1) == 1

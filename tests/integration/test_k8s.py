@@ -1,9 +1,10 @@
 """Kubernetes manifests: every environment rendered with `kubectl kustomize`,
-validated strictly against ../shared/k8s-schemas and checked for
+validated strictly against the JSON schemas in k8s/schemas and checked for
 consistency (scripts/validate_k8s.py), plus negative tests that break a copy
 of the tree and expect the validator to say what is wrong. Also the
 Dockerfile, checked statically (no Docker engine here)."""
 import base64
+import json
 import os
 import re
 import shutil
@@ -12,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import BUILD, PY, ROOT
+from conftest import BUILD, PY, ROOT, require
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import validate_k8s as vk  # noqa: E402
@@ -24,14 +25,15 @@ VALIDATOR = os.path.join(ROOT, "scripts", "validate_k8s.py")
 
 
 def need_kubectl():
-    if not vk.kubectl_path():
-        pytest.skip("kubectl is not installed: cannot render the kustomizations (not a pass)")
+    require(vk.kubectl_path(), "kubectl is not installed (it is in no Debian archive: install kubectl 1.32 from "
+            "Kubernetes' own packages): cannot render the kustomizations, NOT validated")
 
 
 def need_schemas():
+    """The repo's k8s/schemas (or $SHADOWTEE_K8S_SCHEMAS): the repo carries
+    them, so not finding them fails."""
     d = vk.default_schemas_dir()
-    if not os.path.isfile(os.path.join(d, "index.json")):
-        pytest.skip("JSON schemas not found at %s (set SHADOWTEE_K8S_SCHEMAS): schema validation NOT run" % d)
+    assert os.path.isfile(os.path.join(d, "index.json")), "no JSON schemas at %s (index.json missing)" % d
     return vk.Schemas(d)
 
 
@@ -116,16 +118,31 @@ def test_validator_cli_passes_on_the_repo():
         assert re.search(r"^ok +%s: \d+ objects valid" % env, r.stdout, re.M)
 
 
+def test_the_repo_carries_its_schemas(monkeypatch):
+    """k8s/schemas holds every file its index names, each named in its
+    README (the provenance) with the license beside them, and is what the
+    validator uses by default: a clone needs nothing outside the repo."""
+    monkeypatch.delenv("SHADOWTEE_K8S_SCHEMAS", raising=False)
+    d = os.path.join(ROOT, "k8s", "schemas")
+    assert vk.default_schemas_dir() == d
+    with open(os.path.join(d, "index.json")) as fh:
+        index = json.load(fh)
+    with open(os.path.join(d, "README.md")) as fh:
+        readme = fh.read()
+    assert {"apps/v1/Deployment", "networking.istio.io/v1/VirtualService", "flagger.app/v1beta1/Canary",
+            "argoproj.io/v1alpha1/Rollout", "monitoring.coreos.com/v1/PrometheusRule"} <= set(index)
+    for key, name in index.items():
+        with open(os.path.join(d, name)) as fh:
+            schema = json.load(fh)
+        assert schema["properties"]["kind"]["enum"] == [key.rsplit("/", 1)[1]], name
+        assert "`%s`" % name in readme, name
+    assert os.path.getsize(os.path.join(d, "LICENSE-Apache-2.0.txt")) > 10000
+
+
 def test_validator_cli_without_schemas_says_so(tmp_path):
     r = subprocess.run([PY, VALIDATOR, "--schemas", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "no JSON schemas at %s" % tmp_path in r.stderr
-
-
-def binary_takes_unix_upstreams(binary):
-    """Whether build/shadowtee documents `unix:PATH` upstreams in --help."""
-    r = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10)
-    return "unix:" in r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("env", list(ENVS))
@@ -138,8 +155,7 @@ def test_sidecar_args_are_accepted_by_the_binary(env, procs, tmp_path):
     import urllib.request
     from conftest import free_port
     binary = os.path.join(BUILD, "shadowtee")
-    if not os.path.exists(binary):
-        pytest.skip("%s is not built: sidecar args NOT checked against the binary" % binary)
+    require(os.path.exists(binary), "%s is not built (make): sidecar args NOT checked against the binary" % binary)
     args = list(sidecar(rendered(env))["args"])
     flags = vk.parse_args(args)
     port, admin = free_port(), free_port()
@@ -147,18 +163,14 @@ def test_sidecar_args_are_accepted_by_the_binary(env, procs, tmp_path):
             flags["--shadow"]: "localhost:%s" % flags["--shadow"].rsplit(":", 1)[1],
             flags["--compare-rules"]: RULES}
     assert flags["--primary"].startswith("unix:/")
-    unix_ok = binary_takes_unix_upstreams(binary)
     # The socket does not exist: the proxy starts all the same (a missing
     # socket is a 502 per request, not a start-up error).
-    swap[flags["--primary"]] = "unix:%s" % (tmp_path / "app.sock") if unix_ok else "127.0.0.1:%d" % free_port()
+    swap[flags["--primary"]] = "unix:%s" % (tmp_path / "app.sock")
     argv = [binary] + [swap.get(a, a) for a in args]
     p = procs(argv, wait_ports=(port, admin), ours=True)
     with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % admin, timeout=5) as r:
         assert r.status == 200
     assert p.stop() == 0
-    if not unix_ok:
-        pytest.skip("%s has no unix: upstreams yet (--help does not mention them): every sidecar flag was checked "
-                    "against the binary EXCEPT --primary %s, which ran as TCP" % (binary, flags["--primary"]))
 
 
 # ---- the strict loader -----------------------------------------------------
@@ -183,7 +195,7 @@ def k8s_copy(tmp_path):
     so a negative test cannot pass by failing to break anything."""
     need_kubectl()
     dst = tmp_path / "k8s"
-    shutil.copytree(os.path.join(ROOT, "k8s"), dst)
+    shutil.copytree(os.path.join(ROOT, "k8s"), dst, ignore=shutil.ignore_patterns("schemas"))
 
     def edit(rel, old, new, count=1):
         p = dst / rel
@@ -441,10 +453,8 @@ def test_dockerfile_is_multistage_non_root():
 def linked_packages(binary):
     """Debian packages owning the shared libraries `binary` links, minus the
     base image's; skips for a sanitizer build (never shipped)."""
-    if not os.path.exists(binary):
-        pytest.skip("%s is not built: cannot compare its libraries with the Dockerfile (not a pass)" % binary)
-    if not shutil.which("ldd") or not shutil.which("dpkg"):
-        pytest.skip("ldd/dpkg missing: cannot map libraries to packages (not a pass)")
+    require(os.path.exists(binary), "%s is not built (make): cannot compare its libraries with the Dockerfile" % binary)
+    require(shutil.which("ldd") and shutil.which("dpkg"), "ldd/dpkg missing: cannot map libraries to packages")
     ldd = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
     if re.search(r"lib(a|ub)san\.so", ldd):
         pytest.skip("%s is a sanitizer build (make asan), not what the image ships: runtime packages NOT checked" % binary)

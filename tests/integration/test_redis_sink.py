@@ -67,6 +67,6 @@ def test_sink_basic_against_real_redis(redis_server, procs):
     log = "".join(out)
     assert rc == 0, "test_stats_redis failed (rc=%s):\n%s" % (rc, log)
     assert "SKIPPED" not in log, "a Redis test skipped itself:\n" + log
-    assert "[  PASSED  ] 7 test(s)." in log, log
+    assert "[  PASSED  ] 8 test(s)." in log, log
     for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
         assert marker not in log, log

@@ -31,7 +31,7 @@ import time
 
 import pytest
 
-from conftest import free_port, shadowtee_bin
+from conftest import free_port, require, shadowtee_bin
 from httpclient import Conn, build_request, metric, metrics
 from upstreams import Upstream, sanitized, upstream, wait_for, watchdog  # noqa: F401  (fixtures)
 
@@ -479,8 +479,7 @@ def test_r7_metrics_scraped_during_shutdown(shadowtee, upstream):
 
 @pytest.fixture(scope="module")
 def tls_cert():
-    if OPENSSL is None:
-        pytest.skip("openssl command line not installed")
+    require(OPENSSL, "the openssl command line is not installed (make deps): TLS listener NOT tested")
     d = tempfile.mkdtemp(prefix="st-rg-pki-")
     subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                     "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "2", "-subj", "/CN=localhost",

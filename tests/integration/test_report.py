@@ -23,7 +23,7 @@ import jsonschema
 import pytest
 import redis
 
-from conftest import free_port
+from conftest import free_port, require
 from report_fill import (REPORT_SCHEMA, chromium_dump_dom, chromium_screenshot, fill,
                          find_chromium, report, wilson)
 from upstreams import http_role_servers
@@ -387,9 +387,8 @@ class _Dom(html.parser.HTMLParser):
 
 
 def test_html_in_headless_chromium(filled, tmp_path):
-    exe = find_chromium()
-    if not exe:
-        pytest.skip("chromium is not installed (bash scripts/deps.sh --with-browser)")
+    exe = require(find_chromium(), "chromium is not installed (scripts/deps.sh installs it unless --no-browser): "
+                  "the HTML report NOT checked in a browser")
     out = tmp_path / "report.html"
     r = report("--redis", filled, "--service", "drv", "--format", "html", "--output", out)
     assert r.rc == 0, r

@@ -13,7 +13,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, require
 
 SCRIPTS = os.path.join(ROOT, "scripts")
 STABLE = "deployment/flask-inference-server-stable"
@@ -75,11 +75,10 @@ def gate_argv(redis="redis://127.0.0.1:6379/0"):
 
 
 def test_scripts_pass_shellcheck():
-    if not shutil.which("shellcheck"):
-        pytest.skip("shellcheck is not installed: lint NOT run")
-    names = ["deploy", "promote", "rollback", "demo.sh"]
-    r = subprocess.run(["shellcheck"] + [os.path.join(SCRIPTS, n) for n in names], capture_output=True, text=True,
-                       timeout=60)
+    require(shutil.which("shellcheck"), "shellcheck is not installed (make deps): lint NOT run")
+    names = ["deploy", "promote", "rollback", "demo.sh", "deps.sh", "fresh-root-check.sh"]
+    files = [os.path.join(SCRIPTS, n) for n in names] + [os.path.join(ROOT, ".ci", "run")]
+    r = subprocess.run(["shellcheck"] + files, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout
 
 
@@ -282,8 +281,8 @@ def kubectl_patch_local(path, patch):
 
 
 def test_bluegreen_patches_flip_the_rendered_route(tools, tmp_path):
-    if not shutil.which("kubectl", path=os.environ["PATH"]):
-        pytest.skip("kubectl is not installed: cannot apply the patches offline (not a pass)")
+    require(shutil.which("kubectl", path=os.environ["PATH"]),
+            "kubectl is not installed (in no Debian archive): the patches NOT applied offline")
     to_green, to_blue = bluegreen_patches(tools)
     out = subprocess.run(["kubectl", "kustomize", os.path.join(ROOT, "k8s", "environments", "staging")],
                          capture_output=True, text=True, check=True, timeout=60).stdout
@@ -321,8 +320,7 @@ def test_demo_runs_end_to_end(tmp_path):
     from conftest import BUILD
     import model_oracle as oracle
     for name in ("shadowtee", "shadowtee-report"):
-        if not os.path.exists(os.path.join(BUILD, name)):
-            pytest.skip("%s/%s is not built: demo NOT run" % (BUILD, name))
+        require(os.path.exists(os.path.join(BUILD, name)), "%s/%s is not built (make): demo NOT run" % (BUILD, name))
     html, report_file, models = tmp_path / "demo.html", tmp_path / "demo.json", tmp_path / "models"
     env = dict(os.environ, SHADOWTEE_BUILD=BUILD, DEMO_HTML=str(html), DEMO_JSON=str(report_file),
                DEMO_MODEL_DIR=str(models))
@@ -350,8 +348,11 @@ def test_demo_runs_end_to_end(tmp_path):
                for k, v in smp[side]["headers"] if k.lower() == "server"}
     assert servers == {"gunicorn"}
 
-    ports = [int(x) for x in re.findall(r":(\d+)", r.stdout.split("demo: redis", 1)[1].splitlines()[0])]
-    assert len(ports) >= 5  # redis, shadow, noise, proxy, admin (and stable while it is on TCP)
+    started = r.stdout.split("demo: redis", 1)[1].splitlines()[0]
+    ports = [int(x) for x in re.findall(r":(\d+)", started)]
+    assert len(ports) == 5  # redis, shadow, noise, proxy, admin
+    (sock,) = re.findall(r"stable v1 unix:(\S+),", started)  # the stable app on a socket, as in the pod
+    assert not os.path.exists(sock)
     import socket
     for port in ports:  # everything the demo started is gone
         with socket.socket() as s:

@@ -17,12 +17,16 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port, wait_port
+from conftest import free_port, require, wait_port
 from upstreams import upstream, watchdog  # noqa: F401  (fixtures)
 
 OPENSSL = shutil.which("openssl")
 CURL = shutil.which("curl")
-pytestmark = pytest.mark.skipif(OPENSSL is None, reason="openssl command line not installed")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _need_openssl():
+    require(OPENSSL, "the openssl command line is not installed (make deps): no certificates, TLS NOT tested")
 
 
 def _run(*args, cwd):
@@ -229,8 +233,8 @@ def test_mutual_tls_to_primary(shadowtee, tls_upstream, pki):
     assert e.value.code == 502
 
 
-@pytest.mark.skipif(CURL is None, reason="curl not installed")
 def test_tls_listener_with_curl_cacert(shadowtee, upstream, pki):
+    require(CURL, "curl is not installed (make deps): TLS listener NOT tested with curl")
     up = upstream("echo")
     st = shadowtee(primary=up.addr, tls_cert=pki["server"] + ".crt", tls_key=pki["server"] + ".key")
     out = subprocess.run([CURL, "-sS", "--http1.1", "--cacert", pki["ca"] + ".crt", "-w", "\n%{http_code}",

@@ -29,7 +29,9 @@ body read once, to exercise the proxy's back-pressure), port (0: a free one;
 a fixed one to restart a server where a proxy already points), close_after
 (close right after each response although it was keep-alive: a stale pool),
 always_close (every response says Connection: close), trailers (list of
-(name, value) sent after the last chunk of a chunked response).
+(name, value) sent after the last chunk of a chunked response), host (the
+loopback address to listen on, default 127.0.0.1), unix (listen on this
+Unix-domain socket path instead; .addr is then "unix:PATH").
 
 Fixtures: `upstream` (factory, stops every server at test end),
 `blackhole_addr` (a listener whose accept queue is full: connects hang,
@@ -278,7 +280,7 @@ class Upstream:
                  framing="length", delay=0.0, chunk_size=7, stream_size=0, reset_after=10,
                  reset_delay=0.3, sink=False, pause_after=0, pause=0.0, send_continue=True,
                  idle_limit=120.0, max_conns=4000, port=0, close_after=False,
-                 always_close=False, trailers=()):
+                 always_close=False, trailers=(), host="127.0.0.1", unix=None):
         self.mode = mode
         self.status = status
         self.body = body
@@ -306,13 +308,20 @@ class Upstream:
         self._stopping = threading.Event()
         self._socks = set()
         self._threads = []
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", port))
+        self.unix = unix
+        if unix:
+            self.lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.lsock.bind(unix)
+            self.port = None
+            self.addr = "unix:" + unix
+        else:
+            self.lsock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.lsock.bind((host, port))
+            self.port = self.lsock.getsockname()[1]
+            self.addr = ("[%s]:%d" if ":" in host else "%s:%d") % (host, self.port)
         self.lsock.listen(512)
         self.lsock.settimeout(0.2)
-        self.port = self.lsock.getsockname()[1]
-        self.addr = "127.0.0.1:%d" % self.port
 
     # ---- lifecycle -------------------------------------------------
     def start(self):
@@ -339,6 +348,11 @@ class Upstream:
         self._accept_thread.join(timeout=max(0.1, deadline - time.monotonic()))
         for t in list(self._threads):
             t.join(timeout=max(0.05, deadline - time.monotonic()))
+        if self.unix:
+            try:
+                os.unlink(self.unix)
+            except OSError:
+                pass
 
     # ---- queries ---------------------------------------------------
     def wait_requests(self, n, timeout=5.0):
@@ -397,7 +411,8 @@ class Upstream:
                 self.conns.append(rec)
                 self._socks.add(s)
             s.settimeout(0.25)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if not self.unix:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             t = threading.Thread(target=self._serve, args=(s, rec), daemon=True)
             self._threads.append(t)
             t.start()
@@ -625,18 +640,18 @@ class NoAcceptListener:
     """A listener that never accepts, its accept queue filled so further
     connects hang in SYN-SENT: the loopback stand-in for an unreachable host."""
 
-    def __init__(self):
+    def __init__(self, host="127.0.0.1", port=0):
         self.lsock = socket.socket()
-        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.bind((host, port))
         self.lsock.listen(0)
         self.port = self.lsock.getsockname()[1]
-        self.addr = "127.0.0.1:%d" % self.port
+        self.addr = "%s:%d" % (host, self.port)
         self.fillers = []
         for _ in range(8):
             s = socket.socket()
             s.setblocking(False)
             try:
-                s.connect(("127.0.0.1", self.port))
+                s.connect((host, self.port))
             except BlockingIOError:
                 pass
             self.fillers.append(s)
@@ -646,7 +661,7 @@ class NoAcceptListener:
         probe = socket.socket()
         probe.settimeout(0.3)
         try:
-            probe.connect(("127.0.0.1", self.port))
+            probe.connect((host, self.port))
             self.hangs = False
         except socket.timeout:
             self.hangs = True

@@ -117,9 +117,72 @@ static void test_addresses(void **state)
     assert_int_equal(a.tls, 1);
     const char *bad[] = {"",           "host",     ":80",    "host:0",
                          "host:70000", "host:abc", "::1:80", "http://h:1/path",
-                         "h o:1"};
+                         "h o:1",      "unix:"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(st_config_parse_addr(bad[i], &a, 0), -1);
+}
+
+/* Which addresses are IP literals (never re-resolved), and unix: paths. */
+static void test_numeric_and_unix_addresses(void **state)
+{
+    st_addr_t a;
+    const struct {
+        const char *in;
+        int numeric;
+    } cases[] = {{"127.0.0.1:5000", 1}, {"[::1]:5000", 1}, {"localhost:5000", 0},
+                 {"http://api:80", 0},  {"10.1.2.3:1", 1}, {"app.ns.svc:8080", 0}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(st_config_parse_addr(cases[i].in, &a, 0), 0);
+        assert_int_equal(a.numeric, cases[i].numeric);
+        assert_int_equal(a.is_unix, 0);
+    }
+    assert_int_equal(st_config_parse_addr("unix:/run/app/gunicorn.sock", &a, 0), 0);
+    assert_int_equal(a.is_unix, 1);
+    assert_int_equal(a.numeric, 1);
+    assert_string_equal(a.host, "/run/app/gunicorn.sock");
+    assert_string_equal(a.authority, "unix:/run/app/gunicorn.sock");
+}
+
+/* A unix: path resolves to one AF_UNIX address; one that does not fit in
+ * sun_path is refused with a message naming the flag (libuv would cut it). */
+static void test_unix_paths(void **state)
+{
+    st_config_t cfg;
+    char err[256];
+    assert_int_equal(load(&cfg, NULL, err, sizeof(err), "--primary", "unix:/tmp/st-none.sock",
+                          "--shadow", "unix:/tmp/st-shadow.sock", NULL),
+                     0);
+    assert_int_equal(cfg.primary.naddrs, 1);
+    assert_int_equal(cfg.primary.addrs[0].sa.ss_family, AF_UNIX);
+    assert_int_equal(cfg.shadow.naddrs, 1);
+    char path[200] = "/tmp/";
+    memset(path + 5, 'x', 120);
+    path[125] = '\0';
+    char arg[210];
+    snprintf(arg, sizeof(arg), "unix:%s", path);
+    const char *flags[] = {"--primary", "--shadow", "--noise-upstream"};
+    for (size_t i = 0; i < 3; i++) {
+        const char *primary = i == 0 ? arg : "127.0.0.1:1";
+        const char *shadow = i == 1 ? arg : "127.0.0.1:2";
+        const char *noise = i == 2 ? arg : "127.0.0.1:3";
+        err[0] = '\0';
+        assert_int_equal(load(&cfg, NULL, err, sizeof(err), "--primary", primary, "--shadow",
+                              shadow, "--noise-upstream", noise, NULL),
+                         -1);
+        assert_non_null(strstr(err, flags[i]));
+        assert_non_null(strstr(err, "sun_path"));
+    }
+    path[5 + 102] = '\0'; /* 107 bytes: the longest that fits */
+    snprintf(arg, sizeof(arg), "unix:%s", path);
+    assert_int_equal(load(&cfg, NULL, err, sizeof(err), "--primary", arg, NULL), 0);
+    assert_int_equal(load(&cfg, NULL, err, sizeof(err), "--primary", "127.0.0.1:1", "--listen",
+                          "unix:/tmp/l.sock", NULL),
+                     -1);
+    assert_non_null(strstr(err, "--listen"));
+    assert_int_equal(load(&cfg, NULL, err, sizeof(err), "--primary", "127.0.0.1:1", "--redis",
+                          "unix:/tmp/redis.sock", NULL),
+                     -1);
+    assert_non_null(strstr(err, "Redis"));
 }
 
 static void test_invalid_values_give_one_message(void **state)
@@ -204,6 +267,8 @@ int main(void)
         cmocka_unit_test(test_env_and_flag_precedence),
         cmocka_unit_test(test_durations_and_sizes),
         cmocka_unit_test(test_addresses),
+        cmocka_unit_test(test_numeric_and_unix_addresses),
+        cmocka_unit_test(test_unix_paths),
         cmocka_unit_test(test_invalid_values_give_one_message),
         cmocka_unit_test(test_redis_url),
         cmocka_unit_test(test_methods_mask),

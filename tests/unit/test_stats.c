@@ -639,6 +639,27 @@ static void test_close_while_connecting(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A host name is resolved in libuv's thread pool first; a close meanwhile
+ * waits for the lookup (it holds the stats) and then frees everything. */
+static void test_close_while_resolving(void **state)
+{
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    st_stats_config_t cfg;
+    st_stats_config_init(&cfg);
+    cfg.redis_host = "localhost";
+    cfg.redis_port = 1;
+    st_stats_t *s = st_stats_new(&loop, &cfg);
+    assert_non_null(s);
+    assert_int_equal(s->state, ST_SINK_WAIT);
+    assert_true(s->resolving);
+    int closed = 0;
+    st_stats_close(s, on_closed, &closed);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(closed, 1);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -654,6 +675,7 @@ int main(void)
         cmocka_unit_test(test_unreachable_redis_close),
         cmocka_unit_test(test_close_with_silent_server),
         cmocka_unit_test(test_close_while_connecting),
+        cmocka_unit_test(test_close_while_resolving),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

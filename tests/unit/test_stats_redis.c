@@ -111,7 +111,8 @@ static int run_until(fx_t *f, int (*until)(st_stats_t *, void *), void *arg, uin
     return !f->timed_out;
 }
 
-static fx_t *fx_new(int port, const char *service, const char *password, int db)
+static fx_t *fx_new_at(const char *host, int port, const char *service, const char *password,
+                       int db)
 {
     fx_t *f = calloc(1, sizeof(*f));
     assert_int_equal(uv_loop_init(&f->loop), 0);
@@ -120,7 +121,7 @@ static fx_t *fx_new(int port, const char *service, const char *password, int db)
     f->check.data = f->dog.data = f;
     st_stats_config_t cfg;
     st_stats_config_init(&cfg);
-    cfg.redis_host = "127.0.0.1";
+    cfg.redis_host = host;
     cfg.redis_port = port;
     cfg.redis_password = password;
     cfg.redis_db = db;
@@ -131,6 +132,11 @@ static fx_t *fx_new(int port, const char *service, const char *password, int db)
     f->s = st_stats_new(&f->loop, &cfg);
     assert_non_null(f->s);
     return f;
+}
+
+static fx_t *fx_new(int port, const char *service, const char *password, int db)
+{
+    return fx_new_at("127.0.0.1", port, service, password, db);
 }
 
 static void on_closed(void *arg)
@@ -436,13 +442,34 @@ static void test_late_redis(void **state)
     redisFree(c);
 }
 
+/* A host name: resolved off the loop, hiredis given the numeric address that
+ * answers (redis-server listens on 127.0.0.1 only; with a standard hosts
+ * file localhost is ::1 first, which refuses). */
+static void test_connect_by_name(void **state)
+{
+    NEED_REDIS(port);
+    redisContext *c = sync_connect(port);
+    freeReplyObject(cmd(c, "FLUSHALL"));
+    fx_t *f = fx_new_at("localhost", port, "byname", NULL, 0);
+    assert_int_equal(f->s->state, ST_SINK_WAIT); /* resolving in the thread pool */
+    assert_true(f->s->resolving);
+    assert_true(run_until(f, is_connected, NULL, 5000));
+    assert_string_equal(f->s->addr_ok, "127.0.0.1");
+    record_n(f->s, "GET /n", ST_VERDICT_MATCH, 3);
+    uint64_t one = 1;
+    assert_true(run_until(f, flushed_at_least, &one, 5000));
+    assert_int_equal(hget_ll(c, "shadowtee:{byname}:ep:GET /n:counts", "compared"), 3);
+    fx_free(f);
+    redisFree(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flush_values),    cmocka_unit_test(test_reconnect_after_kill),
         cmocka_unit_test(test_auth_and_select), cmocka_unit_test(test_stalled_server),
         cmocka_unit_test(test_close_flushes),   cmocka_unit_test(test_restart),
-        cmocka_unit_test(test_late_redis),
+        cmocka_unit_test(test_late_redis),      cmocka_unit_test(test_connect_by_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
