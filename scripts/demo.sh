@@ -1,36 +1,47 @@
 #!/usr/bin/env bash
-# `make demo`: the whole shadow-traffic loop on loopback, in about a minute.
+# `make demo`: the whole shadow-traffic loop on loopback, in about a minute,
+# with a real scikit-learn model served by gunicorn.
 #
+#   train.py                trains v1 and v2 once (cached in $BUILD/models)
 #   redis-server            statistics store (free port, no persistence)
-#   app.py v1 :P1           stable model (primary)
-#   app.py v2 :P2           candidate model (shadow)
-#   app.py v1 :P3           second stable replica (noise baseline)
+#   gunicorn v1 unix:SOCK   stable model (primary): LogisticRegression, on a
+#                           Unix socket in the work dir, as in the stable pod
+#   gunicorn v2 :P2         candidate model (shadow): RBF SVC
+#   gunicorn v1 :P3         second stable replica (noise baseline)
 #   build/shadowtee :PL     in front: serves v1, tees 100% to v2 and the noise
 #                           replica, compares with examples/flask-inference/rules.json
 #
-# It sends DEMO_REQUESTS (default 300) varied requests through the proxy,
-# waits until the comparisons reach Redis, prints the divergence report and
-# the promotion gate, and writes the HTML report to build/demo-report.html.
-# Everything it starts is stopped on exit (trap). Readiness is polled (a port
-# that answers, /readyz), never a fixed sleep; every wait has a deadline.
-# Environment: SHADOWTEE_BUILD (default build), DEMO_REQUESTS (10..5000),
-# DEMO_HTML (default $BUILD/demo-report.html), DEMO_KEEP=1 keeps the work dir
-# (logs) after a successful run.
+# It sends the held-out rows of the digits data set (rows no training saw),
+# one per request, through the proxy, waits until the comparisons reach
+# Redis, prints the divergence report, checks that its divergence equals the
+# v1/v2 disagreement computed offline (offline.py, on the same saved models
+# and rows), prints the promotion gate and writes the HTML and JSON reports.
+# Everything it starts is stopped on exit (trap). Readiness is polled (GET
+# /health answers, a port that answers, /readyz), never a fixed sleep; every
+# wait has a deadline.
+# Environment: SHADOWTEE_BUILD (default build), DEMO_REQUESTS (held-out rows
+# to send, 10..450, default all 450), DEMO_MODEL_DIR (default
+# $BUILD/models), DEMO_HTML (default $BUILD/demo-report.html), DEMO_JSON
+# (default $BUILD/demo-report.json), DEMO_KEEP=1 keeps the work dir (logs)
+# after a successful run.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 BUILD=${SHADOWTEE_BUILD:-$ROOT/build}
 PY=/usr/bin/python3
-REQUESTS=${DEMO_REQUESTS:-300}
+HELDOUT_ROWS=450 # len(model.heldout()): 25% of load_digits' 1797 rows
+REQUESTS=${DEMO_REQUESTS:-$HELDOUT_ROWS}
 SERVICE=flask-inference
-APP=examples/flask-inference/app.py
-RULES=examples/flask-inference/rules.json
+EXAMPLE=examples/flask-inference
+RULES=$EXAMPLE/rules.json
+MODELS=${DEMO_MODEL_DIR:-$BUILD/models}
 HTML=${DEMO_HTML:-$BUILD/demo-report.html}
+JSON=${DEMO_JSON:-$BUILD/demo-report.json}
 
 die() { echo "demo: $*" >&2; exit 1; }
-if ! [[ "$REQUESTS" =~ ^[0-9]+$ ]] || [ "$REQUESTS" -lt 10 ] || [ "$REQUESTS" -gt 5000 ]; then
-  echo "demo: DEMO_REQUESTS must be 10..5000, got '$REQUESTS'" >&2
+if ! [[ "$REQUESTS" =~ ^[0-9]+$ ]] || [ "$REQUESTS" -lt 10 ] || [ "$REQUESTS" -gt "$HELDOUT_ROWS" ]; then
+  echo "demo: DEMO_REQUESTS must be 10..$HELDOUT_ROWS (the held-out rows), got '$REQUESTS'" >&2
   exit 2
 fi
 [ -x "$BUILD/shadowtee" ] || die "$BUILD/shadowtee is not built (run make)"
@@ -39,6 +50,9 @@ fi
   die "$BUILD/shadowtee --help does not list --redis: this build cannot feed the report yet"
 command -v redis-server >/dev/null || die "redis-server not found (run scripts/deps.sh)"
 [ -x "$PY" ] || die "$PY not found (run scripts/deps.sh)"
+GUNICORN=/usr/bin/gunicorn # Debian's, on /usr/bin/python3
+[ -x "$GUNICORN" ] || die "$GUNICORN not found (run scripts/deps.sh)"
+"$PY" -c 'import sklearn, flask' 2>/dev/null || die "$PY cannot import sklearn and flask (run scripts/deps.sh)"
 
 WORK=$(mktemp -d -t shadowtee-demo.XXXXXX)
 PIDS=()
@@ -74,35 +88,54 @@ start() {
   NAMES+=("$name")
 }
 
+# alive PID NAME WHAT: fails when the process has exited.
+alive() { kill -0 "$1" 2>/dev/null || die "$2 exited before $3 (log: $WORK/$2.log)"; }
+
 # wait_port PORT NAME: polls until a TCP connect succeeds (15 s deadline),
 # failing early when the process behind it has exited.
 wait_port() {
   local port=$1 name=$2 pid=${PIDS[-1]} deadline=$((SECONDS + 15))
   until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-    kill -0 "$pid" 2>/dev/null || die "$name exited before port $port answered (log: $WORK/$name.log)"
+    alive "$pid" "$name" "port $port answered"
     [ "$SECONDS" -lt "$deadline" ] || die "$name: port $port did not answer within 15 s"
     sleep 0.05
   done
 }
+
+# app NAME VERSION ADDR: gunicorn serving model VERSION on ADDR (HOST:PORT
+# or unix:PATH), as the image does; waits until GET /health is 200 there
+# (the model is loaded), 30 s deadline.
+app() {
+  local name=$1 version=$2 addr=$3 deadline=$((SECONDS + 30))
+  start "$name" env MODEL_VERSION="$version" MODEL_DIR="$MODELS" BIND="$addr" WEB_CONCURRENCY=2 \
+    "$GUNICORN" --config "$EXAMPLE/gunicorn.conf.py"
+  local pid=${PIDS[-1]}
+  until "$PY" "$EXAMPLE/healthcheck.py" "$addr" 2>/dev/null; do
+    alive "$pid" "$name" "GET /health answered on $addr"
+    [ "$SECONDS" -lt "$deadline" ] || die "$name: GET /health on $addr not 200 within 30 s"
+    sleep 0.1
+  done
+}
+
+"$PY" "$EXAMPLE/train.py" --out "$MODELS" v1 v2 | sed 's/^/demo: /'
 
 REDIS_PORT=$(free_port)
 start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK"
 wait_port "$REDIS_PORT" redis
 REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 
-STABLE_PORT=$(free_port)
-start stable-v1 env MODEL_VERSION=v1 "$PY" "$APP" --port "$STABLE_PORT"
-wait_port "$STABLE_PORT" stable-v1
+# The stable app's address: a Unix socket, as in the pod (an emptyDir there).
+# The shadow and the noise replica stay on TCP ports, as their Services.
+STABLE="unix:$WORK/stable.sock"
+app stable-v1 v1 "$STABLE"
 SHADOW_PORT=$(free_port)
-start shadow-v2 env MODEL_VERSION=v2 "$PY" "$APP" --port "$SHADOW_PORT"
-wait_port "$SHADOW_PORT" shadow-v2
+app shadow-v2 v2 "127.0.0.1:$SHADOW_PORT"
 NOISE_PORT=$(free_port)
-start noise-v1 env MODEL_VERSION=v1 "$PY" "$APP" --port "$NOISE_PORT"
-wait_port "$NOISE_PORT" noise-v1
+app noise-v1 v1 "127.0.0.1:$NOISE_PORT"
 
 PROXY_PORT=$(free_port)
 ADMIN_PORT=$(free_port)
-start shadowtee "$BUILD/shadowtee" --listen "127.0.0.1:$PROXY_PORT" --primary "127.0.0.1:$STABLE_PORT" \
+start shadowtee "$BUILD/shadowtee" --listen "127.0.0.1:$PROXY_PORT" --primary "$STABLE" \
   --admin "127.0.0.1:$ADMIN_PORT" --workers 2 --log-level warn \
   --shadow "127.0.0.1:$SHADOW_PORT" --noise-upstream "127.0.0.1:$NOISE_PORT" --mirror-percent 100 \
   --redis "$REDIS_URL" --service "$SERVICE" --compare-rules "$RULES" --drain-timeout 5s
@@ -113,28 +146,24 @@ until curl -fsS -o /dev/null "http://127.0.0.1:$ADMIN_PORT/readyz"; do
   [ "$SECONDS" -lt "$deadline" ] || die "shadowtee /readyz not 200 within 15 s"
   sleep 0.1
 done
-echo "demo: redis :$REDIS_PORT, stable v1 :$STABLE_PORT, shadow v2 :$SHADOW_PORT, noise v1 :$NOISE_PORT," \
-  "shadowtee :$PROXY_PORT (admin :$ADMIN_PORT)"
+echo "demo: redis :$REDIS_PORT, stable v1 $STABLE, shadow v2 :$SHADOW_PORT, noise v1 :$NOISE_PORT," \
+  "shadowtee :$PROXY_PORT (admin :$ADMIN_PORT); gunicorn serves the models"
 
-# Varied, reproducible traffic: single and batch predictions, ~12% with the
-# first feature above v2's label-flip threshold, a few invalid bodies (400 on
-# both sides: a match), request ids on half. 4 client threads, 60 s cap.
-echo "demo: sending $REQUESTS requests through shadowtee"
-"$PY" - "$PROXY_PORT" "$REQUESTS" <<'EOF'
-import json, random, sys, time, urllib.error, urllib.request
+# The first $REQUESTS held-out rows, one per request, in the data set's
+# split order; request ids on half of them. 4 client threads, 60 s cap.
+# Every answer must be the stable model's 200.
+echo "demo: sending $REQUESTS held-out digits through shadowtee"
+"$PY" - "$PROXY_PORT" "$REQUESTS" "$EXAMPLE" <<'EOF'
+import json, sys, time, urllib.error, urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 port, total = int(sys.argv[1]), int(sys.argv[2])
-rng = random.Random(42)
-def body(i):
-    kind = rng.random()
-    if kind < 0.05:
-        return b'{"features": ["not", "numbers"]}'
-    if kind < 0.20:
-        return json.dumps({"instances": [[round(rng.uniform(-1, 1), 3) for _ in range(rng.randint(1, 6))]
-                                         for _ in range(rng.randint(2, 4))]}).encode()
-    return json.dumps({"features": [round(rng.uniform(-1, 1), 3) for _ in range(rng.randint(1, 8))]}).encode()
-jobs = [(i, body(i)) for i in range(total)]
+sys.path.insert(0, sys.argv[3])
+import model
+rows = model.heldout()
+if total > len(rows):
+    sys.exit("demo: only %d held-out rows, %d asked" % (len(rows), total))
+jobs = [(i, json.dumps({"features": features}).encode()) for i, (features, _) in enumerate(rows[:total])]
 deadline = time.monotonic() + 60
 def send(job):
     i, data = job
@@ -146,8 +175,8 @@ def send(job):
     req = urllib.request.Request("http://127.0.0.1:%d/predict" % port, data=data, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
-            r.read()
-            return str(r.status)
+            body = json.loads(r.read())
+            return "200" if r.status == 200 and body.get("model_version") == "v1" else "not-v1"
     except urllib.error.HTTPError as e:
         e.read()
         return str(e.code)
@@ -158,8 +187,7 @@ with ThreadPoolExecutor(4) as pool:
     for status in pool.map(send, jobs):
         counts[status] = counts.get(status, 0) + 1
 print("demo: responses by status: " + ", ".join("%s=%d" % kv for kv in sorted(counts.items())))
-bad = sum(v for k, v in counts.items() if k not in ("200", "400"))
-sys.exit(1 if bad else 0)
+sys.exit(0 if counts.get("200") == total else 1)
 EOF
 
 # Wait until the proxy's batched flush (every ~100 ms) has put every
@@ -189,9 +217,37 @@ EOF
 echo
 "$BUILD/shadowtee-report" --redis "$REDIS_URL" --service "$SERVICE" --format text
 "$BUILD/shadowtee-report" --redis "$REDIS_URL" --service "$SERVICE" --format html --output "$HTML"
+"$BUILD/shadowtee-report" --redis "$REDIS_URL" --service "$SERVICE" --format json --output "$JSON"
+
+# The same rows, offline: both saved models, the rules applied in Python.
+# The report's divergence must equal it exactly, path by path.
 echo
-echo "demo: promotion gate (v2 flips the label when features[0] > 0.75, so it should FAIL;"
-echo "      the latency ratio bound is loose: Flask's development server on a small box is noisy):"
+"$PY" - "$JSON" "$EXAMPLE" "$MODELS" "$RULES" "$REQUESTS" <<'EOF'
+import json, sys
+report_file, example, models, rules_file, rows = sys.argv[1:6]
+sys.path.insert(0, example)
+import offline
+with open(rules_file) as fh:
+    want = offline.disagreement(models, json.load(fh), int(rows))
+print(offline.summary(want, rules_file.rsplit("/", 1)[-1]))
+with open(report_file) as fh:
+    report = json.load(fh)
+got_paths = {}
+for ep in report["endpoints"]:
+    for p in ep["paths"]:
+        key = "%s|%s" % (p["kind"], p["path"])
+        got_paths[key] = got_paths.get(key, 0) + p["count"]
+if (report["compared"], report["diverged"], got_paths) != (want["rows"], want["diverged"], want["paths"]):
+    sys.exit("demo: the report (compared %d, diverged %d, paths %s) does not match the offline disagreement "
+             "(rows %d, diverged %d, paths %s)" % (report["compared"], report["diverged"], got_paths,
+                                                   want["rows"], want["diverged"], want["paths"]))
+print("demo: the report's divergence (%d of %d, every path count) equals the offline disagreement"
+      % (report["diverged"], report["compared"]))
+EOF
+
+echo
+echo "demo: promotion gate (v2 disagrees with v1 on some held-out digits, so it should FAIL;"
+echo "      the latency ratio bound is loose: on a small shared box latencies are noisy):"
 gate=0
 "$BUILD/shadowtee-report" --redis "$REDIS_URL" --service "$SERVICE" --format text --gate \
   --max-divergence 1 --max-shadow-errors 1 --max-latency-ratio 10 --min-compared 50 >"$WORK/gate.txt" 2>&1 || gate=$?
@@ -201,5 +257,5 @@ case "$gate" in
   1) echo "demo: gate FAILED (exit 1): scripts/promote would refuse to promote v2" ;;
   *) die "gate could not be evaluated (exit $gate)" ;;
 esac
-echo "demo: HTML report written to ${HTML#"$ROOT"/}"
+echo "demo: HTML report written to ${HTML#"$ROOT"/}, JSON to ${JSON#"$ROOT"/}"
 OK=1

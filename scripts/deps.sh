@@ -49,6 +49,8 @@ python3-flask        test      py:flask
 python3-jsonschema   test      py:jsonschema
 python3-yaml         test      py:yaml
 python3-redis        test      py:redis
+python3-sklearn      test      py:sklearn
+gunicorn             test      file:/usr/bin/gunicorn
 redis-server         test      cmd:redis-server
 openssl              suite     cmd:openssl
 curl                 suite     cmd:curl

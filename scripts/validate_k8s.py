@@ -10,6 +10,7 @@ $SHADOWTEE_K8S_SCHEMAS; a kind without a schema fails), then run the
 project's consistency checks (consistency_problems below): the VirtualService
 mirror equals the sidecar's --shadow/--mirror-percent, selectors, ports,
 HPA/PDB targets, DestinationRule subsets, security context, drain timing,
+the app's address (BIND == --primary; a Unix socket in a shared emptyDir),
 the rules ConfigMap, no deprecated mirror fields; with the components, the
 Flagger Canary and its MetricTemplate, the Argo Rollouts AnalysisTemplate,
 the ServiceMonitor and the PrometheusRule (equal to monitoring/shadowtee-rules.yml).
@@ -39,6 +40,7 @@ STABLE = "flask-inference-server-stable"
 DEFAULT_DRAIN_S = 25.0
 DEV_ONLY_ENVS = ("development",)
 PLACEHOLDER_MARK = "placeholder"
+UNIX_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with the final NUL
 
 
 class SetupError(Exception):
@@ -312,6 +314,23 @@ def check_containers(owner, spec, out):
             out.append("%s: resources.requests and resources.limits are required" % where)
 
 
+def check_app_binds(r, out):
+    """A container with a TCP BIND (gunicorn) other than the stable pod's
+    binds all interfaces on one of its container ports, so its Service
+    reaches it; the stable pod's app is checked by check_sidecar."""
+    for w in r.workloads:
+        if w["metadata"].get("name") == STABLE:
+            continue
+        for c in r.pod_spec(w).get("containers", []):
+            bind = {e.get("name"): e.get("value") for e in c.get("env") or []}.get("BIND")
+            if bind is None or str(bind).startswith("unix:"):
+                continue
+            host, port = host_port(bind)
+            if host != "0.0.0.0" or port not in [p.get("containerPort") for p in c.get("ports") or []]:
+                out.append("%s container %s: BIND %s is not 0.0.0.0 on one of its container ports" %
+                           (obj_id(w), c.get("name"), bind))
+
+
 def check_services(r, out):
     for svc in r.by_kind.get("Service", []):
         sel = svc["spec"].get("selector") or {}
@@ -478,11 +497,8 @@ def check_sidecar(r, rules_file, out):
     for k, v in want.items():
         if ann.get(k) != v:
             out.append("Deployment/%s: pod annotation %s must be %r, got %r" % (STABLE, k, v, ann.get(k)))
-    primary_port = host_port(flags.get("--primary", ""))[1]
     app = [c for n, c in containers.items() if n != SIDECAR]
-    env = {e.get("name"): e.get("value") for c in app for e in c.get("env") or []}
-    if app and env.get("PORT") != str(primary_port):
-        out.append("Deployment/%s: --primary port %s != the app container's PORT %s" % (STABLE, primary_port, env.get("PORT")))
+    check_app_address(spec, side, app, flags.get("--primary", ""), out)
     strategy = stable["spec"].get("strategy") or {}
     if (strategy.get("rollingUpdate") or {}).get("maxUnavailable") not in (0, "0%"):
         out.append("Deployment/%s: rolling update must use maxUnavailable 0" % STABLE)
@@ -503,6 +519,68 @@ def check_sidecar(r, rules_file, out):
                        (STABLE, c.get("name"), prestop_sleep(c), sleep, drain))
     check_rules_config(r, spec, side, flags.get("--compare-rules"), rules_file, out)
     return flags
+
+
+def mount_of(container, directory):
+    """The volumeMount of `container` at exactly `directory`, or None."""
+    return next((m for m in container.get("volumeMounts") or []
+                 if m.get("mountPath", "").rstrip("/") == directory.rstrip("/")), None)
+
+
+def probe_commands(container):
+    """{probe name: the probe's handler kind and exec command}."""
+    out = {}
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        p = container.get(probe)
+        if p:
+            kinds = [k for k in ("exec", "httpGet", "tcpSocket", "grpc") if k in p]
+            out[probe] = (kinds[0] if kinds else None, [str(a) for a in (p.get("exec") or {}).get("command") or []])
+    return out
+
+
+def check_app_address(spec, side, app, primary, out):
+    """The app container serves where the sidecar's --primary points: its
+    BIND (gunicorn) equals it. For unix:PATH, PATH lies directly in an
+    emptyDir mounted in the app and in the sidecar, the app declares no
+    container port (nothing on the pod network reaches it) and its probes
+    exec a check of that socket (the kubelet cannot httpGet a socket). For
+    HOST:PORT, the app binds loopback only."""
+    if len(app) != 1:
+        out.append("Deployment/%s: expected one app container beside the sidecar, found %d" % (STABLE, len(app)))
+        return
+    (c,) = app
+    where = "Deployment/%s container %s" % (STABLE, c.get("name"))
+    bind = {e.get("name"): e.get("value") for e in c.get("env") or []}.get("BIND")
+    if bind != primary:
+        out.append("%s: BIND %s != the sidecar's --primary %s" % (where, bind, primary))
+    if not primary.startswith("unix:"):
+        if host_port(primary)[0] not in ("127.0.0.1", "localhost", "[::1]"):
+            out.append("Deployment/%s: --primary %s is not loopback: the app would be reachable on the pod network" %
+                       (STABLE, primary))
+        return
+    path = primary[len("unix:"):]
+    if not path.startswith("/") or len(path.encode()) > UNIX_PATH_MAX:
+        out.append("Deployment/%s: --primary %s: the socket path must be absolute and at most %d bytes" %
+                   (STABLE, primary, UNIX_PATH_MAX))
+        return
+    directory = os.path.dirname(path)
+    volumes = {v.get("name"): v for v in spec.get("volumes") or []}
+    mounts = [mount_of(c, directory), mount_of(side, directory)]
+    if None in mounts or mounts[0].get("name") != mounts[1].get("name"):
+        out.append("Deployment/%s: the socket directory %s is not one volume mounted in both %s and %s" %
+                   (STABLE, directory, c.get("name"), SIDECAR))
+    elif "emptyDir" not in volumes.get(mounts[0].get("name"), {}):
+        out.append("Deployment/%s: volume %s holding the socket is not an emptyDir" % (STABLE, mounts[0].get("name")))
+    elif mounts[0].get("readOnly"):
+        out.append("%s: the socket directory %s is mounted read-only: gunicorn cannot create the socket" %
+                   (where, directory))
+    if c.get("ports"):
+        out.append("%s: declares container ports %s: with a Unix socket upstream nothing should listen on the pod "
+                   "network" % (where, [p.get("containerPort") for p in c["ports"]]))
+    for probe, (kind, cmd) in sorted(probe_commands(c).items()):
+        if kind != "exec" or primary not in cmd:
+            out.append("%s: %s must exec a check of %s (a %s probe cannot reach a Unix socket)" %
+                       (where, probe, primary, kind))
 
 
 def check_rules_config(r, spec, side, rules_path, rules_file, out):
@@ -674,6 +752,7 @@ def consistency_problems(docs, rules_file, env_name=""):
     env_name = env_name.split("+")[0]  # "production+flagger": the environment's rules
     check_namespace(r, out)
     check_workloads(r, out)
+    check_app_binds(r, out)
     check_services(r, out)
     check_autoscaling(r, out)
     flags = check_sidecar(r, rules_file, out)

@@ -1,16 +1,19 @@
-#!/usr/bin/python3
-"""Flask inference server for the shadowtee example.
+"""Flask inference app of the shadowtee example (a WSGI app, served by gunicorn).
 
-  POST /predict  {"features": [..]} or {"instances": [..]} -> predictions
+  POST /predict  {"features": [64 pixels]} or {"instances": [..]} -> predictions
   GET  /health   -> {"status": "ok", "model_version": ...}
 
-Configuration: MODEL_VERSION (v1 | v2, default v1), HOST (default
-127.0.0.1), PORT (default 5000); --host/--port/--model-version flags win.
+The model is the saved scikit-learn pipeline of model.py, loaded once with
+joblib from MODEL_DIR/<MODEL_VERSION>.joblib (train.py writes it).
+Configuration: MODEL_VERSION (v1 | v2, default v1), MODEL_DIR (default
+models/ beside this file). A missing or stale model is a start-up error
+naming the file and the train.py command that makes it.
+
 Errors are JSON: {"error": <code>, "message": <text>} with a 4xx status.
-Runs on Debian's python3-flask (Werkzeug's threaded server, HTTP/1.1
-keep-alive) with /usr/bin/python3; see requirements.txt.
+
+Production: gunicorn -c gunicorn.conf.py (wsgi.py holds the app object).
+Local debugging only: /usr/bin/python3 -m flask --app app run --debug (Werkzeug's server).
 """
-import argparse
 import datetime
 import json
 import os
@@ -18,17 +21,23 @@ import sys
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.serving import WSGIRequestHandler
 
-import model
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import model  # noqa: E402
 
 MAX_BODY = 1 << 20
 
 
-def create_app(version):
-    """Returns the Flask app serving `version` of the toy model."""
-    if version not in model.VERSIONS:
-        raise ValueError("MODEL_VERSION must be one of %s, got %r" % ("|".join(model.VERSIONS), version))
+def create_app(version=None, model_dir=None):
+    """Returns the Flask app serving the saved model `version` (default
+    $MODEL_VERSION or v1) from `model_dir` (default $MODEL_DIR or models/);
+    model.ModelError when it cannot be loaded."""
+    version = version or os.environ.get("MODEL_VERSION") or "v1"
+    model_dir = model_dir or os.environ.get("MODEL_DIR") or os.path.join(HERE, "models")
+    loaded = model.load(model_dir, version)
+    print("flask-inference: serving %s (%s, sha256 %s) from %s" %
+          (version, loaded.meta["spec"], loaded.meta.get("sha256", "?")[:12], model_dir), file=sys.stderr, flush=True)
     app = Flask("flask-inference")
     app.json.sort_keys = True
 
@@ -60,7 +69,7 @@ def create_app(version):
             return error(400, "bad_request", str(exc))
         out = {
             "model_version": version,
-            "predictions": [model.predict(f, version) for f in instances],
+            "predictions": loaded.predict(instances),
             "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"),
         }
         rid = request.headers.get("X-Request-Id") or body.get("request_id")
@@ -69,35 +78,3 @@ def create_app(version):
         return jsonify(out)
 
     return app
-
-
-class KeepAliveHandler(WSGIRequestHandler):
-    """HTTP/1.1 so a proxy in front can reuse connections."""
-
-    protocol_version = "HTTP/1.1"
-
-
-def main(argv):
-    ap = argparse.ArgumentParser(description="toy inference server for shadowtee")
-    ap.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    ap.add_argument("--port", type=int, default=None, help="default: $PORT or 5000")
-    ap.add_argument("--model-version", default=os.environ.get("MODEL_VERSION", "v1"))
-    args = ap.parse_args(argv)
-    port = args.port
-    if port is None:
-        try:
-            port = int(os.environ.get("PORT", "5000"))
-        except ValueError:
-            ap.error("PORT must be an integer, got %r" % os.environ["PORT"])
-    if not 1 <= port <= 65535:
-        ap.error("port must be 1..65535, got %d" % port)
-    try:
-        app = create_app(args.model_version)
-    except ValueError as exc:
-        ap.error(str(exc))
-    app.run(host=args.host, port=port, threaded=True, request_handler=KeepAliveHandler)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -150,11 +150,12 @@ def test_validator_cli_without_schemas_says_so(tmp_path):
 
 
 @pytest.mark.parametrize("env", list(ENVS))
-def test_sidecar_args_are_accepted_by_the_binary(env, procs):
+def test_sidecar_args_are_accepted_by_the_binary(env, procs, tmp_path):
     """The rendered sidecar args start the real build/shadowtee (addresses
     moved to loopback ports, the shadow Service name to localhost since it
-    only resolves in the cluster, the rules path to the repo's file): flag
-    names and value formats are the binary's, not a guess."""
+    only resolves in the cluster, the app's socket into a temp dir, the
+    rules path to the repo's file): flag names and value formats are the
+    binary's, not a guess."""
     import urllib.request
     from conftest import free_port
     binary = os.path.join(BUILD, "shadowtee")
@@ -165,6 +166,10 @@ def test_sidecar_args_are_accepted_by_the_binary(env, procs):
     swap = {flags["--listen"]: "127.0.0.1:%d" % port, flags["--admin"]: "127.0.0.1:%d" % admin,
             flags["--shadow"]: "localhost:%s" % flags["--shadow"].rsplit(":", 1)[1],
             flags["--compare-rules"]: RULES}
+    assert flags["--primary"].startswith("unix:/")
+    # The socket does not exist: the proxy starts all the same (a missing
+    # socket is a 502 per request, not a start-up error).
+    swap[flags["--primary"]] = "unix:%s" % (tmp_path / "app.sock")
     argv = [binary] + [swap.get(a, a) for a in args]
     p = procs(argv, wait_ports=(port, admin), ours=True)
     with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % admin, timeout=5) as r:
@@ -390,6 +395,78 @@ def test_broken_json6902_guard_fails_render(k8s_copy):
     k8s_copy("inference/stable-deployment.yml", "- --mirror-percent\n            - \"10\"", "- --mirror-pct\n            - \"10\"")
     assert_problem(problems_for(k8s_copy, "development", schemas=False),
                    r"kubectl kustomize .* failed: .*testing value /spec/template/spec/containers/1/args/12 failed")
+
+
+SOCK = "unix:/run/flask-inference/app.sock"
+
+
+def test_stable_app_is_reached_through_a_unix_socket_only():
+    """The target design: gunicorn binds a socket in an emptyDir shared with
+    the sidecar (read-only there), the sidecar's --primary points at it, the
+    app has no port, its probes exec the socket check."""
+    for env in ENVS:
+        docs = rendered(env)
+        spec = find(docs, "Deployment", "flask-inference-server-stable")["spec"]["template"]["spec"]
+        app, side = spec["containers"]
+        assert vk.parse_args(side["args"])["--primary"] == SOCK
+        assert {e["name"]: e["value"] for e in app["env"]}["BIND"] == SOCK
+        assert "ports" not in app
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert app[probe]["exec"]["command"] == ["/usr/bin/python3", "/app/healthcheck.py", SOCK]
+        vol = {v["name"]: v for v in spec["volumes"]}["app-socket"]
+        assert vol["emptyDir"]["medium"] == "Memory"
+        assert vk.mount_of(app, "/run/flask-inference")["name"] == "app-socket"
+        assert vk.mount_of(side, "/run/flask-inference") == {"name": "app-socket", "mountPath": "/run/flask-inference",
+                                                             "readOnly": True}
+
+
+def test_broken_primary_socket_drifts_from_bind(k8s_copy):
+    k8s_copy("inference/stable-deployment.yml", "- unix:/run/flask-inference/app.sock", "- unix:/run/flask-inference/api.sock")
+    problems = problems_for(k8s_copy, schemas=False)
+    assert_problem(problems, r"container flask-inference: BIND unix:/run/flask-inference/app\.sock != the sidecar's "
+                             r"--primary unix:/run/flask-inference/api\.sock")
+    assert_problem(problems, r"readinessProbe must exec a check of unix:/run/flask-inference/api\.sock")
+
+
+def test_broken_socket_dir_not_shared(k8s_copy):
+    k8s_copy("inference/stable-deployment.yml", "            - name: app-socket\n              mountPath: /run/flask-inference\n"
+             "              readOnly: true\n", "")
+    assert_problem(problems_for(k8s_copy, schemas=False),
+                   r"the socket directory /run/flask-inference is not one volume mounted in both flask-inference and shadowtee")
+
+
+def test_broken_socket_volume_not_empty_dir(k8s_copy):
+    k8s_copy("inference/stable-deployment.yml", "        - name: app-socket\n          emptyDir:\n            medium: Memory\n"
+             "            sizeLimit: 1Mi", "        - name: app-socket\n          hostPath:\n            path: /run/flask-inference")
+    assert_problem(problems_for(k8s_copy, schemas=False), r"volume app-socket holding the socket is not an emptyDir")
+
+
+def test_broken_app_exposes_a_port_beside_the_socket(k8s_copy):
+    k8s_copy("inference/stable-deployment.yml", "          # No ports: the socket is the only way in, so the probes exec.\n",
+             "          ports:\n            - containerPort: 5000\n")
+    assert_problem(problems_for(k8s_copy, schemas=False),
+                   r"container flask-inference: declares container ports \[5000\]: with a Unix socket upstream nothing")
+
+
+def test_broken_app_probe_is_http_on_the_socket(k8s_copy):
+    k8s_copy("inference/stable-deployment.yml", "          livenessProbe:\n            exec:\n              command: "
+             "[\"/usr/bin/python3\", \"/app/healthcheck.py\", \"unix:/run/flask-inference/app.sock\"]",
+             "          livenessProbe:\n            httpGet:\n              path: /health\n              port: 5000")
+    assert_problem(problems_for(k8s_copy, schemas=False),
+                   r"livenessProbe must exec a check of unix:/run/flask-inference/app\.sock \(a httpGet probe cannot")
+
+
+def test_broken_primary_on_tcp_not_loopback(k8s_copy):
+    k8s_copy("inference/stable-deployment.yml", "- unix:/run/flask-inference/app.sock", "- 0.0.0.0:5000")
+    k8s_copy("inference/stable-deployment.yml", "value: unix:/run/flask-inference/app.sock", "value: 0.0.0.0:5000")
+    assert_problem(problems_for(k8s_copy, schemas=False), r"--primary 0\.0\.0\.0:5000 is not loopback")
+
+
+def test_broken_canary_bind_port(k8s_copy):
+    k8s_copy("inference/canary-deployment.yml", "value: 0.0.0.0:8080", "value: 0.0.0.0:5000")
+    assert_problem(problems_for(k8s_copy, schemas=False),
+                   r"Deployment/flask-inference-server-canary container flask-inference: BIND 0\.0\.0\.0:5000 is not "
+                   r"0\.0\.0\.0 on one of its container ports")
 
 
 def test_broken_copy_fails_the_cli(k8s_copy):

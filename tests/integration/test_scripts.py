@@ -5,8 +5,10 @@ record their argv: the exact commands, the refusal on a failing gate, and
 the real kubectl (`patch --local`, offline) to the rendered VirtualService."""
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -328,23 +330,61 @@ def test_bluegreen_patches_flip_the_rendered_route(tools, tmp_path):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    """scripts/demo.sh with the real binaries: every request compared, only
-    the label flips diverge, the gate fails, the HTML report is written, and
-    nothing it started is left running."""
+    """scripts/demo.sh with the real binaries, the models trained into a
+    fresh directory and served by gunicorn: every held-out row compared,
+    the gate fails, the HTML and JSON reports are written, nothing it
+    started is left running, and the report's divergence equals exactly
+    what the oracle computes offline from the saved pickles for those rows
+    (total and path by path)."""
     from conftest import BUILD
+    import model_oracle as oracle
     for name in ("shadowtee", "shadowtee-report"):
         require(os.path.exists(os.path.join(BUILD, name)), "%s/%s is not built (make): demo NOT run" % (BUILD, name))
-    html = tmp_path / "demo.html"
-    env = dict(os.environ, SHADOWTEE_BUILD=BUILD, DEMO_REQUESTS="120", DEMO_HTML=str(html))
-    r = subprocess.run(["bash", os.path.join(SCRIPTS, "demo.sh")], env=env, capture_output=True, text=True, timeout=120)
+    html, report_file, models = tmp_path / "demo.html", tmp_path / "demo.json", tmp_path / "models"
+    env = dict(os.environ, SHADOWTEE_BUILD=BUILD, DEMO_HTML=str(html), DEMO_JSON=str(report_file),
+               DEMO_MODEL_DIR=str(models))
+    env.pop("DEMO_REQUESTS", None)  # the default: every held-out row
+    r = subprocess.run(["bash", os.path.join(SCRIPTS, "demo.sh")], env=env, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "demo: 120 of 120 requests compared" in r.stdout
+    assert re.search(r"^demo: train: v1 trained in .* -> %s/v1\.joblib$" % re.escape(str(models)), r.stdout, re.M)
+    assert "demo: 450 of 450 requests compared" in r.stdout
     assert "GATE FAIL service=flask-inference: failed: divergence" in r.stdout
-    paths = [ln.split()[-1] for ln in r.stdout.splitlines() if "  value  " in ln and ln.strip()[0].isdigit()]
-    assert paths and all(p.startswith("$.predictions[") and p.endswith("].label") for p in paths), r.stdout
     assert html.read_text().lstrip().lower().startswith("<!doctype html")
-    ports = [int(x) for x in __import__("re").findall(r":(\d+)", r.stdout.splitlines()[0])]
+
+    sys.path.insert(0, oracle.EXAMPLE)
+    import model
+    rows = [[f] for f, _ in model.heldout()]  # one row per request, as the demo sends them
+    want_diverged, want_paths, flips = oracle.expected(str(models), rows)
+    assert 0 < flips < want_diverged < len(rows) // 4  # label flips, score moves beyond tolerance, most match
+    report = json.loads(report_file.read_text())
+    assert report["compared"] == len(rows) and report["shadow_errors"] == 0 and report["noise"] == 0
+    assert report["diverged"] == want_diverged
+    assert oracle.report_paths(report) == want_paths
+    assert re.search(r"^diverged: +%d +rate " % want_diverged, r.stdout, re.M)  # the text report says the same
+    assert "demo: the report's divergence (%d of %d, every path count) equals the offline disagreement" % (
+        want_diverged, len(rows)) in r.stdout
+    servers = {v for smp in report["samples"] for side in ("primary", "shadow")
+               for k, v in smp[side]["headers"] if k.lower() == "server"}
+    assert servers == {"gunicorn"}
+
+    started = r.stdout.split("demo: redis", 1)[1].splitlines()[0]
+    ports = [int(x) for x in re.findall(r":(\d+)", started)]
+    assert len(ports) == 5  # redis, shadow, noise, proxy, admin
+    (sock,) = re.findall(r"stable v1 unix:(\S+),", started)  # the stable app on a socket, as in the pod
+    assert not os.path.exists(sock)
     import socket
     for port in ports:  # everything the demo started is gone
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0, "port %d still answers" % port
+    again = subprocess.run(["bash", os.path.join(SCRIPTS, "demo.sh")], env=dict(env, DEMO_REQUESTS="20"),
+                           capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "demo: train: v1 cached: " in again.stdout and "demo: train: v2 cached: " in again.stdout
+    assert "demo: 20 of 20 requests compared" in again.stdout
+
+
+@pytest.mark.parametrize("value", ["9", "451", "x"])
+def test_demo_rejects_a_bad_request_count(value):
+    r = subprocess.run(["bash", os.path.join(SCRIPTS, "demo.sh")], env=dict(os.environ, DEMO_REQUESTS=value),
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "DEMO_REQUESTS must be 10..450 (the held-out rows), got '%s'" % value in r.stderr
