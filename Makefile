@@ -98,6 +98,9 @@ valgrind: all $(UNIT_BIN)
 $(BUILD)/cmp_bench: bench/cmp_bench.c $(LIBCMP)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/head_bench: bench/head_bench.c $(LIBPROXY) $(LIBCMP) $(LIBLLHTTP)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $^ $(LDLIBS)
+
 bench: all $(BUILD)/cmp_bench
 	bash bench/run.sh
 

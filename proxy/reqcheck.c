@@ -49,6 +49,14 @@ static enum st_reject line_end(unsigned char ch, enum st_reject otherwise)
     return ch == '\n' ? ST_REJ_BARE_LF : otherwise;
 }
 
+/* The first offset from i on whose byte is not in class c, or len. */
+static inline size_t span(const unsigned char *b, size_t i, size_t len, int c)
+{
+    while (i < len && is(b[i], c))
+        i++;
+    return i;
+}
+
 enum st_reject st_reqcheck_scan(st_reqcheck_scan_t *s, const char *head, size_t len)
 {
     static const char version[] = "HTTP/1.1"; /* digits stand for any DIGIT */
@@ -56,7 +64,9 @@ enum st_reject st_reqcheck_scan(st_reqcheck_scan_t *s, const char *head, size_t 
     size_t i = s->pos;
     enum scan_state st = (enum scan_state)s->state;
     if (s->done) return ST_REJ_NONE;
-    for (; i < len; i++) {
+    /* Each state consumes at least one byte; the long runs (target, names,
+     * values) in one inner loop or memchr. */
+    while (i < len) {
         unsigned char ch = b[i];
         switch (st) {
         case S_START:
@@ -66,41 +76,51 @@ enum st_reject st_reqcheck_scan(st_reqcheck_scan_t *s, const char *head, size_t 
                 st = S_METHOD;
             else
                 return line_end(ch, ST_REJ_BAD_REQUEST_LINE);
+            i++;
             break;
         case S_START_LF:
         case S_RL_LF:
         case S_VALUE_LF:
             if (ch != '\n') return ST_REJ_BARE_CR;
             st = st == S_START_LF ? S_START : S_LINE;
+            i++;
             break;
         case S_METHOD:
-            if (ch == ' ')
-                st = S_TARGET0;
-            else if (!is(ch, C_TOKEN))
-                return line_end(ch, ST_REJ_BAD_REQUEST_LINE);
+            i = span(b, i, len, C_TOKEN);
+            if (i == len) break;
+            if (b[i] != ' ') return line_end(b[i], ST_REJ_BAD_REQUEST_LINE);
+            st = S_TARGET0;
+            i++;
             break;
         case S_TARGET0: /* a second SP, a tab, an empty target */
             if (!is(ch, C_TARGET)) return line_end(ch, ST_REJ_BAD_REQUEST_LINE);
             st = S_TARGET;
+            i++;
             break;
         case S_TARGET:
-            if (ch == ' ') {
-                st = S_VERSION;
-                s->mark = i + 1;
-            } else if (ch == '\r' || ch == '\n') {
+            i = span(b, i, len, C_TARGET);
+            if (i == len) break;
+            if (b[i] == '\r' || b[i] == '\n')
                 return ST_REJ_HTTP09; /* method SP target CRLF: nothing more will come */
-            } else if (!is(ch, C_TARGET)) {
-                return ST_REJ_BAD_REQUEST_LINE;
-            }
+            if (b[i] != ' ') return ST_REJ_BAD_REQUEST_LINE;
+            st = S_VERSION;
+            s->mark = ++i;
             break;
         case S_VERSION: {
             size_t k = i - s->mark; /* "HTTP/" DIGIT "." DIGIT, case-sensitive (RFC 9112 2.3) */
+            if (k == 0 && len - i >= 9 && memcmp(b + i, "HTTP/", 5) == 0 && isdigit(b[i + 5]) &&
+                b[i + 6] == '.' && isdigit(b[i + 7]) && b[i + 8] == '\r') {
+                st = S_RL_LF; /* the whole version at once; anything else byte by byte */
+                i += 9;
+                break;
+            }
             if (k == 8) {
                 if (ch != '\r') return line_end(ch, ST_REJ_BAD_REQUEST_LINE);
                 st = S_RL_LF;
             } else if (k == 5 || k == 7 ? !isdigit(ch) : ch != (unsigned char)version[k]) {
                 return line_end(ch, ST_REJ_BAD_REQUEST_LINE);
             }
+            i++;
             break;
         }
         case S_LINE:
@@ -110,20 +130,27 @@ enum st_reject st_reqcheck_scan(st_reqcheck_scan_t *s, const char *head, size_t 
                 st = S_NAME;
             else /* ":" (an empty name), SP/HTAB (obs-fold), any other byte */
                 return line_end(ch, ST_REJ_BAD_HEADER_NAME);
+            i++;
             break;
         case S_NAME:
-            if (ch == ':')
-                st = S_VALUE;
-            else if (!is(ch, C_TOKEN)) /* whitespace before the colon, a line without one */
-                return ST_REJ_BAD_HEADER_NAME;
-            break;
-        case S_VALUE:
-            while (i < len && b[i] != '\r' && b[i] != '\n') /* the common case: value bytes */
-                i++;
+            i = span(b, i, len, C_TOKEN);
             if (i == len) break;
-            if (b[i] == '\n') return ST_REJ_BARE_LF;
-            st = S_VALUE_LF;
+            if (b[i] != ':') /* whitespace before the colon, a line without one */
+                return ST_REJ_BAD_HEADER_NAME;
+            st = S_VALUE;
+            i++;
             break;
+        case S_VALUE: { /* to the CR; an LF before it is bare (memchr: vectorised) */
+            const unsigned char *cr = memchr(b + i, '\r', len - i);
+            size_t end = cr ? (size_t)(cr - b) : len;
+            if (memchr(b + i, '\n', end - i)) return ST_REJ_BARE_LF;
+            i = end;
+            if (cr) {
+                st = S_VALUE_LF;
+                i++;
+            }
+            break;
+        }
         case S_END_LF:
             if (ch != '\n') return ST_REJ_BARE_CR;
             s->done = 1;
@@ -131,7 +158,6 @@ enum st_reject st_reqcheck_scan(st_reqcheck_scan_t *s, const char *head, size_t 
             s->state = (unsigned char)st;
             return ST_REJ_NONE;
         }
-        if (i == len) break; /* S_VALUE ran to the end */
     }
     s->pos = len;
     s->state = (unsigned char)st;
@@ -170,20 +196,12 @@ int st_reqcheck_authority(const char *s, size_t len, int need_port)
         const char *close = memchr(s, ']', len);
         if (!close || !ip_literal(s + 1, (size_t)(close - s) - 1)) return 0;
         i = (size_t)(close - s) + 1;
-    } else {
-        while (i < len && s[i] != ':') {
-            unsigned char ch = (unsigned char)s[i];
-            if (ch == '%') { /* pct-encoded */
-                if (i + 2 >= len || !isxdigit((unsigned char)s[i + 1]) ||
-                    !isxdigit((unsigned char)s[i + 2]))
-                    return 0;
-                i += 3;
-            } else if (is(ch, C_REG)) {
-                i++;
-            } else {
-                return 0;
-            }
-        }
+    } else { /* reg-name: runs of C_REG bytes between pct-encoded triplets */
+        const unsigned char *u = (const unsigned char *)s;
+        for (i = span(u, 0, len, C_REG);
+             i + 2 < len && u[i] == '%' && isxdigit(u[i + 1]) && isxdigit(u[i + 2]);
+             i = span(u, i + 3, len, C_REG))
+            ;
         if (i == 0) return 0; /* an http(s) URI has a non-empty host (RFC 9110 4.2.1) */
     }
     if (i == len) return !need_port;
