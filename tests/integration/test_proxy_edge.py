@@ -17,7 +17,7 @@ REASONS = ("connect", "upgrade", "http09", "bad_request_line", "bad_header_name"
            "bad_header_value", "bad_host", "bare_lf", "bare_cr", "bad_framing", "malformed",
            "unknown_method", "transfer_coding", "version", "head_too_large", "uri_too_long",
            "body_too_large", "timeout")
-STATUS = {"connect": 405, "unknown_method": 501, "version": 505}
+STATUS = {"connect": 405, "unknown_method": 501, "transfer_coding": 501, "version": 505}
 REASON_PHRASE = {400: "Bad Request", 405: "Method Not Allowed", 501: "Not Implemented",
                  505: "HTTP Version Not Supported"}
 
@@ -68,6 +68,8 @@ REFUSED = [
     ("bare_cr", b"GET / HTTP/1.1\r\n" + H + b"X-A: b\rX-B: c\r\n\r\n", "bare_cr", False),
     ("lowercase_method", b"get / HTTP/1.1\r\n" + H + b"\r\n", "unknown_method", False),
     ("unknown_method", b"FROB / HTTP/1.1\r\n" + H + b"\r\n", "unknown_method", False),
+    ("transfer_coding", b"POST / HTTP/1.1\r\n" + H + ID + b"Transfer-Encoding: gzip, chunked\r\n\r\n",
+     "transfer_coding", True),
     ("http2_in_text", b"GET / HTTP/2.0\r\n" + H + b"\r\n", "version", False),
     ("http2_preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "version", False),
 ]
