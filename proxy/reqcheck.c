@@ -169,8 +169,8 @@ enum st_reject st_reqcheck_scan(st_reqcheck_scan_t *s, const char *head, size_t 
 /* IP-literal without its brackets: IPv6address or IPvFuture (RFC 3986 3.2.2). */
 static int ip_literal(const char *s, size_t len)
 {
-    if (len > 1 &&
-        (s[0] == 'v' || s[0] == 'V')) { /* "v" 1*HEXDIG "." 1*(unreserved / sub-delims / ":") */
+    /* IPvFuture: "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ) */
+    if (len > 1 && (s[0] == 'v' || s[0] == 'V')) {
         size_t i = 1;
         while (i < len && isxdigit((unsigned char)s[i]))
             i++;
