@@ -734,8 +734,9 @@ static int on_res_headers_complete(llhttp_t *p)
     int status = llhttp_get_status_code(p);
     if (status < 100 || status > 599) return HPE_USER; /* not a 3-digit code: 502 */
     if (status == 101 && !c->upgrade) return HPE_USER; /* a switch nobody asked for: 502 */
+    /* a switch to a protocol not on --allow-upgrade: 502, never a tunnel */
     if (status == 101 && !st_reqcheck_upgrade_allowed(&c->res, c->w->cfg->allow_upgrade))
-        return HPE_USER;        /* to a protocol not on --allow-upgrade: 502, never a tunnel */
+        return HPE_USER;
     const char *codings = NULL; /* transfer codings besides chunked, kept for the client */
     size_t codings_len = 0;
     if ((p->flags & F_TRANSFER_ENCODING) && !te_is_chunked(&c->res)) {
