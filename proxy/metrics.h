@@ -30,15 +30,6 @@ enum st_skip {
     ST_SKIP_SHADOW_UNAVAILABLE,
     ST_SKIP_COUNT
 };
-enum st_shadow_err {
-    ST_SHERR_CONNECT = 0,
-    ST_SHERR_TIMEOUT,
-    ST_SHERR_RESET,
-    ST_SHERR_PROTOCOL,
-    ST_SHERR_TLS,
-    ST_SHERR_COUNT
-};
-
 /* Why the proxy answered a request itself instead of forwarding it (each
  * with one status, st_reqcheck_status()), plus ST_REJ_UPGRADE: an Upgrade
  * not on --allow-upgrade, removed from a request that is forwarded. */
@@ -65,10 +56,19 @@ enum st_reject {
     ST_REJ_COUNT
 };
 
+enum st_shadow_err {
+    ST_SHERR_CONNECT = 0,
+    ST_SHERR_TIMEOUT,
+    ST_SHERR_RESET,
+    ST_SHERR_PROTOCOL,
+    ST_SHERR_TLS,
+    ST_SHERR_COUNT
+};
+
 extern const char *const st_uperr_names[ST_UPERR_COUNT];
-extern const char *const st_reject_names[ST_REJ_COUNT];
 extern const char *const st_skip_names[ST_SKIP_COUNT];
 extern const char *const st_shadow_err_names[ST_SHERR_COUNT];
+extern const char *const st_reject_names[ST_REJ_COUNT];
 enum st_tls_side { ST_TLS_LISTENER = 0, ST_TLS_PRIMARY, ST_TLS_SHADOW, ST_TLS_NOISE };
 /* Index of a TLS failure reason ("verify", "handshake", "protocol"). */
 int st_tls_reason_index(const char *reason);
@@ -86,6 +86,7 @@ typedef struct st_metrics {
     _Atomic int64_t active_connections;
     _Atomic uint64_t connections_total;
     _Atomic uint64_t client_errors; /* 4xx answered by the proxy itself (framing, limits) */
+    _Atomic uint64_t rejected[ST_REJ_COUNT]; /* refused by the proxy, by enum st_reject */
     st_hist_t request_duration;
     _Atomic uint64_t mirror_requests; /* mirror copies sent to the shadow */
     _Atomic uint64_t mirror_skipped[ST_SKIP_COUNT];
@@ -99,7 +100,6 @@ typedef struct st_metrics {
                                               reason verify/handshake/protocol */
     _Atomic uint64_t tls_resumed[4];       /* upstream handshakes that resumed a session, by side */
     _Atomic uint64_t upstream_connects[4]; /* TCP connects started, by pool (enum st_tls_side) */
-    _Atomic uint64_t rejected[ST_REJ_COUNT]; /* requests refused by the proxy, by enum st_reject */
 } st_metrics_t;
 
 #define ST_INC(field) ST_ADD(field, 1)
