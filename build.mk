@@ -132,7 +132,7 @@ tsan:
 
 valgrind: all $(UNIT_BIN) $(TEST_BIN)
 	$(MAKE) --no-print-directory -f build.mk unit TEST_WRAP="valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite"
-	SHADOWTEE_VALGRIND=1 $(MAKE) --no-print-directory -f build.mk integration PYTEST_ARGS="-k 'basic or keepalive or chunked or tee_content or tee_breaker or tls or comparator_e2e or resolve or unix or compare_thread'"
+	SHADOWTEE_VALGRIND=1 $(MAKE) --no-print-directory -f build.mk integration PYTEST_ARGS="-k 'basic or keepalive or chunked or tee_content or tee_breaker or tls or comparator_e2e or resolve or unix or edge or compare_thread'"
 
 # Test-only LD_PRELOAD getaddrinfo for the resolver tests (tests/shim/resolve_shim.c);
 # plain flags under `make asan` too: an uninstrumented preload needs no sanitizer runtime.
@@ -141,6 +141,9 @@ $(SHIM): tests/shim/resolve_shim.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -shared -fPIC -o $@ $< -ldl
 integration: $(SHIM)
+
+$(BUILD)/head_bench: bench/head_bench.c $(LIBPROXY) $(LIBCMP) $(LIBLLHTTP)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/cmp_bench: bench/cmp_bench.c $(LIBCMPREF) $(LIBCMP)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $^ $(LDLIBS)

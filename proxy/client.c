@@ -16,6 +16,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "reqcheck.h"
 #include "tee.h"
 #include "worker.h"
 
@@ -54,7 +55,6 @@ typedef struct st_client {
     enum cstate state;
     enum rstate resp;
     st_rbuf_t rb;        /* client bytes; head spans point here */
-    size_t lf_scan;      /* bare-LF check position in the head, SIZE_MAX when done */
     llhttp_t parser;     /* request parser */
     st_http_msg_t req;   /* current request head (spans into rb) */
     st_http_msg_t res;   /* current response head (spans into up->rb) */
@@ -97,6 +97,9 @@ typedef struct st_client {
     uint64_t t_start;     /* uv_hrtime at the request's first byte */
     uint64_t t_sent;      /* uv_hrtime when the request was complete (primary latency) */
     uint64_t t_resp_done; /* uv_hrtime at the response's message-complete */
+
+    /* grammar scan of the current head, ahead of the parser (reqcheck.c) */
+    st_reqcheck_scan_t scan;
 } st_client_t;
 
 static void client_process(st_client_t *c);
@@ -415,8 +418,8 @@ static void count_response(st_client_t *c, int status)
     if (c->w->cfg->access_log) {
         st_info(
             "msg=access client=%s method=%s uri=\"%s\" status=%d duration_ms=%.3f request_id=%s",
-            c->ip, llhttp_method_name((llhttp_method_t)c->method), c->url, status, secs * 1e3,
-            c->rid);
+            c->ip, c->scan.done ? llhttp_method_name((llhttp_method_t)c->method) : "-", c->url,
+            status, secs * 1e3, c->rid);
     }
 }
 
@@ -448,6 +451,15 @@ static void reply_error(st_client_t *c, int status, const char *why)
     if (c->pending[DIR_CL] == 0) shutdown_write(c);
 }
 
+/* Refuses the request for why (enum st_reject): counted when the client
+ * gets the answer, then answered with why's status and closed. */
+static void reject(st_client_t *c, enum st_reject why)
+{
+    if (c->closing || c->state == C_LINGER) return;
+    if (c->resp == R_NONE) ST_INC(c->w->metrics.rejected[why]);
+    reply_error(c, st_reqcheck_status(why), st_reject_names[why]);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     st_client_t *c = t->data;
@@ -461,7 +473,7 @@ static void on_timer(uv_timer_t *t)
     c->deadline = 0;
     switch (c->state) {
     case C_HEAD:
-        reply_error(c, 408, "header_timeout");
+        reject(c, ST_REJ_TIMEOUT); /* slowloris */
         break;
     case C_BODY:
         if (c->pending[DIR_UP]) { /* the primary stopped reading the body: its fault */
@@ -469,7 +481,7 @@ static void on_timer(uv_timer_t *t)
             break;
         }
         if (c->resp == R_NONE)
-            reply_error(c, 408, "body_timeout");
+            reject(c, ST_REJ_TIMEOUT);
         else
             client_close(c, "body_timeout");
         break;
@@ -503,12 +515,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     st_client_t *c = p->data;
-    if (c->state != C_HEAD) return 0; /* trailers are dropped */
-    for (size_t i = 0; i < len; i++)  /* RFC 9112 5.1: no whitespace in or after a name */
-        if (at[i] == ' ' || at[i] == '\t') {
-            c->req.bad = ST_HTTP_BAD_REQUEST;
-            return HPE_USER;
-        }
+    if (c->state != C_HEAD) return 0; /* trailers are dropped; names were scanned (reqcheck) */
     return st_http_on_header_field(&c->req, at, len) ? HPE_USER : 0;
 }
 
@@ -546,20 +553,22 @@ static int rid_is_safe(const char *v, size_t n)
     return n > 0;
 }
 
+/* Refuses the head being parsed for why: client_process answers. */
+static int refuse_head(st_client_t *c, enum st_reject why)
+{
+    c->req.bad = st_reqcheck_status(why);
+    c->req.why = why;
+    return HPE_USER;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     st_client_t *c = p->data;
     const st_config_t *cfg = c->w->cfg;
     st_http_on_headers_complete(&c->req);
     c->method = llhttp_get_method(p);
-    if (llhttp_get_http_major(p) != 1) { /* HTTP/2.0 in text framing, HTTP/0.9 ... */
-        c->req.bad = 505;
-        return HPE_USER;
-    }
-    size_t ulen = c->req.url_len < sizeof(c->url) ? c->req.url_len : sizeof(c->url) - 1;
-    for (size_t i = 0; i < ulen; i++)
-        c->url[i] = c->req.url[i] == '"' ? '\'' : c->req.url[i];
-    c->url[ulen] = '\0';
+    if (llhttp_get_http_major(p) != 1) /* HTTP/2.0 in text framing */
+        return refuse_head(c, ST_REJ_VERSION);
     c->minor = llhttp_get_http_minor(p);
     c->keep_alive = llhttp_should_keep_alive(p);
     c->upgrade = llhttp_get_upgrade(p);
@@ -574,23 +583,29 @@ static int on_headers_complete(llhttp_t *p)
     } else {
         st_worker_request_id(c->w, c->rid);
     }
-    if ((p->flags & F_TRANSFER_ENCODING) && c->minor == 0) { /* RFC 9112 6.1: faulty framing */
-        c->req.bad = ST_HTTP_BAD_REQUEST;
-        return HPE_USER;
-    }
-    if ((p->flags & F_TRANSFER_ENCODING) && !te_is_chunked(&c->req)) {
-        c->req.bad = 501; /* a transfer coding we cannot re-frame */
-        return HPE_USER;
-    }
+    size_t ulen = c->req.url_len < sizeof(c->url) ? c->req.url_len : sizeof(c->url) - 1;
+    for (size_t i = 0; i < ulen; i++) /* as the client sent it, for the access log */
+        c->url[i] = c->req.url[i] == '"' ? '\'' : c->req.url[i];
+    c->url[ulen] = '\0';
+    /* CONNECT, the target's form, Host; an absolute-form target becomes origin-form */
+    enum st_reject why = st_reqcheck_head(&c->req, c->method, c->minor, cfg->allow_connect);
+    if (why) return refuse_head(c, why);
+    if ((p->flags & F_TRANSFER_ENCODING) && c->minor == 0) /* RFC 9112 6.1: faulty framing */
+        return refuse_head(c, ST_REJ_BAD_FRAMING);
+    if ((p->flags & F_TRANSFER_ENCODING) && !te_is_chunked(&c->req))
+        return refuse_head(c, ST_REJ_TRANSFER_CODING); /* a coding we cannot re-frame */
     if (cfg->max_body_size && (p->flags & F_CONTENT_LENGTH) &&
-        p->content_length > cfg->max_body_size) {
-        c->req.bad = ST_HTTP_TOO_LARGE;
-        return HPE_USER;
-    }
-    if ((c->req.host < 0 && c->minor >= 1) ||
-        c->req.nhost > 1) { /* RFC 9112 3.2: exactly one Host in 1.1 */
-        c->req.bad = ST_HTTP_BAD_REQUEST;
-        return HPE_USER;
+        p->content_length > cfg->max_body_size)
+        return refuse_head(c, ST_REJ_BODY_TOO_LARGE);
+    if (c->upgrade && c->method != HTTP_CONNECT &&
+        !st_reqcheck_upgrade_allowed(&c->req, cfg->allow_upgrade)) {
+        /* as nginx does: the request goes on without its Upgrade (and the
+         * Connection: upgrade the builder would add). llhttp 8 reads
+         * p->upgrade after this callback: cleared, the bytes that follow the
+         * request stay HTTP/1.1 instead of "another protocol". */
+        c->upgrade = 0;
+        p->upgrade = 0;
+        ST_INC(c->w->metrics.rejected[ST_REJ_UPGRADE]);
     }
     st_reqhead_opts_t o = {
         .method = llhttp_method_name((llhttp_method_t)c->method),
@@ -635,10 +650,8 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     st_client_t *c = p->data;
     c->body_seen += len;
-    if (c->w->cfg->max_body_size && c->body_seen > c->w->cfg->max_body_size) {
-        c->req.bad = ST_HTTP_TOO_LARGE;
-        return HPE_USER;
-    }
+    if (c->w->cfg->max_body_size && c->body_seen > c->w->cfg->max_body_size)
+        return refuse_head(c, ST_REJ_BODY_TOO_LARGE); /* a chunked body past the limit */
     if (c->mirror && st_tee_body(c->mirror, at, len) != 0) {
         c->mirror = NULL;
         c->cap = NULL;
@@ -721,6 +734,9 @@ static int on_res_headers_complete(llhttp_t *p)
     int status = llhttp_get_status_code(p);
     if (status < 100 || status > 599) return HPE_USER; /* not a 3-digit code: 502 */
     if (status == 101 && !c->upgrade) return HPE_USER; /* a switch nobody asked for: 502 */
+    /* a switch to a protocol not on --allow-upgrade: 502, never a tunnel */
+    if (status == 101 && !st_reqcheck_upgrade_allowed(&c->res, c->w->cfg->allow_upgrade))
+        return HPE_USER;
     const char *codings = NULL; /* transfer codings besides chunked, kept for the client */
     size_t codings_len = 0;
     if ((p->flags & F_TRANSFER_ENCODING) && !te_is_chunked(&c->res)) {
@@ -1064,7 +1080,8 @@ static void finish_exchange(st_client_t *c)
     if (left && c->rb.parsed) memmove(c->rb.base, c->rb.base + c->rb.parsed, left);
     c->rb.filled = left;
     c->rb.parsed = 0;
-    c->lf_scan = 0;
+    memset(&c->scan, 0, sizeof(c->scan));
+    c->rid[0] = '\0'; /* a head refused before it is parsed has no request id */
     c->resp = R_NONE;
     c->rechunk = c->close_delim = c->tunnel = c->resp_until_eof = c->resp_sent = 0;
     c->status = 0;
@@ -1079,24 +1096,6 @@ static void finish_exchange(st_client_t *c)
         arm(c, c->w->cfg->idle_timeout_ms);
     }
     client_process(c);
-}
-
-/* Checks the head bytes for a bare LF (RFC 9112 2.2 lets a server reject
- * them; a proxy must, or it disagrees with its upstream on framing). */
-static int head_has_bare_lf(st_client_t *c)
-{
-    if (c->lf_scan == SIZE_MAX) return 0;
-    const char *b = c->rb.base;
-    for (size_t i = c->lf_scan; i < c->rb.filled; i++) {
-        if (b[i] != '\n') continue;
-        if (i == 0 || b[i - 1] != '\r') return 1;
-        if (i >= 3 && b[i - 2] == '\n' && b[i - 3] == '\r') {
-            c->lf_scan = SIZE_MAX; /* end of head: the body may hold anything */
-            return 0;
-        }
-    }
-    c->lf_scan = c->rb.filled;
-    return 0;
 }
 
 static void tunnel_process(st_client_t *c)
@@ -1160,9 +1159,12 @@ static void client_process(st_client_t *c)
             return;
         }
         c->need_exec = 0;
-        if (c->state == C_HEAD && head_has_bare_lf(c)) {
-            reply_error(c, 400, "bare_lf");
-            return;
+        if (c->state == C_HEAD) { /* every head byte is scanned before llhttp parses it */
+            enum st_reject why = st_reqcheck_scan(&c->scan, c->rb.base, c->rb.filled);
+            if (why) {
+                reject(c, why);
+                return;
+            }
         }
         llhttp_errno_t err = st_http_execute(&c->parser, &c->rb);
         if (c->up && c->state != C_HEAD && flush(c, DIR_UP) != 0) {
@@ -1171,7 +1173,7 @@ static void client_process(st_client_t *c)
         }
         if (err == HPE_OK) {
             if (c->state == C_HEAD && c->rb.parsed >= c->w->cfg->max_header_size) {
-                reply_error(c, 431, "head_too_large");
+                reject(c, ST_REJ_HEAD_TOO_LARGE);
                 return;
             }
             continue;
@@ -1179,7 +1181,7 @@ static void client_process(st_client_t *c)
         if (err == HPE_PAUSED && c->pause_why == P_HEADERS) {
             c->pause_why = P_NONE;
             if (c->rb.parsed > c->w->cfg->max_header_size) {
-                reply_error(c, 431, "head_too_large");
+                reject(c, ST_REJ_HEAD_TOO_LARGE);
                 return;
             }
             start_upstream(c);
@@ -1202,10 +1204,12 @@ static void client_process(st_client_t *c)
             upstream_failed(c, ST_UPFAIL_RESET);
             return;
         }
-        int status = c->req.bad ? c->req.bad : 400;
         st_debug("msg=\"bad request\" err=%s reason=\"%s\"", llhttp_errno_name(err),
                  llhttp_get_error_reason(&c->parser));
-        reply_error(c, status, "bad_request");
+        if (c->req.bad && !c->req.why)
+            reply_error(c, c->req.bad, "internal"); /* the head could not be built */
+        else
+            reject(c, c->req.why ? (enum st_reject)c->req.why : st_reqcheck_errno(err));
         return;
     }
 }
@@ -1293,7 +1297,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             if (c->rb.base && c->rb.filled == c->rb.cap && st_tls_has_input(&c->tls)) {
                 /* the buffer is full and OpenSSL holds more: as UV_ENOBUFS for plain HTTP */
                 if (c->state == C_HEAD || c->state == C_IDLE)
-                    reply_error(c, 431, "head_too_large");
+                    reject(c, ST_REJ_HEAD_TOO_LARGE);
                 else
                     reading(c, 0); /* client_process pulls and resumes when there is room */
             }
@@ -1302,7 +1306,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == UV_ENOBUFS) {
         if (c->state == C_HEAD || c->state == C_IDLE)
-            reply_error(c, 431, "head_too_large");
+            reject(c, ST_REJ_HEAD_TOO_LARGE);
         else
             client_close(c, "no_buffer");
         return;

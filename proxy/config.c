@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "reqcheck.h"
 
 enum opt_type {
     OPT_ADDR,     /* st_addr_t, resolved after parsing */
@@ -65,6 +66,10 @@ static const opt_t options[] = {
     {"max-uri-size", OPT_SIZE, OFF(max_uri_size), 0, 64, 1 << 20, "8K", "request URI limit (414)"},
     {"max-body-size", OPT_SIZE, OFF(max_body_size), 0, 0, 1e18, "0",
      "request body limit, 0 = none (413)"},
+    {"allow-connect", OPT_BOOL, OFF(allow_connect), 0, 0, 1, "0",
+     "forward CONNECT and tunnel a 2xx answer (default: 405)"},
+    {"allow-upgrade", OPT_STR, OFF(allow_upgrade), SZ(allow_upgrade), 0, 0, "websocket",
+     "Upgrade protocols forwarded, comma-separated (others removed; \"\": none)"},
     {"client-header-timeout", OPT_DUR, OFF(client_header_timeout_ms), 0, 1, 86400000, "10s",
      "time to send a request head (408)"},
     {"idle-timeout", OPT_DUR, OFF(idle_timeout_ms), 0, 1, 86400000, "60s",
@@ -641,6 +646,9 @@ static int validate(st_config_t *cfg, char *err, size_t errlen)
         if (!isalnum((unsigned char)*c) && !strchr("-_", *c))
             return fail(err, errlen, "--mirror-sample-by: invalid header name '%s'",
                         cfg->mirror_sample_by);
+    if (!st_reqcheck_allow_list_valid(cfg->allow_upgrade))
+        return fail(err, errlen, "--allow-upgrade: invalid protocol list '%s' (e.g. websocket)",
+                    cfg->allow_upgrade);
     if (cfg->service[0] == '\0') return fail(err, errlen, "--service: must not be empty");
     for (const char *c = cfg->service; *c; c++)
         if (!isalnum((unsigned char)*c) && !strchr("-_.", *c))

@@ -50,6 +50,8 @@ typedef struct st_config {
     size_t max_header_size;               /* 431 beyond */
     size_t max_uri_size;                  /* 414 beyond */
     size_t max_body_size;                 /* 413 beyond; 0: unlimited */
+    int allow_connect;                    /* forward CONNECT (else 405) */
+    char allow_upgrade[256];              /* Upgrade protocols forwarded, comma-separated */
     uint64_t client_header_timeout_ms;    /* 408 */
     uint64_t idle_timeout_ms;             /* keep-alive idle, and body/send inactivity */
     uint64_t upstream_connect_timeout_ms; /* 502 */

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "metrics.h" /* enum st_reject */
+
 llhttp_errno_t st_http_execute(llhttp_t *p, st_rbuf_t *rb)
 {
     const char *start = rb->base + rb->parsed;
@@ -35,19 +37,20 @@ static int span_caseeq(const char *a, size_t alen, const char *b, size_t blen)
 
 void st_http_msg_reset(st_http_msg_t *m)
 {
-    m->url = m->reason = NULL;
-    m->url_len = m->reason_len = 0;
+    m->url = m->reason = m->authority = NULL;
+    m->url_len = m->reason_len = m->authority_len = 0;
     m->nhdr = 0;
     m->in_value = 0;
     m->xrid = m->host = -1;
     m->nhost = 0;
     m->expect_continue = 0;
-    m->bad = 0;
+    m->bad = m->why = 0;
 }
 
-static int refuse(st_http_msg_t *m, int status)
+static int refuse(st_http_msg_t *m, int status, int why)
 {
     m->bad = status;
+    m->why = why;
     return -1;
 }
 
@@ -58,8 +61,9 @@ int st_http_on_url(st_http_msg_t *m, const char *at, size_t len, size_t max_uri)
     else if (!m->url)
         m->url = at, m->url_len = len;
     else
-        return refuse(m, ST_HTTP_BAD_REQUEST);
-    if (max_uri && m->url_len > max_uri) return refuse(m, ST_HTTP_URI_TOO_LONG);
+        return refuse(m, ST_HTTP_BAD_REQUEST, ST_REJ_MALFORMED);
+    if (max_uri && m->url_len > max_uri)
+        return refuse(m, ST_HTTP_URI_TOO_LONG, ST_REJ_URI_TOO_LONG);
     return 0;
 }
 
@@ -76,11 +80,12 @@ int st_http_on_header_field(st_http_msg_t *m, const char *at, size_t len)
 {
     if (m->nhdr > 0 && !m->in_value) {
         st_header_t *h = &m->hdr[m->nhdr - 1];
-        if (h->name + h->name_len != at) return refuse(m, ST_HTTP_BAD_REQUEST);
+        if (h->name + h->name_len != at) return refuse(m, ST_HTTP_BAD_REQUEST, ST_REJ_MALFORMED);
         h->name_len += len;
         return 0;
     }
-    if (m->nhdr == ST_HTTP_MAX_HEADERS) return refuse(m, ST_HTTP_HEAD_TOO_LARGE);
+    if (m->nhdr == ST_HTTP_MAX_HEADERS)
+        return refuse(m, ST_HTTP_HEAD_TOO_LARGE, ST_REJ_HEAD_TOO_LARGE);
     st_header_t *h = &m->hdr[m->nhdr++];
     h->name = at;
     h->name_len = len;
@@ -92,10 +97,11 @@ int st_http_on_header_field(st_http_msg_t *m, const char *at, size_t len)
 
 int st_http_on_header_value(st_http_msg_t *m, const char *at, size_t len)
 {
-    if (m->nhdr == 0) return refuse(m, ST_HTTP_BAD_REQUEST);
-    /* CTLs other than HTAB (RFC 9110 5.5) never get here: llhttp's strict
-     * mode rejects them (HPE_INVALID_HEADER_TOKEN). An obs-fold continuation
-     * arrives as a second, non-adjacent piece and is refused below. */
+    if (m->nhdr == 0) return refuse(m, ST_HTTP_BAD_REQUEST, ST_REJ_MALFORMED);
+    /* CTLs other than HTAB (RFC 9110 5.5) never get here: llhttp 8 rejects
+     * them even outside strict mode (HPE_INVALID_HEADER_TOKEN). An obs-fold
+     * line is refused by the head scan (reqcheck.c) before llhttp sees it;
+     * were it not, it would arrive as a non-adjacent piece, refused below. */
     st_header_t *h = &m->hdr[m->nhdr - 1];
     if (!m->in_value) {
         h->value = at;
@@ -103,7 +109,7 @@ int st_http_on_header_value(st_http_msg_t *m, const char *at, size_t len)
         m->in_value = 1;
         return 0;
     }
-    if (h->value + h->value_len != at) return refuse(m, ST_HTTP_BAD_REQUEST);
+    if (h->value + h->value_len != at) return refuse(m, ST_HTTP_BAD_REQUEST, ST_REJ_MALFORMED);
     h->value_len += len;
     return 0;
 }
@@ -232,6 +238,19 @@ int st_http_shadow_host(const char *host, size_t len, char *out, size_t outlen)
     return (int)o;
 }
 
+/* One Host line, "-shadow" inserted when the options ask for it. */
+static int append_host(st_sbuf_t *out, const char *name, size_t name_len, const char *v,
+                       size_t vlen, const st_reqhead_opts_t *o)
+{
+    char host[300];
+    int n = o->host_suffix ? st_http_shadow_host(v, vlen, host, sizeof(host)) : -1;
+    int rc = st_sbuf_append(out, name, name_len);
+    rc |= ST_SBUF_LIT(out, ": ");
+    rc |= n >= 0 ? st_sbuf_append(out, host, (size_t)n) : st_sbuf_append(out, v, vlen);
+    rc |= ST_SBUF_LIT(out, "\r\n");
+    return rc;
+}
+
 int st_http_build_request_head(st_sbuf_t *out, const st_http_msg_t *m, const st_reqhead_opts_t *o)
 {
     int rc = 0;
@@ -240,6 +259,7 @@ int st_http_build_request_head(st_sbuf_t *out, const st_http_msg_t *m, const st_
     rc |= ST_SBUF_LIT(out, " ");
     rc |= st_sbuf_append(out, m->url, m->url_len);
     rc |= ST_SBUF_LIT(out, " HTTP/1.1\r\n");
+    if (m->authority) rc |= append_host(out, "Host", 4, m->authority, m->authority_len, o);
     const st_header_t *xfp = NULL;
     for (size_t i = 0; i < m->nhdr; i++) {
         const st_header_t *h = &m->hdr[i];
@@ -249,19 +269,10 @@ int st_http_build_request_head(st_sbuf_t *out, const st_http_msg_t *m, const st_
         case ST_H_XFP:
             if (!xfp) xfp = h;
             continue;
-        case ST_H_HOST:
-            if (o->host_suffix) {
-                char host[300];
-                int n = st_http_shadow_host(h->value, h->value_len, host, sizeof(host));
-                if (n >= 0) {
-                    rc |= st_sbuf_append(out, h->name, h->name_len);
-                    rc |= ST_SBUF_LIT(out, ": ");
-                    rc |= st_sbuf_append(out, host, (size_t)n);
-                    rc |= ST_SBUF_LIT(out, "\r\n");
-                    continue;
-                }
-            }
-            break;
+        case ST_H_HOST: /* replaced by an absolute-form target's authority */
+            if (!m->authority)
+                rc |= append_host(out, h->name, h->name_len, h->value, h->value_len, o);
+            continue;
         case ST_H_OTHER:
             break;
         default: /* hop-by-hop, or regenerated below */
@@ -343,6 +354,8 @@ const char *st_http_reason(int status)
         return "Request Header Fields Too Large";
     case 500:
         return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
     case 502:
         return "Bad Gateway";
     case 503:
@@ -409,8 +422,9 @@ int st_http_build_error(st_sbuf_t *out, int status, const char *request_id, int 
     int blen = snprintf(body, sizeof(body), "%d %s\n", status, reason);
     return st_sbuf_appendf(out,
                            "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                           "%s%s%s%s\r\n%s",
+                           "%s%s%s%s%s\r\n%s",
                            status, reason, blen, request_id ? "x-request-id: " : "",
                            request_id ? request_id : "", request_id ? "\r\n" : "",
+                           status == 405 ? "Allow: " ST_HTTP_ALLOW "\r\n" : "",
                            close ? "Connection: close\r\n" : "", body);
 }

@@ -19,6 +19,9 @@
 #include "shadowtee/comparator.h" /* st_header_t */
 
 #define ST_HTTP_MAX_HEADERS 128
+/* The Allow of the proxy's own 405 (CONNECT refused): the methods an app
+ * behind a sidecar is addressed with. Others are still forwarded. */
+#define ST_HTTP_ALLOW "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 /* Why a head is refused: the status the client gets. */
 enum st_http_err {
@@ -30,8 +33,10 @@ enum st_http_err {
 };
 
 typedef struct {
-    const char *url; /* request target (requests) */
+    const char *url; /* request target (requests); origin-form after st_reqcheck_head() */
     size_t url_len;
+    const char *authority; /* an absolute-form target's authority: sent as the Host, or NULL */
+    size_t authority_len;
     const char *reason; /* reason phrase (responses) */
     size_t reason_len;
     st_header_t hdr[ST_HTTP_MAX_HEADERS];
@@ -42,6 +47,7 @@ typedef struct {
     int nhost;           /* Host headers seen */
     int expect_continue; /* Expect: 100-continue seen */
     int bad;             /* enum st_http_err when a callback refused the head */
+    int why;             /* with bad: enum st_reject (metrics.h), 0 when not a refusal */
     unsigned char
         cls[ST_HTTP_MAX_HEADERS]; /* enum st_http_hclass per header, set at headers-complete */
 } st_http_msg_t;
@@ -100,7 +106,9 @@ typedef struct {
     uint64_t content_length;
 } st_reqhead_opts_t;
 
-/* Appends the request head to send upstream. 0 or -1 (ENOMEM). */
+/* Appends the request head to send upstream. With m->authority set, it is
+ * the Host (first after the request line) and every Host header is dropped.
+ * 0 or -1 (ENOMEM). */
 int st_http_build_request_head(st_sbuf_t *out, const st_http_msg_t *m, const st_reqhead_opts_t *o);
 
 typedef struct {
@@ -119,7 +127,8 @@ typedef struct {
 int st_http_build_response_head(st_sbuf_t *out, const st_http_msg_t *m,
                                 const st_resphead_opts_t *o);
 
-/* Appends a complete small response the proxy answers itself (errors). */
+/* Appends a complete small response the proxy answers itself (errors); a
+ * 405 carries the Allow header RFC 9110 15.5.6 requires. */
 int st_http_build_error(st_sbuf_t *out, int status, const char *request_id, int close);
 const char *st_http_reason(int status);
 

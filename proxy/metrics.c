@@ -10,6 +10,26 @@ const char *const st_skip_names[ST_SKIP_COUNT] = {
 const char *const st_shadow_err_names[ST_SHERR_COUNT] = {"connect", "timeout", "reset", "protocol",
                                                          "tls"};
 
+const char *const st_reject_names[ST_REJ_COUNT] = {"none",
+                                                   "connect",
+                                                   "upgrade",
+                                                   "http09",
+                                                   "bad_request_line",
+                                                   "bad_header_name",
+                                                   "bad_header_value",
+                                                   "bad_host",
+                                                   "bare_lf",
+                                                   "bare_cr",
+                                                   "bad_framing",
+                                                   "malformed",
+                                                   "unknown_method",
+                                                   "transfer_coding",
+                                                   "version",
+                                                   "head_too_large",
+                                                   "uri_too_long",
+                                                   "body_too_large",
+                                                   "timeout"};
+
 static const char *const tls_sides[4] = {"listener", "primary", "shadow", "noise"};
 static const char *const tls_reasons[3] = {"verify", "handshake", "protocol"};
 
@@ -104,6 +124,11 @@ void st_metrics_render(st_metrics_t *const *all, size_t n, FILE *out)
     render_counters(out, "shadowtee_upstream_errors_total", "Primary upstream failures, by reason.",
                     "reason", st_uperr_names, 0, ST_UPERR_COUNT - 1, all, n,
                     offsetof(st_metrics_t, upstream_errors));
+    render_counters(out, "shadowtee_requests_rejected_total",
+                    "Requests the proxy refused and answered itself, by reason (upgrade: forwarded "
+                    "without their Upgrade). A refused head reaches no upstream.",
+                    "reason", st_reject_names, 1, ST_REJ_COUNT - 1, all, n,
+                    offsetof(st_metrics_t, rejected));
     int64_t active = 0;
     for (size_t w = 0; w < n; w++)
         active += LOAD(all[w]->active_connections);

@@ -30,6 +30,32 @@ enum st_skip {
     ST_SKIP_SHADOW_UNAVAILABLE,
     ST_SKIP_COUNT
 };
+/* Why the proxy answered a request itself instead of forwarding it (each
+ * with one status, st_reqcheck_status()), plus ST_REJ_UPGRADE: an Upgrade
+ * not on --allow-upgrade, removed from a request that is forwarded. */
+enum st_reject {
+    ST_REJ_NONE = 0,
+    ST_REJ_CONNECT,          /* 405: CONNECT without --allow-connect */
+    ST_REJ_UPGRADE,          /* Upgrade removed, the request forwarded without it */
+    ST_REJ_HTTP09,           /* 400: a request line without an HTTP-version */
+    ST_REJ_BAD_REQUEST_LINE, /* 400: not method SP request-target SP HTTP-version, or a bad form */
+    ST_REJ_BAD_HEADER_NAME,  /* 400: empty, non-token or space-trailed field name, obs-fold */
+    ST_REJ_BAD_HEADER_VALUE, /* 400: a control byte in a field value */
+    ST_REJ_BAD_HOST,         /* 400: Host missing (1.1), repeated, invalid; bad target authority */
+    ST_REJ_BARE_LF,          /* 400: a head line ended by LF alone */
+    ST_REJ_BARE_CR,          /* 400: a CR not followed by LF in the head */
+    ST_REJ_BAD_FRAMING,      /* 400: Content-Length / Transfer-Encoding / chunk syntax */
+    ST_REJ_MALFORMED,        /* 400: anything else llhttp refuses */
+    ST_REJ_UNKNOWN_METHOD,   /* 501: a method llhttp does not know */
+    ST_REJ_TRANSFER_CODING,  /* 501: a transfer coding other than chunked */
+    ST_REJ_VERSION,          /* 505: HTTP major version other than 1 (HTTP/2 preface) */
+    ST_REJ_HEAD_TOO_LARGE,   /* 431 */
+    ST_REJ_URI_TOO_LONG,     /* 414 */
+    ST_REJ_BODY_TOO_LARGE,   /* 413 */
+    ST_REJ_TIMEOUT,          /* 408: head or body not sent in time */
+    ST_REJ_COUNT
+};
+
 enum st_shadow_err {
     ST_SHERR_CONNECT = 0,
     ST_SHERR_TIMEOUT,
@@ -42,6 +68,7 @@ enum st_shadow_err {
 extern const char *const st_uperr_names[ST_UPERR_COUNT];
 extern const char *const st_skip_names[ST_SKIP_COUNT];
 extern const char *const st_shadow_err_names[ST_SHERR_COUNT];
+extern const char *const st_reject_names[ST_REJ_COUNT];
 enum st_tls_side { ST_TLS_LISTENER = 0, ST_TLS_PRIMARY, ST_TLS_SHADOW, ST_TLS_NOISE };
 /* Index of a TLS failure reason ("verify", "handshake", "protocol"). */
 int st_tls_reason_index(const char *reason);
@@ -59,6 +86,7 @@ typedef struct st_metrics {
     _Atomic int64_t active_connections;
     _Atomic uint64_t connections_total;
     _Atomic uint64_t client_errors; /* 4xx answered by the proxy itself (framing, limits) */
+    _Atomic uint64_t rejected[ST_REJ_COUNT]; /* refused by the proxy, by enum st_reject */
     st_hist_t request_duration;
     _Atomic uint64_t mirror_requests; /* mirror copies sent to the shadow */
     _Atomic uint64_t mirror_skipped[ST_SKIP_COUNT];

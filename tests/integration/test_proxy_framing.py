@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from httpclient import Conn, build_request
+from httpclient import Conn, build_request, metrics
 from upstreams import upstream, watchdog  # noqa: F401  (fixtures)
 
 WATCHDOG_SECONDS = 30
@@ -36,6 +36,20 @@ BAD_REQUESTS = {
 }
 
 
+# The shadowtee_requests_rejected_total reason each one is counted under.
+REASON = {
+    "cl_and_te": "bad_framing", "te_and_cl": "bad_framing", "duplicate_cl_differ": "bad_framing",
+    "cl_list_differ": "bad_framing", "cl_not_a_number": "bad_framing",
+    "invalid_chunk_size": "bad_framing", "chunk_size_overflow": "bad_framing",
+    "obs_fold_space": "bad_header_name", "obs_fold_tab": "bad_header_name",
+    "bare_lf_in_head": "bare_lf", "bare_lf_line_ends": "bare_lf",
+    "ctl_in_header_name": "bad_header_name", "ctl_in_header_value": "bad_header_value",
+    "nul_in_header_value": "bad_header_value", "space_before_colon": "bad_header_name",
+    "cl_negative": "bad_framing", "te_chunked_not_last": "bad_framing",
+    "http10_with_te": "bad_framing",
+}
+
+
 @pytest.mark.parametrize("name", sorted(BAD_REQUESTS))
 def test_bad_framing_rejected_and_not_forwarded(shadowtee, upstream, name):
     up = upstream("echo")
@@ -57,6 +71,9 @@ def test_bad_framing_rejected_and_not_forwarded(shadowtee, upstream, name):
     shadow.settle(quiet=0.2)
     assert [q.path for q in shadow.requests] == ["/good"], name
     assert shadow.raw_all().count(b"/s HTTP/1.1") == 0, "%s: bytes of the bad request reached the shadow" % name
+    m = metrics(st.admin_port)
+    counted = {ls: v for (n, ls), v in m.items() if n == "shadowtee_requests_rejected_total" and v}
+    assert counted == {frozenset({("reason", REASON[name])}): 1.0}, (name, counted)
 
 
 def test_good_request_after_bad_one_on_other_connection_works(shadowtee, upstream):

@@ -3,10 +3,14 @@ idle keep-alive close)."""
 import socket
 import time
 
-from httpclient import Conn, build_request, chunked_body
+from httpclient import Conn, build_request, chunked_body, metric, metrics
 from upstreams import sanitized, upstream, watchdog  # noqa: F401  (fixtures)
 
 WATCHDOG_SECONDS = 30
+
+
+def _rejected(st, reason):
+    return metric(metrics(st.admin_port), "shadowtee_requests_rejected_total", reason=reason)
 
 
 def test_head_too_large_gets_431(shadowtee, upstream):
@@ -23,6 +27,7 @@ def test_head_too_large_gets_431(shadowtee, upstream):
         c.send(build_request("GET", "/many", [("X-H%d" % i, "v" * 20) for i in range(200)]))
         assert c.response().status == 431
     assert [q.path for q in up.requests] == ["/small"]
+    assert _rejected(st, "head_too_large") == 2
 
 
 def test_default_header_limit_is_16k(shadowtee, upstream):
@@ -47,6 +52,7 @@ def test_uri_too_long_gets_414(shadowtee, upstream):
         assert r.status == 414
         assert c.closed_within(3)
     assert len(up.requests) == 1
+    assert _rejected(st, "uri_too_long") == 1
 
 
 def test_body_over_max_gets_413(shadowtee, upstream):
@@ -59,6 +65,7 @@ def test_body_over_max_gets_413(shadowtee, upstream):
         r = c.response()
         assert r.status == 413
     assert [q.path for q in up.requests] == ["/fits"]
+    assert _rejected(st, "body_too_large") == 1
 
 
 def test_chunked_body_over_max_gets_413(shadowtee, upstream):
@@ -72,6 +79,7 @@ def test_chunked_body_over_max_gets_413(shadowtee, upstream):
         assert c.closed_within(3)
     # Whatever was streamed, the upstream never saw a complete oversized body.
     assert all(q.body_len <= 1024 for q in up.requests)
+    assert _rejected(st, "body_too_large") == 1
 
 
 def test_slowloris_gets_408_and_close(shadowtee, upstream):
@@ -97,6 +105,7 @@ def test_slowloris_gets_408_and_close(shadowtee, upstream):
     slack = 3.0 if not sanitized() else 6.0
     assert 0.8 <= elapsed <= 1.0 + slack, elapsed
     assert up.requests == []
+    assert _rejected(st, "timeout") == 1
 
 
 def test_idle_keepalive_connection_closed(shadowtee, upstream):

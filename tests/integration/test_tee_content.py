@@ -135,10 +135,11 @@ def test_shadow_host_suffix_off_keeps_host(shadowtee, upstream):
 
 
 def test_connect_not_mirrored(shadowtee, upstream):
-    primary, shadow, st = _pair(shadowtee, upstream)
+    primary, shadow, st = _pair(shadowtee, upstream, allow_connect=True)  # refused (405) without
     with Conn(st.port) as c:
         c.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
         c.read_some(1.0)  # whatever the proxy answers (or tunnels), it is not mirrored
+    assert [q.method for q in primary.requests] == ["CONNECT"]  # it was forwarded
     _marker(st, shadow)
     assert [q for q in shadow.requests if q.method == "CONNECT"] == []
 

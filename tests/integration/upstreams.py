@@ -16,8 +16,8 @@ Modes (Upstream(mode=...)):
              (SO_LINGER 0); the head announces the full `body`
   close      reads the request, closes without answering
   blackhole  accepts and reads, never answers (held until stop)
-  upgrade    a request with Upgrade gets 101 then every byte is echoed;
-             other requests are answered like `echo`
+  upgrade    a request with Upgrade gets 101 (a CONNECT gets 200) then every
+             byte is echoed; other requests are answered like `echo`
   raw        `body` is sent verbatim as the whole response (malformed
              responses), then the connection is closed
   early      answers right after the head without reading the body (like an
@@ -432,9 +432,9 @@ class Upstream:
                     self._read_body(reader, sock, req)
                     self._record(req)
                     continue  # never answer; keep reading further requests
-                if self.mode == "upgrade" and req.header("upgrade"):
+                if self.mode == "upgrade" and (req.header("upgrade") or req.method == "CONNECT"):
                     self._record(req)
-                    self._tunnel(sock, reader)
+                    self._tunnel(sock, reader, req.method == "CONNECT")
                     break
                 if self.mode == "early":
                     self._record(req)
@@ -619,9 +619,12 @@ class Upstream:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()
 
-    def _tunnel(self, sock, reader):
+    def _tunnel(self, sock, reader, connect=False):
         up = reader.buf
-        hdr = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        if connect:
+            hdr = "HTTP/1.1 200 Connection Established\r\n\r\n"
+        else:
+            hdr = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
         self._send(sock, hdr.encode())
         if up:
             self._send(sock, bytes(up))

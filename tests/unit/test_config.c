@@ -259,6 +259,31 @@ static void test_methods_mask(void **state)
     assert_false(cfg.mirror_methods & (1ULL << 0)); /* HTTP_DELETE */
 }
 
+/* Safe by default: no CONNECT, only websocket may upgrade; both opt-in. */
+static void test_edge_defaults_and_opt_ins(void **state)
+{
+    st_config_t cfg;
+    char err[256] = "";
+    char *env[] = {"SHADOWTEE_ALLOW_UPGRADE=websocket,h2c", NULL};
+    assert_int_equal(load(&cfg, NULL, err, sizeof(err), "--primary", "127.0.0.1:5000", NULL), 0);
+    assert_int_equal(cfg.allow_connect, 0);
+    assert_string_equal(cfg.allow_upgrade, "websocket");
+    assert_int_equal(
+        load(&cfg, env, err, sizeof(err), "--primary", "127.0.0.1:5000", "--allow-connect", NULL),
+        0);
+    assert_int_equal(cfg.allow_connect, 1);
+    assert_string_equal(cfg.allow_upgrade, "websocket,h2c");
+    assert_int_equal(
+        load(&cfg, NULL, err, sizeof(err), "--primary", "127.0.0.1:5000", "--allow-upgrade=", NULL),
+        0);
+    assert_string_equal(cfg.allow_upgrade, "");
+    assert_int_equal(load(&cfg, NULL, err, sizeof(err), "--primary", "127.0.0.1:5000",
+                          "--allow-upgrade", "web/socket", NULL),
+                     -1);
+    assert_string_equal(err,
+                        "--allow-upgrade: invalid protocol list 'web/socket' (e.g. websocket)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -272,6 +297,7 @@ int main(void)
         cmocka_unit_test(test_invalid_values_give_one_message),
         cmocka_unit_test(test_redis_url),
         cmocka_unit_test(test_methods_mask),
+        cmocka_unit_test(test_edge_defaults_and_opt_ins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -215,6 +215,24 @@ static void test_response_head_framing(void **state)
     st_sbuf_free(&out);
 }
 
+/* The proxy's own 405 names what is allowed (RFC 9110 15.5.6); others do not. */
+static void test_error_405_has_allow(void **state)
+{
+    st_sbuf_t out;
+    st_sbuf_init(&out);
+    assert_int_equal(st_http_build_error(&out, 405, "r-1", 1), 0);
+    assert_string_equal(out.p, "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\n"
+                               "Content-Length: 23\r\nx-request-id: r-1\r\n"
+                               "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n"
+                               "Connection: close\r\n\r\n405 Method Not Allowed\n");
+    out.len = 0;
+    assert_int_equal(st_http_build_error(&out, 501, NULL, 1), 0);
+    assert_string_equal(out.p, "HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain\r\n"
+                               "Content-Length: 20\r\nConnection: close\r\n\r\n"
+                               "501 Not Implemented\n");
+    st_sbuf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -225,6 +243,7 @@ int main(void)
         cmocka_unit_test(test_too_many_headers),
         cmocka_unit_test(test_shadow_host),
         cmocka_unit_test(test_response_head_framing),
+        cmocka_unit_test(test_error_405_has_allow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
