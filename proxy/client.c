@@ -13,13 +13,15 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http.h"
 #include "log.h"
 #include "tee.h"
 #include "worker.h"
 
-#define WB_IOV 16
+#define WB_IOV                 16
+#define ST_DRAIN_IDLE_GRACE_MS 1000
 enum dir { DIR_UP = 0, DIR_CL = 1 };
 
 /* A batch of iovecs for one destination. Frames (chunk sizes) live inside the
@@ -91,6 +93,7 @@ typedef struct st_client {
     int close_delim; /* response delimited by close */
     int status;
     int close_after; /* close once the exchange ends */
+    int resp_close;  /* the response head said Connection: close */
     int reading;
     uint64_t deadline;    /* loop time (ms) the current timeout expires, 0: none */
     uint64_t timer_due;   /* loop time the uv timer is set to fire */
@@ -413,7 +416,7 @@ static void count_response(st_client_t *c, int status)
     double secs = (double)(uv_hrtime() - c->t_start) / 1e9;
     st_hist_observe(&m->request_duration, secs);
     if (c->w->cfg->access_log) {
-        st_info(
+        st_access(
             "msg=access client=%s method=%s uri=\"%s\" status=%d duration_ms=%.3f request_id=%s",
             c->ip, llhttp_method_name((llhttp_method_t)c->method), c->url, status, secs * 1e3,
             c->rid);
@@ -770,6 +773,7 @@ static int on_res_headers_complete(llhttp_t *p)
         if (c->state != C_SENT || c->upgrade)
             c->close_after = 1; /* early answer, or a refused upgrade */
         if (!c->keep_alive || c->w->draining || c->close_delim) c->close_after = 1;
+        c->resp_close = c->close_after;
         if (c->close_after)
             o.connection = "close";
         else if (c->minor == 0)
@@ -1021,6 +1025,13 @@ static void enter_tunnel(st_client_t *c)
 
 /* ---- the exchange ------------------------------------------------------- */
 
+/* How long an idle keep-alive connection stays open once draining. */
+static uint64_t drain_grace_ms(const st_worker_t *w)
+{
+    uint64_t idle = w->cfg->idle_timeout_ms;
+    return idle < ST_DRAIN_IDLE_GRACE_MS ? idle : ST_DRAIN_IDLE_GRACE_MS;
+}
+
 static void finish_exchange(st_client_t *c)
 {
     if (c->pending[DIR_CL] || c->pending[DIR_UP]) return; /* on_batch_written calls again */
@@ -1053,10 +1064,15 @@ static void finish_exchange(st_client_t *c)
         shutdown_write(c);
         return;
     }
-    if (c->close_after || c->w->draining) {
+    /* Draining, after a response that told the client it may send more:
+     * its next request may be on its way, and closing now would reset it.
+     * The connection waits like an idle one at drain (st_client_drain_all). */
+    int keep_for_drain = c->w->draining && !c->resp_close && c->state == C_SENT;
+    if ((c->close_after || c->w->draining) && !keep_for_drain) {
         client_close(c, "exchange_done");
         return;
     }
+    c->close_after |= keep_for_drain;
     /* next request: pipelined bytes move to the front of the buffer */
     size_t left = c->rb.filled - c->rb.parsed;
     if (left && c->rb.parsed) memmove(c->rb.base, c->rb.base + c->rb.parsed, left);
@@ -1074,7 +1090,7 @@ static void finish_exchange(st_client_t *c)
     } else {
         c->state = C_IDLE;
         st_rbuf_put(&c->w->rpool, &c->rb);
-        arm(c, c->w->cfg->idle_timeout_ms);
+        arm(c, keep_for_drain ? drain_grace_ms(c->w) : c->w->cfg->idle_timeout_ms);
     }
     client_process(c);
 }
@@ -1336,10 +1352,13 @@ static void on_request_bytes(st_client_t *c)
 
 /* ---- accept and drain --------------------------------------------------- */
 
-void st_client_accept(st_worker_t *w)
+void st_client_accept(st_worker_t *w, int fd)
 {
     st_client_t *c = calloc(1, sizeof(*c));
-    if (!c) return;
+    if (!c) {
+        close(fd);
+        return;
+    }
     c->w = w;
     uv_tcp_init(&w->loop, &c->tcp);
     uv_timer_init(&w->loop, &c->timer);
@@ -1348,7 +1367,8 @@ void st_client_accept(st_worker_t *w)
     st_sbuf_init(&c->head);
     st_sbuf_init(&c->rhead);
     st_list_init(&c->link);
-    if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
         c->closing = 1;
         uv_close((uv_handle_t *)&c->timer, on_handle_closed);
         uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
@@ -1390,9 +1410,17 @@ void st_client_drain_all(st_worker_t *w, int force)
     while (n != &w->clients) {
         st_client_t *c = st_list_entry(n, st_client_t, link);
         n = n->next;
-        if (force || c->state == C_IDLE || c->state == C_LINGER)
+        if (force || c->state == C_LINGER) {
             client_close(c, force ? "stop" : "drain");
-        else
+        } else if (c->state == C_IDLE) {
+            /* an idle keep-alive connection may have a request on its way:
+             * closing now would reset it (unread bytes make close() send a
+             * RST). It gets a short grace instead: a request in it is
+             * answered with Connection: close, else the timer closes it. */
             c->close_after = 1;
+            arm(c, drain_grace_ms(w));
+        } else {
+            c->close_after = 1;
+        }
     }
 }

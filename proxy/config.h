@@ -45,6 +45,8 @@ typedef struct st_config {
     uint64_t upstream_timeout_ms;         /* 504 */
     int upstream_idle_conns;              /* idle pool bound per worker */
     uint64_t drain_timeout_ms;
+    int max_connections; /* --max-connections, 0 at parse time: from RLIMIT_NOFILE (main.c) */
+    char handover[108];  /* --handover unix socket path, "" for none (sun_path size) */
 
     /* tee */
     st_addr_t shadow;      /* --shadow */
