@@ -48,12 +48,22 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void log_line(st_stats_t *s, int is_warning, const char *line)
+{
+    if (s->cfg.log)
+        s->cfg.log(s->cfg.log_arg, is_warning, line);
+    else
+        fprintf(stderr, "shadowtee stats: %s\n", line);
+}
+
 static void log_down(st_stats_t *s, const char *reason)
 {
     if (s->logged_down) return;
     s->logged_down = 1;
-    fprintf(stderr, "shadowtee stats: event=redis_down service=%s redis=%s:%d reason=\"%s\"\n",
-            s->cfg.service, s->cfg.redis_host, s->cfg.redis_port, reason);
+    char line[512];
+    snprintf(line, sizeof(line), "event=redis_down service=%s redis=%s:%d reason=\"%s\"",
+             s->cfg.service, s->cfg.redis_host, s->cfg.redis_port, reason);
+    log_line(s, 1, line);
 }
 
 static void ctl_arm(st_stats_t *s, uint64_t ms)
@@ -126,8 +136,11 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *priv)
     if (s->setup_pending && --s->setup_pending == 0) {
         atomic_store_explicit(&s->connected, 1, memory_order_relaxed);
         s->backoff_ms = ST_SINK_BACKOFF_MIN_MS;
-        if (s->logged_down)
-            fprintf(stderr, "shadowtee stats: event=redis_up service=%s\n", s->cfg.service);
+        if (s->logged_down) {
+            char line[300];
+            snprintf(line, sizeof(line), "event=redis_up service=%s", s->cfg.service);
+            log_line(s, 0, line);
+        }
         s->logged_down = 0;
         if (s->closing) finish_if_done(s);
     }

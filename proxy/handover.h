@@ -19,7 +19,7 @@
  * Message (one, then the sender closes): the text
  * "shadowtee-handover 1 <n_listen> <n_admin>\n" carrying n_listen + n_admin
  * descriptors, client listeners first. A draining instance sends "... 0 0".
- * PATH is created mode 0600: only the same user can take the sockets.
+ * PATH is created under umask 077: only its owner can take the sockets.
  */
 #ifndef ST_HANDOVER_H
 #define ST_HANDOVER_H

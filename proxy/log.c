@@ -9,11 +9,14 @@
  *
  *   ring: RING_BYTES bytes, [head, head + len) mod RING_BYTES queued
  *     producers (any thread)  --lock, copy whole line or drop it-->  ring
- *     writer thread           --lock, take up to CHUNK--> poll(POLLOUT) + write(<= PIPE_BUF)
+ *     writer thread           --lock, take whole lines up to CHUNK-->
+ *                             poll(POLLOUT) + write(whole lines, <= PIPE_BUF)
  *
- * The writer waits for POLLOUT and writes at most PIPE_BUF bytes at a time,
- * so it blocks only in poll with a timeout; a pipe nobody reads fills the
- * ring and further lines are dropped and counted, never waited for.
+ * The writer waits for POLLOUT and writes at most PIPE_BUF bytes of whole
+ * lines at a time (a line is at most LINE_BYTES < PIPE_BUF), so it blocks
+ * only in poll with a timeout and a reader never sees half a line; a pipe
+ * nobody reads fills the ring and further lines are dropped and counted,
+ * never waited for.
  *
  * Rate limit, per call site (sites[], keyed by the format string's address):
  * window_start is the monotonic ms the site's window opened (0: none open).
@@ -275,7 +278,10 @@ static void write_out(const char *buf, size_t n)
             continue;
         }
         if (r < 0 && errno == EINTR) continue;
-        ssize_t w = r < 0 ? -1 : write(logger.fd, buf, n < PIPE_BUF ? n : PIPE_BUF);
+        size_t k = n < PIPE_BUF ? n : PIPE_BUF; /* atomic for a pipe, and whole lines */
+        const char *nl = memrchr(buf, '\n', k);
+        if (nl) k = (size_t)(nl - buf) + 1;
+        ssize_t w = r < 0 ? -1 : write(logger.fd, buf, k);
         if (w < 0 && (errno == EAGAIN || errno == EINTR)) continue;
         if (w <= 0) break; /* EPIPE (SIGPIPE is ignored), EBADF, ...: nobody can read it */
         atomic_fetch_add(&logger.written, count_lines(buf, (size_t)w));
@@ -312,9 +318,11 @@ static void *writer_main(void *arg)
         }
         size_t n = logger.len < CHUNK ? logger.len : CHUNK;
         size_t first = n < RING_BYTES - logger.head ? n : RING_BYTES - logger.head;
-        if (buf) {
+        if (buf) { /* whole lines only: the ring holds whole lines, a chunk may cut one */
             memcpy(buf, logger.ring + logger.head, first);
             memcpy(buf + first, logger.ring, n - first);
+            const char *nl = memrchr(buf, '\n', n);
+            if (nl) n = (size_t)(nl - buf) + 1;
         }
         logger.head = (logger.head + n) % RING_BYTES;
         logger.len -= n;

@@ -21,6 +21,16 @@ static void on_accept(st_listener_t *l, int fd)
     st_client_accept(l->data, fd);
 }
 
+/* The stats' Redis up/down lines, through the non-blocking logger. */
+static void stats_log(void *arg, int is_warning, const char *line)
+{
+    (void)arg;
+    if (is_warning)
+        st_warn("msg=stats %s", line);
+    else
+        st_info("msg=stats %s", line);
+}
+
 static void on_closed_noop(uv_handle_t *h)
 {
     (void)h;
@@ -166,6 +176,7 @@ int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, const st_rule
         sc.samples_per_endpoint = (size_t)cfg->samples_per_endpoint;
         sc.max_endpoints = (size_t)cfg->max_endpoints;
         sc.rules = rules;
+        sc.log = stats_log;
         w->stats = st_stats_new(&w->loop, &sc);
         if (!w->endpoints || !w->stats) return UV_ENOMEM;
     }
