@@ -117,6 +117,8 @@ format-check:
 	clang-format --dry-run -Werror $(wildcard proxy/*.[ch] comparator/*.[ch] report/*.[ch] include/shadowtee/*.h tests/unit/*.[ch])
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
+
+include tests/fuzz/fuzz.mk
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
