@@ -112,9 +112,9 @@ install: all
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 
 format:
-	clang-format -i $(wildcard proxy/*.[ch] comparator/*.[ch] report/*.[ch] include/shadowtee/*.h tests/unit/*.[ch])
+	clang-format -i $(wildcard proxy/*.[ch] comparator/*.[ch] report/*.[ch] include/shadowtee/*.h tests/unit/*.[ch] tests/fuzz/*.[ch])
 format-check:
-	clang-format --dry-run -Werror $(wildcard proxy/*.[ch] comparator/*.[ch] report/*.[ch] include/shadowtee/*.h tests/unit/*.[ch])
+	clang-format --dry-run -Werror $(wildcard proxy/*.[ch] comparator/*.[ch] report/*.[ch] include/shadowtee/*.h tests/unit/*.[ch] tests/fuzz/*.[ch])
 
 clean:
 	rm -rf build build-asan build-fuzz

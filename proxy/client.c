@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "http.h"
@@ -407,6 +408,15 @@ static void client_close(st_client_t *c, const char *why)
     st_rbuf_put(&c->w->rpool, &c->rb);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+/* The close that follows sends a RST instead of a FIN (SO_LINGER 0). */
+static void reset_on_close(st_client_t *c)
+{
+    uv_os_fd_t fd;
+    struct linger lg = {1, 0};
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 }
 
 static void count_response(st_client_t *c, int status)
@@ -927,7 +937,11 @@ static void upstream_failed(st_client_t *c, enum st_upfail why)
         c->w->cfg->primary.authority, st_uperr_names[reason], cstate_names[c->state],
         c->resp != R_NONE, c->rid);
     if (c->resp != R_NONE) {
-        client_close(c, "upstream_failed_mid_response"); /* never present a cut body as complete */
+        /* never present a cut body as complete: a close-delimited one (HTTP/1.0
+         * client) would look whole after a FIN, so it ends with a reset
+         * (found by fuzz_response) */
+        if (c->close_delim) reset_on_close(c);
+        client_close(c, "upstream_failed_mid_response");
         return;
     }
     int status = why == ST_UPFAIL_TIMEOUT ? 504 : 502;

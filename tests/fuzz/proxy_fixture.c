@@ -62,12 +62,14 @@ static int pm_headers_complete(llhttp_t *p)
         m->method = llhttp_get_method(p);
         m->status = llhttp_get_status_code(p);
         m->upgrade = llhttp_get_upgrade(p);
+        m->framed = (p->flags & (F_CONTENT_LENGTH | F_CHUNKED)) != 0;
     }
     if (!c->is_response) return 0;
     int status = llhttp_get_status_code(p);
     if (status >= 100 && status < 200 && status != 101) return 0; /* interim: llhttp skips a body */
     size_t i = c->finals++;
-    return i < c->nheads && c->heads[i] ? 1 : 0; /* HEAD: no body whatever the headers say */
+    /* RFC 9112 6.3: no body after HEAD, 204 and 304, whatever the headers say */
+    return (i < c->nheads && c->heads[i]) || status == 204 || status == 304 ? 1 : 0;
 }
 
 static int pm_body(llhttp_t *p, const char *at, size_t len)
@@ -157,10 +159,16 @@ static void fc_closed(uv_handle_t *h)
     free(fc);
 }
 
+/* Closes with a reset (SO_LINGER 0): no TIME_WAIT is left behind, so a long
+ * run does not fill the loopback port space. */
 static void fc_close(fake_conn_t *fc)
 {
     if (fc->closing) return;
     fc->closing = 1;
+    uv_os_fd_t fd;
+    struct linger lg = {1, 0};
+    if (uv_fileno((uv_handle_t *)&fc->tcp, &fd) == 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     uv_close((uv_handle_t *)&fc->tcp, fc_closed);
 }
 
@@ -292,18 +300,10 @@ static void fc_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
 }
 
-/* Resets every connection (SO_LINGER 0): no TIME_WAIT is left behind, so a
- * long run does not run out of loopback ports. */
 static void fake_reset_all(fake_srv_t *srv)
 {
-    for (st_list_t *n = srv->conns.next; n != &srv->conns; n = n->next) {
-        fake_conn_t *fc = st_list_entry(n, fake_conn_t, link);
-        uv_os_fd_t fd;
-        struct linger lg = {1, 0};
-        if (!fc->closing && uv_fileno((uv_handle_t *)&fc->tcp, &fd) == 0)
-            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-        fc_close(fc);
-    }
+    for (st_list_t *n = srv->conns.next; n != &srv->conns; n = n->next)
+        fc_close(st_list_entry(n, fake_conn_t, link));
 }
 
 static void on_fake_conn(uv_stream_t *server, int status)

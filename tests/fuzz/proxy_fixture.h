@@ -81,6 +81,7 @@ typedef struct {
     char url[512];
     size_t url_len;
     int upgrade;
+    int framed; /* Content-Length or chunked: its end is in the bytes, not the close */
 } fx_msg_t;
 size_t fx_parse(int type, const int *heads, size_t nheads, const unsigned char *p, size_t len,
                 int at_eof, fx_msg_t *out, size_t max, int *err_out);
