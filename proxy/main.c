@@ -311,13 +311,20 @@ int main(int argc, char **argv)
 
     uv_run(&loop, UV_RUN_DEFAULT);
 
-    for (int i = 0; i < cfg.workers; i++)
+    uint64_t answered = 0, mirrored = 0;
+    for (int i = 0; i < cfg.workers; i++) {
         st_worker_join(&m.app.workers[i]);
+        const st_metrics_t *wm = &m.app.workers[i].metrics;
+        for (int k = 0; k < 6; k++)
+            answered += atomic_load(&wm->requests[k]);
+        mirrored += atomic_load(&wm->mirror_requests);
+    }
     free(m.app.workers);
     uv_loop_close(&loop);
     st_rules_free(rules);
     tls_teardown(&m);
-    st_info("msg=stopped");
+    st_info("msg=stopped requests=%llu mirrored=%llu", (unsigned long long)answered,
+            (unsigned long long)mirrored);
     st_log_stop();
     return 0;
 }

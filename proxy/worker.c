@@ -21,14 +21,13 @@ static void on_accept(st_listener_t *l, int fd)
     st_client_accept(l->data, fd);
 }
 
-/* The stats' Redis up/down lines, through the non-blocking logger. */
+/* The stats' lines (Redis down / up once per outage, the totals at close),
+ * through the non-blocking logger; not rate-limited: each worker's matters. */
 static void stats_log(void *arg, int is_warning, const char *line)
 {
+    int level = is_warning ? ST_LOG_WARN : ST_LOG_INFO;
     (void)arg;
-    if (is_warning)
-        st_warn("msg=stats %s", line);
-    else
-        st_info("msg=stats %s", line);
+    if (level >= st_log_min_level) st_log_write_always(level, "msg=stats %s", line);
 }
 
 static void on_closed_noop(uv_handle_t *h)
