@@ -120,5 +120,6 @@ clean:
 	rm -rf build build-asan build-fuzz
 
 include tests/fuzz/fuzz.mk
+include bench/faults/faults.mk
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

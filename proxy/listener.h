@@ -11,13 +11,13 @@
  * connections wait in the kernel's accept queue (nothing is refused or
  * reset) while existing ones are served, for a back-off that doubles from
  * ST_ACCEPT_BACKOFF_MIN_MS to ST_ACCEPT_BACKOFF_MAX_MS (back to the minimum
- * after an accept succeeds), or until st_listener_resume() says one of our
- * descriptors came free. With a connection cap (max_conns) it also pauses
- * while the owner holds that many connections, so the descriptors left stay
- * for the connections to the upstreams. nginx (accept events off for
- * accept_mutex_delay) and haproxy (listener paused, retried after 100 ms)
- * back off the same way; closing what arrives instead (libuv's reserve
- * descriptor trick) turns a shortage into client-visible resets.
+ * after an accept succeeds). With a connection cap (max_conns) it also
+ * pauses while the owner holds that many connections, until
+ * st_listener_resume() finds it below the cap again, so the descriptors left
+ * stay for the connections to the upstreams. nginx (accept events off for
+ * accept_mutex_delay, 500 ms) and haproxy (listener paused, retried after
+ * 100 ms) back off the same way; closing what arrives instead (libuv's
+ * reserve descriptor trick) turns a shortage into client-visible resets.
  */
 #ifndef ST_LISTENER_H
 #define ST_LISTENER_H
@@ -32,7 +32,7 @@
 #define ST_LISTENER_MAX          16 /* sockets per listener (more after a handover) */
 #define ST_ACCEPT_BATCH          64
 #define ST_ACCEPT_BACKOFF_MIN_MS 50
-#define ST_ACCEPT_BACKOFF_MAX_MS 1000
+#define ST_ACCEPT_BACKOFF_MAX_MS 500
 
 typedef struct st_listener st_listener_t;
 
@@ -74,8 +74,8 @@ int st_listen_socket_matches(int fd, const struct sockaddr *sa);
  * on failure (closed by st_listener_close). Set data, name, on_accept,
  * max_conns, nconns and metrics before. 0 or a negative libuv error. */
 int st_listener_start(st_listener_t *l, uv_loop_t *loop, const int *fds, int n);
-/* One of the owner's connections closed: accept again if paused for a
- * descriptor shortage or at the cap (and below it now). */
+/* One of the owner's connections closed: accept again if paused at the cap
+ * and below it now. */
 void st_listener_resume(st_listener_t *l);
 /* Stops accepting and closes the sockets once the handles are closed (the
  * loop must run). Connections still in the accept queue are reset by the

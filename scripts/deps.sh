@@ -9,6 +9,7 @@ PKGS=(
   redis-server wrk nginx-light haproxy curl procps util-linux
   python3 python3-flask python3-jsonschema python3-yaml python3-redis python3-pytest
   valgrind
+  clang libfuzzer-14-dev libclang-rt-14-dev
 )
 if [ "${1:-}" = "--with-browser" ]; then PKGS+=(chromium); fi
 missing=()
