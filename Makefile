@@ -93,7 +93,7 @@ asan:
 
 valgrind: all $(UNIT_BIN)
 	$(MAKE) --no-print-directory unit TEST_WRAP="valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite"
-	SHADOWTEE_VALGRIND=1 $(MAKE) --no-print-directory integration PYTEST_ARGS="-k 'basic or keepalive or chunked or tee_content or tee_breaker or tls or comparator_e2e'"
+	SHADOWTEE_VALGRIND=1 $(MAKE) --no-print-directory integration PYTEST_ARGS="-k 'basic or keepalive or chunked or tee_content or tee_breaker or tls or comparator_e2e or fuzz_regressions or drain_answers'"
 
 $(BUILD)/cmp_bench: bench/cmp_bench.c $(LIBCMP)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $^ $(LDLIBS)
