@@ -12,7 +12,7 @@
 export LLHTTP_DIR ?= /usr/share/llhttp
 export LLHTTP_INC ?= /usr/share/include/llhttp
 
-GOALS := all check unit integration asan tsan valgrind bench install format format-check clean fuzz
+GOALS := all check unit integration asan tsan valgrind bench install format format-check clean fuzz fuzz-build faults
 .PHONY: $(GOALS) deps demo FORCE
 # Goals run one at a time, in the order given: `make -j2 deps check`
 # installs before it builds. build.mk still builds in parallel.
@@ -22,7 +22,8 @@ GOALS := all check unit integration asan tsan valgrind bench install format form
 NEED := build
 check integration asan tsan: NEED := build test
 valgrind: NEED := build test valgrind
-fuzz: NEED := build fuzz
+fuzz fuzz-build: NEED := build fuzz
+faults: NEED := build test bench
 bench: NEED := build bench
 format format-check: NEED := format
 clean: NEED :=

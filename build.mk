@@ -88,17 +88,6 @@ LIBCMPREF := $(BUILD)/libstcmp_ref.a
 $(LIBCMPREF): $(REF_SRC:%.c=$(BUILD)/obj/%.o)
 	rm -f $@ && $(AR) rcs $@ $^
 
-# libFuzzer (clang): both engines on fuzzed bodies and rule sets for
-# FUZZ_SECONDS, the corpus kept in $(BUILD)/fuzz-corpus between runs.
-FUZZ_SECONDS ?= 60
-$(BUILD)/fuzz_engine: tests/fuzz/fuzz_engine.c $(CMP_SRC) $(REF_SRC)
-	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
-fuzz: $(BUILD)/fuzz_engine
-	@mkdir -p $(BUILD)/fuzz-corpus
-	$(BUILD)/fuzz_engine -max_total_time=$(FUZZ_SECONDS) -timeout=10 -dict=tests/fuzz/json.dict \
-	  $(BUILD)/fuzz-corpus tests/fuzz/seeds
-
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBPROXY) $(LIBCMPREF) $(LIBCMP) $(LIBLLHTTP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS)
@@ -132,7 +121,7 @@ tsan:
 
 valgrind: all $(UNIT_BIN) $(TEST_BIN)
 	$(MAKE) --no-print-directory -f build.mk unit TEST_WRAP="valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite"
-	SHADOWTEE_VALGRIND=1 $(MAKE) --no-print-directory -f build.mk integration PYTEST_ARGS="-k 'basic or keepalive or chunked or tee_content or tee_breaker or tls or comparator_e2e or resolve or unix or edge or compare_thread'"
+	SHADOWTEE_VALGRIND=1 $(MAKE) --no-print-directory -f build.mk integration PYTEST_ARGS="-k 'basic or keepalive or chunked or tee_content or tee_breaker or tls or comparator_e2e or resolve or unix or edge or compare_thread or fuzz_regressions or drain_answers'"
 
 # Test-only LD_PRELOAD getaddrinfo for the resolver tests (tests/shim/resolve_shim.c);
 # plain flags under `make asan` too: an uninstrumented preload needs no sanitizer runtime.
@@ -156,13 +145,16 @@ install: all
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 
 FORMAT_SRC := $(wildcard proxy/*.[ch] comparator/*.[ch] comparator/ref/*.[ch] report/*.[ch] \
-                include/shadowtee/*.h tests/unit/*.[ch] tests/fuzz/*.c bench/*.c)
+                include/shadowtee/*.h tests/unit/*.[ch] tests/fuzz/*.[ch] bench/*.c)
 format:
 	clang-format -i $(FORMAT_SRC)
 format-check:
 	clang-format --dry-run -Werror $(FORMAT_SRC)
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz
+
+include tests/fuzz/fuzz.mk
+include bench/faults/faults.mk
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

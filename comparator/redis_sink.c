@@ -60,6 +60,31 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void log_line(st_stats_t *s, int is_warning, const char *line)
+{
+    if (s->cfg.log)
+        s->cfg.log(s->cfg.log_arg, is_warning, line);
+    else
+        fprintf(stderr, "shadowtee stats: %s\n", line);
+}
+
+void st_sink_closed_line(st_stats_t *s)
+{
+    uint64_t compared = atomic_load(&s->n_match) + atomic_load(&s->n_diverged) +
+                        atomic_load(&s->n_noise) + atomic_load(&s->n_error);
+    uint64_t lost = 0;
+    for (int i = 0; i < 4; i++)
+        lost += atomic_load(&s->cmp_lost[i]);
+    char line[512];
+    snprintf(line, sizeof(line),
+             "event=stats_closed service=%s comparisons=%llu redis=%s lost_comparisons=%llu "
+             "lost_deltas=%llu dropped=%llu",
+             s->cfg.service, (unsigned long long)compared, s->cfg.redis_host ? "on" : "off",
+             (unsigned long long)lost, (unsigned long long)atomic_load(&s->lost),
+             (unsigned long long)atomic_load(&s->dropped));
+    log_line(s, 0, line);
+}
+
 static void log_down(st_stats_t *s, const char *reason)
 {
     if (s->logged_down) return;
@@ -69,10 +94,11 @@ static void log_down(st_stats_t *s, const char *reason)
         if (i) strcat(tried, " ");
         strcat(tried, s->addrs[i]);
     }
-    fprintf(stderr,
-            "shadowtee stats: event=redis_down service=%s redis=%s:%d addresses=\"%s\" "
-            "reason=\"%s\"\n",
-            s->cfg.service, s->cfg.redis_host, s->cfg.redis_port, tried, reason);
+    char line[512 + sizeof(tried)];
+    snprintf(line, sizeof(line),
+             "event=redis_down service=%s redis=%s:%d addresses=\"%s\" reason=\"%s\"",
+             s->cfg.service, s->cfg.redis_host, s->cfg.redis_port, tried, reason);
+    log_line(s, 1, line);
 }
 
 static void ctl_arm(st_stats_t *s, uint64_t ms)
@@ -121,8 +147,10 @@ static void inflight_drop(st_stats_t *s)
 {
     if (s->inflight_deltas)
         atomic_fetch_add_explicit(&s->lost, s->inflight_deltas, memory_order_relaxed);
+    st_stats__lose(s, ST_CMP_LOSS_CONNECTION, s->inflight_compared);
     st_batch_free(&s->inflight);
     s->inflight_left = s->inflight_deltas = 0;
+    s->inflight_compared = 0;
 }
 
 /* ---- hiredis callbacks --------------------------------------------------- */
@@ -165,8 +193,11 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *priv)
     if (s->setup_pending && --s->setup_pending == 0) {
         atomic_store_explicit(&s->connected, 1, memory_order_relaxed);
         s->backoff_ms = ST_SINK_BACKOFF_MIN_MS;
-        if (s->logged_down)
-            fprintf(stderr, "shadowtee stats: event=redis_up service=%s\n", s->cfg.service);
+        if (s->logged_down) {
+            char line[300];
+            snprintf(line, sizeof(line), "event=redis_up service=%s", s->cfg.service);
+            log_line(s, 0, line);
+        }
         s->logged_down = 0;
         if (s->closing) finish_if_done(s);
     }
@@ -181,10 +212,13 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *priv)
         return; /* dropped connection: on_disconnect counts the loss */
     size_t idx = s->inflight.ncmds - s->inflight_left;
     size_t nd = s->inflight.cmds[idx].ndeltas;
+    uint64_t nc = s->inflight.cmds[idx].ncompared;
     s->inflight_deltas -= nd;
+    s->inflight_compared -= nc;
     if (reply->type == REDIS_REPLY_ERROR) { /* e.g. WRONGTYPE, OOM: not applied */
         atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->lost, nd, memory_order_relaxed);
+        st_stats__lose(s, ST_CMP_LOSS_ERROR, nc);
     }
     if (--s->inflight_left == 0) {
         atomic_fetch_add_explicit(&s->flushes, 1, memory_order_relaxed);
@@ -426,6 +460,7 @@ static void send_batch(st_stats_t *s)
     st_stats__build_batch(s, &s->inflight, !s->meta_sent, wall_ms());
     s->meta_sent = 1;
     s->inflight_deltas = s->inflight.ndeltas;
+    s->inflight_compared = s->inflight.ncompared;
     s->inflight_since = uv_now(s->loop);
     size_t sent = 0;
     for (; sent < s->inflight.ncmds; sent++) {
@@ -437,6 +472,8 @@ static void send_batch(st_stats_t *s)
     for (size_t i = sent; i < s->inflight.ncmds; i++) { /* refused (disconnecting) */
         atomic_fetch_add_explicit(&s->lost, s->inflight.cmds[i].ndeltas, memory_order_relaxed);
         s->inflight_deltas -= s->inflight.cmds[i].ndeltas;
+        s->inflight_compared -= s->inflight.cmds[i].ncompared;
+        st_stats__lose(s, ST_CMP_LOSS_CONNECTION, s->inflight.cmds[i].ncompared);
     }
     s->inflight_left = sent;
     if (sent == 0) st_batch_free(&s->inflight);

@@ -114,6 +114,7 @@ int st_batch_add(st_batch_t *b, size_t ndeltas, int argc, const char *const *arg
     st_cmd_t *c = &b->cmds[b->ncmds];
     c->argc = 0;
     c->ndeltas = ndeltas;
+    c->ncompared = 0;
     c->argv = calloc((size_t)argc, sizeof(char *));
     c->argvlen = calloc((size_t)argc, sizeof(size_t));
     if (!c->argv || !c->argvlen) goto fail;
@@ -160,8 +161,8 @@ static void buckets_grow(st_stats_t *s)
 
 /* Adds `ival` (or `fval` when is_float) to key/field. A new entry beyond
  * max_backlog is dropped and counted; merging into an existing one never is. */
-static void delta_add(st_stats_t *s, const char *key, size_t keylen, const char *field,
-                      size_t fieldlen, int64_t ival, double fval, int is_float)
+static int delta_add(st_stats_t *s, const char *key, size_t keylen, const char *field,
+                     size_t fieldlen, int64_t ival, double fval, int is_float)
 {
     uint64_t h = hash_bytes(hash_bytes(keylen, key, keylen), field, fieldlen);
     size_t bi = (size_t)(h & (s->nbuckets - 1));
@@ -171,7 +172,7 @@ static void delta_add(st_stats_t *s, const char *key, size_t keylen, const char 
             memcmp(d->data + keylen + 1, field, fieldlen) == 0) {
             d->ival += ival;
             d->fval += fval;
-            return;
+            return 0;
         }
     }
     if (st_stats__pending(s) >= s->cfg.max_backlog) goto drop;
@@ -200,26 +201,28 @@ static void delta_add(st_stats_t *s, const char *key, size_t keylen, const char 
     d->next = s->buckets[bi];
     s->buckets[bi] = d;
     s->order[s->norder++] = d;
-    return;
+    return 0;
 drop:
     atomic_fetch_add_explicit(&s->dropped, 1, memory_order_relaxed);
+    return -1;
 }
 
 /* key = ep->key + suffix (built in s->kbuf); field as given. */
-static void ep_delta(st_stats_t *s, st_stats_ep_t *ep, const char *suffix, const char *field,
-                     int64_t ival, double fval, int is_float)
+static int ep_delta(st_stats_t *s, st_stats_ep_t *ep, const char *suffix, const char *field,
+                    int64_t ival, double fval, int is_float)
 {
     size_t sl = strlen(suffix);
-    if (ep->keylen + sl > s->kbufcap) return;
+    if (ep->keylen + sl > s->kbufcap) return -1;
     memcpy(s->kbuf, ep->key, ep->keylen);
     memcpy(s->kbuf + ep->keylen, suffix, sl);
-    delta_add(s, s->kbuf, ep->keylen + sl, field, strlen(field), ival, fval, is_float);
+    return delta_add(s, s->kbuf, ep->keylen + sl, field, strlen(field), ival, fval, is_float);
 }
 
-static void ep_incr(st_stats_t *s, st_stats_ep_t *ep, const char *suffix, const char *field,
-                    int64_t by)
+/* 0, or -1 when the increment was dropped (backlog full). */
+static int ep_incr(st_stats_t *s, st_stats_ep_t *ep, const char *suffix, const char *field,
+                   int64_t by)
 {
-    ep_delta(s, ep, suffix, field, by, 0, 0);
+    return ep_delta(s, ep, suffix, field, by, 0, 0);
 }
 
 /* ---- endpoints --------------------------------------------------------- */
@@ -507,6 +510,7 @@ void st_stats_record(st_stats_t *s, const st_stats_record_t *rec)
     st_stats_ep_t *ep = ep_get(s, rec->endpoint);
     if (!ep) {
         atomic_fetch_add_explicit(&s->dropped, 1, memory_order_relaxed);
+        if (s->cfg.redis_host) st_stats__lose(s, ST_CMP_LOSS_BACKLOG, 1);
         return;
     }
     int64_t minute = rec->now_ms / 60000;
@@ -542,7 +546,7 @@ void st_stats_record(st_stats_t *s, const st_stats_record_t *rec)
                                   1, memory_order_relaxed);
     if (!s->cfg.redis_host) return; /* metrics only: nothing to flush */
     ep->touched = 1;
-    ep_incr(s, ep, "counts", "compared", 1);
+    if (ep_incr(s, ep, "counts", "compared", 1) != 0) st_stats__lose(s, ST_CMP_LOSS_BACKLOG, 1);
     ep_incr(s, ep, "counts", counter, 1);
     minute_touch(s, minute);
     minute_incr(s, ep, minute, "compared");
@@ -567,6 +571,22 @@ void st_stats_record(st_stats_t *s, const st_stats_record_t *rec)
 }
 
 /* ---- batch building ---------------------------------------------------- */
+
+/* The delta counting comparisons: field "compared" of "<prefix>ep:<name>:counts". */
+static int is_compared(const st_delta_t *d)
+{
+    return !d->is_float && d->fieldlen == 8 &&
+           memcmp(d->data + d->keylen + 1, "compared", 8) == 0 && d->keylen > 7 &&
+           memcmp(d->data + d->keylen - 7, ":counts", 7) == 0;
+}
+
+const char *const st_cmp_loss_names[4] = {"backlog_full", "connection_lost", "error_reply",
+                                          "shutdown"};
+
+void st_stats__lose(st_stats_t *s, enum st_cmp_loss why, uint64_t n)
+{
+    if (n) atomic_fetch_add_explicit(&s->cmp_lost[why], n, memory_order_relaxed);
+}
 
 static int add_cmd(st_batch_t *b, size_t ndeltas, int argc, const char *const *argv, int *err)
 {
@@ -618,16 +638,25 @@ int st_stats__build_batch(st_stats_t *s, st_batch_t *out, int with_meta, int64_t
         add_cmd(out, 0, argc, argv, &err);
         free(argv);
     }
-    for (size_t i = 0; i < s->norder && !err; i++) {
-        st_delta_t *d = s->order[i];
+    size_t di = 0;
+    for (; di < s->norder && !err; di++) {
+        st_delta_t *d = s->order[di];
         if (d->is_float)
             snprintf(num, sizeof(num), "%.6f", d->fval);
         else
             snprintf(num, sizeof(num), "%" PRId64, d->ival);
         const char *argv[] = {d->is_float ? "HINCRBYFLOAT" : "HINCRBY", d->data,
                               d->data + d->keylen + 1, num};
-        add_cmd(out, 1, 4, argv, &err);
+        if (add_cmd(out, 1, 4, argv, &err) == 0 && is_compared(d)) {
+            out->cmds[out->ncmds - 1].ncompared = (uint64_t)d->ival;
+            out->ncompared += (uint64_t)d->ival;
+        } else if (err && is_compared(d)) {
+            st_stats__lose(s, ST_CMP_LOSS_CONNECTION, (uint64_t)d->ival); /* never sent */
+        }
     }
+    for (; di < s->norder; di++) /* out of memory: the rest is freed below, never sent */
+        if (is_compared(s->order[di]))
+            st_stats__lose(s, ST_CMP_LOSS_CONNECTION, (uint64_t)s->order[di]->ival);
     snprintf(num2, sizeof(num2), "%" PRIu64, s->cfg.bucket_ttl_s);
     for (size_t i = 0; i < s->nminutes && !err; i++) {
         snprintf(key, keycap, "%sminute:%" PRId64, s->prefix, s->minutes[i]);
@@ -886,6 +915,16 @@ void st_stats_prometheus(st_stats_t *const *all, size_t n, FILE *out)
                  "Deltas and samples dropped because the backlog was full.", dropped);
     prom_counter(out, "shadowtee_redis_lost_deltas_total",
                  "Deltas sent to Redis whose reply never came back (connection lost).", lost);
+    fprintf(out, "# HELP shadowtee_redis_lost_comparisons_total Comparisons whose counts never "
+                 "reached Redis, by reason (Redis's compared + these = comparisons).\n"
+                 "# TYPE shadowtee_redis_lost_comparisons_total counter\n");
+    for (int k = 0; k < 4; k++) {
+        uint64_t v = 0;
+        for (size_t i = 0; i < n; i++)
+            if (all[i]) v += ld(&all[i]->cmp_lost[k]);
+        fprintf(out, "shadowtee_redis_lost_comparisons_total{reason=\"%s\"} %" PRIu64 "\n",
+                st_cmp_loss_names[k], v);
+    }
     prom_counter(out, "shadowtee_redis_reconnects_total",
                  "Redis connection attempts after the first.", reconn);
     prom_counter(out, "shadowtee_redis_errors_total",
@@ -933,6 +972,10 @@ fail:
 void st_stats__free(st_stats_t *s)
 {
     if (!s) return;
+    for (size_t i = 0; i < s->norder; i++) /* never flushed: Redis never got them */
+        if (is_compared(s->order[i]))
+            st_stats__lose(s, ST_CMP_LOSS_SHUTDOWN, (uint64_t)s->order[i]->ival);
+    if (s->closing) st_sink_closed_line(s);
     st_stats__pending_clear(s);
     for (size_t i = 0; i < s->neps; i++)
         ep_free(s, s->eps[i]);

@@ -69,15 +69,17 @@ typedef struct st_stats_ep {
 /* One command of a batch, ready for redisAsyncCommandArgv. */
 typedef struct {
     int argc;
-    char **argv;     /* owned, each NUL-terminated */
-    size_t *argvlen; /* owned */
-    size_t ndeltas;  /* deltas/samples this command carries (for lost accounting) */
+    char **argv;        /* owned, each NUL-terminated */
+    size_t *argvlen;    /* owned */
+    size_t ndeltas;     /* deltas/samples this command carries (for lost accounting) */
+    uint64_t ncompared; /* comparisons it counts: the "compared" field of an endpoint's counts */
 } st_cmd_t;
 
 typedef struct {
     st_cmd_t *cmds; /* owned */
     size_t ncmds, cap;
-    size_t ndeltas; /* sum of cmds[i].ndeltas */
+    size_t ndeltas;     /* sum of cmds[i].ndeltas */
+    uint64_t ncompared; /* sum of cmds[i].ncompared */
 } st_batch_t;
 
 #define ST_SINK_ADDR_MAX 8  /* Redis addresses kept of one name */
@@ -126,23 +128,27 @@ struct st_stats {
     _Atomic uint64_t n_match, n_diverged, n_noise, n_error;
     _Atomic uint64_t n_noise_match, n_noise_diverged; /* noise replica vs primary (baseline) */
     _Atomic uint64_t flushes, dropped, lost, reconnects, redis_errors;
+    /* comparisons whose counts will never be in Redis, by enum st_cmp_loss:
+     * what Redis has plus these is every comparison recorded (with Redis) */
+    _Atomic uint64_t cmp_lost[4];
     _Atomic int connected;
 
     /* redis sink: loop-thread only, see redis_sink.c */
     st_sink_state_t state;
     struct redisAsyncContext *ac; /* NULL unless CONNECTING/READY */
     uv_timer_t flush_timer;
-    uv_timer_t ctl_timer;      /* connect timeout, reconnect backoff, reply timeout, teardown */
-    uint64_t backoff_ms;       /* next reconnect delay */
-    uint64_t reply_timeout_ms; /* a batch (or AUTH/SELECT/PING) without all replies after this:
-                                  reconnect */
-    int meta_sent;             /* static meta fields written on this connection */
-    st_batch_t inflight;       /* the batch whose replies are awaited */
-    size_t inflight_left;      /* commands of it still without a reply */
-    size_t inflight_deltas;    /* deltas of it still without a reply */
-    uint64_t inflight_since;   /* uv_now when it was sent */
-    size_t setup_pending;      /* AUTH/SELECT replies awaited before batches go out */
-    int teardown;              /* 1: free the context from ctl_timer, not from a callback */
+    uv_timer_t ctl_timer;       /* connect timeout, reconnect backoff, reply timeout, teardown */
+    uint64_t backoff_ms;        /* next reconnect delay */
+    uint64_t reply_timeout_ms;  /* a batch (or AUTH/SELECT/PING) without all replies after this:
+                                   reconnect */
+    int meta_sent;              /* static meta fields written on this connection */
+    st_batch_t inflight;        /* the batch whose replies are awaited */
+    size_t inflight_left;       /* commands of it still without a reply */
+    size_t inflight_deltas;     /* deltas of it still without a reply */
+    uint64_t inflight_compared; /* comparisons counted by its commands still without a reply */
+    uint64_t inflight_since;    /* uv_now when it was sent */
+    size_t setup_pending;       /* AUTH/SELECT replies awaited before batches go out */
+    int teardown;               /* 1: free the context from ctl_timer, not from a callback */
     int in_free;     /* inside our own redisAsyncFree (disconnect cb must not reschedule) */
     int close_stage; /* 0 running, 1 final flush, 2 handles closing */
     int logged_down; /* the current outage was logged once */
@@ -162,6 +168,16 @@ struct st_stats {
     void (*close_cb)(void *);
     void *close_arg;
 };
+
+/* Why a comparison's count never reached Redis (metric label in st_cmp_loss_names). */
+enum st_cmp_loss {
+    ST_CMP_LOSS_BACKLOG = 0, /* the pending table was full: never queued */
+    ST_CMP_LOSS_CONNECTION,  /* sent, or about to be, when the connection went away */
+    ST_CMP_LOSS_ERROR,       /* Redis answered an error (WRONGTYPE, OOM...) */
+    ST_CMP_LOSS_SHUTDOWN,    /* still pending when the stats closed */
+};
+extern const char *const st_cmp_loss_names[4];
+void st_stats__lose(st_stats_t *s, enum st_cmp_loss why, uint64_t n);
 
 /* ---- stats.c (aggregation) ---------------------------------------------- */
 
@@ -191,5 +207,7 @@ size_t st_stats__hist_bucket(double ms);
 int st_sink_start(st_stats_t *s);
 /* Final flush (bounded), teardown, then st_stats__free + close_cb. */
 void st_sink_close(st_stats_t *s);
+/* The one line at close: comparisons recorded and how many Redis lacks. */
+void st_sink_closed_line(st_stats_t *s);
 
 #endif

@@ -7,15 +7,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "addrset.h"
 #include "app.h"
 #include "list.h"
+#include "listener.h"
 #include "log.h"
 #include "metrics.h"
 
 struct st_admin {
-    uv_tcp_t listener;
+    st_listener_t listener;
     uv_timer_t probe_timer;
     st_app_t *app;
     int closing;
@@ -202,21 +204,25 @@ static void on_conn_timeout(uv_timer_t *t)
     conn_close(t->data);
 }
 
-static void on_connection(uv_stream_t *server, int status)
+static void on_accept(st_listener_t *l, int fd)
 {
-    st_admin_t *a = server->data;
-    if (status < 0) return;
+    st_admin_t *a = l->data;
+    uv_loop_t *loop = a->app->loop;
     admin_conn_t *c = calloc(1, sizeof(*c));
-    if (!c) return;
+    if (!c) {
+        close(fd);
+        return;
+    }
     c->admin = a;
     st_list_push(&a->conns, &c->link);
-    uv_tcp_init(server->loop, &c->tcp);
-    uv_timer_init(server->loop, &c->timer);
+    uv_tcp_init(loop, &c->tcp);
+    uv_timer_init(loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     c->handles = 2;
     llhttp_init(&c->parser, HTTP_REQUEST, &admin_settings);
     c->parser.data = c;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
         conn_close(c);
         return;
     }
@@ -310,7 +316,16 @@ static void on_primary_resolved(st_addrset_t *s, enum st_resolve_result result, 
     admin_maybe_free(a); /* a resolution in flight holds a stopped admin */
 }
 
-st_admin_t *st_admin_start(st_app_t *app)
+static void admin_closed(uv_handle_t *h);
+
+static void listener_closed(st_listener_t *l)
+{
+    st_admin_t *a = l->data;
+    a->handles--;
+    admin_maybe_free(a);
+}
+
+st_admin_t *st_admin_start(st_app_t *app, const int *fds, int n)
 {
     st_admin_t *a = calloc(1, sizeof(*a));
     if (!a) return NULL;
@@ -318,21 +333,45 @@ st_admin_t *st_admin_start(st_app_t *app)
     st_list_init(&a->conns);
     st_addrset_init(&a->primary, app->loop, &app->cfg->primary, "probe", on_primary_resolved, a);
     a->primary.quiet = 1; /* the workers' pools log the same changes */
-    uv_tcp_init(app->loop, &a->listener);
     uv_timer_init(app->loop, &a->probe_timer);
-    a->listener.data = a->probe_timer.data = a;
-    int rc = uv_tcp_bind(&a->listener, (const struct sockaddr *)&app->cfg->admin.addrs[0].sa, 0);
-    if (rc == 0) rc = uv_listen((uv_stream_t *)&a->listener, 128, on_connection);
+    a->probe_timer.data = a;
+    a->listener.data = a;
+    a->listener.name = "admin";
+    a->listener.on_accept = on_accept;
+    a->listener.on_closed = listener_closed;
+    int fresh = -1, rc = 0;
+    if (n == 0) {
+        fresh = st_listen_socket((const struct sockaddr *)&app->cfg->admin.addrs[0].sa, 0, 128);
+        rc = fresh < 0 ? fresh : 0;
+        fds = &fresh;
+        n = 1;
+    }
+    if (rc == 0) rc = st_listener_start(&a->listener, app->loop, fds, n);
     if (rc != 0) {
         st_error("msg=\"cannot listen on admin address\" addr=%s err=\"%s\"",
                  app->cfg->admin.authority, uv_strerror(rc));
         a->closing = 1;
-        uv_close((uv_handle_t *)&a->listener, NULL);
+        st_listener_close(&a->listener);
         uv_close((uv_handle_t *)&a->probe_timer, NULL);
         return NULL; /* the caller exits; the loop is not run again */
     }
     uv_timer_start(&a->probe_timer, on_probe_tick, 0, 1000);
     return a;
+}
+
+int st_admin_fds(const st_admin_t *a, int *fds, int max)
+{
+    int n = 0;
+    for (int i = 0; a->listener.open && i < a->listener.nsocks && n < max; i++)
+        fds[n++] = a->listener.socks[i].fd;
+    return n;
+}
+
+void st_admin_unlisten(st_admin_t *a)
+{
+    if (!a->listener.open) return;
+    a->handles++; /* listener_closed takes it back */
+    st_listener_close(&a->listener);
 }
 
 static void admin_closed(uv_handle_t *h)
@@ -355,7 +394,7 @@ void st_admin_stop(st_admin_t *a)
     st_addrset_cancel(&a->primary);
     for (st_list_t *n = a->conns.next; n != &a->conns; n = n->next)
         conn_close(st_list_entry(n, admin_conn_t, link));
-    a->handles = 2;
+    a->handles += 1 + (a->listener.open ? 1 : 0); /* + an unlisten still closing */
     uv_close((uv_handle_t *)&a->probe_timer, admin_closed);
-    uv_close((uv_handle_t *)&a->listener, admin_closed);
+    st_listener_close(&a->listener); /* listener_closed when its handles are */
 }

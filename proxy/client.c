@@ -13,6 +13,8 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "http.h"
 #include "log.h"
@@ -20,7 +22,8 @@
 #include "tee.h"
 #include "worker.h"
 
-#define WB_IOV 16
+#define WB_IOV                 16
+#define ST_DRAIN_IDLE_GRACE_MS 1000
 enum dir { DIR_UP = 0, DIR_CL = 1 };
 
 /* A batch of iovecs for one destination. Frames (chunk sizes) live inside the
@@ -91,6 +94,7 @@ typedef struct st_client {
     int close_delim; /* response delimited by close */
     int status;
     int close_after; /* close once the exchange ends */
+    int resp_close;  /* the response head said Connection: close */
     int reading;
     uint64_t deadline;    /* loop time (ms) the current timeout expires, 0: none */
     uint64_t timer_due;   /* loop time the uv timer is set to fire */
@@ -409,6 +413,15 @@ static void client_close(st_client_t *c, const char *why)
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
 
+/* The close that follows sends a RST instead of a FIN (SO_LINGER 0). */
+static void reset_on_close(st_client_t *c)
+{
+    uv_os_fd_t fd;
+    struct linger lg = {1, 0};
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
 static void count_response(st_client_t *c, int status)
 {
     st_metrics_t *m = &c->w->metrics;
@@ -416,7 +429,7 @@ static void count_response(st_client_t *c, int status)
     double secs = (double)(uv_hrtime() - c->t_start) / 1e9;
     st_hist_observe(&m->request_duration, secs);
     if (c->w->cfg->access_log) {
-        st_info(
+        st_access(
             "msg=access client=%s method=%s uri=\"%s\" status=%d duration_ms=%.3f request_id=%s",
             c->ip, c->scan.done ? llhttp_method_name((llhttp_method_t)c->method) : "-", c->url,
             status, secs * 1e3, c->rid);
@@ -667,8 +680,11 @@ static int on_chunk_header(llhttp_t *p)
         if (add(c, DIR_UP, c->head.p, c->head.len) != 0) return HPE_USER;
     }
     if (p->content_length == 0) {
+        /* the last chunk goes out at message-complete, once the trailer
+         * section parsed: a bad trailer must not leave the primary with a
+         * request that looks complete (found by fuzz_request) */
         c->last_chunk = 1;
-        return add(c, DIR_UP, "0\r\n\r\n", 5) ? HPE_USER : 0;
+        return 0;
     }
     return add_frame(c, DIR_UP, "%llx\r\n", (unsigned long long)p->content_length) ? HPE_USER : 0;
 }
@@ -683,6 +699,7 @@ static int on_chunk_complete(llhttp_t *p)
 static int on_message_complete(llhttp_t *p)
 {
     st_client_t *c = p->data;
+    if (c->chunked_in && c->last_chunk && add(c, DIR_UP, "0\r\n\r\n", 5) != 0) return HPE_USER;
     c->pause_why = P_DONE;
     return HPE_PAUSED;
 }
@@ -786,6 +803,7 @@ static int on_res_headers_complete(llhttp_t *p)
         if (c->state != C_SENT || c->upgrade)
             c->close_after = 1; /* early answer, or a refused upgrade */
         if (!c->keep_alive || c->w->draining || c->close_delim) c->close_after = 1;
+        c->resp_close = c->close_after;
         if (c->close_after)
             o.connection = "close";
         else if (c->minor == 0)
@@ -937,7 +955,11 @@ static void upstream_failed(st_client_t *c, enum st_upfail why)
         c->w->cfg->primary.authority, st_uperr_names[reason], cstate_names[c->state],
         c->resp != R_NONE, c->rid);
     if (c->resp != R_NONE) {
-        client_close(c, "upstream_failed_mid_response"); /* never present a cut body as complete */
+        /* never present a cut body as complete: a close-delimited one (HTTP/1.0
+         * client) would look whole after a FIN, so it ends with a reset
+         * (found by fuzz_response) */
+        if (c->close_delim) reset_on_close(c);
+        client_close(c, "upstream_failed_mid_response");
         return;
     }
     int status = why == ST_UPFAIL_TIMEOUT ? 504 : 502;
@@ -1039,6 +1061,13 @@ static void enter_tunnel(st_client_t *c)
 
 /* ---- the exchange ------------------------------------------------------- */
 
+/* How long an idle keep-alive connection stays open once draining. */
+static uint64_t drain_grace_ms(const st_worker_t *w)
+{
+    uint64_t idle = w->cfg->idle_timeout_ms;
+    return idle < ST_DRAIN_IDLE_GRACE_MS ? idle : ST_DRAIN_IDLE_GRACE_MS;
+}
+
 static void finish_exchange(st_client_t *c)
 {
     if (c->pending[DIR_CL] || c->pending[DIR_UP]) return; /* on_batch_written calls again */
@@ -1071,10 +1100,15 @@ static void finish_exchange(st_client_t *c)
         shutdown_write(c);
         return;
     }
-    if (c->close_after || c->w->draining) {
+    /* Draining, after a response that told the client it may send more:
+     * its next request may be on its way, and closing now would reset it.
+     * The connection waits like an idle one at drain (st_client_drain_all). */
+    int keep_for_drain = c->w->draining && !c->resp_close && c->state == C_SENT;
+    if ((c->close_after || c->w->draining) && !keep_for_drain) {
         client_close(c, "exchange_done");
         return;
     }
+    c->close_after |= keep_for_drain;
     /* next request: pipelined bytes move to the front of the buffer */
     size_t left = c->rb.filled - c->rb.parsed;
     if (left && c->rb.parsed) memmove(c->rb.base, c->rb.base + c->rb.parsed, left);
@@ -1093,7 +1127,7 @@ static void finish_exchange(st_client_t *c)
     } else {
         c->state = C_IDLE;
         st_rbuf_put(&c->w->rpool, &c->rb);
-        arm(c, c->w->cfg->idle_timeout_ms);
+        arm(c, keep_for_drain ? drain_grace_ms(c->w) : c->w->cfg->idle_timeout_ms);
     }
     client_process(c);
 }
@@ -1342,10 +1376,13 @@ static void on_request_bytes(st_client_t *c)
 
 /* ---- accept and drain --------------------------------------------------- */
 
-void st_client_accept(st_worker_t *w)
+void st_client_accept(st_worker_t *w, int fd)
 {
     st_client_t *c = calloc(1, sizeof(*c));
-    if (!c) return;
+    if (!c) {
+        close(fd);
+        return;
+    }
     c->w = w;
     uv_tcp_init(&w->loop, &c->tcp);
     uv_timer_init(&w->loop, &c->timer);
@@ -1354,7 +1391,8 @@ void st_client_accept(st_worker_t *w)
     st_sbuf_init(&c->head);
     st_sbuf_init(&c->rhead);
     st_list_init(&c->link);
-    if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
         c->closing = 1;
         uv_close((uv_handle_t *)&c->timer, on_handle_closed);
         uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
@@ -1396,9 +1434,17 @@ void st_client_drain_all(st_worker_t *w, int force)
     while (n != &w->clients) {
         st_client_t *c = st_list_entry(n, st_client_t, link);
         n = n->next;
-        if (force || c->state == C_IDLE || c->state == C_LINGER)
+        if (force || c->state == C_LINGER) {
             client_close(c, force ? "stop" : "drain");
-        else
+        } else if (c->state == C_IDLE) {
+            /* an idle keep-alive connection may have a request on its way:
+             * closing now would reset it (unread bytes make close() send a
+             * RST). It gets a short grace instead: a request in it is
+             * answered with Connection: close, else the timer closes it. */
             c->close_after = 1;
+            arm(c, drain_grace_ms(w));
+        } else {
+            c->close_after = 1;
+        }
     }
 }

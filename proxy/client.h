@@ -24,10 +24,11 @@
 
 struct st_worker;
 
-/* Accepts a pending connection on the worker's listener. */
-void st_client_accept(struct st_worker *w);
-/* Drain: closes idle connections, marks busy ones to close after their
- * exchange. Force (stop): closes all. */
+/* Takes a connection the worker's listener accepted (fd: the client's now). */
+void st_client_accept(struct st_worker *w, int fd);
+/* Drain: busy connections close after their exchange, idle keep-alive ones
+ * after a request that was on its way or a grace of 1 s. Force (stop):
+ * closes all. */
 void st_client_drain_all(struct st_worker *w, int force);
 
 #endif

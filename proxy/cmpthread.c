@@ -227,6 +227,16 @@ static void thread_main(void *arg)
     uv_async_send(ct->done_async);
 }
 
+/* The stats' lines (Redis down / up once per outage, the totals at close),
+ * through the non-blocking logger; not rate-limited: each comparator
+ * thread's matter. */
+static void stats_log(void *arg, int is_warning, const char *line)
+{
+    int level = is_warning ? ST_LOG_WARN : ST_LOG_INFO;
+    (void)arg;
+    if (level >= st_log_min_level) st_log_write_always(level, "msg=stats %s", line);
+}
+
 int st_cmpthread_init(st_cmpthread_t *ct, int id, const st_config_t *cfg, const st_rules_t *rules,
                       size_t nworkers, uv_async_t *done_async)
 {
@@ -268,6 +278,7 @@ int st_cmpthread_init(st_cmpthread_t *ct, int id, const st_config_t *cfg, const 
     sc.samples_per_endpoint = (size_t)cfg->samples_per_endpoint;
     sc.max_endpoints = (size_t)cfg->max_endpoints;
     sc.rules = rules;
+    sc.log = stats_log;
     ct->sink.stats = st_stats_new(&ct->loop, &sc);
     if (!ct->sink.endpoints || !ct->sink.stats) return UV_ENOMEM;
     ct->stats_pub = ct->sink.stats;

@@ -84,6 +84,11 @@ static const opt_t options[] = {
      "re-resolve upstream names this often (0: only after failures)"},
     {"drain-timeout", OPT_DUR, OFF(drain_timeout_ms), 0, 0, 3600000, "25s",
      "on SIGTERM, how long in-flight requests may finish"},
+    {"max-connections", OPT_INT, OFF(max_connections), 0, 0, 10000000, "0",
+     "client connections held at most, then accepts wait (0: from the descriptor limit)"},
+    {"handover", OPT_STR, OFF(handover), SZ(handover), 0, 0, "",
+     "PATH of a unix socket: take the listening sockets of the instance serving it, then serve "
+     "it (zero-downtime restart)"},
     {"shadow", OPT_ADDR, OFF(shadow), 0, 0, 0, NULL,
      "HOST:PORT, http://host:port or unix:/path of the shadow"},
     {"mirror-percent", OPT_DOUBLE, OFF(mirror_percent), 0, 0, 100, NULL,

@@ -59,6 +59,8 @@ typedef struct st_config {
     int upstream_idle_conns;              /* idle pool bound per worker */
     uint64_t resolve_interval_ms;         /* upstream names re-resolved this often; 0: on failure */
     uint64_t drain_timeout_ms;
+    int max_connections; /* --max-connections, 0 at parse time: from RLIMIT_NOFILE (main.c) */
+    char handover[108];  /* --handover unix socket path, "" for none (sun_path size) */
 
     /* tee */
     st_addr_t shadow;      /* --shadow */

@@ -9,15 +9,23 @@
  *   After --drain-timeout (counted from the signal) workers are stopped and
  *   comparators drop what is still queued (counted). A second signal stops
  *   at once. Exit 0 once every worker and comparator thread has finished.
+ *
+ * With --handover PATH it first takes the listening sockets of the instance
+ * serving PATH, if any, then serves PATH for its own successor (handover.h).
+ * Log lines go through the log writer thread from start-up to exit (log.h).
  */
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
 #include "app.h"
 #include "config.h"
+#include "handover.h"
+#include "listener.h"
 #include "log.h"
 #include "shadowtee/comparator.h"
 #include "worker.h"
@@ -27,6 +35,7 @@ extern char **environ;
 typedef struct {
     st_app_t app;
     st_admin_t *admin;
+    st_handover_t *handover;
     uv_signal_t sigterm, sigint, sighup;
     st_tls_server_t tls_server; /* --tls-cert, reloaded on SIGHUP */
     st_tls_contexts_t tls;
@@ -125,6 +134,7 @@ static void on_signal(uv_signal_t *s, int signum)
     }
     st_info("msg=\"draining\" signal=%d drain_timeout_ms=%llu", signum,
             (unsigned long long)m->app.cfg->drain_timeout_ms);
+    if (m->app.handed_over && m->admin) st_admin_unlisten(m->admin); /* the successor answers */
     command_all(m, ST_CMD_DRAIN);
     uv_timer_start(&m->drain_timer, on_drain_timeout, m->app.cfg->drain_timeout_ms, 0);
 }
@@ -150,11 +160,73 @@ static void on_worker_done(uv_async_t *a)
         if (!atomic_load(&m->app.comparators[i].finished)) return;
     m->finished = 1;
     if (m->admin) st_admin_stop(m->admin);
+    if (m->handover) st_handover_stop(m->handover);
     uv_close((uv_handle_t *)&m->sigterm, NULL);
     uv_close((uv_handle_t *)&m->sigint, NULL);
     uv_close((uv_handle_t *)&m->sighup, NULL);
     uv_close((uv_handle_t *)&m->drain_timer, NULL);
     uv_close((uv_handle_t *)&m->done_async, NULL);
+}
+
+/* The soft descriptor limit raised to the hard one (as Go and haproxy do):
+ * a low default soft limit (1024) should not be what caps the proxy. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* --max-connections 0: as many client connections as the descriptor limit
+ * leaves room for with one descriptor per client, one per upstream
+ * connection it needs (primary, shadow, noise) and a reserve per worker for
+ * the loop, the stats connection and the admin side. */
+static int auto_max_connections(const st_config_t *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 10000000;
+    long long reserve = 32 + 8LL * cfg->workers; /* ~23 in use at 2 workers with shadow, Redis */
+    long long per = 2 + (cfg->shadow.set ? 1 : 0) + (cfg->noise.set ? 1 : 0);
+    long long n = ((long long)rl.rlim_cur - reserve) / per;
+    if (n < cfg->workers) n = cfg->workers; /* one each at least */
+    return n > 10000000 ? 10000000 : (int)n;
+}
+
+/* Takes a predecessor's sockets (--handover) and checks they listen where
+ * our flags say. 0, or -1 with a message on stderr. */
+static int take_sockets(const st_config_t *cfg, int *fds, int *nl, int *na)
+{
+    char err[512];
+    *nl = *na = 0;
+    if (!cfg->handover[0]) return 0;
+    if (st_handover_take(cfg->handover, fds, ST_HANDOVER_MAX_FDS, nl, na, err, sizeof(err)) != 0) {
+        fprintf(stderr, "shadowtee: %s\n", err);
+        return -1;
+    }
+    for (int i = 0; i < *nl + *na; i++) {
+        const st_addr_t *a = i < *nl ? &cfg->listen : &cfg->admin;
+        if (!st_listen_socket_matches(fds[i], (const struct sockaddr *)&a->addrs[0].sa)) {
+            fprintf(stderr,
+                    "shadowtee: --handover %s: the running instance does not listen on "
+                    "--%s %s\n",
+                    cfg->handover, i < *nl ? "listen" : "admin", a->authority);
+            for (int k = 0; k < *nl + *na; k++)
+                close(fds[k]);
+            return -1;
+        }
+    }
+    if (*nl > cfg->workers * ST_LISTENER_MAX || *na > ST_LISTENER_MAX) {
+        fprintf(stderr, "shadowtee: --handover: too many sockets offered (%d)\n", *nl + *na);
+        for (int k = 0; k < *nl + *na; k++)
+            close(fds[k]);
+        return -1;
+    }
+    if (*nl + *na)
+        st_info("msg=\"took over listening sockets\" path=%s listen=%d admin=%d", cfg->handover,
+                *nl, *na);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -169,6 +241,10 @@ int main(int argc, char **argv)
         return 2;
     }
     st_log_min_level = cfg.log_level;
+    raise_nofile();
+    if (cfg.max_connections == 0) cfg.max_connections = auto_max_connections(&cfg);
+    int hfds[ST_HANDOVER_MAX_FDS], hnl, hna;
+    if (take_sockets(&cfg, hfds, &hnl, &hna) != 0) return 2;
 
     st_rules_t *rules = NULL;
     if (cfg.compare_rules[0]) {
@@ -220,17 +296,28 @@ int main(int argc, char **argv)
         }
     }
     for (int i = 0; i < cfg.workers; i++) {
+        int mine[ST_LISTENER_MAX], n = 0; /* taken-over sockets: round-robin over the workers */
+        for (int k = i; k < hnl; k += cfg.workers)
+            mine[n++] = hfds[k];
         rc = st_worker_init(&m.app.workers[i], i, &cfg, m.app.comparators,
                             (size_t)m.app.ncomparators, &m.tls, &m.done_async);
+        if (rc == 0) rc = st_worker_listen(&m.app.workers[i], mine, n);
         if (rc != 0) {
             fprintf(stderr, "shadowtee: worker %d: %s\n", i, uv_strerror(rc));
             return 1;
         }
     }
-    m.admin = st_admin_start(&m.app);
+    m.admin = st_admin_start(&m.app, hfds + hnl, hna);
     if (!m.admin) {
         fprintf(stderr, "shadowtee: cannot listen on --admin %s\n", cfg.admin.authority);
         return 1;
+    }
+    if (cfg.handover[0]) {
+        m.handover = st_handover_serve(&m.app, &m.admin, cfg.handover);
+        if (!m.handover) {
+            fprintf(stderr, "shadowtee: cannot serve --handover %s\n", cfg.handover);
+            return 1;
+        }
     }
     uv_signal_init(&loop, &m.sigterm);
     uv_signal_init(&loop, &m.sigint);
@@ -241,6 +328,7 @@ int main(int argc, char **argv)
     m.sigterm.data = m.sigint.data = m.drain_timer.data = &m;
     uv_signal_start(&m.sigterm, on_signal, SIGTERM);
     uv_signal_start(&m.sigint, on_signal, SIGINT);
+    if (st_log_start() != 0) st_warn("msg=\"no log writer thread: stderr written directly\"");
     for (int i = 0; i < m.app.ncomparators; i++) {
         if (st_cmpthread_start(&m.app.comparators[i]) != 0) {
             fprintf(stderr, "shadowtee: cannot start comparator thread %d\n", i);
@@ -254,15 +342,23 @@ int main(int argc, char **argv)
         }
     }
     st_info("msg=started version=%s listen=%s primary=%s admin=%s workers=%d "
-            "comparator_threads=%d shadow=%s mirror_percent=%g redis=%s service=%s",
+            "comparator_threads=%d shadow=%s mirror_percent=%g redis=%s service=%s "
+            "max_connections=%d",
             ST_VERSION, cfg.listen.authority, cfg.primary.authority, cfg.admin.authority,
             cfg.workers, m.app.ncomparators, cfg.shadow.set ? cfg.shadow.authority : "none",
-            cfg.mirror_percent, cfg.redis_set ? cfg.redis_host : "none", cfg.service);
+            cfg.mirror_percent, cfg.redis_set ? cfg.redis_host : "none", cfg.service,
+            cfg.max_connections);
 
     uv_run(&loop, UV_RUN_DEFAULT);
 
-    for (int i = 0; i < cfg.workers; i++)
+    uint64_t answered = 0, mirrored = 0;
+    for (int i = 0; i < cfg.workers; i++) {
         st_worker_join(&m.app.workers[i]);
+        const st_metrics_t *wm = &m.app.workers[i].metrics;
+        for (int k = 0; k < 6; k++)
+            answered += atomic_load(&wm->requests[k]);
+        mirrored += atomic_load(&wm->mirror_requests);
+    }
     for (int i = 0; i < m.app.ncomparators; i++) /* after the workers: they held the rings */
         st_cmpthread_join(&m.app.comparators[i]);
     free(m.app.workers);
@@ -270,6 +366,8 @@ int main(int argc, char **argv)
     uv_loop_close(&loop);
     st_rules_free(rules);
     tls_teardown(&m);
-    st_info("msg=stopped");
+    st_info("msg=stopped requests=%llu mirrored=%llu", (unsigned long long)answered,
+            (unsigned long long)mirrored);
+    st_log_stop();
     return 0;
 }

@@ -3,10 +3,14 @@
 
 #include <string.h>
 
+#include "log.h"
+
 const char *const st_uperr_names[ST_UPERR_COUNT] = {"connect", "timeout", "reset", "protocol",
                                                     "tls"};
 const char *const st_skip_names[ST_SKIP_COUNT] = {
     "sampling", "method", "body_too_large", "inflight_cap", "memory_budget", "shadow_unavailable"};
+const char *const st_accept_err_names[ST_ACCEPT_ERR_COUNT] = {"emfile", "enfile", "enobufs",
+                                                              "other"};
 const char *const st_shadow_err_names[ST_SHERR_COUNT] = {"connect", "timeout", "reset", "protocol",
                                                          "tls"};
 
@@ -195,4 +199,29 @@ void st_metrics_render(st_metrics_t *const *all, size_t n, FILE *out)
             fprintf(out, "shadowtee_upstream_resolutions_total{pool=\"%s\",result=\"%s\"} %llu\n",
                     tls_sides[side], results[r],
                     (unsigned long long)SUM(upstream_resolves[side][r]));
+    render_counters(out, "shadowtee_accept_errors_total",
+                    "Failed accepts of client connections, by reason (the listener pauses).",
+                    "reason", st_accept_err_names, 0, ST_ACCEPT_ERR_COUNT - 1, all, n,
+                    offsetof(st_metrics_t, accept_errors));
+    fprintf(
+        out,
+        "# HELP shadowtee_accept_paused Workers not accepting now (descriptor shortage or "
+        "connection cap).\n# TYPE shadowtee_accept_paused gauge\nshadowtee_accept_paused %llu\n",
+        (unsigned long long)SUM(accept_paused));
+    fprintf(out,
+            "# HELP shadowtee_max_connections Client connections accepted at most (all workers).\n"
+            "# TYPE shadowtee_max_connections gauge\nshadowtee_max_connections %llu\n",
+            (unsigned long long)SUM(max_connections));
+    st_log_stats_t ls;
+    st_log_get_stats(&ls);
+    fprintf(out,
+            "# HELP shadowtee_log_lines_dropped_total Log lines lost: stderr full or failing.\n"
+            "# TYPE shadowtee_log_lines_dropped_total counter\nshadowtee_log_lines_dropped_total "
+            "%llu\n",
+            (unsigned long long)ls.dropped);
+    fprintf(out,
+            "# HELP shadowtee_log_lines_suppressed_total Repeated log lines counted in a summary "
+            "instead of written.\n# TYPE shadowtee_log_lines_suppressed_total counter\n"
+            "shadowtee_log_lines_suppressed_total %llu\n",
+            (unsigned long long)ls.suppressed);
 }

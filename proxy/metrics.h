@@ -65,7 +65,17 @@ enum st_shadow_err {
     ST_SHERR_COUNT
 };
 
+/* accept(2) failures of a client listener (listener.c). */
+enum st_accept_err {
+    ST_ACCEPT_EMFILE = 0, /* the process's descriptor limit */
+    ST_ACCEPT_ENFILE,     /* the system's descriptor limit */
+    ST_ACCEPT_ENOBUFS,    /* ENOBUFS / ENOMEM: socket memory */
+    ST_ACCEPT_OTHER,
+    ST_ACCEPT_ERR_COUNT
+};
+
 extern const char *const st_uperr_names[ST_UPERR_COUNT];
+extern const char *const st_accept_err_names[ST_ACCEPT_ERR_COUNT];
 extern const char *const st_skip_names[ST_SKIP_COUNT];
 extern const char *const st_shadow_err_names[ST_SHERR_COUNT];
 extern const char *const st_reject_names[ST_REJ_COUNT];
@@ -103,6 +113,9 @@ typedef struct st_metrics {
                                               (enum st_tls_side) */
     _Atomic uint64_t upstream_failovers[4];   /* failed connects that went on to the next address */
     _Atomic uint64_t upstream_resolves[4][3]; /* [pool][enum st_resolve_result] re-resolutions */
+    _Atomic uint64_t accept_errors[ST_ACCEPT_ERR_COUNT]; /* by enum st_accept_err */
+    _Atomic uint64_t accept_paused;   /* gauge: 1 while the listener does not accept */
+    _Atomic uint64_t max_connections; /* gauge: this worker's connection cap, 0: none */
 } st_metrics_t;
 
 #define ST_INC(field) ST_ADD(field, 1)

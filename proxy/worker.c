@@ -8,23 +8,18 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/socket.h>
 
 #include "client.h"
 #include "log.h"
 #include "tee.h"
 
-static void on_connection(uv_stream_t *server, int status)
+static void on_accept(st_listener_t *l, int fd)
 {
-    st_worker_t *w = server->data;
-    if (status < 0) {
-        st_warn("msg=\"accept failed\" worker=%d err=%s", w->id, uv_err_name(status));
-        return;
-    }
-    st_client_accept(w);
+    st_client_accept(l->data, fd);
 }
 
 static void on_closed_noop(uv_handle_t *h)
@@ -39,6 +34,7 @@ static int finishing(st_worker_t *w)
 
 void st_worker_maybe_done(st_worker_t *w)
 {
+    st_listener_resume(&w->listener); /* paused for descriptors or at the cap: one came free */
     if (!(w->draining || w->stopping) || finishing(w)) return;
     if (w->nclients > 0 || !st_list_empty(&w->mirrors)) return;
     w->stopping = 2; /* finishing: released upstream connections close */
@@ -52,10 +48,7 @@ void st_worker_maybe_done(st_worker_t *w)
     st_pool_close_idle(&w->primary_pool);
     st_pool_close_idle(&w->shadow_pool);
     st_pool_close_idle(&w->noise_pool);
-    if (w->listener_open) {
-        uv_close((uv_handle_t *)&w->listener, on_closed_noop);
-        w->listener_open = 0;
-    }
+    st_listener_close(&w->listener);
     st_tee_worker_close(w);
     st_cmpfeed_kick(&w->cmpfeed); /* pairs of the last turn: their thread must not sleep on them */
     uv_close((uv_handle_t *)&w->wake, on_closed_noop);
@@ -68,10 +61,7 @@ static void on_wake(uv_async_t *a)
     if (finishing(w)) return;
     if (cmd >= ST_CMD_DRAIN && !w->draining) {
         w->draining = 1;
-        if (w->listener_open) {
-            uv_close((uv_handle_t *)&w->listener, on_closed_noop);
-            w->listener_open = 0;
-        }
+        st_listener_close(&w->listener);
         st_pool_close_idle(&w->primary_pool);
         st_client_drain_all(w, 0);
     }
@@ -107,22 +97,33 @@ static int start_resolve_timer(st_worker_t *w)
                           cfg->resolve_interval_ms);
 }
 
-static int bind_listener(st_worker_t *w)
+int st_worker_listen(st_worker_t *w, const int *fds, int n)
 {
-    const st_addr_t *a = &w->cfg->listen;
-    const struct sockaddr_storage *sa = &a->addrs[0].sa;
-    int rc = uv_tcp_init_ex(&w->loop, &w->listener, sa->ss_family);
-    if (rc) return rc;
+    const st_config_t *cfg = w->cfg;
+    int fresh = -1;
+    if (n == 0) { /* a socket of our own in the SO_REUSEPORT group of --listen */
+        fresh = st_listen_socket((const struct sockaddr *)&cfg->listen.addrs[0].sa, 1, 1024);
+        if (fresh < 0) {
+            st_error("msg=\"cannot listen\" addr=%s err=\"%s\"", cfg->listen.authority,
+                     uv_strerror(fresh));
+            return fresh;
+        }
+        fds = &fresh;
+        n = 1;
+    }
+    snprintf(w->listener_name, sizeof(w->listener_name), "worker %d", w->id);
     w->listener.data = w;
-    w->listener_open = 1;
-    uv_os_fd_t fd;
-    rc = uv_fileno((uv_handle_t *)&w->listener, &fd);
-    if (rc) return rc;
-    int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) return -errno;
-    rc = uv_tcp_bind(&w->listener, (const struct sockaddr *)sa, 0);
-    if (rc) return rc;
-    return uv_listen((uv_stream_t *)&w->listener, 1024, on_connection);
+    w->listener.name = w->listener_name;
+    w->listener.on_accept = on_accept;
+    size_t nw = (size_t)cfg->workers;
+    w->listener.max_conns = cfg->max_connections ? ((size_t)cfg->max_connections + nw - 1) / nw : 0;
+    w->listener.nconns = &w->nclients;
+    w->listener.metrics = &w->metrics;
+    int rc = st_listener_start(&w->listener, &w->loop, fds, n);
+    if (rc)
+        st_error("msg=\"cannot listen\" addr=%s err=\"%s\"", cfg->listen.authority,
+                 uv_strerror(rc));
+    return rc;
 }
 
 int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, st_cmpthread_t *cmp, size_t ncmp,
@@ -144,12 +145,6 @@ int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, st_cmpthread_
     w->wake.data = w;
     rc = st_tee_worker_init(w);
     if (rc) return rc;
-    rc = bind_listener(w);
-    if (rc) {
-        st_error("msg=\"cannot listen\" addr=%s err=\"%s\"", cfg->listen.authority,
-                 uv_strerror(rc));
-        return rc;
-    }
     size_t n = (size_t)cfg->workers;
     w->mirror_cap = ((size_t)cfg->shadow_max_inflight + n - 1) / n;
     w->mirror_mem_cap = cfg->mirror_memory_budget / n;

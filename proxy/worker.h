@@ -1,10 +1,11 @@
 /*
- * worker: one thread with its own uv_loop, its own SO_REUSEPORT listener,
- * its own upstream pools, buffers and metrics. Nothing on the request path
- * is shared between workers, so nothing is locked. The main thread talks to
- * a worker only through `cmd` + the `wake` async handle; finished pairs
- * leave through the worker's lock-free rings to the comparator threads
- * (cmpthread.h), which own the statistics.
+ * worker: one thread with its own uv_loop, its own SO_REUSEPORT listener
+ * (listener.h: one socket, or those a predecessor handed over), its own
+ * upstream pools, buffers and metrics. Nothing on the request path is shared
+ * between workers, so nothing is locked. The main thread talks to a worker
+ * only through `cmd` + the `wake` async handle; finished pairs leave through
+ * the worker's lock-free rings to the comparator threads (cmpthread.h),
+ * which own the statistics.
  */
 #ifndef ST_WORKER_H
 #define ST_WORKER_H
@@ -17,6 +18,7 @@
 #include "cmpthread.h"
 #include "config.h"
 #include "list.h"
+#include "listener.h"
 #include "metrics.h"
 #include "tls.h"
 #include "upstream.h"
@@ -32,8 +34,8 @@ typedef struct st_worker {
     const st_config_t *cfg;
     uv_loop_t loop;
     uv_thread_t thread;
-    uv_tcp_t listener;
-    int listener_open;
+    st_listener_t listener; /* started by st_worker_listen */
+    char listener_name[32];
     uv_async_t wake;        /* main -> worker: look at cmd */
     _Atomic int cmd;        /* enum st_worker_cmd */
     _Atomic int finished;   /* set by the worker thread when its loop has returned */
@@ -86,6 +88,10 @@ typedef struct {
  * compared). 0 or a negative libuv error with a message logged. */
 int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, st_cmpthread_t *cmp, size_t ncmp,
                    const st_tls_contexts_t *tls, uv_async_t *done_async);
+/* After st_worker_init: accepts on fds[0..n) (listening sockets taken over
+ * from a predecessor, handover.h; the worker owns them now), or with n = 0 on
+ * a new SO_REUSEPORT socket bound to --listen. 0 or a libuv error, logged. */
+int st_worker_listen(st_worker_t *w, const int *fds, int n);
 /* Runs the loop on a new thread. */
 int st_worker_start(st_worker_t *w);
 /* Asks the worker to drain (stop accepting, finish in-flight) or stop now. */

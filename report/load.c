@@ -1,7 +1,8 @@
 /*
  * load.c: reads one service's keys from Redis (synchronous hiredis, bounded
- * timeouts) into an rpt_model_t. The keys and fields are the schema in
- * docs/ARCHITECTURE.md ("Redis key schema"), written by comparator/stats.c.
+ * timeouts) into an rpt_model_t. rpt_load connects; rpt_load_from does the
+ * rest on any connection, so tests/fuzz/fuzz_report.c drives it with bytes. The keys and fields are
+ * the schema in docs/ARCHITECTURE.md ("Redis key schema"), written by comparator/stats.c.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -15,7 +16,8 @@
 
 #define CONNECT_TIMEOUT_S 3
 #define COMMAND_TIMEOUT_S 10
-#define SCAN_MAX_ROUNDS   100000 /* SCAN iterations before giving up */
+#define SCAN_MAX_ROUNDS   100000    /* SCAN iterations before giving up */
+#define MAX_REPLY_ITEMS   (4 << 20) /* elements of one array reply; real data stays far below */
 
 static int set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -106,6 +108,12 @@ void rpt_redis_addr_free(rpt_redis_addr_t *a)
 
 /* ---- helpers ----------------------------------------------------------- */
 
+/* An error reply's text ("?" when it has none). */
+static const char *reply_text(const redisReply *r)
+{
+    return r && r->str ? r->str : "?";
+}
+
 static uint64_t to_u64(const redisReply *r)
 {
     if (!r || r->type != REDIS_REPLY_STRING) return 0;
@@ -113,10 +121,34 @@ static uint64_t to_u64(const redisReply *r)
     return v > 0 ? (uint64_t)v : 0;
 }
 
-/* A reply of HGETALL: elements in pairs. */
+/* An array of strings only (what HGETALL, SMEMBERS, LRANGE and a SCAN page
+ * are): a reply of another shape is not ours and is never indexed into. */
+static int is_strings(const redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY) return 0;
+    for (size_t i = 0; i < r->elements; i++)
+        if (!r->element[i] || r->element[i]->type != REDIS_REPLY_STRING || !r->element[i]->str)
+            return 0;
+    return 1;
+}
+
+/* A reply of HGETALL: strings in pairs. */
 static int is_pairs(const redisReply *r)
 {
-    return r && r->type == REDIS_REPLY_ARRAY && r->elements % 2 == 0;
+    return is_strings(r) && r->elements % 2 == 0;
+}
+
+/* A SCAN reply: [cursor, [keys...]]; the cursor in *cursor. */
+static int scan_page(const redisReply *r, unsigned long long *cursor, const redisReply **keys)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !r->element[0] ||
+        r->element[0]->type != REDIS_REPLY_STRING || !r->element[0]->str ||
+        !is_strings(r->element[1]))
+        return 0;
+    char *end;
+    *cursor = strtoull(r->element[0]->str, &end, 10);
+    *keys = r->element[1];
+    return *end == '\0';
 }
 
 static void tally_field(rpt_tally_t *t, const char *f, uint64_t v)
@@ -188,7 +220,7 @@ static int load_samples(rpt_endpoint_t *ep, const redisReply *r, int64_t since_m
 {
     ep->samples = json_array();
     if (!ep->samples) return -1;
-    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+    for (size_t i = 0; is_strings(r) && i < r->elements; i++) {
         json_t *s = json_loadb(r->element[i]->str, r->element[i]->len, 0, NULL);
         if (!json_is_object(s)) {
             json_decref(s);
@@ -248,12 +280,11 @@ static void known_services(redisContext *c, char *out, size_t outlen)
     size_t found = 0, used = 0;
     for (int round = 0; round < 1000; round++) {
         redisReply *r = redisCommand(c, "SCAN %llu MATCH shadowtee:{*}:meta COUNT 1000", cursor);
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        const redisReply *keys;
+        if (!scan_page(r, &cursor, &keys)) {
             freeReplyObject(r);
             return;
         }
-        cursor = strtoull(r->element[0]->str, NULL, 10);
-        const redisReply *keys = r->element[1];
         for (size_t i = 0; i < keys->elements && found < 10; i++) {
             const char *k = keys->element[i]->str, *open = strchr(k, '{');
             const char *close = strstr(k, "}:meta");
@@ -330,18 +361,22 @@ static int load_minutes(redisContext *c, const char *prefix, int64_t since_min, 
     int rc = -1, rounds = 0;
     do {
         redisReply *r = redisCommand(c, "SCAN %llu MATCH %s COUNT 1000", cursor, pat);
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            set_err(err, errlen, "redis SCAN failed: %s", r ? (r->str ? r->str : "?") : c->errstr);
+        const redisReply *keys;
+        if (!scan_page(r, &cursor, &keys)) {
+            set_err(err, errlen, "redis SCAN failed: %s", r ? reply_text(r) : c->errstr);
             freeReplyObject(r);
             goto done;
         }
-        cursor = strtoull(r->element[0]->str, NULL, 10);
-        const redisReply *keys = r->element[1];
+        size_t plen = strlen(prefix);
         for (size_t i = 0; i < keys->elements; i++) {
-            const char *k = keys->element[i]->str + strlen(prefix) + strlen("minute:");
+            const char *k = keys->element[i]->str;
+            if (strncmp(k, prefix, plen) != 0 || strncmp(k + plen, "minute:", 7) != 0)
+                continue; /* not a key the pattern asked for */
+            k += plen + 7;
             char *end;
+            errno = 0;
             long long mn = strtoll(k, &end, 10);
-            if (*end || mn < since_min) continue;
+            if (end == k || *end || errno || mn < since_min) continue;
             if (nmins == cap) {
                 size_t ncap = cap ? cap * 2 : 64;
                 int64_t *n = realloc(mins, ncap * sizeof(*n));
@@ -425,13 +460,19 @@ static redisContext *connect_redis(const rpt_redis_addr_t *a, char *err, size_t 
     }
     struct timeval ctv = {COMMAND_TIMEOUT_S, 0};
     redisSetTimeout(c, ctv);
+    return c;
+}
+
+/* AUTH and SELECT as the address says, then PING. 0 or -1 with err set. */
+static int setup_session(redisContext *c, const rpt_redis_addr_t *a, char *err, size_t errlen)
+{
     redisReply *r = NULL;
     if (a->password) {
         r = a->user ? redisCommand(c, "AUTH %s %s", a->user, a->password)
                     : redisCommand(c, "AUTH %s", a->password);
         if (!r || r->type == REDIS_REPLY_ERROR) {
             set_err(err, errlen, "Redis at %s:%d refused AUTH: %s", a->host, a->port,
-                    r ? r->str : c->errstr);
+                    r ? reply_text(r) : c->errstr);
             goto fail;
         }
         freeReplyObject(r);
@@ -440,22 +481,32 @@ static redisContext *connect_redis(const rpt_redis_addr_t *a, char *err, size_t 
         r = redisCommand(c, "SELECT %d", a->db);
         if (!r || r->type == REDIS_REPLY_ERROR) {
             set_err(err, errlen, "Redis at %s:%d: SELECT %d failed: %s", a->host, a->port, a->db,
-                    r ? r->str : c->errstr);
+                    r ? reply_text(r) : c->errstr);
             goto fail;
         }
         freeReplyObject(r);
     }
     r = redisCommand(c, "PING");
     if (!r || r->type == REDIS_REPLY_ERROR) {
-        set_err(err, errlen, "Redis at %s:%d: %s", a->host, a->port, r ? r->str : c->errstr);
+        set_err(err, errlen, "Redis at %s:%d: %s", a->host, a->port, r ? reply_text(r) : c->errstr);
         goto fail;
     }
     freeReplyObject(r);
-    return c;
+    return 0;
 fail:
     freeReplyObject(r);
-    redisFree(c);
-    return NULL;
+    return -1;
+}
+
+/* hiredis 0.14 allocates an array reply by the length the server declares
+ * ("*1000000000" is a 8 GB calloc): arrays beyond MAX_REPLY_ITEMS are refused
+ * (hiredis then fails the read with "Out of memory"). The reader's own
+ * functions are kept in its privdata. Found by fuzz_report. */
+static void *create_array_bounded(const redisReadTask *task, int elements)
+{
+    const redisReplyObjectFunctions *dflt = task->privdata;
+    if (elements > MAX_REPLY_ITEMS) return NULL;
+    return dflt->createArray(task, elements);
 }
 
 int rpt_load(const rpt_options_t *opt, rpt_model_t *m, char *err, size_t errlen)
@@ -463,6 +514,34 @@ int rpt_load(const rpt_options_t *opt, rpt_model_t *m, char *err, size_t errlen)
     memset(m, 0, sizeof(*m));
     redisContext *c = connect_redis(&opt->redis, err, errlen);
     if (!c) return -1;
+    int rc = rpt_load_from(c, opt, m, err, errlen);
+    redisFree(c);
+    return rc;
+}
+
+static int load_session(redisContext *c, const rpt_options_t *opt, rpt_model_t *m, char *err,
+                        size_t errlen);
+
+int rpt_load_from(redisContext *c, const rpt_options_t *opt, rpt_model_t *m, char *err,
+                  size_t errlen)
+{
+    memset(m, 0, sizeof(*m));
+    redisReplyObjectFunctions bounded = *c->reader->fn;
+    redisReplyObjectFunctions *own_fn = c->reader->fn;
+    void *own_priv = c->reader->privdata;
+    bounded.createArray = create_array_bounded;
+    c->reader->privdata = own_fn;
+    c->reader->fn = &bounded;
+    int rc = load_session(c, opt, m, err, errlen);
+    c->reader->fn = own_fn; /* `bounded` ends with this frame */
+    c->reader->privdata = own_priv;
+    return rc;
+}
+
+static int load_session(redisContext *c, const rpt_options_t *opt, rpt_model_t *m, char *err,
+                        size_t errlen)
+{
+    if (setup_session(c, &opt->redis, err, errlen) != 0) return -1;
     int rc = -1;
     redisReply *meta = NULL, *members = NULL;
     char prefix[1024];
@@ -472,9 +551,13 @@ int rpt_load(const rpt_options_t *opt, rpt_model_t *m, char *err, size_t errlen)
     m->latency_windowed = opt->since_s != 0;
     meta = redisCommand(c, "HGETALL %smeta", prefix);
     members = redisCommand(c, "SMEMBERS %sendpoints", prefix);
-    if (!is_pairs(meta) || !members || members->type != REDIS_REPLY_ARRAY) {
-        set_err(err, errlen, "redis: cannot read %smeta: %s", prefix,
-                meta && meta->str ? meta->str : c->errstr);
+    if (!is_pairs(meta) || !is_strings(members)) {
+        const redisReply *bad = !is_pairs(meta) ? meta : members;
+        set_err(err, errlen, "redis: cannot read %s%s: %s", prefix,
+                bad == meta ? "meta" : "endpoints",
+                !bad                             ? c->errstr
+                : bad->type == REDIS_REPLY_ERROR ? reply_text(bad)
+                                                 : "unexpected reply");
         goto done;
     }
     if (meta->elements == 0 && members->elements == 0) {
@@ -592,6 +675,5 @@ int rpt_load(const rpt_options_t *opt, rpt_model_t *m, char *err, size_t errlen)
 done:
     freeReplyObject(meta);
     freeReplyObject(members);
-    redisFree(c);
     return rc;
 }

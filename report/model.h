@@ -140,6 +140,13 @@ void rpt_redis_addr_free(rpt_redis_addr_t *a);
 /* Reads the service from Redis into *m. 0; -1 with a message in err (Redis
  * unreachable, AUTH refused, no data for the service, unknown endpoint). */
 int rpt_load(const rpt_options_t *opt, rpt_model_t *m, char *err, size_t errlen);
+/* The same on an open connection (the caller keeps and frees it): AUTH and
+ * SELECT as opt->redis says, PING, then the reads. Everything it decodes is
+ * checked, whatever the bytes: a reply of an unexpected shape is an error
+ * (or skipped), never trusted. */
+struct redisContext;
+int rpt_load_from(struct redisContext *c, const rpt_options_t *opt, rpt_model_t *m, char *err,
+                  size_t errlen);
 void rpt_model_free(rpt_model_t *m);
 
 /* ---- gate.c ------------------------------------------------------------ */

@@ -38,6 +38,10 @@ typedef struct {
     uint64_t bucket_ttl_s;       /* TTL of per-minute buckets */
     size_t max_endpoints;        /* endpoint label cardinality cap (then "{other}") */
     const st_rules_t *rules;     /* redaction rules; borrowed, outlives the stats */
+    /* Where the few state-change lines go ("event=redis_down ..."): NULL
+     * writes them to stderr; a proxy passes its own (non-blocking) logger. */
+    void (*log)(void *arg, int is_warning, const char *line);
+    void *log_arg;
 } st_stats_config_t;
 
 /* Sets every default (no Redis, service "default", 100 ms, ...). */

@@ -366,6 +366,59 @@ static void test_backlog_bounded(void **state)
     fx_free(f);
 }
 
+/* Every comparison recorded is either counted by a command of the batch or
+ * counted as lost (here: the pending table was full for its endpoint). */
+static void test_backlog_losses_accounted(void **state)
+{
+    fixture_t *f = fx_new(cfg_small_backlog);
+    const char *eps[] = {"GET /a", "GET /b", "GET /c", "GET /d", "GET /e"};
+    for (int i = 0; i < 50; i++) {
+        st_stats_record_t r = rec_base(eps[i % 5], ST_VERDICT_MATCH, T0);
+        st_stats_record(f->s, &r);
+    }
+    st_batch_t b;
+    st_batch_init(&b);
+    assert_int_equal(st_stats__build_batch(f->s, &b, 0, T0), 0);
+    uint64_t lost = atomic_load(&f->s->cmp_lost[ST_CMP_LOSS_BACKLOG]);
+    assert_true(lost > 0 && b.ncompared > 0);
+    assert_int_equal(b.ncompared + lost, 50);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < b.ncmds; i++)
+        sum += b.cmds[i].ncompared;
+    assert_int_equal(sum, b.ncompared);
+    st_batch_free(&b);
+    fx_free(f);
+}
+
+static char closed_line[512];
+
+static void capture_log(void *arg, int is_warning, const char *line)
+{
+    (void)arg;
+    (void)is_warning;
+    if (strstr(line, "event=stats_closed")) snprintf(closed_line, sizeof(closed_line), "%s", line);
+}
+
+static void cfg_capture_log(st_stats_config_t *c)
+{
+    c->log = capture_log;
+}
+
+/* Redis never answered: at close every comparison is reported lost. */
+static void test_closed_line_counts_what_redis_lacks(void **state)
+{
+    closed_line[0] = '\0';
+    fixture_t *f = fx_new(cfg_capture_log);
+    for (int i = 0; i < 7; i++) {
+        st_stats_record_t r =
+            rec_base("GET /x", i % 2 ? ST_VERDICT_DIVERGED : ST_VERDICT_MATCH, T0);
+        st_stats_record(f->s, &r);
+    }
+    fx_free(f);
+    assert_non_null(strstr(closed_line, "event=stats_closed service=svc comparisons=7 redis=on "
+                                        "lost_comparisons=7 "));
+}
+
 /* Many distinct fields: the table grows and every increment still merges. */
 static void test_many_fields_merge(void **state)
 {
@@ -775,6 +828,8 @@ int main(void)
         cmocka_unit_test(test_sample_json_redacted),
         cmocka_unit_test(test_samples_capped_per_second),
         cmocka_unit_test(test_backlog_bounded),
+        cmocka_unit_test(test_backlog_losses_accounted),
+        cmocka_unit_test(test_closed_line_counts_what_redis_lacks),
         cmocka_unit_test(test_many_fields_merge),
         cmocka_unit_test(test_endpoint_cap_and_prometheus),
         cmocka_unit_test(test_prometheus_labels_stable),
