@@ -15,7 +15,8 @@ import pytest
 
 from conftest import ROOT
 
-SOURCES = ["Makefile", "build.mk", "scripts/deps.sh", "include", "proxy", "comparator", "report", "tests/unit"]
+SOURCES = ["Makefile", "build.mk", "scripts/deps.sh", "include", "proxy", "comparator", "report", "tests/unit",
+           "tests/fuzz/fuzz.mk", "bench/faults/faults.mk"]  # build.mk includes both
 PC_MODULES = ["libuv", "libssl", "libcrypto", "hiredis", "jansson", "cmocka"]
 LLHTTP_DIR, LLHTTP_INC = "/usr/share/llhttp", "/usr/share/include/llhttp"
 BUILD_PACKAGES = ["libuv1-dev", "libssl-dev", "libhiredis-dev", "libjansson-dev", "libcmocka-dev", "node-llhttp"]

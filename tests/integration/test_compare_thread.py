@@ -183,14 +183,19 @@ def test_comparator_threads_run_below_the_workers(shadowtee, upstream, sched):
 
 
 def _thread_cpu(pid, name):
-    """CPU seconds (utime + stime) of the thread called `name`."""
-    for tid in os.listdir("/proc/%d/task" % pid):
-        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
-            stat = f.read()
-        if stat[stat.index("(") + 1:stat.rindex(")")] == name:
-            fields = stat[stat.rindex(")") + 2:].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    raise AssertionError("no thread %s in %d" % (name, pid))
+    """CPU seconds (utime + stime) of the thread called `name`. The thread
+    names itself once it runs, which may be just after the proxy answers:
+    waited for (bounded)."""
+    def find():
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                stat = f.read()
+            if stat[stat.index("(") + 1:stat.rindex(")")] == name:
+                fields = stat[stat.rindex(")") + 2:].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return None
+    assert wait_for(lambda: find() is not None, timeout=5), "no thread %s in %d" % (name, pid)
+    return find()
 
 
 def test_cpu_budget_bounds_what_the_comparator_burns(shadowtee, upstream):
