@@ -331,6 +331,7 @@ static struct {
     st_config_t cfg;
     st_rules_t *rules;
     st_worker_t w;
+    st_cmpthread_t cmp; /* a real comparator thread: the mirrored pairs are compared there */
     uv_async_t done; /* st_worker_init keeps the pointer; the thread that would use it never runs */
     fake_srv_t primary, shadow;
     int ready;
@@ -436,8 +437,11 @@ void fx_init(const char *const *flags, int nflags)
             abort();
         snprintf(i ? sa : pa, 64, "127.0.0.1:%d", ntohs(a.sin_port));
     }
-    const char *argv[64] = {"shadowtee", "--primary", pa, "--shadow", sa, "--workers", "1"};
-    int argc = 7;
+    /* batch, not idle: the fuzzing thread never sleeps, and an idle-class
+     * comparator would then never run */
+    const char *argv[64] = {"shadowtee", "--primary",       pa,     "--shadow", sa, "--workers",
+                            "1",         "--compare-sched", "batch"};
+    int argc = 9;
     for (int i = 0; i < nflags && argc < 63; i++)
         argv[argc++] = flags[i];
     char err[512];
@@ -448,7 +452,10 @@ void fx_init(const char *const *flags, int nflags)
     fx.rules = st_rules_default();
     st_tls_contexts_t tls;
     memset(&tls, 0, sizeof(tls));
-    if (st_worker_init(&fx.w, 0, &fx.cfg, fx.rules, &tls, &fx.done) != 0) abort();
+    if (st_cmpthread_init(&fx.cmp, 0, &fx.cfg, fx.rules, 1, &fx.done) != 0 ||
+        st_cmpthread_start(&fx.cmp) != 0)
+        abort();
+    if (st_worker_init(&fx.w, 0, &fx.cfg, &fx.cmp, 1, &tls, &fx.done) != 0) abort();
     for (int i = 0; i < 2; i++) {
         fake_srv_t *srv = i ? &fx.shadow : &fx.primary;
         st_list_init(&srv->conns);

@@ -89,7 +89,7 @@ static int equiv_run(const st_rules_t *rules, const char *endpoint, const st_res
 
 /* s[0..n) as a C string literal (split after \x escapes so a following
  * hex digit is not read into them). */
-static void equiv_print_literal(FILE *f, const char *s, size_t n)
+static inline void equiv_print_literal(FILE *f, const char *s, size_t n)
 {
     fputc('"', f);
     for (size_t i = 0; i < n; i++) {
