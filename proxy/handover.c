@@ -153,37 +153,48 @@ static void on_accept(st_listener_t *l, int fd)
             h->path, nl, na);
 }
 
-st_handover_t *st_handover_serve(st_app_t *app, st_admin_t *const *admin, const char *path)
+int st_handover_listen(const char *path)
 {
     struct sockaddr_un sun;
     struct stat st;
     if (unix_addr(path, &sun) != 0) {
         st_error("msg=\"--handover: path too long\" path=%s", path);
-        return NULL;
+        return -1;
     }
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
             st_error("msg=\"--handover: not a socket, not replacing it\" path=%s", path);
-            return NULL;
+            return -1;
         }
         unlink(path); /* a predecessor's (handed over, or dead): ours from now on */
     }
-    st_handover_t *h = calloc(1, sizeof(*h));
-    if (!h) return NULL;
-    h->app = app;
-    h->admin = admin;
-    snprintf(h->path, sizeof(h->path), "%s", path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     mode_t old = umask(077);
-    int ok = fd >= 0 && bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 && listen(fd, 8) == 0 &&
-             stat(path, &st) == 0;
+    int ok = fd >= 0 && bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 && listen(fd, 8) == 0;
     umask(old);
     if (!ok) {
         st_error("msg=\"--handover: cannot serve\" path=%s err=\"%s\"", path, strerror(errno));
         if (fd >= 0) close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+st_handover_t *st_handover_serve(st_app_t *app, st_admin_t *const *admin, const char *path, int fd)
+{
+    struct stat st;
+    st_handover_t *h = calloc(1, sizeof(*h));
+    if (!h || stat(path, &st) != 0) {
+        st_error("msg=\"--handover: cannot serve\" path=%s err=\"%s\"", path,
+                 h ? strerror(errno) : "out of memory");
         free(h);
+        close(fd);
+        unlink(path);
         return NULL;
     }
+    h->app = app;
+    h->admin = admin;
+    snprintf(h->path, sizeof(h->path), "%s", path);
     h->ino = st.st_ino;
     h->dev = st.st_dev;
     h->listener.data = h;

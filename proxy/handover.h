@@ -39,10 +39,15 @@ int st_handover_take(const char *path, int *fds, int max, int *nlisten, int *nad
 
 typedef struct st_handover st_handover_t;
 
-/* Serves PATH on app->loop (a stale socket file there is replaced; another
- * kind of file is an error). *admin is read at each handover (it may be
- * NULL). NULL with a message logged on error. */
-st_handover_t *st_handover_serve(st_app_t *app, st_admin_t *const *admin, const char *path);
+/* Creates the listening unix socket at PATH (a stale socket file there is
+ * replaced; another kind of file is an error), under umask 077. Called at
+ * start-up before anything else is set up, so a bad PATH exits with nothing
+ * to undo. The descriptor, or -1 with a message logged. */
+int st_handover_listen(const char *path);
+/* Serves fd (from st_handover_listen(path)) on app->loop; the handover owns
+ * fd from now on, also on failure. *admin is read at each handover (it may
+ * be NULL). NULL with a message logged on error. */
+st_handover_t *st_handover_serve(st_app_t *app, st_admin_t *const *admin, const char *path, int fd);
 /* Stops serving; removes PATH unless a successor replaced it. */
 void st_handover_stop(st_handover_t *h);
 

@@ -229,6 +229,72 @@ static int take_sockets(const st_config_t *cfg, int *fds, int *nl, int *na)
     return 0;
 }
 
+/* The sockets the workers, the admin listener and --handover serve, taken
+ * over from a predecessor or opened here. All of it happens before any
+ * loop, handle or thread exists, so an address in use or a bad --handover
+ * path exits 2 with nothing but these descriptors to close. */
+typedef struct {
+    int listen[ST_HANDOVER_MAX_FDS + 256]; /* client listeners: taken over, or one per worker */
+    int admin[ST_HANDOVER_MAX_FDS];
+    int nlisten, nadmin;
+    int handover; /* --handover's own listening socket, -1: none */
+} st_sockets_t;
+
+static void sockets_close(st_sockets_t *s, const st_config_t *cfg)
+{
+    for (int i = 0; i < s->nlisten; i++)
+        close(s->listen[i]);
+    for (int i = 0; i < s->nadmin; i++)
+        close(s->admin[i]);
+    s->nlisten = s->nadmin = 0;
+    if (s->handover >= 0) {
+        close(s->handover);
+        unlink(cfg->handover);
+        s->handover = -1;
+    }
+}
+
+static int open_sockets(const st_config_t *cfg, st_sockets_t *s)
+{
+    int hfds[ST_HANDOVER_MAX_FDS], hnl, hna;
+    s->nlisten = s->nadmin = 0;
+    s->handover = -1;
+    if (take_sockets(cfg, hfds, &hnl, &hna) != 0) return -1;
+    for (int i = 0; i < hnl; i++)
+        s->listen[s->nlisten++] = hfds[i];
+    for (int i = 0; i < hna; i++)
+        s->admin[s->nadmin++] = hfds[hnl + i];
+    for (int i = 0; hnl == 0 && i < cfg->workers; i++) { /* one per worker: SO_REUSEPORT */
+        int fd = st_listen_socket((const struct sockaddr *)&cfg->listen.addrs[0].sa, 1, 1024);
+        if (fd < 0) {
+            fprintf(stderr, "shadowtee: cannot listen on --listen %s: %s\n", cfg->listen.authority,
+                    uv_strerror(fd));
+            goto fail;
+        }
+        s->listen[s->nlisten++] = fd;
+    }
+    if (hna == 0) {
+        int fd = st_listen_socket((const struct sockaddr *)&cfg->admin.addrs[0].sa, 0, 128);
+        if (fd < 0) {
+            fprintf(stderr, "shadowtee: cannot listen on --admin %s: %s\n", cfg->admin.authority,
+                    uv_strerror(fd));
+            goto fail;
+        }
+        s->admin[s->nadmin++] = fd;
+    }
+    if (cfg->handover[0]) {
+        s->handover = st_handover_listen(cfg->handover);
+        if (s->handover < 0) {
+            fprintf(stderr, "shadowtee: cannot serve --handover %s\n", cfg->handover);
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    sockets_close(s, cfg);
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     static st_config_t cfg;
@@ -243,8 +309,6 @@ int main(int argc, char **argv)
     st_log_min_level = cfg.log_level;
     raise_nofile();
     if (cfg.max_connections == 0) cfg.max_connections = auto_max_connections(&cfg);
-    int hfds[ST_HANDOVER_MAX_FDS], hnl, hna;
-    if (take_sockets(&cfg, hfds, &hnl, &hna) != 0) return 2;
 
     st_rules_t *rules = NULL;
     if (cfg.compare_rules[0]) {
@@ -263,6 +327,12 @@ int main(int argc, char **argv)
     st_main_t m;
     memset(&m, 0, sizeof(m));
     if (tls_setup(&m, &cfg) != 0) { /* before anything else is allocated */
+        tls_teardown(&m);
+        st_rules_free(rules);
+        return 2;
+    }
+    st_sockets_t socks;
+    if (open_sockets(&cfg, &socks) != 0) {
         tls_teardown(&m);
         st_rules_free(rules);
         return 2;
@@ -296,9 +366,9 @@ int main(int argc, char **argv)
         }
     }
     for (int i = 0; i < cfg.workers; i++) {
-        int mine[ST_LISTENER_MAX], n = 0; /* taken-over sockets: round-robin over the workers */
-        for (int k = i; k < hnl; k += cfg.workers)
-            mine[n++] = hfds[k];
+        int mine[ST_LISTENER_MAX], n = 0; /* the sockets, round-robin over the workers */
+        for (int k = i; k < socks.nlisten; k += cfg.workers)
+            mine[n++] = socks.listen[k];
         rc = st_worker_init(&m.app.workers[i], i, &cfg, m.app.comparators,
                             (size_t)m.app.ncomparators, &m.tls, &m.done_async);
         if (rc == 0) rc = st_worker_listen(&m.app.workers[i], mine, n);
@@ -307,13 +377,13 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    m.admin = st_admin_start(&m.app, hfds + hnl, hna);
+    m.admin = st_admin_start(&m.app, socks.admin, socks.nadmin);
     if (!m.admin) {
         fprintf(stderr, "shadowtee: cannot listen on --admin %s\n", cfg.admin.authority);
         return 1;
     }
     if (cfg.handover[0]) {
-        m.handover = st_handover_serve(&m.app, &m.admin, cfg.handover);
+        m.handover = st_handover_serve(&m.app, &m.admin, cfg.handover, socks.handover);
         if (!m.handover) {
             fprintf(stderr, "shadowtee: cannot serve --handover %s\n", cfg.handover);
             return 1;

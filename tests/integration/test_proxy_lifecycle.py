@@ -5,6 +5,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from httpclient import Conn, build_request, get, has_metric, metric, metrics, metrics_text
 from upstreams import closed_port, upstream, wait_for, watchdog  # noqa: F401
 
@@ -227,3 +229,27 @@ def test_request_on_keepalive_during_drain_gets_close(shadowtee, upstream):
     assert "close" in (r.header("connection") or "").lower() or busy.closed_within(3)
     busy.close()
     assert st.proc.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize("flag", ["--listen", "--admin"])
+def test_address_in_use_exits_2_naming_it_with_nothing_leaked(procs, upstream, flag):
+    """A port someone else holds (without SO_REUSEPORT) is found before any
+    loop or thread exists: exit 2, one line naming the flag and the address,
+    and nothing for the sanitizers to report (the procs fixture checks)."""
+    from conftest import free_port, shadowtee_bin
+    up = upstream("echo")
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    taken = "127.0.0.1:%d" % holder.getsockname()[1]
+    addrs = {"--listen": "127.0.0.1:%d" % free_port(), "--admin": "127.0.0.1:%d" % free_port()}
+    addrs[flag] = taken
+    try:
+        p = procs([shadowtee_bin(), "--primary", up.addr, "--listen", addrs["--listen"],
+                   "--admin", addrs["--admin"], "--workers", "2"], ours=True)
+        assert p.wait(timeout=20) == 2
+        err = p.stderr()
+        assert "cannot listen on %s %s" % (flag, taken) in err, err
+        assert len([ln for ln in err.splitlines() if ln.strip()]) == 1, err
+    finally:
+        holder.close()
