@@ -194,7 +194,7 @@ static void on_wake(uv_async_t *a)
 
 /* Below the workers, which run SCHED_OTHER at nice 0. SCHED_IDLE (the
  * default): the thread only gets CPU that nothing else wants, and a worker
- * that wakes up preempts it at once. SCHED_BATCH at nice --compare-nice: it
+ * that wakes up preempts it at once. SCHED_BATCH at --compare-nice above the workers' nice: it
  * gets a small share even when the workers are busy, and a woken comparator
  * does not preempt a running worker. Both are allowed to an unprivileged
  * thread; a refusal is logged, not fatal. */
@@ -208,9 +208,17 @@ static void lower_priority(const st_cmpthread_t *ct)
         st_warn("msg=\"comparator thread: scheduling policy refused\" thread=%d policy=%s "
                 "err=\"%s\"",
                 ct->id, idle ? "idle" : "batch", strerror(rc));
-    if (!idle && setpriority(PRIO_PROCESS, (id_t)gettid(), ct->cfg->compare_nice) != 0)
+    if (idle) return;
+    /* --compare-nice counts from the workers' nice (the one the process was
+     * started with, which this thread inherited): set absolutely, it would
+     * put the comparator above workers started under `nice -n 10`. */
+    errno = 0;
+    int base = getpriority(PRIO_PROCESS, (id_t)gettid());
+    if (base == -1 && errno != 0) base = 0;
+    int nice = base + ct->cfg->compare_nice > 19 ? 19 : base + ct->cfg->compare_nice;
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), nice) != 0)
         st_warn("msg=\"comparator thread: nice refused\" thread=%d nice=%d err=\"%s\"", ct->id,
-                ct->cfg->compare_nice, strerror(errno));
+                nice, strerror(errno));
 }
 
 static void thread_main(void *arg)

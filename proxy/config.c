@@ -132,7 +132,8 @@ static const opt_t options[] = {
     {"compare-sched", OPT_SCHED, OFF(compare_sched), 0, 0, 0, "idle",
      "idle|batch: comparator threads run SCHED_IDLE (only on spare CPU) or SCHED_BATCH"},
     {"compare-nice", OPT_INT, OFF(compare_nice), 0, 0, 19, "10",
-     "with --compare-sched batch: nice value of the comparator threads (workers: 0)"},
+     "with --compare-sched batch: nice of the comparator threads above the workers' (capped at "
+     "19)"},
 #ifdef ST_TEST_HOOKS
     {"test-compare-delay", OPT_DUR, OFF(test_compare_delay_ms), 0, 0, 60000, "0",
      "TEST BUILD ONLY: each comparison first burns this much CPU"},
