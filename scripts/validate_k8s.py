@@ -1097,7 +1097,8 @@ def main(argv):
         targets = []
         for e in ENVIRONMENTS:
             mode = mirroring_mode_of(os.path.join(args.k8s, "environments", e))
-            ok = [n for n in comps if mode in COMPONENT_MODES.get(n, MODES)]
+            # no mode or two: validate everything, the checks say what is wrong
+            ok = [n for n in comps if mode not in MODES or mode in COMPONENT_MODES.get(n, MODES)]
             for n in sorted(set(comps) - set(ok)):
                 print("n/a  %s+%s: the %s component works with the mirroring mode %s only; %s uses %s" %
                       (e, n, n, " or ".join(COMPONENT_MODES[n]), e, mode))
