@@ -575,7 +575,7 @@ def container_port_number(c, target):
 
 
 def percent_of(flags, where, out):
-    text = flags.get("--mirror-percent")
+    text = flags.get("--mirror-percent", "100")  # the binary's default with a shadow
     try:
         pct = float(text)
     except (TypeError, ValueError):
