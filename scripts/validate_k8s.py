@@ -7,13 +7,20 @@ them under `components:`): render with `kubectl kustomize`, load the output
 with a strict YAML loader (duplicate keys fail, dates stay strings),
 validate every object against the pinned JSON Schemas in k8s/schemas (or
 $SHADOWTEE_K8S_SCHEMAS; a kind without a schema fails), then run the
-project's consistency checks (consistency_problems below): the VirtualService
-mirror equals the sidecar's --shadow/--mirror-percent, selectors, ports,
+project's consistency checks (consistency_problems below): exactly one
+mirroring mechanism (the stable sidecar's tee, or Istio's mirror with the
+sidecars of the mesh mode on both sides) and the VirtualService, the
+sidecars and the Services agreeing on it (check_mirroring), selectors, ports,
 HPA/PDB targets, DestinationRule subsets, security context, drain timing,
 the app's address (BIND == --primary; a Unix socket in a shared emptyDir),
 the rules ConfigMap, no deprecated mirror fields; with the components, the
 Flagger Canary and its MetricTemplate, the Argo Rollouts AnalysisTemplate,
 the ServiceMonitor and the PrometheusRule (equal to monitoring/shadowtee-rules.yml).
+
+By default every environment is validated alone, with each component and
+with all of them, except the combinations its mirroring mode rules out
+(printed as "n/a", e.g. flagger with the mesh mode); naming one on the
+command line validates it all the same.
 
 Usage: validate_k8s.py [--k8s DIR] [--schemas DIR] [--rules FILE] [ENV[+COMPONENT...] ...]
 Exit status: 0 all valid, 1 problems found (one line each), 2 cannot run
@@ -37,6 +44,14 @@ ENVIRONMENTS = ("development", "staging", "production")
 PROM_RULES = os.path.join(ROOT, "monitoring", "shadowtee-rules.yml")
 SIDECAR = "shadowtee"
 STABLE = "flask-inference-server-stable"
+MODES = ("tee", "mesh")
+DEFAULT_PAIR_TTL_S = 30.0
+# components that only work with one mirroring mode (why: check_mirroring)
+COMPONENT_MODES = {"flagger": ("tee",)}
+# what both sidecars of the mesh mode must agree on (flag: default), or the
+# halves of a pair would not be chosen alike, meet or be compared alike
+MESH_SHARED = {"--mirror-percent": None, "--service": "default", "--compare-rules": "", "--compare-max-body": "1M",
+               "--mesh-pair-ttl": "30s", "--redis": None}
 DEFAULT_DRAIN_S = 25.0
 DEV_ONLY_ENVS = ("development",)
 PLACEHOLDER_MARK = "placeholder"
@@ -134,12 +149,23 @@ def render_with_components(k8s_dir, env, components):
         shutil.copytree(k8s_dir, copy, ignore=shutil.ignore_patterns("schemas"))
         kust = os.path.join(copy, "environments", env, "kustomization.yaml")
         with open(kust) as fh:
-            text = fh.read()
-        if re.search(r"^components:", text, re.M):
-            raise RenderError("%s already lists components: render it alone" % kust)
-        with open(kust, "a") as fh:
-            fh.write("\ncomponents:\n" + "".join("  - ../../components/%s\n" % c for c in components))
+            doc = yaml.safe_load(fh) or {}
+        # after the environment's own (its mirroring mode comes first)
+        doc["components"] = list(doc.get("components") or []) + ["../../components/%s" % c for c in components]
+        with open(kust, "w") as fh:
+            yaml.safe_dump(doc, fh, sort_keys=False)
         return render(os.path.join(copy, "environments", env))
+
+
+def mirroring_mode_of(env_dir):
+    """The mode an environment's kustomization.yaml picks: "tee" or "mesh"
+    from its `components:` entries .../mirroring/<mode>, None for none,
+    "tee+mesh" when it lists both (the checks then say what is wrong)."""
+    with open(os.path.join(env_dir, "kustomization.yaml")) as fh:
+        doc = yaml.safe_load(fh) or {}
+    found = [os.path.basename(os.path.normpath(c)) for c in doc.get("components") or []
+             if os.path.basename(os.path.dirname(os.path.normpath(c))) == "mirroring"]
+    return "+".join(found) or None
 
 
 class Schemas:
@@ -193,21 +219,95 @@ def schema_problems(docs, schemas):
 # ---- consistency helpers ---------------------------------------------------
 
 
-def parse_args(args):
-    """Sidecar args -> {flag: value}; a flag without a value maps to True."""
+def parse_args(args, duplicates=None):
+    """Sidecar args -> {flag: value}; a flag without a value maps to True.
+    A flag given twice keeps the last value (as the binary does) and, when
+    `duplicates` is a list, is appended to it."""
     out, i = {}, 0
     while i < len(args):
         a = str(args[i])
         if a.startswith("--") and "=" in a:
             k, v = a.split("=", 1)
-            out[k] = v
         elif a.startswith("--") and i + 1 < len(args) and not str(args[i + 1]).startswith("--"):
-            out[a] = str(args[i + 1])
+            k, v = a, str(args[i + 1])
             i += 1
         else:
-            out[a] = True
+            k, v = a, True
+        if k in out and duplicates is not None:
+            duplicates.append(k)
+        out[k] = v
         i += 1
     return out
+
+
+VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def expand(text, env):
+    """The kubelet's $(VAR) expansion: $(NAME) -> env[NAME] when defined,
+    else left as written; $$ -> $. Returns (text, unresolved names)."""
+    missing = []
+
+    def one(m):
+        if m.group(0) == "$$":
+            return "$"
+        if m.group(1) in env:
+            return env[m.group(1)]
+        missing.append(m.group(1))
+        return m.group(0)
+
+    return VAR_REF.sub(one, str(text)), missing
+
+
+def container_env(r, c, out=None, where=""):
+    """{name: value} of a container's env as the kubelet makes it: values
+    expanded with the variables defined before them, configMapKeyRef read
+    from the ConfigMap of this render (a missing one or key is a problem),
+    a secret kept as the placeholder "$(secret:NAME/KEY)"."""
+    env = {}
+    for e in c.get("env") or []:
+        name, ref = e.get("name"), e.get("valueFrom") or {}
+        if "value" in e:
+            env[name] = expand(e.get("value"), env)[0]
+        elif "configMapKeyRef" in ref:
+            cref = ref["configMapKeyRef"]
+            cm = r.get("ConfigMap", cref.get("name"))
+            val = None if cm is None else (cm.get("data") or {}).get(cref.get("key"))
+            if val is None:
+                if out is not None:
+                    out.append("%s: env %s: ConfigMap %s has no key %s in this render" %
+                               (where, name, cref.get("name"), cref.get("key")))
+                continue
+            env[name] = str(val)
+        elif "secretKeyRef" in ref:
+            sref = ref["secretKeyRef"]
+            env[name] = "$(secret:%s/%s)" % (sref.get("name"), sref.get("key"))
+    return env
+
+
+def sidecar_flags(r, c, out=None, where=""):
+    """The flags a sidecar container runs with: its args after the kubelet's
+    $(VAR) expansion (a reference it cannot resolve is a problem: the binary
+    would get "$(NAME)" literally), plus SHADOWTEE_<FLAG> variables of its
+    env for flags the args do not give (the binary reads those; flags win)."""
+    env = container_env(r, c, out, where)
+    args = []
+    for a in c.get("args") or []:
+        text, missing = expand(a, env)
+        for name in missing:
+            if out is not None:
+                out.append("%s: args use $(%s), which is not an env var of the container (the kubelet would pass it "
+                           "as written)" % (where, name))
+        args.append(text)
+    dups = []
+    flags = parse_args(args, dups)
+    for k in sorted(set(dups)):
+        if out is not None:
+            out.append("%s: %s is given more than once in args (two mirroring components?)" % (where, k))
+    for name, value in env.items():
+        if name.startswith("SHADOWTEE_"):
+            flags.setdefault("--" + name[len("SHADOWTEE_"):].lower().replace("_", "-"), value)
+    return flags
 
 
 def duration_s(text):
@@ -315,11 +415,11 @@ def check_containers(owner, spec, out):
 
 
 def check_app_binds(r, out):
-    """A container with a TCP BIND (gunicorn) other than the stable pod's
+    """A container with a TCP BIND (gunicorn) in a pod without the sidecar
     binds all interfaces on one of its container ports, so its Service
-    reaches it; the stable pod's app is checked by check_sidecar."""
+    reaches it; the app behind a sidecar is checked by check_sidecar."""
     for w in r.workloads:
-        if w["metadata"].get("name") == STABLE:
+        if sidecar_of(r, w) is not None:
             continue
         for c in r.pod_spec(w).get("containers", []):
             bind = {e.get("name"): e.get("value") for e in c.get("env") or []}.get("BIND")
@@ -414,7 +514,10 @@ def mirrors_of(route):
     return found
 
 
-def check_virtual_services(r, subsets_by_host, sidecar_flags, out):
+def check_virtual_services(r, subsets_by_host, out):
+    """Route and mirror destinations exist, weights sum to 100, no
+    deprecated mirror fields. Returns [(where, route, destination, percent)]
+    of every mirror (check_mirroring decides whether one is wanted)."""
     mirrors = []
     for vs in r.by_kind.get("VirtualService", []):
         for i, route in enumerate(vs["spec"].get("http") or []):
@@ -425,7 +528,7 @@ def check_virtual_services(r, subsets_by_host, sidecar_flags, out):
             dests = [d.get("destination") or {} for d in route.get("route") or []]
             for dest, pct in mirrors_of(route):
                 dests.append(dest)
-                mirrors.append((where, dest, pct))
+                mirrors.append((where, route, dest, pct))
             for d in dests:
                 host = short_host(d.get("host", ""), r.namespace)
                 if r.get("Service", host) is None:
@@ -435,48 +538,212 @@ def check_virtual_services(r, subsets_by_host, sidecar_flags, out):
             weights = [d.get("weight") for d in route.get("route") or []]
             if len(weights) > 1 and sum(w or 0 for w in weights) != 100:
                 out.append("%s: route weights %s do not sum to 100" % (where, weights))
-    if sidecar_flags is None:
-        return
-    if len(mirrors) != 1:
-        out.append("VirtualService: expected exactly one mirroring route (the sidecar's), found %d" % len(mirrors))
-        return
-    where, dest, pct = mirrors[0]
-    shadow_host, shadow_port = host_port(sidecar_flags.get("--shadow", ""))
-    mhost = short_host(dest.get("host", ""), r.namespace)
-    mport = (dest.get("port") or {}).get("number")
-    if mport is None:
-        svc = r.get("Service", mhost)
-        ports = (svc or {}).get("spec", {}).get("ports") or []
-        mport = ports[0].get("port") if len(ports) == 1 else None
-    if (mhost, mport) != (short_host(shadow_host or "", r.namespace), shadow_port):
-        out.append("mirror host mismatch: %s mirrors to %s:%s but sidecar --shadow is %s" %
-                   (where, mhost, mport, sidecar_flags.get("--shadow")))
+    return mirrors
+
+
+def sidecar_of(r, w):
+    """The shadowtee container of workload w, or None."""
+    return next((c for c in r.pod_spec(w).get("containers", []) if c.get("name") == SIDECAR), None)
+
+
+def subset_labels(r, host, subset):
+    """The labels of `subset` of `host` in this render's DestinationRules."""
+    for dr in r.by_kind.get("DestinationRule", []):
+        if short_host(dr["spec"].get("host", ""), r.namespace) == host:
+            for s in dr["spec"].get("subsets") or []:
+                if s.get("name") == subset:
+                    return s.get("labels") or {}
+    return None
+
+
+def service_target(r, host, port):
+    """(Service, its port entry) for host:port, port None meaning its only
+    port; (None, None) when there is no such Service or port."""
+    svc = r.get("Service", host)
+    ports = ((svc or {}).get("spec") or {}).get("ports") or []
+    if port is None:
+        return (svc, ports[0]) if len(ports) == 1 else (svc, None)
+    return svc, next((p for p in ports if p.get("port") == port), None)
+
+
+def container_port_number(c, target):
+    """A targetPort (number or name) as a containerPort of c, or None."""
+    for p in c.get("ports") or []:
+        if p.get("containerPort") == target or (isinstance(target, str) and p.get("name") == target):
+            return p.get("containerPort")
+    return None
+
+
+def percent_of(flags, where, out):
+    text = flags.get("--mirror-percent", "100")  # the binary's default with a shadow
     try:
-        sidecar_pct = float(sidecar_flags.get("--mirror-percent", "100"))
-    except ValueError:
-        out.append("sidecar --mirror-percent %r is not a number" % sidecar_flags.get("--mirror-percent"))
-        return
-    if abs(sidecar_pct - pct) > 1e-9:
-        out.append("mirror percentage mismatch: %s mirrorPercentage %g != sidecar --mirror-percent %g (%s)" %
-                   (where, pct, sidecar_pct, STABLE))
-
-
-def check_sidecar(r, rules_file, out):
-    """Checks the stable pod's sidecar; returns its flags (None if absent)."""
-    stable = r.get("Deployment", STABLE)
-    if stable is None:
-        out.append("Deployment/%s is missing (scripts/rollback undoes it)" % STABLE)
+        pct = float(text)
+    except (TypeError, ValueError):
+        out.append("%s: --mirror-percent %r is not a number" % (where, text))
         return None
-    spec = r.pod_spec(stable)
+    if not 0 <= pct <= 100:
+        out.append("%s: --mirror-percent %g is not within 0..100" % (where, pct))
+    return pct
+
+
+def check_mirroring(r, stable_flags, mirrors, rules_file, out, checked):
+    """Exactly one mirroring mechanism, and everything agreeing on it.
+
+    tee:  the stable sidecar tees (--shadow, --mirror-percent P) and no
+          VirtualService route mirrors (else the shadow gets every copy
+          twice and Istio's are never compared); --shadow is a port of a
+          Service; the shadow pods run no sidecar.
+    mesh: no tee (--shadow / --noise-upstream refused), --mesh-role stable
+          and Redis on the stable sidecar; exactly one route mirrors, the
+          one that reaches the stable pods, at 100% (Istio samples at random
+          and cannot tell the stable side which requests it copied, so the
+          sidecars sample P% by x-request-id); its host:port is a Service
+          port whose targetPort is the --listen port of a shadowtee sidecar
+          in every pod it selects, in --mirror-mode mesh --mesh-role shadow,
+          agreeing with the stable one on what pairs the halves (percent,
+          service, rules, body limit, pair TTL, Redis), with the stable
+          sidecar's image, probes, lifecycle, resources and security
+          context; the pod checks of the stable pod (check_sidecar) apply
+          (the workloads so checked are appended to `checked`).
+    Returns the mode, or None when it cannot be told."""
+    where = "Deployment/%s container %s" % (STABLE, SIDECAR)
+    mode = stable_flags.get("--mirror-mode", "tee")
+    if mode not in MODES:
+        out.append("%s: --mirror-mode %r is neither tee nor mesh" % (where, mode))
+        return None
+    pct = percent_of(stable_flags, where, out)
+    flagger = STABLE in flagger_targets(r)
+    if mode == "tee":
+        if "--shadow" not in stable_flags:
+            out.append("%s: no mirroring mode: tee (the default) without --shadow mirrors nothing; list "
+                       "../../mirroring/tee or ../../mirroring/mesh in the environment's components" % where)
+            return mode
+        for flag in sorted(f for f in stable_flags if f.startswith("--mesh-")):
+            out.append("%s: %s with --mirror-mode tee (the binary refuses it)" % (where, flag))
+        host, port = host_port(stable_flags["--shadow"])
+        host = short_host(host or "", r.namespace)
+        svc, sport = service_target(r, host, port)
+        if sport is None:
+            out.append("mirror host mismatch: %s: --shadow %s is not a port of a Service in this render" %
+                       (where, stable_flags["--shadow"]))
+        for mwhere, _, dest, mpct in mirrors:
+            out.append("both mechanisms active: %s mirrors %g%% to %s and the stable sidecar tees %s%% to %s "
+                       "(--mirror-mode tee): in tee mode the VirtualService must not mirror" %
+                       (mwhere, mpct, short_host(dest.get("host", ""), r.namespace),
+                        "?" if pct is None else "%g" % pct, stable_flags["--shadow"]))
+        if svc is not None:
+            for w in r.selected(svc["spec"].get("selector") or {}):
+                if sidecar_of(r, w) is not None:
+                    out.append("%s: the tee's shadow pods run a %s sidecar, but the stable sidecar is in tee mode "
+                               "(it would answer the tee'd copies itself): drop it or use the mesh mode" %
+                               (obj_id(w), SIDECAR))
+        return mode
+    # ---- mesh
+    if flagger:
+        out.append("mesh mode with the flagger component: Flagger generates the VirtualService without the mirror "
+                   "the mesh mode needs (the hand-written one is removed); use ../../mirroring/tee with Flagger")
+        return mode
+    for flag in ("--shadow", "--noise-upstream"):
+        if flag in stable_flags:
+            out.append("both mechanisms active: %s: %s with --mirror-mode mesh (Istio mirrors; the sidecar must not "
+                       "tee as well)" % (where, flag))
+    if stable_flags.get("--mesh-role") != "stable":
+        out.append("%s: --mesh-role must be stable in the stable pods, got %r" % (where, stable_flags.get("--mesh-role")))
+    if not stable_flags.get("--redis"):
+        out.append("%s: --mirror-mode mesh needs --redis (or SHADOWTEE_REDIS): the halves meet there" % where)
+    if len(mirrors) != 1:
+        out.append("mesh mode: expected exactly one VirtualService route mirroring to the shadow, found %d" % len(mirrors))
+        return mode
+    mwhere, route, dest, mpct = mirrors[0]
+    if abs(mpct - 100.0) > 1e-9:
+        out.append("mirror percentage mismatch: %s mirrorPercentage %g, but in mesh mode Istio must mirror 100%% and the "
+                   "sidecars sample (--mirror-percent %s): Istio's random %g%% would leave most halves without a partner" %
+                   (mwhere, mpct, "?" if pct is None else "%g" % pct, mpct))
+    stable = r.get("Deployment", STABLE)
+    reaches_stable = False
+    for d in route.get("route") or []:
+        d = d.get("destination") or {}
+        labels = subset_labels(r, short_host(d.get("host", ""), r.namespace), d.get("subset")) if d.get("subset") else {}
+        svc = r.get("Service", short_host(d.get("host", ""), r.namespace))
+        if svc is not None and labels is not None and matches(dict(svc["spec"].get("selector") or {}, **labels),
+                                                               r.pod_labels(stable)):
+            reaches_stable = True
+    if not reaches_stable:
+        out.append("mesh mode: %s mirrors a route that does not reach the stable pods: no stable half for its copies" %
+                   mwhere)
+    host = short_host(dest.get("host", ""), r.namespace)
+    svc, sport = service_target(r, host, (dest.get("port") or {}).get("number"))
+    if sport is None:
+        out.append("mirror host mismatch: %s mirrors to %s:%s, not a port of a Service in this render" %
+                   (mwhere, host, (dest.get("port") or {}).get("number")))
+        return mode
+    selector = dict(svc["spec"].get("selector") or {})
+    if dest.get("subset"):
+        selector.update(subset_labels(r, host, dest["subset"]) or {})
+    shadows = r.selected(selector)
+    if not shadows:
+        out.append("mesh mode: %s mirrors to %s, which selects no pods" % (mwhere, host))
+    stable_side = sidecar_of(r, stable)
+    target = sport.get("targetPort", sport.get("port"))
+    for w in shadows:
+        side = sidecar_of(r, w)
+        if side is None:
+            out.append("mesh mode: %s (the pods %s mirrors to) has no %s sidecar: the copies reach the app unsampled "
+                       "and no shadow half is ever published" % (obj_id(w), mwhere, SIDECAR))
+            continue
+        swhere = "%s container %s" % (obj_id(w), SIDECAR)
+        flags = check_sidecar(r, w, rules_file, out)
+        checked.append(w)
+        if flags.get("--mirror-mode") != "mesh" or flags.get("--mesh-role") != "shadow":
+            out.append("mode mismatch: %s runs --mirror-mode %s --mesh-role %s; the mirror's pods need mesh / shadow" %
+                       (swhere, flags.get("--mirror-mode", "tee"), flags.get("--mesh-role")))
+        for flag in ("--shadow", "--noise-upstream"):
+            if flag in flags:
+                out.append("%s: %s in the shadow pods: the shadow side must not tee" % (swhere, flag))
+        if container_port_number(side, target) != host_port(flags.get("--listen", ""))[1]:
+            out.append("mirror host mismatch: %s mirrors to %s:%s, whose targetPort %s is not the --listen port %s of %s"
+                       % (mwhere, host, sport.get("port"), target, host_port(flags.get("--listen", ""))[1], swhere))
+        spct = percent_of(flags, swhere, out)
+        if pct is not None and spct is not None and abs(pct - spct) > 1e-9:
+            out.append("mirror percentage mismatch: %s --mirror-percent %g != %s --mirror-percent %g (the two sides "
+                       "would sample different requests)" % (swhere, spct, where, pct))
+        for flag, default in sorted(MESH_SHARED.items()):
+            if flag == "--mirror-percent":
+                continue
+            a, b = stable_flags.get(flag, default), flags.get(flag, default)
+            if a != b:
+                out.append("mesh mode: %s %s %r != %s %s %r (the halves would not meet or be compared alike)" %
+                           (swhere, flag, b, where, flag, a))
+        for field in ("image", "readinessProbe", "livenessProbe", "lifecycle", "resources", "securityContext"):
+            if side.get(field) != stable_side.get(field):
+                out.append("%s: %s differs from the stable pods' sidecar (%s vs %s)" %
+                           (swhere, field, json.dumps(side.get(field), sort_keys=True),
+                            json.dumps(stable_side.get(field), sort_keys=True)))
+        if r.pod_spec(w).get("securityContext") != r.pod_spec(stable).get("securityContext"):
+            out.append("%s: pod securityContext differs from the stable pods'" % obj_id(w))
+        ttl = duration_s(flags.get("--mesh-pair-ttl", "30s"))
+        up = duration_s(flags.get("--upstream-timeout", "60s"))
+        if ttl is not None and up is not None and up >= ttl:
+            out.append("%s: --upstream-timeout %gs >= --mesh-pair-ttl %gs: a slow shadow answer would come after its "
+                       "stable half expired (an orphan)" % (swhere, up, ttl))
+    return mode
+
+
+def check_sidecar(r, w, rules_file, out):
+    """Checks the sidecar of workload w (its pod wiring: ports, probes,
+    annotations, the app behind it, drain timing, rules); returns its
+    flags ({} without the sidecar, reported)."""
+    name = w["metadata"]["name"]
+    spec = r.pod_spec(w)
     containers = {c.get("name"): c for c in spec.get("containers", [])}
     side = containers.get(SIDECAR)
     if side is None:
-        out.append("Deployment/%s: no %s sidecar container" % (STABLE, SIDECAR))
-        return None
-    where = "Deployment/%s container %s" % (STABLE, SIDECAR)
-    flags = parse_args(side.get("args") or [])
+        out.append("Deployment/%s: no %s sidecar container" % (name, SIDECAR))
+        return {}
+    where = "Deployment/%s container %s" % (name, SIDECAR)
+    flags = sidecar_flags(r, side, out, where)
     ports = {p.get("containerPort"): p for p in side.get("ports") or []}
-    for flag in ("--listen", "--primary", "--admin", "--shadow"):
+    for flag in ("--listen", "--primary", "--admin"):
         if flag not in flags:
             out.append("%s: %s is missing from args" % (where, flag))
     admin_host, admin_port = host_port(flags.get("--admin", "127.0.0.1:9901"))
@@ -492,16 +759,16 @@ def check_sidecar(r, rules_file, out):
         port = next((p.get("containerPort") for p in side.get("ports") or [] if p.get("name") == port), port)
         if get.get("path") != path or port != admin_port:
             out.append("%s: %s must be GET %s on the admin port %s" % (where, probe, path, admin_port))
-    ann = (stable["spec"]["template"].get("metadata") or {}).get("annotations") or {}
+    ann = (w["spec"]["template"].get("metadata") or {}).get("annotations") or {}
     want = {"prometheus.io/scrape": "true", "prometheus.io/port": str(admin_port), "prometheus.io/path": "/metrics"}
     for k, v in want.items():
         if ann.get(k) != v:
-            out.append("Deployment/%s: pod annotation %s must be %r, got %r" % (STABLE, k, v, ann.get(k)))
+            out.append("Deployment/%s: pod annotation %s must be %r, got %r" % (name, k, v, ann.get(k)))
     app = [c for n, c in containers.items() if n != SIDECAR]
-    check_app_address(spec, side, app, flags.get("--primary", ""), out)
-    strategy = stable["spec"].get("strategy") or {}
+    check_app_address(name, spec, side, app, flags.get("--primary", ""), out)
+    strategy = w["spec"].get("strategy") or {}
     if (strategy.get("rollingUpdate") or {}).get("maxUnavailable") not in (0, "0%"):
-        out.append("Deployment/%s: rolling update must use maxUnavailable 0" % STABLE)
+        out.append("Deployment/%s: rolling update must use maxUnavailable 0" % name)
     drain = duration_s(flags.get("--drain-timeout", "%gs" % DEFAULT_DRAIN_S))
     if drain is None:
         out.append("%s: --drain-timeout %r is not a duration" % (where, flags.get("--drain-timeout")))
@@ -512,12 +779,12 @@ def check_sidecar(r, rules_file, out):
         out.append("%s: preStop sleep missing (endpoints must deregister before the drain)" % where)
     if grace <= sleep + drain:
         out.append("Deployment/%s: terminationGracePeriodSeconds %s <= preStop %gs + --drain-timeout %gs" %
-                   (STABLE, grace, sleep, drain))
+                   (name, grace, sleep, drain))
     for c in app:
         if prestop_sleep(c) < sleep + drain:
             out.append("Deployment/%s container %s: preStop sleep %gs ends before the sidecar's drain (%gs + %gs)" %
-                       (STABLE, c.get("name"), prestop_sleep(c), sleep, drain))
-    check_rules_config(r, spec, side, flags.get("--compare-rules"), rules_file, out)
+                       (name, c.get("name"), prestop_sleep(c), sleep, drain))
+    check_rules_config(r, name, spec, side, flags.get("--compare-rules"), rules_file, out)
     return flags
 
 
@@ -538,7 +805,7 @@ def probe_commands(container):
     return out
 
 
-def check_app_address(spec, side, app, primary, out):
+def check_app_address(name, spec, side, app, primary, out):
     """The app container serves where the sidecar's --primary points: its
     BIND (gunicorn) equals it. For unix:PATH, PATH lies directly in an
     emptyDir mounted in the app and in the sidecar, the app declares no
@@ -546,31 +813,31 @@ def check_app_address(spec, side, app, primary, out):
     exec a check of that socket (the kubelet cannot httpGet a socket). For
     HOST:PORT, the app binds loopback only."""
     if len(app) != 1:
-        out.append("Deployment/%s: expected one app container beside the sidecar, found %d" % (STABLE, len(app)))
+        out.append("Deployment/%s: expected one app container beside the sidecar, found %d" % (name, len(app)))
         return
     (c,) = app
-    where = "Deployment/%s container %s" % (STABLE, c.get("name"))
+    where = "Deployment/%s container %s" % (name, c.get("name"))
     bind = {e.get("name"): e.get("value") for e in c.get("env") or []}.get("BIND")
     if bind != primary:
         out.append("%s: BIND %s != the sidecar's --primary %s" % (where, bind, primary))
     if not primary.startswith("unix:"):
         if host_port(primary)[0] not in ("127.0.0.1", "localhost", "[::1]"):
             out.append("Deployment/%s: --primary %s is not loopback: the app would be reachable on the pod network" %
-                       (STABLE, primary))
+                       (name, primary))
         return
     path = primary[len("unix:"):]
     if not path.startswith("/") or len(path.encode()) > UNIX_PATH_MAX:
         out.append("Deployment/%s: --primary %s: the socket path must be absolute and at most %d bytes" %
-                   (STABLE, primary, UNIX_PATH_MAX))
+                   (name, primary, UNIX_PATH_MAX))
         return
     directory = os.path.dirname(path)
     volumes = {v.get("name"): v for v in spec.get("volumes") or []}
     mounts = [mount_of(c, directory), mount_of(side, directory)]
     if None in mounts or mounts[0].get("name") != mounts[1].get("name"):
         out.append("Deployment/%s: the socket directory %s is not one volume mounted in both %s and %s" %
-                   (STABLE, directory, c.get("name"), SIDECAR))
+                   (name, directory, c.get("name"), SIDECAR))
     elif "emptyDir" not in volumes.get(mounts[0].get("name"), {}):
-        out.append("Deployment/%s: volume %s holding the socket is not an emptyDir" % (STABLE, mounts[0].get("name")))
+        out.append("Deployment/%s: volume %s holding the socket is not an emptyDir" % (name, mounts[0].get("name")))
     elif mounts[0].get("readOnly"):
         out.append("%s: the socket directory %s is mounted read-only: gunicorn cannot create the socket" %
                    (where, directory))
@@ -583,16 +850,16 @@ def check_app_address(spec, side, app, primary, out):
                        (where, probe, primary, kind))
 
 
-def check_rules_config(r, spec, side, rules_path, rules_file, out):
+def check_rules_config(r, name, spec, side, rules_path, rules_file, out):
     """The --compare-rules file comes from a ConfigMap equal to rules_file."""
     if not rules_path:
-        out.append("Deployment/%s: sidecar has no --compare-rules" % STABLE)
+        out.append("Deployment/%s: sidecar has no --compare-rules" % name)
         return
     mount = next((m for m in side.get("volumeMounts") or [] if rules_path.startswith(m["mountPath"].rstrip("/") + "/")), None)
     vol = next((v for v in spec.get("volumes") or [] if mount and v.get("name") == mount.get("name")), None)
     cm = r.get("ConfigMap", ((vol or {}).get("configMap") or {}).get("name"))
     if cm is None:
-        out.append("Deployment/%s: --compare-rules %s is not mounted from a ConfigMap in this render" % (STABLE, rules_path))
+        out.append("Deployment/%s: --compare-rules %s is not mounted from a ConfigMap in this render" % (name, rules_path))
         return
     key = rules_path[len(mount["mountPath"].rstrip("/")) + 1:]
     text = (cm.get("data") or {}).get(key)
@@ -619,7 +886,7 @@ def flagger_targets(r):
     return {((c.get("spec") or {}).get("targetRef") or {}).get("name") for c in r.by_kind.get("Canary", [])}
 
 
-def check_flagger(r, sidecar_flags, out):
+def check_flagger(r, flags, out):
     for can in r.by_kind.get("Canary", []):
         spec, where = can["spec"], obj_id(can)
         ref = spec.get("targetRef") or {}
@@ -638,8 +905,8 @@ def check_flagger(r, sidecar_flags, out):
             if r.get(kind, name) is not None:
                 out.append("%s: %s/%s is generated by Flagger from spec.service; the hand-written one must go"
                            % (where, kind, name))
-        if ref.get("name") == STABLE and sidecar_flags is not None:
-            listen = host_port(sidecar_flags.get("--listen", ""))[1]
+        if ref.get("name") == STABLE and flags is not None:
+            listen = host_port(flags.get("--listen", ""))[1]
             if svc.get("targetPort", svc.get("port")) != listen:
                 out.append("%s: service.targetPort %s is not the sidecar's --listen port %s"
                            % (where, svc.get("targetPort", svc.get("port")), listen))
@@ -663,6 +930,14 @@ def check_argo(r, env_name, out):
         names = {a.get("name") for a in spec.get("args") or []}
         for arg in sorted(set(re.findall(r"{{\s*args\.([A-Za-z0-9_.-]+?)\s*}}", json.dumps(spec))) - names):
             out.append("%s: {{args.%s}} is used but not declared in spec.args" % (where, arg))
+        # the Prometheus metric counts the comparisons of every pod with the
+        # sidecar (in mesh mode the shadow's sidecar compares too)
+        pods = next((a.get("value") for a in spec.get("args") or [] if a.get("name") == "stable-pods"), None)
+        for w in r.workloads:
+            sample = "%s-5d8c7b9f4-x2x7k" % w["metadata"]["name"]  # <deployment>-<hash>-<id>
+            if pods and sidecar_of(r, w) is not None and not re.fullmatch(pods, sample):
+                out.append("%s: stable-pods %r does not match the pods of %s (%s), whose sidecar compares too" %
+                           (where, pods, obj_id(w), sample))
         for m in spec.get("metrics") or []:
             prov = m.get("provider") or {}
             if "prometheus" in prov and not (m.get("successCondition") and m.get("failureCondition")):
@@ -688,13 +963,20 @@ def check_argo(r, env_name, out):
                            % (owner, sorted(images), side[0].get("image")))
 
 
-def check_monitoring(r, sidecar_flags, rules_groups, out):
-    admin_port = host_port((sidecar_flags or {}).get("--admin", "127.0.0.1:9901"))[1]
+def check_monitoring(r, flags, rules_groups, out):
+    admin_port = host_port((flags or {}).get("--admin", "127.0.0.1:9901"))[1]
     for sm in r.by_kind.get("ServiceMonitor", []):
         sel = ((sm["spec"].get("selector") or {}).get("matchLabels")) or {}
         svcs = [s for s in r.by_kind.get("Service", []) if matches(sel, s["metadata"].get("labels") or {})]
         if not svcs:
             out.append("%s: selector %s matches no Service" % (obj_id(sm), sel))
+        # every pod with the sidecar counts comparisons (in mesh mode the
+        # shadow's too: either side of a pair may compare it)
+        scraped = [w for s in svcs for w in r.selected(s["spec"].get("selector") or {})]
+        for w in r.workloads:
+            if sidecar_of(r, w) is not None and not any(w is x for x in scraped):
+                out.append("%s: %s runs the %s sidecar but no Service it scrapes selects its pods (their "
+                           "comparisons and mesh halves would be missing)" % (obj_id(sm), obj_id(w), SIDECAR))
         for ep in sm["spec"].get("endpoints") or []:
             if ep.get("honorLabels") is not True:
                 out.append("%s: endpoints port %s needs honorLabels: true (else the operator's target label "
@@ -755,11 +1037,22 @@ def consistency_problems(docs, rules_file, env_name=""):
     check_app_binds(r, out)
     check_services(r, out)
     check_autoscaling(r, out)
-    flags = check_sidecar(r, rules_file, out)
+    stable = r.get("Deployment", STABLE)
+    if stable is None:
+        out.append("Deployment/%s is missing (scripts/rollback undoes it)" % STABLE)
+        flags = None
+    else:
+        flags = check_sidecar(r, stable, rules_file, out) if sidecar_of(r, stable) else None
+        if flags is None:
+            out.append("Deployment/%s: no %s sidecar container" % (STABLE, SIDECAR))
     subsets = check_destination_rules(r, out)
-    # a Flagger Canary on the stable Deployment generates its routing: no
-    # hand-written VirtualService mirror to compare the sidecar with
-    check_virtual_services(r, subsets, None if STABLE in flagger_targets(r) else flags, out)
+    mirrors = check_virtual_services(r, subsets, out)
+    checked = [stable]
+    if flags is not None:
+        check_mirroring(r, flags, mirrors, rules_file, out, checked)
+    for w in r.workloads:  # a sidecar no mirror reaches is still checked as a pod
+        if sidecar_of(r, w) is not None and not any(w is x for x in checked):
+            check_sidecar(r, w, rules_file, out)
     check_secrets(r, env_name, out)
     check_flagger(r, flags, out)
     check_argo(r, env_name, out)
@@ -799,8 +1092,17 @@ def main(argv):
         print("validate_k8s: cannot run: %s" % exc, file=sys.stderr)
         return 2
     comps = components_of(args.k8s)
-    targets = args.envs or ["+".join([e] + c) for e in ENVIRONMENTS
-                            for c in [[]] + [[n] for n in comps] + ([comps] if len(comps) > 1 else [])]
+    targets = args.envs
+    if not targets:
+        targets = []
+        for e in ENVIRONMENTS:
+            mode = mirroring_mode_of(os.path.join(args.k8s, "environments", e))
+            # no mode or two: validate everything, the checks say what is wrong
+            ok = [n for n in comps if mode not in MODES or mode in COMPONENT_MODES.get(n, MODES)]
+            for n in sorted(set(comps) - set(ok)):
+                print("n/a  %s+%s: the %s component works with the mirroring mode %s only; %s uses %s" %
+                      (e, n, n, " or ".join(COMPONENT_MODES[n]), e, mode))
+            targets += ["+".join([e] + c) for c in [[]] + [[n] for n in ok] + ([ok] if len(ok) > 1 else [])]
     failed = False
     for target in targets:
         env, *with_components = target.split("+")
