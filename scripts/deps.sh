@@ -31,7 +31,7 @@ PY=${PYTHON:-/usr/bin/python3}
 # suite: tests that skip without them (and fail under CI=true); valgrind,
 # bench, format: those goals; browser: the HTML report's browser test (left
 # out by --no-browser); ci: .ci/run only (added by --ci); fuzz: make fuzz
-# only (added by --fuzz).
+# only (added by --fuzz). A package two groups need has a line for each.
 # package            group     what --check looks for
 PKGS="
 build-essential      build     cmd:${CC%% *}
@@ -61,6 +61,7 @@ util-linux           bench     cmd:taskset
 valgrind             valgrind  cmd:valgrind
 wrk                  bench     cmd:wrk
 nginx-light          bench     cmd:nginx
+nginx-light          suite     cmd:nginx
 clang-format         format    cmd:clang-format
 chromium             browser   cmd:chromium
 debootstrap          ci        cmd:debootstrap
@@ -116,6 +117,7 @@ want=() missing=()
 while read -r pkg group _; do
     [ -n "$pkg" ] || continue
     case $skip in *" $group "*) continue ;; esac
+    case " ${want[*]} " in *" $pkg "*) continue ;; esac # in two groups
     want+=("$pkg")
     installed "$pkg" || missing+=("$pkg")
 done <<<"$PKGS"

@@ -1086,8 +1086,6 @@ def main(argv):
     args = ap.parse_args(argv)
     try:
         schemas = Schemas(args.schemas or default_schemas_dir())
-        if not kubectl_path():
-            raise SetupError("kubectl not found on PATH (needed to render kustomizations)")
     except SetupError as exc:
         print("validate_k8s: cannot run: %s" % exc, file=sys.stderr)
         return 2
@@ -1103,7 +1101,7 @@ def main(argv):
                 print("n/a  %s+%s: the %s component works with the mirroring mode %s only; %s uses %s" %
                       (e, n, n, " or ".join(COMPONENT_MODES[n]), e, mode))
             targets += ["+".join([e] + c) for c in [[]] + [[n] for n in ok] + ([ok] if len(ok) > 1 else [])]
-    failed = False
+    # every name first: a typo is told as such, with or without kubectl
     for target in targets:
         env, *with_components = target.split("+")
         env_dir = os.path.join(args.k8s, "environments", env)
@@ -1115,6 +1113,13 @@ def main(argv):
             print("validate_k8s: no component %s in %s (have: %s)" % (unknown[0], os.path.join(args.k8s, "components"),
                                                                     ", ".join(comps) or "none"), file=sys.stderr)
             return 2
+    if not kubectl_path():
+        print("validate_k8s: cannot run: kubectl not found on PATH (needed to render kustomizations)", file=sys.stderr)
+        return 2
+    failed = False
+    for target in targets:
+        env, *with_components = target.split("+")
+        env_dir = os.path.join(args.k8s, "environments", env)
         docs, problems = validate_env(env_dir, schemas, args.rules, with_components)
         for p in problems:
             print("%s: %s" % (target, p))

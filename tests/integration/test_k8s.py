@@ -408,6 +408,16 @@ def test_validator_cli_names_an_unknown_component():
     assert r.returncode == 2 and "no component nosuch" in r.stderr, r
 
 
+def test_validator_cli_names_a_typo_before_asking_for_kubectl(tmp_path):
+    """Without kubectl (a user's machine: it is in no Debian archive) a wrong
+    name is still told as such, and a right one says kubectl is missing."""
+    env = dict(os.environ, KUBECTL=str(tmp_path / "no-such-kubectl"))
+    r = subprocess.run([PY, VALIDATOR, "production+nosuch"], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 2 and "no component nosuch" in r.stderr, r
+    r = subprocess.run([PY, VALIDATOR, "production"], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 2 and "kubectl not found" in r.stderr and r.stdout == "", r
+
+
 # ---- the strict loader -----------------------------------------------------
 
 
