@@ -287,6 +287,7 @@ grep '^GATE' "$WORK/gate.txt" || tail -n 3 "$WORK/gate.txt"
 case "$gate" in
   0) echo "demo: gate PASSED (exit 0)" ;;
   1) echo "demo: gate FAILED (exit 1): scripts/promote would refuse to promote v2" ;;
+  3) die "gate INCONCLUSIVE (exit 3): too few comparisons for a verdict, see $WORK/gate.txt" ;;
   *) die "gate could not be evaluated (exit $gate)" ;;
 esac
 echo "demo: HTML report written to ${HTML#"$ROOT"/}, JSON to ${JSON#"$ROOT"/}"
