@@ -257,6 +257,8 @@ static int load_samples(rpt_endpoint_t *ep, const redisReply *r, int64_t since_m
             continue;
         }
         json_object_set_new(s, "endpoint", json_string(ep->name));
+        if (!json_is_string(json_object_get(s, "source"))) /* written before mesh mode */
+            json_object_set_new(s, "source", json_string("tee"));
         json_array_append_new(ep->samples, s);
     }
     return 0;
