@@ -144,10 +144,14 @@ _TALLY = {"compared": _INT, "comparable": _INT, "matched": _INT, "diverged": _IN
           "divergence_ci95": _CI, "noise_rate": _RATE, "shadow_error_rate": _RATE,
           "shadow_timeout_rate": _RATE}
 
+_SOURCES = {"type": "object", "required": ["tee", "mesh"],
+            "properties": {"tee": {"type": "integer", "minimum": 0},
+                           "mesh": {"type": "integer", "minimum": 0}}, "additionalProperties": False}
+
 REPORT_SCHEMA = {
     "type": "object",
     "required": ["schema", "service", "generated_ms", "data_schema", "endpoint_filter", "window", "latency",
-                 "endpoints", "samples", "timeline", "gate"] + list(_TALLY),
+                 "endpoints", "samples", "timeline", "gate", "sources", "mesh"] + list(_TALLY),
     "properties": dict(_TALLY, **{
         "schema": {"const": 1},
         "service": {"type": "string"},
@@ -161,20 +165,26 @@ REPORT_SCHEMA = {
                                   "end_ms": _INT, "duration_s": _INT, "first_seen_ms": _INT,
                                   "last_seen_ms": _INT}},
         "latency": _LAT,
+        "sources": _SOURCES,
+        "mesh": {"oneOf": [{"type": "null"}, {
+            "type": "object", "required": ["orphans", "pending"],
+            "properties": {"pending": _INT, "orphans": {
+                "type": "object", "required": ["stable", "shadow", "baseline"],
+                "additionalProperties": _INT}}}]},
         "endpoints": {"type": "array", "items": {
             "type": "object",
             "required": ["endpoint", "paths", "noise_paths", "kinds", "errors_by_reason",
-                         "latency", "samples"] + list(_TALLY),
+                         "latency", "samples", "sources"] + list(_TALLY),
             "properties": dict(_TALLY, **{
                 "endpoint": {"type": "string"}, "paths": _PATHS, "noise_paths": _PATHS,
                 "kinds": {"type": "object", "additionalProperties": _INT},
                 "errors_by_reason": {"type": "object", "additionalProperties": _INT},
-                "latency": _LAT, "samples": _INT})}},
+                "latency": _LAT, "samples": _INT, "sources": _SOURCES})}},
         "samples": {"type": "array", "items": {
             "type": "object",
             "required": ["endpoint", "time_ms", "request_id", "method", "path", "primary",
-                         "shadow", "diffs"],
-            "properties": {"diffs": {"type": "array", "items": {
+                         "shadow", "diffs", "source"],
+            "properties": {"source": {"enum": ["tee", "mesh"]}, "diffs": {"type": "array", "items": {
                 "type": "object", "required": ["path", "kind", "a", "b", "delta", "noise"]}}}}},
         "timeline": {"type": "array", "items": {
             "type": "object",

@@ -293,15 +293,22 @@ def test_default_mirror_max_body_is_8m(shadowtee, upstream):
 
 
 def test_client_cannot_spoof_the_mirror_header(shadowtee, upstream):
+    """The marker never reaches the primary; a request that carries it (any
+    value) is a mirror already and is not tee'd again (the loop guard, issue
+    16); the copies the tee sends carry exactly one marker, "1"."""
     primary, shadow, st = _pair(shadowtee, upstream)
     with Conn(st.port) as c:
         c.request("GET", "/spoof", [("X-Shadowtee-Mirror", "1")])
         c.request("GET", "/spoof2", [("x-shadowtee-mirror", "0")])
-    assert shadow.wait_requests(2) == 2
+        c.request("GET", "/plain", [])
+    assert shadow.wait_requests(1) == 1
+    assert primary.wait_requests(3) == 3
     for q in primary.requests:
         assert q.headers_named("x-shadowtee-mirror") == [], "the primary must never see the mirror marker"
-    for q in shadow.requests:
-        assert q.headers_named("x-shadowtee-mirror") == ["1"]
+    assert [q.path for q in shadow.requests] == ["/plain"]
+    assert shadow.requests[0].headers_named("x-shadowtee-mirror") == ["1"]
+    m = metrics(st.admin_port)
+    assert metric(m, "shadowtee_mirror_skipped_total", reason="loop_guard") == 2
 
 
 def test_shadow_headers_match_primary(shadowtee, upstream):

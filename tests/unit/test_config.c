@@ -229,6 +229,80 @@ static void test_invalid_values_give_one_message(void **state)
     assert_non_null(strstr(err, "SHADOWTEE_WORKERS"));
 }
 
+#define P     "--primary", "127.0.0.1:5000"
+#define MESH  "--mirror-mode", "mesh"
+#define REDIS "--redis", "127.0.0.1:6379"
+
+static void test_mesh_mode_flags(void **state)
+{
+    st_config_t cfg;
+    char err[256] = "";
+    /* tee is the default: nothing of mesh mode is on */
+    assert_int_equal(load(&cfg, NULL, err, sizeof(err), P, NULL), 0);
+    assert_int_equal(cfg.mirror_mode, ST_MIRROR_TEE);
+    assert_int_equal(cfg.mesh_role, ST_ROLE_NONE);
+    assert_int_equal(cfg.mesh_pair_ttl_ms, 30000);
+    /* mesh: a role, Redis; the percentage defaults to 100 without --shadow */
+    assert_int_equal(
+        load(&cfg, NULL, err, sizeof(err), P, MESH, "--mesh-role", "stable", REDIS, NULL), 0);
+    assert_int_equal(cfg.mirror_mode, ST_MIRROR_MESH);
+    assert_int_equal(cfg.mesh_role, ST_ROLE_STABLE);
+    assert_true(cfg.mirror_percent == 100.0);
+    assert_int_equal(load(&cfg, NULL, err, sizeof(err), P, MESH, "--mesh-role", "shadow", REDIS,
+                          "--mirror-percent", "7.5", "--mesh-pair-ttl", "2m", NULL),
+                     0);
+    assert_int_equal(cfg.mesh_role, ST_ROLE_SHADOW);
+    assert_true(cfg.mirror_percent == 7.5);
+    assert_int_equal(cfg.mesh_pair_ttl_ms, 120000);
+    /* from the environment, like every flag */
+    char *env[] = {"SHADOWTEE_MIRROR_MODE=mesh", "SHADOWTEE_MESH_ROLE=shadow",
+                   "SHADOWTEE_REDIS=127.0.0.1:1", "SHADOWTEE_MESH_PAIR_TTL=5s", NULL};
+    assert_int_equal(load(&cfg, env, err, sizeof(err), P, NULL), 0);
+    assert_int_equal(cfg.mesh_role, ST_ROLE_SHADOW);
+    assert_int_equal(cfg.mesh_pair_ttl_ms, 5000);
+    /* x-request-id is what mesh samples by anyway */
+    assert_int_equal(load(&cfg, NULL, err, sizeof(err), P, MESH, "--mesh-role", "stable", REDIS,
+                          "--mirror-sample-by", "X-Request-Id", NULL),
+                     0);
+}
+
+static void test_mesh_mode_refusals(void **state)
+{
+    st_config_t cfg;
+    char err[256];
+    const struct {
+        const char *argv[12];
+        const char *expect;
+    } cases[] = {
+        {{P, MESH, REDIS}, "--mirror-mode mesh needs --mesh-role stable|shadow"},
+        {{P, MESH, "--mesh-role", "stable"}, "--mirror-mode mesh needs --redis"},
+        {{P, MESH, "--mesh-role", "stable", REDIS, "--shadow", "127.0.0.1:6000"},
+         "--mirror-mode mesh does not tee: remove --shadow"},
+        {{P, MESH, "--mesh-role", "stable", REDIS, "--noise-upstream", "127.0.0.1:6000"},
+         "--mirror-mode mesh does not take --noise-upstream"},
+        {{P, MESH, "--mesh-role", "shadow", REDIS, "--compare", "off"}, "needs --compare on"},
+        {{P, MESH, "--mesh-role", "shadow", REDIS, "--mirror-sample-by", "x-user"},
+         "samples by x-request-id only"},
+        {{P, "--mesh-role", "stable"}, "--mesh-role needs --mirror-mode mesh"},
+        {{P, "--mirror-mode", "tee", "--mesh-pair-ttl", "10s"},
+         "--mesh-pair-ttl needs --mirror-mode mesh"},
+        {{P, "--mirror-mode", "istio"}, "want tee or mesh"},
+        {{P, MESH, "--mesh-role", "canary", REDIS}, "want stable or shadow"},
+        {{P, MESH, "--mesh-role", "baseline", REDIS}, "baseline role is not implemented"},
+        {{P, MESH, "--mesh-role", "stable", REDIS, "--mesh-pair-ttl", "10ms"}, "--mesh-pair-ttl"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *argv[16] = {"shadowtee"};
+        int argc = 1;
+        for (int k = 0; cases[i].argv[k]; k++)
+            argv[argc++] = (char *)cases[i].argv[k];
+        err[0] = '\0';
+        assert_int_equal(st_config_load(&cfg, argc, argv, NULL, err, sizeof(err)), -1);
+        if (!strstr(err, cases[i].expect)) fail_msg("case %zu: got '%s'", i, err);
+        assert_null(strchr(err, '\n')); /* one line */
+    }
+}
+
 static void test_redis_url(void **state)
 {
     st_config_t cfg;
@@ -295,6 +369,8 @@ int main(void)
         cmocka_unit_test(test_numeric_and_unix_addresses),
         cmocka_unit_test(test_unix_paths),
         cmocka_unit_test(test_invalid_values_give_one_message),
+        cmocka_unit_test(test_mesh_mode_flags),
+        cmocka_unit_test(test_mesh_mode_refusals),
         cmocka_unit_test(test_redis_url),
         cmocka_unit_test(test_methods_mask),
         cmocka_unit_test(test_edge_defaults_and_opt_ins),

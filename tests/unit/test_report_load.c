@@ -64,6 +64,8 @@ static int load_bytes(const char *bytes, size_t len, rpt_model_t *m, char *err, 
 #define PING    "+PONG\r\n"
 #define META    "*4\r\n$6\r\nschema\r\n$1\r\n1\r\n$13\r\nfirst_seen_ms\r\n$13\r\n1764690000000\r\n"
 #define MEMBERS "*1\r\n$7\r\nPOST /x\r\n"
+/* HGETALL mesh:orphans, ZCARD mesh:pending: no mesh data */
+#define NOMESH "*0\r\n:0\r\n"
 #define COUNTS                                                                                     \
     "*6\r\n$8\r\ncompared\r\n$2\r\n10\r\n$7\r\nmatched\r\n$1\r\n8\r\n$8\r\ndiverged\r\n$"          \
     "1\r\n2\r\n"
@@ -74,7 +76,7 @@ static int load_bytes(const char *bytes, size_t len, rpt_model_t *m, char *err, 
 static void test_normal_service(void **state)
 {
     (void)state;
-    static const char in[] = PING META MEMBERS COUNTS EMPTY5 NOSAMP NOSCAN;
+    static const char in[] = PING META MEMBERS NOMESH COUNTS EMPTY5 NOSAMP NOSCAN;
     rpt_model_t m;
     char err[512];
     assert_int_equal(load_bytes(in, sizeof(in) - 1, &m, err, sizeof(err)), 0);
@@ -83,6 +85,46 @@ static void test_normal_service(void **state)
     assert_int_equal(m.total.compared, 10);
     assert_int_equal(m.total.diverged, 2);
     assert_int_equal(m.first_seen_ms, 1764690000000LL);
+    assert_int_equal(m.sources.tee, 10); /* no source fields: written before mesh mode */
+    assert_int_equal(m.sources.mesh, 0);
+    assert_int_equal(m.has_mesh, 0);
+    rpt_model_free(&m);
+}
+
+/* Mesh data: orphans by side and halves waiting; source:mesh of the counts. */
+static void test_mesh_keys_and_sources(void **state)
+{
+    (void)state;
+    static const char in[] = PING META MEMBERS
+        "*6\r\n$6\r\nstable\r\n$1\r\n7\r\n$6\r\nshadow\r\n$1\r\n4\r\n$5\r\nother\r\n$1\r\n9\r\n"
+        ":3\r\n"
+        "*6\r\n$8\r\ncompared\r\n$2\r\n10\r\n$11\r\nsource:mesh\r\n$1\r\n6\r\n$10\r\nsource:"
+        "tee\r\n$1\r\n4\r\n" EMPTY5 NOSAMP NOSCAN;
+    rpt_model_t m;
+    char err[512];
+    assert_int_equal(load_bytes(in, sizeof(in) - 1, &m, err, sizeof(err)), 0);
+    assert_int_equal(m.has_mesh, 1);
+    assert_int_equal(m.orphans[0], 7);
+    assert_int_equal(m.orphans[1], 4);
+    assert_int_equal(m.orphans[2], 0); /* "other" is no side: ignored */
+    assert_int_equal(m.pending, 3);
+    assert_int_equal(m.sources.mesh, 6);
+    assert_int_equal(m.sources.tee, 4);
+    assert_int_equal(m.eps[0].sources.mesh, 6);
+    rpt_model_free(&m);
+}
+
+/* Only mesh keys (every half an orphan, nothing compared yet): loaded, not "no data". */
+static void test_mesh_only_service_loads(void **state)
+{
+    (void)state;
+    static const char in[] = PING "*0\r\n*0\r\n"
+                                  "*2\r\n$6\r\nstable\r\n$1\r\n2\r\n:0\r\n" NOSCAN;
+    rpt_model_t m;
+    char err[512];
+    assert_int_equal(load_bytes(in, sizeof(in) - 1, &m, err, sizeof(err)), 0);
+    assert_int_equal(m.neps, 0);
+    assert_int_equal(m.orphans[0], 2);
     rpt_model_free(&m);
 }
 
@@ -112,7 +154,7 @@ static void test_scan_keys_outside_the_pattern_are_skipped(void **state)
 {
     (void)state;
     /* "x" is shorter than the prefix: it used to be read past its end */
-    static const char in[] = PING META MEMBERS COUNTS EMPTY5 NOSAMP
+    static const char in[] = PING META MEMBERS NOMESH COUNTS EMPTY5 NOSAMP
         "*2\r\n$1\r\n0\r\n*3\r\n$1\r\nx\r\n$26\r\nshadowtee:{svc}:minute:abc\r\n"
         "$28\r\nshadowtee:{svc}:minute:29411\r\n"
         "*4\r\n$16\r\ncompared|POST /x\r\n$1\r\n3\r\n$16\r\ndiverged|POST /x\r\n$1\r\n1\r\n";
@@ -128,7 +170,8 @@ static void test_scan_keys_outside_the_pattern_are_skipped(void **state)
 static void test_samples_that_are_not_strings_are_skipped(void **state)
 {
     (void)state;
-    static const char in[] = PING META MEMBERS COUNTS EMPTY5 "*2\r\n:5\r\n$2\r\n{}\r\n" NOSCAN;
+    static const char in[] =
+        PING META MEMBERS NOMESH COUNTS EMPTY5 "*2\r\n:5\r\n$2\r\n{}\r\n" NOSCAN;
     rpt_model_t m;
     char err[512];
     assert_int_equal(load_bytes(in, sizeof(in) - 1, &m, err, sizeof(err)), 0);
@@ -151,6 +194,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_normal_service),
+        cmocka_unit_test(test_mesh_keys_and_sources),
+        cmocka_unit_test(test_mesh_only_service_loads),
         cmocka_unit_test(test_meta_with_an_integer_is_refused),
         cmocka_unit_test(test_nil_member_is_refused),
         cmocka_unit_test(test_scan_keys_outside_the_pattern_are_skipped),
