@@ -30,7 +30,7 @@ import pytest
 import redis
 
 from conftest import PY, free_port, require, shadowtee_bin, wait_port
-from upstreams import sanitized, wait_for
+from upstreams import sanitized, upstream, wait_for, watchdog  # noqa: F401  (fixtures)
 from report_fill import report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -281,3 +281,386 @@ def test_nginx_mirror_gives_both_copies_the_same_request_id(procs, nginx):
     assert s2["hosts"] == {"127.0.0.1-shadow": n}, s2["hosts"]
     assert all(not h.endswith("-shadow") for h in s1["hosts"]), s1["hosts"]
     assert "[emerg]" not in ng.error_log() and "[alert]" not in ng.error_log()
+
+
+# ---- mesh mode: the whole chain ----------------------------------------------
+
+
+class Sidecar:
+    pass
+
+
+class Mesh:
+    """redis-server, Flask v1 and v2, the stable and the shadow sidecar in mesh
+    mode, and nginx mirroring every request (the percentage lives in the
+    sidecars, as in the issue's scheme)."""
+
+    def __init__(self, procs, shadowtee, redis_server, nginx, rules, service, percent=100, ttl="30s",
+                 shadow_app=True):
+        self.procs, self.st, self.redis_server = procs, shadowtee, redis_server
+        self.rules, self.service, self.percent, self.ttl = rules, service, percent, ttl
+        self.v1, self.v2 = App(procs, "v1"), App(procs, "v2")
+        self.stable = self.start_sidecar("stable", self.v1.addr)
+        self.shadow = self.start_sidecar("shadow", self.v2.addr)
+        self.ng = nginx("127.0.0.1:%d" % self.stable.port, "127.0.0.1:%d" % self.shadow.port)
+        wait_http(self.ng.port, "/health", self.ng.proc)
+        self.rc = redis.Redis(port=redis_server.port, decode_responses=True, socket_timeout=5)
+
+    def start_sidecar(self, role, primary, port=None):
+        """A sidecar on free ports, or on `port` (a restart where nginx points)."""
+        flags = ["--primary", primary, "--workers", "1", "--mirror-mode", "mesh", "--mesh-role", role,
+                 "--redis", "127.0.0.1:%d" % self.redis_server.port, "--service", self.service,
+                 "--mirror-percent", str(self.percent), "--compare-rules", self.rules,
+                 "--redis-flush-interval", "50ms", "--mesh-pair-ttl", self.ttl]
+        for attempt in range(3):
+            st = Sidecar()
+            st.port = port or free_port()
+            st.admin_port = free_port()
+            argv = [shadowtee_bin(), "--listen", "127.0.0.1:%d" % st.port,
+                    "--admin", "127.0.0.1:%d" % st.admin_port] + flags
+            try:
+                st.proc = self.procs(argv, wait_ports=(st.port, st.admin_port), ours=True)
+                return st
+            except RuntimeError as e:
+                if attempt == 2 or "address already in use" not in str(e):
+                    raise
+
+    def counts(self):
+        """The endpoint's counters in Redis (compared, diverged, ...)."""
+        try:
+            h = self.rc.hgetall("shadowtee:{%s}:ep:POST /predict:counts" % self.service)
+        except redis.RedisError:
+            return {}
+        return {k: int(v) for k, v in h.items()}
+
+    def compared(self):
+        return self.counts().get("compared", 0)
+
+    def wait_compared(self, n, timeout=20.0):
+        got = wait_for(lambda: self.compared() >= n, timeout * slow(), 0.05)
+        assert got, "compared %d, want %d; counts %r" % (self.compared(), n, self.counts())
+        return self.compared()
+
+    def report(self):
+        r = report("--redis", "127.0.0.1:%d" % self.redis_server.port, "--service", self.service,
+                   "--format", "json")
+        assert r.rc == 0, r
+        return r.json()
+
+    def halves(self, st, role, outcome):
+        return metric_sum(metrics(st.admin_port), "shadowtee_mesh_halves_total", role=role, outcome=outcome)
+
+
+@pytest.fixture
+def mesh(procs, shadowtee, redis_server, nginx, rules):
+    def start(service, **kw):
+        return Mesh(procs, shadowtee, redis_server, nginx, rules, service, **kw)
+    return start
+
+
+def settle(pred_value, quiet=0.5, timeout=10.0):
+    """Waits until pred_value() has not changed for `quiet` seconds; returns it."""
+    deadline = time.monotonic() + timeout * slow()
+    last, since = pred_value(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        v = pred_value()
+        if v != last:
+            last, since = v, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return last
+
+
+def by_source(doc):
+    """Compared pairs by source in the report ({"mesh": n, "tee": m})."""
+    src = doc.get("sources")
+    assert src is not None, "the report has no counts by source: %s" % sorted(doc)
+    if isinstance(src, dict):
+        return {k: (v["compared"] if isinstance(v, dict) else v) for k, v in src.items()}
+    return {s["source"]: s["compared"] for s in src}
+
+
+def orphans(doc):
+    """Orphaned halves by side in the report ({"stable": n, "shadow": m})."""
+    o = doc.get("orphans")
+    assert o is not None, "the report has no orphans: %s" % sorted(doc)
+    return {k: v for k, v in o.items() if isinstance(v, int)}
+
+
+def test_mesh_exact_matched_and_diverged_counts_noise_never_divergence(mesh):
+    """100% sampled: every request the client sends is compared exactly once,
+    as a mesh pair. v2 diverges on the label for i % 7 == 3 and nowhere else;
+    the noise on every answer (an ignored timestamp and model_version, a score
+    1e-9 away inside the 1e-6 tolerance) is never a divergence: those pairs
+    are matched. Half the requests carry the client's X-Request-Id, half get
+    nginx's."""
+    m = mesh("exact")
+    n = 70
+    items = [(i, "exact-%d" % i if i % 2 else None) for i in range(n)]
+    answers = send(m.ng.port, items)
+    assert [s for s, _ in answers] == [200] * n
+    assert all(b["model_version"] == "v1" for _, b in answers), "clients get the stable answer"
+    m.wait_compared(n)
+    assert settle(m.counts) == m.counts()
+    want_div = sum(1 for i in range(n) if divergent(i))
+    doc = m.report()
+    assert (doc["compared"], doc["matched"], doc["diverged"], doc["noise"], doc["shadow_errors"]) == \
+        (n, n - want_div, want_div, 0, 0), {k: doc[k] for k in ("compared", "matched", "diverged", "noise")}
+    ep = doc["endpoints"][0]
+    assert ep["endpoint"] == "POST /predict"
+    assert ep["paths"] == [{"path": "$.label", "kind": "value", "count": want_div}]
+    assert ep["noise_paths"] == []
+    assert by_source(doc) == {"mesh": n}
+    assert doc["samples"], "no sample recorded"
+    for s in doc["samples"]:
+        assert s.get("source") == "mesh", s
+        pb, sb = json.loads(s["primary"]["body"]), json.loads(s["shadow"]["body"])
+        assert (pb["model_version"], sb["model_version"]) == ("v1", "v2")
+        assert pb["request_id"] == sb["request_id"] == s["request_id"]
+        i = [i for (i, _), (_, b) in zip(items, answers) if b["request_id"] == s["request_id"]][0]
+        assert s["verdict"] == ("diverged" if divergent(i) else "match"), s
+    assert not any(orphans(doc).values()), orphans(doc)
+    # each pair was joined (and compared) on exactly one side, published on the other
+    joined = m.halves(m.stable, "stable", "joined") + m.halves(m.shadow, "shadow", "joined")
+    published = m.halves(m.stable, "stable", "published") + m.halves(m.shadow, "shadow", "published")
+    assert (joined, published) == (n, n)
+    assert m.v2.seen()["count"] == n and m.v1.seen()["count"] == n
+
+
+def test_mesh_shadow_app_sees_only_the_sampled_share(mesh, shadowtee):
+    """30% sampled by a hash of x-request-id: nginx mirrors everything, the
+    shadow sidecar answers the unsampled copies itself (204), so the shadow
+    app receives exactly the sampled share, and exactly the requests the
+    stable side sampled too (every one of them is joined and compared, none
+    is an orphan). The same ids sent again select the same subset. A request
+    without x-request-id (sent straight to the stable sidecar) is never
+    sampled, and counted."""
+    pct, n = 30, 300
+    m = mesh("share", percent=pct)
+    ids = ["share-%d" % i for i in range(n)]
+    answers = send(m.ng.port, list(zip(range(n), ids)))
+    assert [s for s, _ in answers] == [200] * n
+    # the mirror copies arrive asynchronously: the shadow sidecar's sampled +
+    # unsampled reach n when every copy was seen
+    sm = lambda: (metric_sum(metrics(m.shadow.admin_port), "shadowtee_mesh_unsampled_total", role="shadow"),
+                  m.v2.seen()["count"])
+    assert wait_for(lambda: sum(sm()) >= n, 15 * slow()), sm()
+    unsampled, at_app = sm()
+    assert unsampled + at_app == n
+    sd = (n * pct / 100 * (1 - pct / 100)) ** 0.5
+    assert abs(at_app - n * pct / 100) <= 4 * sd, "%d of %d sampled at %d%%" % (at_app, n, pct)
+    first = sorted(m.v2.seen()["ids"])
+    assert len(first) == at_app and set(first) <= set(ids)
+    m.wait_compared(at_app)
+    assert settle(m.compared) == at_app  # the stable side sampled exactly the same requests
+    stable_sampled = m.halves(m.stable, "stable", "published") + m.halves(m.stable, "stable", "joined")
+    assert stable_sampled == at_app
+    assert metric_sum(metrics(m.stable.admin_port), "shadowtee_mesh_unsampled_total", role="stable") == n - at_app
+    assert m.v1.seen()["count"] == n  # the stable app serves every client request
+    want_div = sum(1 for i in range(n) if divergent(i) and ids[i] in set(first))
+    doc = m.report()
+    assert (doc["compared"], doc["diverged"], doc["matched"]) == (at_app, want_div, at_app - want_div)
+    assert not any(orphans(doc).values())
+
+    # the same ids again: the same subset, on both sides
+    assert [s for s, _ in send(m.ng.port, list(zip(range(n), ids)))] == [200] * n
+    assert wait_for(lambda: m.v2.seen()["count"] >= 2 * at_app, 15 * slow())
+    assert sorted(m.v2.seen()["ids"][at_app:]) == first
+    m.wait_compared(2 * at_app)
+    assert settle(m.compared) == 2 * at_app
+
+    # no x-request-id: not sampled, counted, still served
+    before = metric_sum(metrics(m.stable.admin_port), "shadowtee_mesh_no_request_id_total")
+    conn = http.client.HTTPConnection("127.0.0.1", m.stable.port, timeout=10)
+    try:
+        for i in range(5):
+            status, body = post(conn, i)
+            assert status == 200 and body["model_version"] == "v1"
+    finally:
+        conn.close()
+    after = metric_sum(metrics(m.stable.admin_port), "shadowtee_mesh_no_request_id_total")
+    assert after - before == 5
+    assert settle(m.compared) == 2 * at_app
+
+
+def test_mesh_orphans_counted_by_side_when_a_side_is_missing(mesh):
+    """With the shadow sidecar SIGKILLed the clients are still served (nginx
+    drops the failed mirror copy, as Envoy does); the stable halves published
+    meanwhile never find a partner and, once their TTL has passed, are counted
+    as stable orphans by the next script calls. Halves sent only to the shadow
+    side (a mirror copy whose primary never reached the stable sidecar)
+    become shadow orphans. Pairs joined before and after are compared as
+    usual: no orphan is ever compared."""
+    m = mesh("orphans", ttl="1s")
+    n1, n2, n3 = 20, 15, 10
+    assert [s for s, _ in send(m.ng.port, [(i, "o1-%d" % i) for i in range(n1)])] == [200] * n1
+    m.wait_compared(n1)
+    shadow_port = m.shadow.port
+    m.shadow.proc.signal(signal.SIGKILL)
+    m.shadow.proc.wait(10)
+    answers = send(m.ng.port, [(i, "o2-%d" % i) for i in range(n2)])
+    assert [s for s, _ in answers] == [200] * n2
+    assert all(b["model_version"] == "v1" for _, b in answers)
+    assert wait_for(lambda: m.halves(m.stable, "stable", "published") >= n2, 10 * slow())
+    # the shadow sidecar comes back where nginx points
+    m.shadow = m.start_sidecar("shadow", m.v2.addr, port=shadow_port)
+    # halves only the shadow side ever sees
+    conn = http.client.HTTPConnection("127.0.0.1", m.shadow.port, timeout=10)
+    try:
+        for i in range(n3):
+            status, _ = post(conn, i, "o3-%d" % i)
+            assert status == 200
+    finally:
+        conn.close()
+    # later joined traffic drives the sweep once the 1 s TTL has passed: keep
+    # sending (joined pairs) until both sets of halves are counted
+    sent = 0
+    deadline = time.monotonic() + 20 * slow()
+    while time.monotonic() < deadline:
+        batch = [(i, "o4-%d-%d" % (sent, i)) for i in range(10)]
+        assert [s for s, _ in send(m.ng.port, batch)] == [200] * len(batch)
+        sent += len(batch)
+        o = orphans(m.report())
+        if o.get("stable", 0) >= n2 and o.get("shadow", 0) >= n3:
+            break
+        time.sleep(0.2)
+    m.wait_compared(n1 + sent)
+    assert settle(m.compared) == n1 + sent
+    doc = m.report()
+    assert orphans(doc) == {"stable": n2, "shadow": n3} or \
+        {k: orphans(doc).get(k) for k in ("stable", "shadow")} == {"stable": n2, "shadow": n3}, orphans(doc)
+    assert doc["compared"] == n1 + sent
+    assert by_source(doc) == {"mesh": n1 + sent}
+
+
+class Load:
+    """`threads` clients, each on its own keep-alive connection to `port`,
+    sending POST /predict {"i": k} with x-request-id "load-k" until stop()
+    or until `limit` requests in all or `seconds` have gone by (bounded both
+    ways). Every answer must be a 200 from the stable app: anything else is
+    recorded in .errors."""
+
+    def __init__(self, port, threads=4, limit=6000, seconds=60.0):
+        self.port, self.limit = port, limit
+        self.deadline = time.monotonic() + seconds * slow()
+        self.lock = threading.Lock()
+        self.next = 0
+        self.done = 0
+        self.errors = []
+        self._stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _take(self):
+        with self.lock:
+            if self.next >= self.limit or self._stop.is_set() or time.monotonic() > self.deadline:
+                return None
+            self.next += 1
+            return self.next - 1
+
+    def _run(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            while True:
+                k = self._take()
+                if k is None:
+                    return
+                try:
+                    status, body = post(conn, k, "load-%d" % k)
+                    if status != 200 or not body or body.get("model_version") != "v1":
+                        raise ValueError("status %s body %r" % (status, body))
+                except (OSError, http.client.HTTPException, ValueError) as e:
+                    with self.lock:
+                        self.errors.append("request %d: %r" % (k, e))
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                with self.lock:
+                    self.done += 1
+        finally:
+            conn.close()
+
+    def stop(self):
+        self._stop.set()
+        for t in self.threads:
+            t.join(timeout=30)
+        assert not any(t.is_alive() for t in self.threads), "a load thread hung"
+        return self.done
+
+
+def test_mesh_redis_sigkilled_and_restarted_under_load(mesh, redis_server):
+    """Redis SIGKILLed under load, then restarted on the same port: no client
+    request fails or waits on it (clients are served by nginx -> stable sidecar
+    -> v1 throughout), the captures meanwhile are dropped and counted in
+    /metrics, and comparisons resume in the new Redis, recorded correctly (a
+    diverged sample is exactly a divergent input)."""
+    m = mesh("rkill")
+    load = Load(m.ng.port)
+    try:
+        m.wait_compared(30)
+        dropped0 = (m.halves(m.stable, "stable", "dropped"), m.halves(m.shadow, "shadow", "dropped"))
+        redis_server.proc.signal(signal.SIGKILL)
+        redis_server.proc.wait(10)
+        at_kill = load.done
+        # the load goes on; both sidecars count the captures they cannot publish
+        dropped = lambda: (m.halves(m.stable, "stable", "dropped"), m.halves(m.shadow, "shadow", "dropped"))
+        assert wait_for(lambda: all(d > d0 for d, d0 in zip(dropped(), dropped0)), 20 * slow()), dropped()
+        assert load.done > at_kill, "clients stalled while Redis was down"
+        redis_server.start()  # same port
+        m.rc = redis.Redis(port=redis_server.port, decode_responses=True, socket_timeout=5)
+        assert load.done < load.limit, "the load ended before Redis came back (raise its limit)"
+        m.wait_compared(30, timeout=30)
+    finally:
+        total = load.stop()
+    assert load.errors == [], "%d of %d client requests failed: %s" % (len(load.errors), total, load.errors[:5])
+    settle(m.compared)
+    doc = m.report()
+    assert doc["compared"] >= 30 and doc["shadow_errors"] == 0
+    assert doc["compared"] == doc["matched"] + doc["diverged"] and doc["noise"] == 0
+    assert by_source(doc) == {"mesh": doc["compared"]}
+    assert doc["samples"]
+    for s in doc["samples"]:
+        k = int(s["request_id"].split("-")[1])
+        assert s["verdict"] == ("diverged" if divergent(k) else "match"), s
+    # every compared pair was divergent exactly when its input was: the
+    # diverged count is the divergent share of what was compared (about 1/7)
+    assert 0 < doc["diverged"] < doc["compared"]
+
+
+# ---- the loop guard ------------------------------------------------------------
+
+
+def test_loop_guard_a_mirrored_request_is_not_mirrored_again(procs, shadowtee, upstream, nginx):
+    """Sidecars in tee mode never tee a request that is already a mirror:
+    (1) a copy marked by shadowtee's own tee (x-shadowtee-mirror) reaching
+    another tee'ing sidecar, and (2) nginx's/Envoy's mirror copy (Host ending
+    in "-shadow") reaching a tee'ing sidecar. The original requests are tee'd
+    as before (the guard is not simply "never tee")."""
+    procs_v1, procs_v2 = App(procs, "v1"), App(procs, "v2")
+    third = upstream("echo")  # where a second-generation copy would land
+    # B: a tee'ing sidecar in front of v2 (a shadow pod mistakenly teeing)
+    b = shadowtee(primary=procs_v2.addr, shadow=third.addr, mirror_percent=100, compare="off")
+    # A: the stable sidecar, tee'ing to B
+    a = shadowtee(primary=procs_v1.addr, shadow="127.0.0.1:%d" % b.port, mirror_percent=100, compare="off")
+    n = 12
+    assert [s for s, _ in send(a.port, [(i, "guard-%d" % i) for i in range(n)])] == [200] * n
+    assert wait_for(lambda: procs_v2.seen()["count"] >= n, 10 * slow()), procs_v2.seen()
+    assert procs_v2.seen()["marked"] == n, "A's copies must carry x-shadowtee-mirror"
+    # a request straight to B is an original: B tees it
+    assert [s for s, _ in send(b.port, [(0, "direct-b")])] == [200]
+    assert third.wait_requests(1) == 1
+    assert third.settle() == 1, "B tee'd A's copies again: %r" % third.requests
+    assert third.requests[0].header("x-request-id") == "direct-b"
+
+    # (2) nginx mirrors to a tee'ing sidecar C: the copies (Host "...-shadow") are not tee'd
+    fourth = upstream("echo")
+    c = shadowtee(primary=procs_v2.addr, shadow=fourth.addr, mirror_percent=100, compare="off")
+    ng = nginx(procs_v1.addr, "127.0.0.1:%d" % c.port)
+    wait_http(ng.port, "/health", ng.proc)
+    before = procs_v2.seen()["count"]
+    assert [s for s, _ in send(ng.port, [(i, "ng-%d" % i) for i in range(n)])] == [200] * n
+    assert wait_for(lambda: procs_v2.seen()["count"] >= before + n, 10 * slow())
+    assert fourth.settle() == 0, "C tee'd nginx's mirror copies: %r" % fourth.requests
+    assert [s for s, _ in send(c.port, [(0, "direct-c")])] == [200]
+    assert fourth.wait_requests(1) == 1 and fourth.settle() == 1
