@@ -37,6 +37,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
 #include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -52,6 +54,55 @@
 static void on_ctl(uv_timer_t *t);
 static void send_batch(st_stats_t *s);
 static void request_teardown(st_stats_t *s);
+static void mesh_sweep(st_stats_t *s);
+
+#define ST_MESH_SWEEP_LIMIT   64    /* expired halves swept per script call */
+#define ST_MESH_SWEEP_IDLE_MS 1000  /* a sweep-only call after this long without a half */
+#define ST_MESH_INFLIGHT_MAX  65536 /* halves sent and not yet answered, per connection */
+
+/* The join script (docs/ARCHITECTURE.md, "Mesh mirroring"). KEYS: halves
+ * (hash "side|id" -> half), pending (zset "side|id" scored by arrival, ms on
+ * Redis's clock), orphans (hash side -> count). ARGV: side, partner side,
+ * id, half, pair TTL ms, sweep limit. Returns {code, partner half or "",
+ * join ms, orphans swept: stable, shadow, baseline}; code 0 stored, 1
+ * joined, 2 duplicate, 3 sweep only (side ""). */
+static const char mesh_script[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local ttl = tonumber(ARGV[5])\n"
+    "local swept = {stable = 0, shadow = 0, baseline = 0}\n"
+    "local function orphan(m)\n"
+    "  local side = string.sub(m, 1, (string.find(m, '|', 1, true) or 1) - 1)\n"
+    "  redis.call('HINCRBY', KEYS[3], side, 1)\n"
+    "  redis.call('HDEL', KEYS[1], m)\n"
+    "  redis.call('ZREM', KEYS[2], m)\n"
+    "  if swept[side] then swept[side] = swept[side] + 1 end\n"
+    "end\n"
+    "local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - ttl, 'LIMIT', 0, "
+    "tonumber(ARGV[6]))\n"
+    "for i = 1, #old do orphan(old[i]) end\n"
+    "local function done(code, half, ms)\n"
+    "  return {code, half, ms, swept.stable, swept.shadow, swept.baseline}\n"
+    "end\n"
+    "if ARGV[1] == '' then return done(3, '', 0) end\n"
+    "local mine, theirs = ARGV[1] .. '|' .. ARGV[3], ARGV[2] .. '|' .. ARGV[3]\n"
+    "local partner = redis.call('HGET', KEYS[1], theirs)\n"
+    "if partner then\n"
+    "  local at = tonumber(redis.call('ZSCORE', KEYS[2], theirs) or now)\n"
+    "  if at > now - ttl then\n"
+    "    redis.call('HDEL', KEYS[1], theirs)\n"
+    "    redis.call('ZREM', KEYS[2], theirs)\n"
+    "    return done(1, partner, now - at)\n"
+    "  end\n"
+    "  orphan(theirs)\n"
+    "end\n"
+    "if redis.call('HEXISTS', KEYS[1], mine) == 1 then return done(2, '', 0) end\n"
+    "redis.call('HSET', KEYS[1], mine, ARGV[4])\n"
+    "redis.call('ZADD', KEYS[2], now, mine)\n"
+    "local keep = ttl * 4 + 600000\n"
+    "redis.call('PEXPIRE', KEYS[1], keep)\n"
+    "redis.call('PEXPIRE', KEYS[2], keep)\n"
+    "return done(0, '', 0)\n";
 
 static int64_t wall_ms(void)
 {
@@ -173,7 +224,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 
 static void finish_if_done(st_stats_t *s)
 {
-    if (s->closing && s->inflight_left == 0) {
+    if (s->closing && s->inflight_left == 0 && s->mesh_inflight == 0) {
         if (st_stats__pending(s) > 0) send_batch(s);
         if (s->inflight_left == 0) request_teardown(s);
     }
@@ -260,6 +311,12 @@ static void on_connect(const redisAsyncContext *cac, int status)
         const char *argv[] = {"SELECT", db};
         size_t lens[] = {6, strlen(db)};
         if (redisAsyncCommandArgv(ac, on_setup_reply, s, 2, argv, lens) == REDIS_OK)
+            s->setup_pending++;
+    }
+    if (s->cfg.mesh) { /* once per connection; EVALSHA may follow at once */
+        const char *argv[] = {"SCRIPT", "LOAD", mesh_script};
+        size_t lens[] = {6, 4, sizeof(mesh_script) - 1};
+        if (redisAsyncCommandArgv(ac, on_setup_reply, s, 3, argv, lens) == REDIS_OK)
             s->setup_pending++;
     }
     /* PING confirms the connection even without AUTH/SELECT */
@@ -514,18 +571,181 @@ static void on_flush(uv_timer_t *t)
         return;
     }
     if (s->state != ST_SINK_READY) return;
-    if ((s->inflight_left || s->setup_pending) &&
-        uv_now(s->loop) - s->inflight_since > s->reply_timeout_ms && !s->teardown) {
+    uint64_t now = uv_now(s->loop);
+    if (((s->inflight_left || s->setup_pending) && now - s->inflight_since > s->reply_timeout_ms) ||
+        (s->mesh_inflight && now - s->mesh_progress > s->reply_timeout_ms)) {
+        if (s->teardown) return;
         atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
         log_down(s, "reply timeout");
         request_teardown(s);
         return;
     }
     send_batch(s);
+    if (s->cfg.mesh && now - s->mesh_last_send >= ST_MESH_SWEEP_IDLE_MS) mesh_sweep(s);
+}
+
+/* ---- mesh halves ----------------------------------------------------------- */
+
+typedef struct {
+    st_stats_t *s;
+    st_mesh_cb cb; /* NULL: a sweep */
+    void *arg;
+    const char *half; /* the caller's, alive until cb */
+    size_t len;
+    int retried; /* NOSCRIPT: sent again as EVAL */
+    char side[16], partner[16];
+    char id[160];
+} mesh_req_t;
+
+static int mesh_ready(const st_stats_t *s)
+{
+    return s->cfg.mesh && s->ac && s->state == ST_SINK_READY && !s->setup_pending && !s->teardown &&
+           !s->closing;
+}
+
+static void on_mesh_reply(redisAsyncContext *ac, void *r, void *priv);
+
+static int mesh_send(st_stats_t *s, mesh_req_t *q)
+{
+    char ttl[24], limit[16];
+    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)s->cfg.mesh_pair_ttl_ms);
+    snprintf(limit, sizeof(limit), "%d", ST_MESH_SWEEP_LIMIT);
+    const char *argv[12] = {q->retried ? "EVAL" : "EVALSHA",
+                            q->retried ? mesh_script : s->mesh_sha,
+                            "3",
+                            s->mesh_keys[0],
+                            s->mesh_keys[1],
+                            s->mesh_keys[2],
+                            q->side,
+                            q->partner,
+                            q->id,
+                            q->half ? q->half : "",
+                            ttl,
+                            limit};
+    size_t lens[12];
+    for (int i = 0; i < 12; i++)
+        lens[i] = strlen(argv[i]);
+    lens[1] = q->retried ? sizeof(mesh_script) - 1 : 40;
+    lens[9] = q->len;
+    if (redisAsyncCommandArgv(s->ac, on_mesh_reply, q, 12, argv, lens) != REDIS_OK) return -1;
+    if (s->mesh_inflight++ == 0) s->mesh_progress = uv_now(s->loop);
+    s->mesh_last_send = uv_now(s->loop);
+    return 0;
+}
+
+static long long reply_int(const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_INTEGER) return r->integer;
+    if (r->type == REDIS_REPLY_STRING) return strtoll(r->str, NULL, 10);
+    return 0;
+}
+
+static void on_mesh_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    mesh_req_t *q = priv;
+    st_stats_t *s = q->s;
+    redisReply *reply = r;
+    (void)ac;
+    s->mesh_inflight--;
+    s->mesh_progress = uv_now(s->loop);
+    st_mesh_reply_t out;
+    memset(&out, 0, sizeof(out));
+    if (!reply) {
+        out.result = ST_MESH_LOST; /* the context is going away: nothing else to do here */
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        if (!q->retried && strncmp(reply->str, "NOSCRIPT", 8) == 0 && s->ac && !s->teardown) {
+            q->retried = 1; /* the script cache was flushed: once more, with the script */
+            if (mesh_send(s, q) == 0) return;
+        }
+        atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
+        out.result = ST_MESH_ERROR;
+    } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 6) {
+        out.result = ST_MESH_ERROR;
+    } else {
+        long long code = reply_int(reply->element[0]);
+        out.result = code == 0   ? ST_MESH_STORED
+                     : code == 1 ? ST_MESH_JOINED
+                     : code == 2 ? ST_MESH_DUPLICATE
+                                 : ST_MESH_STORED;
+        if (code == 1 && reply->element[1]->type == REDIS_REPLY_STRING) {
+            out.partner = reply->element[1]->str;
+            out.partner_len = reply->element[1]->len;
+            out.join_ms = reply_int(reply->element[2]);
+        } else if (code == 1) {
+            out.result = ST_MESH_ERROR;
+        }
+        for (int i = 0; i < 3; i++) {
+            long long n = reply_int(reply->element[3 + i]);
+            out.orphans[i] = n > 0 ? (uint64_t)n : 0;
+            atomic_fetch_add_explicit(&s->mesh_orphans[i], out.orphans[i], memory_order_relaxed);
+        }
+    }
+    if (q->cb) q->cb(q->arg, &out);
+    free(q);
+    if (reply && s->closing) finish_if_done(s);
+}
+
+int st_stats_mesh_publish(st_stats_t *s, const char *side, const char *partner, const char *id,
+                          const char *half, size_t len, st_mesh_cb cb, void *arg)
+{
+    if (!mesh_ready(s) || s->mesh_inflight >= ST_MESH_INFLIGHT_MAX || !cb) return -1;
+    mesh_req_t *q = calloc(1, sizeof(*q));
+    if (!q) return -1;
+    q->s = s;
+    q->cb = cb;
+    q->arg = arg;
+    q->half = half;
+    q->len = len;
+    snprintf(q->side, sizeof(q->side), "%s", side);
+    snprintf(q->partner, sizeof(q->partner), "%s", partner);
+    snprintf(q->id, sizeof(q->id), "%s", id);
+    if (mesh_send(s, q) != 0) {
+        free(q);
+        return -1;
+    }
+    return 0;
+}
+
+/* Sweep-only call (side ""), when no half went out for a while: halves
+ * whose partner never came are counted even when traffic stops. */
+static void mesh_sweep(st_stats_t *s)
+{
+    if (!mesh_ready(s) || s->mesh_inflight) return;
+    mesh_req_t *q = calloc(1, sizeof(*q));
+    if (!q) return;
+    q->s = s;
+    if (mesh_send(s, q) != 0) free(q);
+}
+
+size_t st_stats_mesh_inflight(const st_stats_t *s)
+{
+    return s->mesh_inflight;
+}
+
+void st_stats_mesh_orphans(const st_stats_t *s, uint64_t out[3])
+{
+    for (int i = 0; i < 3; i++)
+        out[i] = atomic_load_explicit(&s->mesh_orphans[i], memory_order_relaxed);
+}
+
+/* The script's SHA-1, what EVALSHA names it by. */
+static int mesh_sha(st_stats_t *s)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_MD *sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+    int ok = sha1 && EVP_Digest(mesh_script, sizeof(mesh_script) - 1, md, &n, sha1, NULL) == 1 &&
+             n == 20;
+    EVP_MD_free(sha1);
+    if (!ok) return -1;
+    for (unsigned i = 0; i < 20; i++)
+        snprintf(s->mesh_sha + 2 * i, 3, "%02x", md[i]);
+    return 0;
 }
 
 int st_sink_start(st_stats_t *s)
 {
+    if (s->cfg.mesh && mesh_sha(s) != 0) return -1;
     uv_timer_init(s->loop, &s->flush_timer);
     uv_timer_init(s->loop, &s->ctl_timer);
     s->flush_timer.data = s->ctl_timer.data = s;
@@ -549,7 +769,7 @@ void st_sink_close(st_stats_t *s)
     uv_timer_stop(&s->flush_timer);
     if (s->state == ST_SINK_READY && s->ac) {
         send_batch(s); /* no-op while setup or another batch is in flight */
-        if (s->inflight_left || s->setup_pending) {
+        if (s->inflight_left || s->setup_pending || s->mesh_inflight) {
             ctl_arm(s, ST_SINK_CLOSE_WAIT_MS); /* bounded wait; replies may finish earlier */
             return;
         }

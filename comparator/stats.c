@@ -380,6 +380,7 @@ static char *sample_json(const st_stats_t *s, const st_stats_record_t *rec)
     json_object_set_new(o, "path", json_bytes(path, strnlen(path, 2048)));
     json_object_set_new(o, "endpoint", json_string(rec->endpoint ? rec->endpoint : ""));
     json_object_set_new(o, "verdict", json_string(st_verdict_name(rec->verdict)));
+    json_object_set_new(o, "source", json_string(rec->source ? rec->source : "tee"));
     json_object_set_new(o, "primary", sample_side(s, rules, rec->primary, rec->primary_seconds));
     json_object_set_new(o, "shadow", sample_side(s, rules, rec->shadow, rec->shadow_seconds));
     json_t *diffs = json_array();
@@ -548,6 +549,8 @@ void st_stats_record(st_stats_t *s, const st_stats_record_t *rec)
     ep->touched = 1;
     if (ep_incr(s, ep, "counts", "compared", 1) != 0) st_stats__lose(s, ST_CMP_LOSS_BACKLOG, 1);
     ep_incr(s, ep, "counts", counter, 1);
+    ep_incr(s, ep, "counts",
+            rec->source && strcmp(rec->source, "mesh") == 0 ? "source:mesh" : "source:tee", 1);
     minute_touch(s, minute);
     minute_incr(s, ep, minute, "compared");
     if (rec->verdict != ST_VERDICT_MATCH) minute_incr(s, ep, minute, counter);
@@ -962,6 +965,14 @@ st_stats_t *st_stats_new(uv_loop_t *loop, const st_stats_config_t *cfg)
     s->fbuf = malloc(s->fbufcap);
     s->mkey = malloc(s->prefixlen + 32);
     if (!s->kbuf || !s->fbuf || !s->mkey) goto fail;
+    if (s->cfg.mesh) {
+        static const char *const names[3] = {"mesh:halves", "mesh:pending", "mesh:orphans"};
+        for (int i = 0; i < 3; i++) {
+            s->mesh_keys[i] = malloc(s->prefixlen + 16);
+            if (!s->mesh_keys[i]) goto fail;
+            snprintf(s->mesh_keys[i], s->prefixlen + 16, "%s%s", s->prefix, names[i]);
+        }
+    }
     if (st_sink_start(s) != 0) goto fail;
     return s;
 fail:
@@ -988,6 +999,8 @@ void st_stats__free(st_stats_t *s)
     free(s->kbuf);
     free(s->fbuf);
     free(s->mkey);
+    for (int i = 0; i < 3; i++)
+        free(s->mesh_keys[i]);
     st_batch_free(&s->inflight);
     if (s->own_rules) st_rules_free(s->own_rules);
     pthread_mutex_destroy(&s->lock);

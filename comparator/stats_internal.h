@@ -167,6 +167,14 @@ struct st_stats {
     char addr_ok[ST_SINK_IP_MAX];                 /* last one that connected, "" none */
     void (*close_cb)(void *);
     void *close_arg;
+
+    /* mesh halves (cfg.mesh): the join script, loaded once per connection */
+    char mesh_sha[41];       /* SHA-1 hex of the script (EVALSHA) */
+    char *mesh_keys[3];      /* "<prefix>mesh:halves", "...:pending", "...:orphans"; owned */
+    size_t mesh_inflight;    /* EVALSHA/EVAL sent, no reply yet */
+    uint64_t mesh_progress;  /* uv_now of the last mesh reply, or send into an empty pipe */
+    uint64_t mesh_last_send; /* uv_now of the last script call (a sweep is due after 1 s) */
+    _Atomic uint64_t mesh_orphans[3];
 };
 
 /* Why a comparison's count never reached Redis (metric label in st_cmp_loss_names). */

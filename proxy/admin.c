@@ -146,6 +146,7 @@ static void serve(admin_conn_t *c)
         /* the comparator threads' statistics stay readable while they drain;
          * each thread unpublishes them under its lock before freeing them */
         if (app->ncomparators) st_cmpthread_render(app->comparators, (size_t)app->ncomparators, f);
+        st_cmpthread_render_mesh(app->cfg, m, nm, app->comparators, (size_t)app->ncomparators, f);
         fclose(f);
         respond(c, 200, "text/plain; version=0.0.4", text, len);
         free(text);

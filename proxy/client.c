@@ -14,11 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http.h"
 #include "log.h"
 #include "reqcheck.h"
+#include "cmpjob.h"
+#include "mesh.h"
 #include "tee.h"
 #include "worker.h"
 
@@ -67,6 +70,9 @@ typedef struct st_client {
     st_upconn_t *up;     /* borrowed primary connection */
     st_mirror_t *mirror; /* mirror copy of the current request, or NULL */
     st_capture_t *cap;   /* primary response capture for the comparator, or NULL */
+    st_cmpjob_t *half;   /* mesh mode: this pod's half of a sampled request, or NULL */
+    int local;           /* mesh shadow role: not sampled, answered here (204), no upstream */
+    int rid_given;       /* the x-request-id came with the request (not generated) */
     char ip[64];
     char rid[129]; /* x-request-id of the current request */
     char url[256]; /* request target for the access log (truncated copy) */
@@ -380,6 +386,12 @@ static void drop_exchange(st_client_t *c)
         c->mirror = NULL;
         c->cap = NULL;
     }
+    if (c->half) { /* the exchange ended without an answer to capture */
+        ST_INC(c->w->metrics.mesh_dropped[ST_MDROP_ABORTED]);
+        st_cmpjob_free(c->half);
+        c->half = NULL;
+        c->cap = NULL;
+    }
 }
 
 /* TLS: queue a close_notify and hand it to the socket if it takes it now
@@ -504,6 +516,124 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
+/* ---- mesh mode (--mirror-mode mesh) ---------------------------------------
+ * The mesh mirrors; this sidecar only decides from the request id whether
+ * the request is in the compared share (mesh.h) and, when it is, captures
+ * its own pod's answer into a half (a job of kind ST_CMPJOB_HALF) that the
+ * comparator thread publishes. The stable role always proxies; the shadow
+ * role answers requests outside the share itself (204), so its app only
+ * sees the share. */
+
+static void mesh_begin(st_client_t *c)
+{
+    st_worker_t *w = c->w;
+    const st_config_t *cfg = w->cfg;
+    int role = cfg->mesh_role;
+    if (role == ST_ROLE_STABLE && st_mesh_is_mirror(&c->req)) {
+        /* a copy reaching a stable pod: the loop guard, never a half */
+        ST_INC(w->metrics.mirror_skipped[ST_SKIP_LOOP_GUARD]);
+        return;
+    }
+    int in_share = 0;
+    if (!c->rid_given) {
+        ST_INC(w->metrics.mesh_no_request_id);
+    } else if (c->method < 64 && !(cfg->mirror_methods & (1ULL << c->method))) {
+        ST_INC(w->metrics.mirror_skipped[ST_SKIP_METHOD]);
+    } else {
+        uint32_t point = st_mesh_point(&w->mesh_hash, c->rid, strlen(c->rid));
+        in_share = st_mesh_in_share(point, cfg->mirror_percent);
+        if (!in_share) ST_INC(w->metrics.mesh_unsampled);
+    }
+    if (!in_share) {
+        if (role == ST_ROLE_SHADOW) c->local = 1;
+        return;
+    }
+    ST_INC(w->metrics.mesh_sampled);
+    if (c->upgrade) return; /* passes through, never compared (as in tee mode) */
+    if (w->cmpfeed.nthreads == 0) return;
+    if (!st_cmpfeed_admit(&w->cmpfeed)) { /* no copy made for a half that would be dropped */
+        ST_INC(w->metrics
+                   .mesh_dropped[w->cmpfeed.last_skip == ST_CMPSKIP_BUSY ? ST_MDROP_COMPARATOR_BUSY
+                                                                         : ST_MDROP_QUEUE_BYTES]);
+        return;
+    }
+    st_cmpjob_t *j = st_cmpjob_new(ST_CMPJOB_HALF);
+    if (j) j->path = strndup(c->req.url ? c->req.url : "/", c->req.url ? c->req.url_len : 1);
+    if (!j || !j->path) {
+        st_cmpjob_free(j);
+        ST_INC(w->metrics.mesh_dropped[ST_MDROP_QUEUE_BYTES]);
+        return;
+    }
+    j->role = role;
+    snprintf(j->request_id, sizeof(j->request_id), "%s", c->rid);
+    snprintf(j->method, sizeof(j->method), "%s", llhttp_method_name((llhttp_method_t)c->method));
+    c->half = j;
+    c->cap = &j->primary; /* filled like the tee's primary capture */
+}
+
+/* The exchange ended: the half (error NULL: the answer captured; else why
+ * there was none) goes to a comparator thread, woken after this turn. */
+static void mesh_finish(st_client_t *c, const char *error, double seconds)
+{
+    st_worker_t *w = c->w;
+    st_cmpjob_t *j = c->half;
+    c->half = NULL;
+    c->cap = NULL;
+    j->primary.error = error;
+    j->primary.seconds = seconds;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    j->wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    j->bytes = st_cmpjob_size(j);
+    if (st_cmpfeed_submit(&w->cmpfeed, j) == 0) {
+        st_tee_kick_later(w);
+        return;
+    }
+    ST_INC(
+        w->metrics.mesh_dropped[w->cmpfeed.last_skip == ST_CMPSKIP_BUSY ? ST_MDROP_COMPARATOR_BUSY
+                                                                        : ST_MDROP_QUEUE_BYTES]);
+}
+
+/* Shadow role, a request outside the share: no upstream; its body is read
+ * and dropped (C_BODY without c->up), then local_answer. */
+static void start_local(st_client_t *c)
+{
+    c->state = C_BODY;
+    arm(c, c->w->cfg->idle_timeout_ms);
+    if (c->expect) {
+        if (add(c, DIR_CL, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0 || flush(c, DIR_CL) != 0) {
+            client_close(c, "client_write_error");
+            return;
+        }
+    }
+    c->need_exec = 1;
+    client_process(c);
+}
+
+/* The request is complete: 204 with x-shadowtee-mesh: unsampled. */
+static void local_answer(st_client_t *c)
+{
+    c->status = 204;
+    c->resp = R_DONE;
+    if (!c->keep_alive || c->w->draining || c->upgrade) c->close_after = 1;
+    c->resp_close = c->close_after;
+    c->rhead.len = 0;
+    int rc = ST_SBUF_LIT(&c->rhead, "HTTP/1.1 204 No Content\r\nx-shadowtee-mesh: unsampled\r\n");
+    rc |= ST_SBUF_LIT(&c->rhead, "x-request-id: ");
+    rc |= st_sbuf_appends(&c->rhead, c->rid);
+    if (c->close_after)
+        rc |= ST_SBUF_LIT(&c->rhead, "\r\nConnection: close\r\n\r\n");
+    else if (c->minor == 0)
+        rc |= ST_SBUF_LIT(&c->rhead, "\r\nConnection: keep-alive\r\n\r\n");
+    else
+        rc |= ST_SBUF_LIT(&c->rhead, "\r\n\r\n");
+    if (rc || add(c, DIR_CL, c->rhead.p, c->rhead.len) != 0 || flush(c, DIR_CL) != 0) {
+        client_close(c, "client_write_error");
+        return;
+    }
+    finish_exchange(c);
+}
+
 /* ---- request parser callbacks ------------------------------------------ */
 
 static int on_message_begin(llhttp_t *p)
@@ -516,6 +646,7 @@ static int on_message_begin(llhttp_t *p)
     c->last_chunk = 0;
     c->rid[0] = '\0';
     c->url[0] = '\0';
+    c->local = 0;
     return 0;
 }
 
@@ -593,8 +724,10 @@ static int on_headers_complete(llhttp_t *p)
         const st_header_t *h = &c->req.hdr[c->req.xrid];
         memcpy(c->rid, h->value, h->value_len);
         c->rid[h->value_len] = '\0';
+        c->rid_given = 1;
     } else {
         st_worker_request_id(c->w, c->rid);
+        c->rid_given = 0;
     }
     size_t ulen = c->req.url_len < sizeof(c->url) ? c->req.url_len : sizeof(c->url) - 1;
     for (size_t i = 0; i < ulen; i++) /* as the client sent it, for the access log */
@@ -638,7 +771,9 @@ static int on_headers_complete(llhttp_t *p)
         c->req.bad = 500;
         return HPE_USER;
     }
-    if (cfg->shadow.set) {
+    if (cfg->mirror_mode == ST_MIRROR_MESH) {
+        mesh_begin(c);
+    } else if (cfg->shadow.set) {
         st_tee_request_t r = {
             .req = &c->req,
             .method = c->method,
@@ -669,12 +804,14 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
         c->mirror = NULL;
         c->cap = NULL;
     }
+    if (c->local) return 0; /* answered here: the body is read and dropped */
     return add(c, DIR_UP, at, len) ? HPE_USER : 0;
 }
 
 static int on_chunk_header(llhttp_t *p)
 {
     st_client_t *c = p->data;
+    if (c->local) return 0;
     if (c->head_pending) {
         c->head_pending = 0;
         if (add(c, DIR_UP, c->head.p, c->head.len) != 0) return HPE_USER;
@@ -692,14 +829,15 @@ static int on_chunk_header(llhttp_t *p)
 static int on_chunk_complete(llhttp_t *p)
 {
     st_client_t *c = p->data;
-    if (c->last_chunk) return 0;
+    if (c->last_chunk || c->local) return 0;
     return add(c, DIR_UP, "\r\n", 2) ? HPE_USER : 0;
 }
 
 static int on_message_complete(llhttp_t *p)
 {
     st_client_t *c = p->data;
-    if (c->chunked_in && c->last_chunk && add(c, DIR_UP, "0\r\n\r\n", 5) != 0) return HPE_USER;
+    if (c->chunked_in && c->last_chunk && !c->local && add(c, DIR_UP, "0\r\n\r\n", 5) != 0)
+        return HPE_USER;
     c->pause_why = P_DONE;
     return HPE_PAUSED;
 }
@@ -950,6 +1088,7 @@ static void upstream_failed(st_client_t *c, enum st_upfail why)
     }
     int reason = why == ST_UPFAIL_EOF ? ST_UPERR_RESET : (int)why;
     ST_INC(c->w->metrics.upstream_errors[reason]);
+    if (c->half) mesh_finish(c, st_shadow_err_names[reason], 0); /* no answer: an error half */
     st_warn(
         "msg=\"upstream failed\" upstream=%s reason=%s state=%s response_started=%d request_id=%s",
         c->w->cfg->primary.authority, st_uperr_names[reason], cstate_names[c->state],
@@ -1054,6 +1193,11 @@ static void enter_tunnel(st_client_t *c)
         c->mirror = NULL;
         c->cap = NULL;
     }
+    if (c->half) {
+        st_cmpjob_free(c->half); /* never captured: upgrades are not compared */
+        c->half = NULL;
+        c->cap = NULL;
+    }
     /* bytes after the 101 head, and client bytes after the request */
     if (u->rb.parsed < u->rb.filled) up_on_data(c, u);
     if (!c->closing) client_process(c);
@@ -1089,6 +1233,10 @@ static void finish_exchange(st_client_t *c)
         st_tee_primary_done(c->mirror, ok, ok ? (double)(c->t_resp_done - c->t_sent) / 1e9 : 0);
         c->mirror = NULL;
         c->cap = NULL;
+    }
+    if (c->half) {
+        int ok = c->t_sent != 0 && c->t_resp_done >= c->t_sent;
+        mesh_finish(c, NULL, ok ? (double)(c->t_resp_done - c->t_sent) / 1e9 : 0);
     }
     if (c->state != C_SENT && c->state != C_TUNNEL) {
         /* an early answer while the client still uploads: closing now would
@@ -1218,7 +1366,10 @@ static void client_process(st_client_t *c)
                 reject(c, ST_REJ_HEAD_TOO_LARGE);
                 return;
             }
-            start_upstream(c);
+            if (c->local)
+                start_local(c);
+            else
+                start_upstream(c);
             return;
         }
         if (err == HPE_PAUSED && c->pause_why == P_DONE) {
@@ -1228,6 +1379,10 @@ static void client_process(st_client_t *c)
             disarm(c); /* the primary's response timer runs now; flush() arms the send timeout */
             if (c->up) st_upconn_set_timeout(c->up, c->w->cfg->upstream_timeout_ms);
             if (c->mirror) st_tee_request_done(c->mirror);
+            if (c->local) {
+                local_answer(c);
+                return;
+            }
             if (c->resp == R_DONE) {
                 finish_exchange(c);
                 return;

@@ -14,6 +14,7 @@ st_cmpjob_t *st_cmpjob_new(st_cmpjob_kind_t kind)
     st_capture_init(&j->primary);
     st_capture_init(&j->shadow);
     st_capture_init(&j->noise);
+    st_sbuf_init(&j->wire);
     return j;
 }
 
@@ -23,6 +24,7 @@ void st_cmpjob_free(st_cmpjob_t *j)
     st_capture_free(&j->primary);
     st_capture_free(&j->shadow);
     st_capture_free(&j->noise);
+    st_sbuf_free(&j->wire);
     free(j->path);
     free(j);
 }
@@ -35,7 +37,7 @@ static size_t capture_size(const st_capture_t *c)
 size_t st_cmpjob_size(const st_cmpjob_t *j)
 {
     return sizeof(*j) + (j->path ? strlen(j->path) + 1 : 0) + capture_size(&j->primary) +
-           capture_size(&j->shadow) + capture_size(&j->noise);
+           capture_size(&j->shadow) + capture_size(&j->noise) + j->wire.cap;
 }
 
 /* The capture's "name\0value\0..." bytes as an st_header_t array (spans
@@ -99,6 +101,7 @@ int st_cmpjob_compare(const st_cmpjob_t *j, st_cmpjob_sink_t *sink)
         .primary = &rp,
         .shadow = &rs,
         .now_ms = j->wall_ms,
+        .source = j->kind == ST_CMPJOB_HALF ? "mesh" : "tee",
     };
     st_stats_record(sink->stats, &rec);
     st_debug("msg=compared request_id=%s endpoint=\"%s\" verdict=%s differences=%zu", j->request_id,

@@ -7,10 +7,13 @@
  * is compared or dropped. A job never points into worker memory.
  *
  * Kinds: ST_CMPJOB_PAIR, a tee'd pair (primary, shadow, optional noise)
- * compared at once. The kind field is where issue 16's mesh mode adds a
- * half-pair (one side's capture, published to Redis and joined by request
- * id on the comparator's loop and Redis connection); a joined pair goes
- * through st_cmpjob_compare() like a tee'd one, so both are recorded alike.
+ * compared at once. ST_CMPJOB_HALF (mesh mode, issue 16): one side's own
+ * capture, in `primary` whatever the side (`role`), published to Redis by
+ * the comparator thread and joined there by request id; when the join
+ * script hands the partner's half back, the partner is decoded into the
+ * other capture (stable's in primary, shadow's in shadow) and the pair goes
+ * through st_cmpjob_compare() like a tee'd one, so both are recorded alike
+ * (with source "mesh").
  */
 #ifndef ST_CMPJOB_H
 #define ST_CMPJOB_H
@@ -22,7 +25,10 @@
 #include "shadowtee/comparator.h"
 #include "shadowtee/stats.h"
 
-typedef enum { ST_CMPJOB_PAIR = 0 } st_cmpjob_kind_t;
+typedef enum { ST_CMPJOB_PAIR = 0, ST_CMPJOB_HALF = 1 } st_cmpjob_kind_t;
+
+struct st_cmpq;
+struct st_cmpthread;
 
 typedef struct st_cmpjob {
     st_cmpjob_kind_t kind;
@@ -35,6 +41,11 @@ typedef struct st_cmpjob {
     char *path; /* request target, NUL-terminated; owned */
     char request_id[129];
     char method[24];
+    /* ST_CMPJOB_HALF */
+    int role;                   /* enum st_mesh_role (config.h) of the side that captured it */
+    struct st_cmpq *from;       /* the ring it came through: released once Redis answered */
+    struct st_cmpthread *owner; /* the comparator thread publishing it */
+    st_sbuf_t wire;             /* the half as published (mesh.h), alive until the reply */
 } st_cmpjob_t;
 
 /* A zeroed job of `kind` with empty captures; NULL on allocation failure. */

@@ -40,9 +40,119 @@ static void test_delay(const st_cmpthread_t *ct)
     }
 }
 
+/* ---- mesh halves ------------------------------------------------------------- */
+
+static const char *role_name(int role)
+{
+    return role == ST_ROLE_STABLE ? "stable" : role == ST_ROLE_SHADOW ? "shadow" : "baseline";
+}
+
+/* The half is done with (answered, or never sent): freed, and only now
+ * free again for the queue's caps. */
+static void half_done(st_cmpjob_t *job, int shutdown)
+{
+    st_cmpq_t *q = job->from;
+    size_t bytes = job->bytes;
+    st_cmpjob_free(job);
+    st_cmpq_release(q, bytes, shutdown);
+}
+
+static void half_drop(st_cmpthread_t *ct, st_cmpjob_t *job, enum st_mesh_drop why)
+{
+    ST_INC(ct->mesh_dropped[why]);
+    half_done(job, why == ST_MDROP_SHUTDOWN);
+}
+
+/* The partner's half came back: the pair (stable in primary, shadow in
+ * shadow) is compared and recorded like a tee'd pair. */
+static void half_join(st_cmpthread_t *ct, st_cmpjob_t *job, const st_mesh_reply_t *r)
+{
+    st_capture_t partner;
+    st_capture_init(&partner);
+    int64_t partner_ms = 0;
+    ST_INC(ct->mesh_joined);
+    st_hist_observe(&ct->mesh_join, (double)(r->join_ms > 0 ? r->join_ms : 0) / 1e3);
+    if (st_mesh_decode(r->partner, r->partner_len, &partner, &partner_ms) != 0) {
+        ST_INC(ct->mesh_pairs[2]);
+        st_warn("msg=\"mesh: partner half unreadable\" request_id=%s bytes=%zu", job->request_id,
+                r->partner_len);
+        return;
+    }
+    if (job->role == ST_ROLE_STABLE) {
+        job->shadow = partner;
+    } else { /* ours is the shadow's: the partner is the stable answer */
+        job->shadow = job->primary;
+        job->primary = partner;
+        job->wall_ms = partner_ms;
+    }
+    if (job->primary.error) { /* the stable pod did not answer: nothing to compare with */
+        ST_INC(ct->mesh_pairs[1]);
+        st_debug("msg=\"mesh: stable half failed\" request_id=%s reason=%s", job->request_id,
+                 job->primary.error);
+        return;
+    }
+    test_delay(ct);
+    uint64_t t0 = uv_hrtime();
+    if (st_cmpjob_compare(job, &ct->sink) == 0) {
+        ST_INC(ct->compared);
+        ST_INC(ct->mesh_pairs[0]);
+    }
+    st_hist_observe(&ct->duration, (double)(uv_hrtime() - t0) / 1e9);
+}
+
+static void on_half_reply(void *arg, const st_mesh_reply_t *r)
+{
+    st_cmpjob_t *job = arg;
+    st_cmpthread_t *ct = job->owner;
+    switch (r->result) {
+    case ST_MESH_STORED:
+        ST_INC(ct->mesh_published);
+        break;
+    case ST_MESH_JOINED:
+        half_join(ct, job, r);
+        break;
+    case ST_MESH_DUPLICATE:
+        ST_INC(ct->mesh_dropped[ST_MDROP_DUPLICATE]);
+        break;
+    case ST_MESH_LOST:
+        ST_INC(ct->mesh_dropped[ST_MDROP_CONNECTION_LOST]);
+        break;
+    case ST_MESH_ERROR:
+        ST_INC(ct->mesh_dropped[ST_MDROP_ERROR_REPLY]);
+        break;
+    }
+    half_done(job, 0);
+}
+
+/* Publishes one half popped from q (the job stays alive until Redis
+ * answered); a half that cannot go out now is dropped and counted: the
+ * client was served long ago, nothing waits. */
+static void half_publish(st_cmpthread_t *ct, st_cmpq_t *q, st_cmpjob_t *job, int drop)
+{
+    job->from = q;
+    job->owner = ct;
+    if (drop) {
+        half_drop(ct, job, ST_MDROP_SHUTDOWN);
+        return;
+    }
+    if (st_mesh_digest_headers(&ct->mesh_hash, &job->primary, ct->sink.rules) != 0 ||
+        st_mesh_encode(&job->wire, &job->primary, job->wall_ms) != 0) {
+        half_drop(ct, job, ST_MDROP_QUEUE_BYTES);
+        return;
+    }
+    int partner = job->role == ST_ROLE_STABLE ? ST_ROLE_SHADOW : ST_ROLE_STABLE;
+    if (st_stats_mesh_publish(ct->sink.stats, role_name(job->role), role_name(partner),
+                              job->request_id, job->wire.p, job->wire.len, on_half_reply, job) != 0)
+        half_drop(ct, job, ST_MDROP_REDIS_DOWN);
+}
+
 /* Compares (or, when stopping, drops) one job popped from q and frees it. */
 static void run_job(st_cmpthread_t *ct, st_cmpq_t *q, st_cmpjob_t *job, int drop)
 {
+    if (job->kind == ST_CMPJOB_HALF) {
+        half_publish(ct, q, job, drop);
+        return;
+    }
     if (!drop) {
         test_delay(ct);
         uint64_t t0 = uv_hrtime();
@@ -279,6 +389,9 @@ int st_cmpthread_init(st_cmpthread_t *ct, int id, const st_config_t *cfg, const 
     sc.max_endpoints = (size_t)cfg->max_endpoints;
     sc.rules = rules;
     sc.log = stats_log;
+    sc.mesh = cfg->mirror_mode == ST_MIRROR_MESH;
+    sc.mesh_pair_ttl_ms = cfg->mesh_pair_ttl_ms;
+    if (sc.mesh && st_mesh_hash_init(&ct->mesh_hash) != 0) return UV_ENOSYS;
     ct->sink.stats = st_stats_new(&ct->loop, &sc);
     if (!ct->sink.endpoints || !ct->sink.stats) return UV_ENOMEM;
     ct->stats_pub = ct->sink.stats;
@@ -327,6 +440,7 @@ void st_cmpthread_join(st_cmpthread_t *ct)
     }
     free(ct->rings);
     if (ct->sink.endpoints) st_endpoint_set_free(ct->sink.endpoints);
+    st_mesh_hash_free(&ct->mesh_hash);
     pthread_mutex_destroy(&ct->pub_lock);
 }
 
@@ -400,6 +514,84 @@ void st_cmpthread_render(st_cmpthread_t *all, size_t n, FILE *out)
         pthread_mutex_unlock(&all[t].pub_lock);
 }
 
+void st_cmpthread_render_mesh(const st_config_t *cfg, st_metrics_t *const *workers, size_t nw,
+                              st_cmpthread_t *all, size_t n, FILE *out)
+{
+    if (cfg->mirror_mode != ST_MIRROR_MESH) return;
+    const char *role = role_name(cfg->mesh_role);
+#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+    uint64_t published = 0, joined = 0, dropped[ST_MDROP_COUNT] = {0}, pairs[3] = {0};
+    uint64_t sampled = 0, unsampled = 0, noid = 0, orphans[3] = {0};
+    for (size_t i = 0; i < nw; i++) {
+        sampled += LD(workers[i]->mesh_sampled);
+        unsampled += LD(workers[i]->mesh_unsampled);
+        noid += LD(workers[i]->mesh_no_request_id);
+        for (int r = 0; r < ST_MDROP_COUNT; r++)
+            dropped[r] += LD(workers[i]->mesh_dropped[r]);
+    }
+    for (size_t t = 0; t < n; t++) {
+        published += LD(all[t].mesh_published);
+        joined += LD(all[t].mesh_joined);
+        for (int r = 0; r < ST_MDROP_COUNT; r++)
+            dropped[r] += LD(all[t].mesh_dropped[r]);
+        for (int r = 0; r < 3; r++)
+            pairs[r] += LD(all[t].mesh_pairs[r]);
+    }
+    for (size_t t = 0; t < n && t < 64; t++)
+        pthread_mutex_lock(&all[t].pub_lock);
+    for (size_t t = 0; t < n && t < 64; t++) {
+        uint64_t o[3] = {0};
+        if (all[t].stats_pub) st_stats_mesh_orphans(all[t].stats_pub, o);
+        for (int r = 0; r < 3; r++)
+            orphans[r] += o[r];
+    }
+    for (size_t t = 0; t < n && t < 64; t++)
+        pthread_mutex_unlock(&all[t].pub_lock);
+#undef LD
+    fprintf(out,
+            "# HELP shadowtee_mesh_halves_total Mesh halves of this sidecar, by outcome: "
+            "published (stored, waiting for the partner), joined (completed a pair here), "
+            "dropped (by reason).\n# TYPE shadowtee_mesh_halves_total counter\n"
+            "shadowtee_mesh_halves_total{role=\"%s\",outcome=\"published\"} %" PRIu64 "\n"
+            "shadowtee_mesh_halves_total{role=\"%s\",outcome=\"joined\"} %" PRIu64 "\n",
+            role, published, role, joined);
+    for (int r = 0; r < ST_MDROP_COUNT; r++)
+        fprintf(out,
+                "shadowtee_mesh_halves_total{role=\"%s\",outcome=\"dropped\",reason=\"%s\"} "
+                "%" PRIu64 "\n",
+                role, st_mesh_drop_names[r], dropped[r]);
+    fprintf(out,
+            "# HELP shadowtee_mesh_sampled_total Requests in the sampled share (a half captured).\n"
+            "# TYPE shadowtee_mesh_sampled_total counter\n"
+            "shadowtee_mesh_sampled_total{role=\"%s\"} %" PRIu64 "\n"
+            "# HELP shadowtee_mesh_unsampled_total Requests outside the sampled share (the shadow "
+            "role answers them itself, 204).\n# TYPE shadowtee_mesh_unsampled_total counter\n"
+            "shadowtee_mesh_unsampled_total{role=\"%s\"} %" PRIu64 "\n"
+            "# HELP shadowtee_mesh_no_request_id_total Requests without x-request-id (never "
+            "sampled).\n# TYPE shadowtee_mesh_no_request_id_total counter\n"
+            "shadowtee_mesh_no_request_id_total %" PRIu64 "\n",
+            role, sampled, role, unsampled, noid);
+    static const char *const pair_results[3] = {"compared", "primary_failed", "invalid"};
+    fprintf(out, "# HELP shadowtee_mesh_pairs_total Pairs joined here, by result.\n"
+                 "# TYPE shadowtee_mesh_pairs_total counter\n");
+    for (int r = 0; r < 3; r++)
+        fprintf(out, "shadowtee_mesh_pairs_total{result=\"%s\"} %" PRIu64 "\n", pair_results[r],
+                pairs[r]);
+    static const char *const sides[3] = {"stable", "shadow", "baseline"};
+    fprintf(out, "# HELP shadowtee_mesh_orphans_swept_total Halves whose partner never came, "
+                 "swept (and counted in Redis) by this sidecar's calls, by side.\n"
+                 "# TYPE shadowtee_mesh_orphans_swept_total counter\n");
+    for (int r = 0; r < 3; r++)
+        fprintf(out, "shadowtee_mesh_orphans_swept_total{side=\"%s\"} %" PRIu64 "\n", sides[r],
+                orphans[r]);
+    const st_hist_t *h[64];
+    size_t nh = 0;
+    for (size_t t = 0; t < n && nh < 64; t++)
+        h[nh++] = &all[t].mesh_join;
+    st_hist_render(out, "shadowtee_mesh_join_seconds",
+                   "Arrival of a pair's second half minus its first's (Redis clock).", h, nh);
+}
+
 /* ---- the producer end ------------------------------------------------------ */
 
 void st_cmpfeed_init(st_cmpfeed_t *f, st_cmpthread_t *threads, size_t nthreads, size_t ring,
@@ -441,6 +633,7 @@ int st_cmpfeed_admit(st_cmpfeed_t *f)
     size_t best = feed_held(f, &jobs, &bytes);
     int why = jobs >= f->len_cap ? ST_CMPSKIP_BUSY : bytes >= f->bytes_cap ? ST_CMPSKIP_BYTES : -1;
     if (why < 0) return 1;
+    f->last_skip = why;
     st_cmpq_count_skip(f->threads[best].rings[f->ring], (enum st_cmpskip)why);
     return 0;
 }
@@ -460,6 +653,7 @@ int st_cmpfeed_submit(st_cmpfeed_t *f, st_cmpjob_t *job)
     else if (st_cmpq_push(q, job, job->bytes) != 0)
         why = ST_CMPSKIP_BUSY; /* cannot happen: the ring holds the whole share */
     if (why >= 0) {
+        f->last_skip = why;
         st_cmpq_count_skip(q, (enum st_cmpskip)why);
         st_cmpjob_free(job);
         return -1;

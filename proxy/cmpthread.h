@@ -40,6 +40,7 @@
 #include "cmpjob.h"
 #include "cmpq.h"
 #include "config.h"
+#include "mesh.h"
 #include "metrics.h"
 
 typedef struct st_cmpthread {
@@ -74,6 +75,13 @@ typedef struct st_cmpthread {
     int paused;
     _Atomic uint64_t cpu_ns;    /* CPU this thread spent comparing (and dropping) */
     _Atomic uint64_t paused_ns; /* wall time spent paused by the budget */
+    /* mesh mode: halves published through sink.stats (st_stats_mesh_publish) */
+    st_mesh_hash_t mesh_hash;        /* digests of redacted header values */
+    _Atomic uint64_t mesh_published; /* stored in Redis, waiting for the partner */
+    _Atomic uint64_t mesh_joined;    /* completed a pair here */
+    _Atomic uint64_t mesh_dropped[ST_MDROP_COUNT];
+    _Atomic uint64_t mesh_pairs[3]; /* joined pairs: compared, primary_failed, invalid */
+    st_hist_t mesh_join;            /* second half's arrival minus the first's (Redis clock) */
 } st_cmpthread_t;
 
 /* Sets the thread up on the calling (main) thread: loop, one ring per
@@ -94,6 +102,10 @@ void st_cmpthread_join(st_cmpthread_t *ct);
  * queue length and bytes, comparison duration), summed over n threads, and
  * the statistics of each (st_stats_prometheus). Admin thread. */
 void st_cmpthread_render(st_cmpthread_t *all, size_t n, FILE *out);
+/* Prometheus text of mesh mode (shadowtee_mesh_*): the workers' counters
+ * and the comparator threads', for this process's --mesh-role. */
+void st_cmpthread_render_mesh(const st_config_t *cfg, st_metrics_t *const *workers, size_t nw,
+                              st_cmpthread_t *all, size_t n, FILE *out);
 
 /* ---- the producer end, one per worker ------------------------------------ */
 
@@ -105,6 +117,7 @@ typedef struct {
     uint64_t bytes_cap; /* this worker's share of --compare-queue-bytes */
     size_t rr;          /* round robin start among equally loaded threads */
     uint64_t kick;      /* bit per thread pushed to since the last st_cmpfeed_kick */
+    int last_skip;      /* enum st_cmpskip of the last refusal (admit or submit) */
 } st_cmpfeed_t;
 
 void st_cmpfeed_init(st_cmpfeed_t *f, st_cmpthread_t *threads, size_t nthreads, size_t ring,

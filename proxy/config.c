@@ -35,6 +35,8 @@ enum opt_type {
     OPT_LOGLEVEL, /* int */
     OPT_SUFFIX,   /* int enum st_host_suffix */
     OPT_SCHED,    /* int enum st_compare_sched */
+    OPT_MODE,     /* int enum st_mirror_mode */
+    OPT_ROLE,     /* int enum st_mesh_role */
     OPT_METHODS,  /* uint64_t method mask */
     OPT_REDIS,    /* redis_* fields */
 };
@@ -113,6 +115,13 @@ static const opt_t options[] = {
      "memory for buffered mirror copies per process"},
     {"shadow-idle-conns", OPT_INT, OFF(shadow_idle_conns), 0, 0, 100000, "0",
      "idle shadow connections kept per worker (0: the per-worker in-flight cap)"},
+    {"mirror-mode", OPT_MODE, OFF(mirror_mode), 0, 0, 0, "tee",
+     "tee|mesh: this sidecar tees to --shadow, or the mesh mirrors and the sidecars of the "
+     "stable and shadow pods join their halves in --redis"},
+    {"mesh-role", OPT_ROLE, OFF(mesh_role), 0, 0, 0, NULL,
+     "stable|shadow: with --mirror-mode mesh, the pod this sidecar runs in"},
+    {"mesh-pair-ttl", OPT_DUR, OFF(mesh_pair_ttl_ms), 0, 100, 3600000, "30s",
+     "mesh mode: how long a published half waits for its partner (then an orphan)"},
     {"compare", OPT_ONOFF, OFF(compare), 0, 0, 1, "on",
      "on|off: compare primary and shadow responses"},
     {"noise-upstream", OPT_ADDR, OFF(noise), 0, 0, 0, NULL,
@@ -406,6 +415,8 @@ static int set_option(st_config_t *cfg, const opt_t *o, const char *val, const c
                 "%s: invalid duration '%s' (e.g. 250ms, 10s, 1m; between %.0fms and %.0fms)", src,
                 val, o->min, o->max);
         *(uint64_t *)field = ms;
+        if (o->offset == OFF(mesh_pair_ttl_ms) && strcmp(src, "default") != 0)
+            cfg->mesh_pair_ttl_set = 1;
         return 0;
     }
     case OPT_SIZE: {
@@ -451,6 +462,26 @@ static int set_option(st_config_t *cfg, const opt_t *o, const char *val, const c
             *(int *)field = ST_COMPARE_SCHED_BATCH;
         else
             return fail(err, errlen, "%s: invalid value '%s' (want idle or batch)", src, val);
+        return 0;
+    case OPT_MODE:
+        if (!strcmp(val, "tee"))
+            *(int *)field = ST_MIRROR_TEE;
+        else if (!strcmp(val, "mesh"))
+            *(int *)field = ST_MIRROR_MESH;
+        else
+            return fail(err, errlen, "%s: invalid value '%s' (want tee or mesh)", src, val);
+        return 0;
+    case OPT_ROLE:
+        if (!strcmp(val, "stable"))
+            *(int *)field = ST_ROLE_STABLE;
+        else if (!strcmp(val, "shadow"))
+            *(int *)field = ST_ROLE_SHADOW;
+        else if (!strcmp(val, "baseline"))
+            return fail(err, errlen,
+                        "%s: the baseline role is not implemented yet (want stable or shadow)",
+                        src);
+        else
+            return fail(err, errlen, "%s: invalid value '%s' (want stable or shadow)", src, val);
         return 0;
     case OPT_METHODS:
         if (parse_methods(val, (uint64_t *)field) != 0)
@@ -590,6 +621,37 @@ static int resolve(st_addr_t *a, const char *what, int passive, char *err, size_
     return 0;
 }
 
+/* --mirror-mode and the flags that go with it: one clear line per conflict. */
+static int validate_mode(const st_config_t *cfg, char *err, size_t errlen)
+{
+    if (cfg->mirror_mode == ST_MIRROR_TEE) {
+        if (cfg->mesh_role != ST_ROLE_NONE)
+            return fail(err, errlen, "--mesh-role needs --mirror-mode mesh");
+        if (cfg->mesh_pair_ttl_set)
+            return fail(err, errlen, "--mesh-pair-ttl needs --mirror-mode mesh");
+        return 0;
+    }
+    if (cfg->mesh_role == ST_ROLE_NONE)
+        return fail(err, errlen, "--mirror-mode mesh needs --mesh-role stable|shadow");
+    if (!cfg->redis_set)
+        return fail(err, errlen,
+                    "--mirror-mode mesh needs --redis (the stable and shadow halves are joined "
+                    "there)");
+    if (cfg->shadow.set)
+        return fail(err, errlen,
+                    "--mirror-mode mesh does not tee: remove --shadow (the mesh mirrors to the "
+                    "shadow pods)");
+    if (cfg->noise.set)
+        return fail(err, errlen, "--mirror-mode mesh does not take --noise-upstream");
+    if (!cfg->compare)
+        return fail(err, errlen,
+                    "--mirror-mode mesh needs --compare on (it only captures to compare)");
+    if (cfg->mirror_sample_by[0] && strcasecmp(cfg->mirror_sample_by, "x-request-id") != 0)
+        return fail(err, errlen,
+                    "--mirror-sample-by: --mirror-mode mesh samples by x-request-id only");
+    return 0;
+}
+
 static int validate(st_config_t *cfg, char *err, size_t errlen)
 {
     if (!cfg->primary.set)
@@ -640,11 +702,16 @@ static int validate(st_config_t *cfg, char *err, size_t errlen)
         return fail(err, errlen, "--primary-client-cert and --primary-client-key go together");
     if (!cfg->shadow_client_cert[0] != !cfg->shadow_client_key[0])
         return fail(err, errlen, "--shadow-client-cert and --shadow-client-key go together");
-    if (cfg->noise.set && !cfg->shadow.set)
-        return fail(err, errlen, "--noise-upstream needs --shadow");
-    if (!cfg->mirror_percent_set) cfg->mirror_percent = cfg->shadow.set ? 100.0 : 0.0;
-    if (cfg->mirror_percent_set && !cfg->shadow.set && cfg->mirror_percent > 0)
-        return fail(err, errlen, "--mirror-percent needs --shadow");
+    if (validate_mode(cfg, err, errlen) != 0) return -1;
+    if (cfg->mirror_mode == ST_MIRROR_MESH) {
+        if (!cfg->mirror_percent_set) cfg->mirror_percent = 100.0;
+    } else {
+        if (cfg->noise.set && !cfg->shadow.set)
+            return fail(err, errlen, "--noise-upstream needs --shadow");
+        if (!cfg->mirror_percent_set) cfg->mirror_percent = cfg->shadow.set ? 100.0 : 0.0;
+        if (cfg->mirror_percent_set && !cfg->shadow.set && cfg->mirror_percent > 0)
+            return fail(err, errlen, "--mirror-percent needs --shadow");
+    }
     if (cfg->max_uri_size > cfg->max_header_size)
         cfg->max_uri_size = cfg->max_header_size; /* the URI is part of the head */
     for (const char *c = cfg->mirror_sample_by; *c; c++)

@@ -38,6 +38,17 @@ typedef struct {
 
 enum st_host_suffix { ST_HOST_SUFFIX_OFF = 0, ST_HOST_SUFFIX_APPEND = 1 };
 enum st_compare_sched { ST_COMPARE_SCHED_IDLE = 0, ST_COMPARE_SCHED_BATCH = 1 };
+/* --mirror-mode: who mirrors. tee: this sidecar tees to --shadow (and compares);
+ * mesh: the mesh (Istio/Envoy, nginx) mirrors, each pod's sidecar captures its
+ * own answer and the halves are joined in Redis by x-request-id. */
+enum st_mirror_mode { ST_MIRROR_TEE = 0, ST_MIRROR_MESH = 1 };
+/* --mesh-role (mesh mode): which half this sidecar captures. */
+enum st_mesh_role {
+    ST_ROLE_NONE = 0,
+    ST_ROLE_STABLE = 1,
+    ST_ROLE_SHADOW = 2,
+    ST_ROLE_BASELINE = 3
+};
 
 typedef struct st_config {
     st_addr_t listen;  /* --listen */
@@ -76,6 +87,12 @@ typedef struct st_config {
     int shadow_eject_timeouts;   /* response timeouts in a row that mark the shadow down */
     size_t mirror_memory_budget; /* per process */
     int shadow_idle_conns;       /* per worker */
+
+    /* mesh mirroring (issue 16) */
+    int mirror_mode;           /* enum st_mirror_mode */
+    int mesh_role;             /* enum st_mesh_role, ST_ROLE_NONE when not given */
+    uint64_t mesh_pair_ttl_ms; /* --mesh-pair-ttl: a published half waits this long */
+    int mesh_pair_ttl_set;     /* given (flag or environment), not the default */
 
     /* comparator */
     int compare;     /* --compare on|off */

@@ -44,6 +44,7 @@ void st_http_msg_reset(st_http_msg_t *m)
     m->xrid = m->host = -1;
     m->nhost = 0;
     m->expect_continue = 0;
+    m->mirror = 0;
     m->bad = m->why = 0;
 }
 
@@ -175,6 +176,8 @@ void st_http_on_headers_complete(st_http_msg_t *m)
             m->xrid = (int)i;
         else if (c == ST_H_EXPECT && st_http_name_eq(h->value, h->value_len, "100-continue"))
             m->expect_continue = 1;
+        else if (c == ST_H_MIRROR)
+            m->mirror = 1;
         else if (is_connection(h, m->cls[i]))
             has_connection = 1;
     }

@@ -46,6 +46,7 @@ typedef struct {
     int host;            /* index of Host, -1 */
     int nhost;           /* Host headers seen */
     int expect_continue; /* Expect: 100-continue seen */
+    int mirror;          /* x-shadowtee-mirror seen: the request is a tee'd copy */
     int bad;             /* enum st_http_err when a callback refused the head */
     int why;             /* with bad: enum st_reject (metrics.h), 0 when not a refusal */
     unsigned char

@@ -349,7 +349,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "shadowtee: out of memory\n");
         return 1;
     }
-    if (cfg.shadow.set && cfg.compare) {
+    if ((cfg.shadow.set || cfg.mirror_mode == ST_MIRROR_MESH) && cfg.compare) {
         m.app.ncomparators = cfg.compare_threads;
         m.app.comparators = calloc((size_t)cfg.compare_threads, sizeof(st_cmpthread_t));
         if (!m.app.comparators) {
@@ -412,12 +412,15 @@ int main(int argc, char **argv)
         }
     }
     st_info("msg=started version=%s listen=%s primary=%s admin=%s workers=%d "
-            "comparator_threads=%d shadow=%s mirror_percent=%g redis=%s service=%s "
-            "max_connections=%d",
+            "comparator_threads=%d mirror_mode=%s mesh_role=%s shadow=%s mirror_percent=%g "
+            "redis=%s service=%s max_connections=%d",
             ST_VERSION, cfg.listen.authority, cfg.primary.authority, cfg.admin.authority,
-            cfg.workers, m.app.ncomparators, cfg.shadow.set ? cfg.shadow.authority : "none",
-            cfg.mirror_percent, cfg.redis_set ? cfg.redis_host : "none", cfg.service,
-            cfg.max_connections);
+            cfg.workers, m.app.ncomparators, cfg.mirror_mode == ST_MIRROR_MESH ? "mesh" : "tee",
+            cfg.mesh_role == ST_ROLE_STABLE   ? "stable"
+            : cfg.mesh_role == ST_ROLE_SHADOW ? "shadow"
+                                              : "none",
+            cfg.shadow.set ? cfg.shadow.authority : "none", cfg.mirror_percent,
+            cfg.redis_set ? cfg.redis_host : "none", cfg.service, cfg.max_connections);
 
     uv_run(&loop, UV_RUN_DEFAULT);
 

@@ -8,7 +8,11 @@
 const char *const st_uperr_names[ST_UPERR_COUNT] = {"connect", "timeout", "reset", "protocol",
                                                     "tls"};
 const char *const st_skip_names[ST_SKIP_COUNT] = {
-    "sampling", "method", "body_too_large", "inflight_cap", "memory_budget", "shadow_unavailable"};
+    "sampling",           "method",    "body_too_large", "inflight_cap", "memory_budget",
+    "shadow_unavailable", "loop_guard"};
+const char *const st_mesh_drop_names[ST_MDROP_COUNT] = {
+    "comparator_busy", "queue_bytes", "aborted",   "redis_down",
+    "connection_lost", "error_reply", "duplicate", "shutdown"};
 const char *const st_accept_err_names[ST_ACCEPT_ERR_COUNT] = {"emfile", "enfile", "enobufs",
                                                               "other"};
 const char *const st_shadow_err_names[ST_SHERR_COUNT] = {"connect", "timeout", "reset", "protocol",

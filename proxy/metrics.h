@@ -28,8 +28,23 @@ enum st_skip {
     ST_SKIP_INFLIGHT_CAP,
     ST_SKIP_MEMORY_BUDGET,
     ST_SKIP_SHADOW_UNAVAILABLE,
+    ST_SKIP_LOOP_GUARD, /* the request is a mirror already (x-shadowtee-mirror, Host *-shadow) */
     ST_SKIP_COUNT
 };
+/* Why a mesh half was dropped (shadowtee_mesh_halves_total{outcome="dropped",reason}). The
+ * first three are counted by the worker, the rest by the comparator thread. */
+enum st_mesh_drop {
+    ST_MDROP_COMPARATOR_BUSY = 0, /* the comparator queue's length cap */
+    ST_MDROP_QUEUE_BYTES,         /* its byte budget, or an allocation failed */
+    ST_MDROP_ABORTED,             /* the client went away before the exchange ended */
+    ST_MDROP_REDIS_DOWN,          /* not connected to Redis (or too many halves in flight) */
+    ST_MDROP_CONNECTION_LOST,     /* sent, the connection went before the reply */
+    ST_MDROP_ERROR_REPLY,         /* Redis answered an error */
+    ST_MDROP_DUPLICATE,           /* this side already published a half with this request id */
+    ST_MDROP_SHUTDOWN,            /* still queued when the drain timeout ran out */
+    ST_MDROP_COUNT
+};
+extern const char *const st_mesh_drop_names[ST_MDROP_COUNT];
 /* Why the proxy answered a request itself instead of forwarding it (each
  * with one status, st_reqcheck_status()), plus ST_REJ_UPGRADE: an Upgrade
  * not on --allow-upgrade, removed from a request that is forwarded. */
@@ -116,6 +131,11 @@ typedef struct st_metrics {
     _Atomic uint64_t accept_errors[ST_ACCEPT_ERR_COUNT]; /* by enum st_accept_err */
     _Atomic uint64_t accept_paused;   /* gauge: 1 while the listener does not accept */
     _Atomic uint64_t max_connections; /* gauge: this worker's connection cap, 0: none */
+    /* mesh mode (--mirror-mode mesh) */
+    _Atomic uint64_t mesh_sampled;       /* requests in the share: a half is captured */
+    _Atomic uint64_t mesh_unsampled;     /* requests outside the share (shadow role: 204) */
+    _Atomic uint64_t mesh_no_request_id; /* requests without x-request-id: never sampled */
+    _Atomic uint64_t mesh_dropped[ST_MDROP_COUNT]; /* the worker's reasons only */
 } st_metrics_t;
 
 #define ST_INC(field) ST_ADD(field, 1)

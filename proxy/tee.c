@@ -22,6 +22,7 @@
 
 #include "cmpjob.h"
 #include "log.h"
+#include "mesh.h"
 #include "metrics.h"
 #include "upstream.h"
 #include "worker.h"
@@ -248,7 +249,11 @@ static double sample_point(st_worker_t *w, const st_tee_request_t *r)
 st_mirror_t *st_tee_begin(st_worker_t *w, const st_tee_request_t *r)
 {
     const st_config_t *cfg = w->cfg;
-    if (r->upgrade) return NULL; /* CONNECT and Upgrade pass through, never mirrored */
+    if (r->upgrade) return NULL;     /* CONNECT and Upgrade pass through, never mirrored */
+    if (st_mesh_is_mirror(r->req)) { /* the loop guard: a copy is never copied again */
+        skip(w, ST_SKIP_LOOP_GUARD);
+        return NULL;
+    }
     if (r->method < 64 && !(cfg->mirror_methods & (1ULL << r->method))) {
         skip(w, ST_SKIP_METHOD);
         return NULL;
@@ -365,6 +370,11 @@ static void arm_prepare(st_worker_t *w)
 {
     if (w->tee_prepare_open && !uv_is_active((uv_handle_t *)&w->tee_prepare))
         uv_prepare_start(&w->tee_prepare, on_tee_prepare);
+}
+
+void st_tee_kick_later(st_worker_t *w)
+{
+    arm_prepare(w);
 }
 
 /* Moves the captures of a finished pair into a job for a comparator thread

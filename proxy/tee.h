@@ -90,6 +90,11 @@ int st_tee_over_cap(size_t inflight, size_t cap, uint64_t random);
 int st_tee_worker_init(struct st_worker *w);
 void st_tee_worker_close(struct st_worker *w);
 
+/* Wakes the comparator threads pushed to in this turn from the prepare
+ * phase, after the turn's client work (what a finished mirror does; the
+ * mesh halves of client.c use it too). */
+void st_tee_kick_later(struct st_worker *w);
+
 /* Drain support: drops mirrors whose legs have not finished (force stop). */
 void st_tee_abort_all(struct st_worker *w);
 

@@ -176,6 +176,10 @@ int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, st_cmpthread_
         w->rng = uv_hrtime() ^ ((uint64_t)(id + 1) << 32) ^ 0x9E3779B97F4A7C15ULL;
     st_cmpfeed_init(&w->cmpfeed, ncmp ? cmp : NULL, ncmp, (size_t)id,
                     ((size_t)cfg->compare_queue + n - 1) / n, cfg->compare_queue_bytes / n);
+    if (cfg->mirror_mode == ST_MIRROR_MESH && st_mesh_hash_init(&w->mesh_hash) != 0) {
+        st_error("msg=\"no SHA-256 from OpenSSL: mesh sampling impossible\" worker=%d", id);
+        return UV_ENOSYS;
+    }
     return 0;
 }
 
@@ -220,6 +224,7 @@ void st_worker_join(st_worker_t *w)
     free(w->tls_scratch);
     free(w->tls_wscratch);
     free(w->wfree);
+    st_mesh_hash_free(&w->mesh_hash);
     st_rpool_deinit(&w->rpool);
 }
 

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "list.h"
 #include "listener.h"
+#include "mesh.h"
 #include "metrics.h"
 #include "tls.h"
 #include "upstream.h"
@@ -73,8 +74,9 @@ typedef struct st_worker {
     unsigned shadow_timeouts;   /* shadow response timeouts in a row */
     int shadow_probing;         /* a probe copy is in flight to a shadow marked down */
 
-    uint64_t rng;         /* xorshift64* state */
-    st_cmpfeed_t cmpfeed; /* rings to the comparator threads; no threads: nothing compared */
+    uint64_t rng;             /* xorshift64* state */
+    st_cmpfeed_t cmpfeed;     /* rings to the comparator threads; no threads: nothing compared */
+    st_mesh_hash_t mesh_hash; /* --mirror-mode mesh: the sampling digest (mesh.h) */
 } st_worker_t;
 
 /* TLS contexts shared by all workers (NULL members: plain HTTP). */

@@ -42,6 +42,10 @@ typedef struct {
      * writes them to stderr; a proxy passes its own (non-blocking) logger. */
     void (*log)(void *arg, int is_warning, const char *line);
     void *log_arg;
+    /* Mesh mirroring (st_stats_mesh_publish): load the join script on each
+     * connection and sweep expired halves on the flush timer. */
+    int mesh;
+    uint64_t mesh_pair_ttl_ms; /* a half waits this long for its partner */
 } st_stats_config_t;
 
 /* Sets every default (no Redis, service "default", 100 ms, ...). */
@@ -60,6 +64,7 @@ typedef struct {
     const st_response_t *primary; /* for samples; may be NULL */
     const st_response_t *shadow;  /* for samples; may be NULL */
     int64_t now_ms;               /* wall clock (ms since epoch) of the comparison */
+    const char *source;           /* how the pair was mirrored: "tee" (NULL) or "mesh" */
 } st_stats_record_t;
 
 /* Creates the stats of one comparator thread on `loop` and, when cfg->redis_host is set,
@@ -75,6 +80,44 @@ void st_stats_record(st_stats_t *stats, const st_stats_record_t *rec);
  * handle is closed, after which the caller frees nothing more: the stats are
  * freed by the time cb runs. */
 void st_stats_close(st_stats_t *stats, void (*cb)(void *arg), void *arg);
+
+/* ---- mesh halves (issue 16) ------------------------------------------------
+ * One side's capture ("half") is published under its request id with one
+ * EVALSHA of the join script on the stats' own connection (pipelined with the
+ * batches, never waited for): the script stores it, or, when the partner
+ * side's half is already there, deletes that one and returns it, atomically,
+ * so exactly one of the two sides gets the pair. It also sweeps halves
+ * whose partner did not come within the pair TTL (orphans, counted by side
+ * in Redis). Key schema: docs/ARCHITECTURE.md. */
+typedef enum {
+    ST_MESH_STORED = 0, /* stored: waiting for the partner */
+    ST_MESH_JOINED,     /* the partner was there: partner/len hold its half */
+    ST_MESH_DUPLICATE,  /* a half of this side with this id is already stored: not stored */
+    ST_MESH_LOST,       /* the connection went away before the reply: maybe stored */
+    ST_MESH_ERROR,      /* Redis answered an error: not stored */
+} st_mesh_result_t;
+
+typedef struct {
+    st_mesh_result_t result;
+    const char *partner; /* ST_MESH_JOINED: the partner's half (valid during the callback) */
+    size_t partner_len;
+    int64_t join_ms;     /* ST_MESH_JOINED: this arrival minus the partner's, Redis clock */
+    uint64_t orphans[3]; /* halves this call swept as orphans: stable, shadow, baseline */
+} st_mesh_reply_t;
+
+typedef void (*st_mesh_cb)(void *arg, const st_mesh_reply_t *reply);
+
+/* Publishes one half (side: "stable", "shadow"; partner: the other side).
+ * 0: sent, cb runs exactly once on the loop (ST_MESH_LOST when the
+ * connection goes, including at st_stats_close); the caller keeps the
+ * bytes of half alive until then. -1: Redis is not connected (or no mesh
+ * configured, or too many halves in flight): not sent, cb never runs. */
+int st_stats_mesh_publish(st_stats_t *s, const char *side, const char *partner, const char *id,
+                          const char *half, size_t len, st_mesh_cb cb, void *arg);
+/* Halves sent and not yet answered. */
+size_t st_stats_mesh_inflight(const st_stats_t *s);
+/* Orphans swept by this stats' calls so far, by side (stable, shadow, baseline). */
+void st_stats_mesh_orphans(const st_stats_t *s, uint64_t out[3]);
 
 /* Writes Prometheus text for all the threads' stats, summed: comparisons by
  * result, per-endpoint divergence counters, Redis state (connected, flushed,
