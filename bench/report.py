@@ -218,7 +218,7 @@ def hist_quantile(buckets, q):
     return prev_le
 
 
-JOIN_HIST = "shadowtee_mesh_join_delay_seconds"
+JOIN_HIST = "shadowtee_mesh_join_seconds"
 
 
 def mesh_window(d, label, kind):

@@ -15,6 +15,7 @@ the tolerance), so the report's counts are known exactly. Every process is
 real and on 127.0.0.1; every wait is on readiness or on a counter, with a
 deadline.
 """
+import hashlib
 import http.client
 import json
 import os
@@ -45,6 +46,14 @@ RULES = {"version": 1, "defaults": {"tolerance": {"absolute": 1e-6},
 def divergent(i):
     """The inputs on which Flask v2's label differs from v1's (mesh_app.py)."""
     return i % 7 == 3
+
+
+def in_share(rid, percent):
+    """The sampling decision of mesh mode as proxy/mesh.h specifies it: the
+    first 8 bytes of SHA-256(x-request-id), big-endian, mod 1,000,000, below
+    round(P * 10,000)."""
+    point = int.from_bytes(hashlib.sha256(rid.encode()).digest()[:8], "big") % 1000000
+    return point < round(percent * 10000)
 
 
 def slow():
@@ -128,6 +137,9 @@ http {{
     }}
     server {{
         listen 127.0.0.1:{port};
+        location = /__ready {{
+            return 200 'ready';  # nginx's own readiness: never proxied, never mirrored
+        }}
         location / {{
             mirror /__mirror;
             mirror_request_body on;
@@ -260,7 +272,7 @@ def test_nginx_mirror_gives_both_copies_the_same_request_id(procs, nginx):
     else nginx's own (32 hex digits, a different one per request)."""
     v1, v2 = App(procs, "v1"), App(procs, "v2")
     ng = nginx(v1.addr, v2.addr)
-    wait_http(ng.port, "/health", ng.proc)
+    wait_http(ng.port, "/__ready", ng.proc)
     n = 30
     items = [(i, "client-%d" % i if i % 2 == 0 else None) for i in range(n)]
     answers = send(ng.port, items)
@@ -303,7 +315,7 @@ class Mesh:
         self.stable = self.start_sidecar("stable", self.v1.addr)
         self.shadow = self.start_sidecar("shadow", self.v2.addr)
         self.ng = nginx("127.0.0.1:%d" % self.stable.port, "127.0.0.1:%d" % self.shadow.port)
-        wait_http(self.ng.port, "/health", self.ng.proc)
+        wait_http(self.ng.port, "/__ready", self.ng.proc)
         self.rc = redis.Redis(port=redis_server.port, decode_responses=True, socket_timeout=5)
 
     def start_sidecar(self, role, primary, port=None):
@@ -388,6 +400,12 @@ def orphans(doc):
     return {k: v for k, v in o.items() if isinstance(v, int)}
 
 
+def redis_orphans(m):
+    """The orphan counters the join script keeps in Redis, by side."""
+    h = m.rc.hgetall("shadowtee:{%s}:mesh:orphans" % m.service)
+    return {k: int(v) for k, v in h.items() if int(v)}
+
+
 def test_mesh_exact_matched_and_diverged_counts_noise_never_divergence(mesh):
     """100% sampled: every request the client sends is compared exactly once,
     as a mesh pair. v2 diverges on the label for i % 7 == 3 and nowhere else;
@@ -428,47 +446,46 @@ def test_mesh_exact_matched_and_diverged_counts_noise_never_divergence(mesh):
     assert m.v2.seen()["count"] == n and m.v1.seen()["count"] == n
 
 
-def test_mesh_shadow_app_sees_only_the_sampled_share(mesh, shadowtee):
+def test_mesh_shadow_app_sees_only_the_sampled_share(mesh):
     """30% sampled by a hash of x-request-id: nginx mirrors everything, the
-    shadow sidecar answers the unsampled copies itself (204), so the shadow
-    app receives exactly the sampled share, and exactly the requests the
-    stable side sampled too (every one of them is joined and compared, none
-    is an orphan). The same ids sent again select the same subset. A request
-    without x-request-id (sent straight to the stable sidecar) is never
-    sampled, and counted."""
-    pct, n = 30, 300
+    shadow sidecar answers the copies outside the share itself (204), so the
+    shadow app receives exactly the sampled share: exactly the ids that
+    proxy/mesh.h's function selects, and the same ones the stable side
+    selected (each is joined and compared, none is an orphan). The same ids
+    sent again select the same subset. A request without x-request-id (sent
+    straight to the stable sidecar) is never sampled, and counted."""
+    pct, n = 30, 400
     m = mesh("share", percent=pct)
-    ids = ["share-%d" % i for i in range(n)]
+    ids = ["share-%d-%s" % (i, hashlib.md5(str(i).encode()).hexdigest()[:6]) for i in range(n)]
+    want = sorted(r for r in ids if in_share(r, pct))
+    assert 0 < len(want) < n
     answers = send(m.ng.port, list(zip(range(n), ids)))
     assert [s for s, _ in answers] == [200] * n
-    # the mirror copies arrive asynchronously: the shadow sidecar's sampled +
-    # unsampled reach n when every copy was seen
+    assert all(b["model_version"] == "v1" for _, b in answers)
+    # the mirror copies arrive asynchronously: wait until the shadow sidecar
+    # has seen every one (in the share or not)
     sm = lambda: (metric_sum(metrics(m.shadow.admin_port), "shadowtee_mesh_unsampled_total", role="shadow"),
                   m.v2.seen()["count"])
     assert wait_for(lambda: sum(sm()) >= n, 15 * slow()), sm()
-    unsampled, at_app = sm()
-    assert unsampled + at_app == n
-    sd = (n * pct / 100 * (1 - pct / 100)) ** 0.5
-    assert abs(at_app - n * pct / 100) <= 4 * sd, "%d of %d sampled at %d%%" % (at_app, n, pct)
-    first = sorted(m.v2.seen()["ids"])
-    assert len(first) == at_app and set(first) <= set(ids)
-    m.wait_compared(at_app)
-    assert settle(m.compared) == at_app  # the stable side sampled exactly the same requests
-    stable_sampled = m.halves(m.stable, "stable", "published") + m.halves(m.stable, "stable", "joined")
-    assert stable_sampled == at_app
-    assert metric_sum(metrics(m.stable.admin_port), "shadowtee_mesh_unsampled_total", role="stable") == n - at_app
+    assert sm() == (n - len(want), len(want))
+    assert sorted(m.v2.seen()["ids"]) == want  # the shadow app saw the share and nothing else
     assert m.v1.seen()["count"] == n  # the stable app serves every client request
-    want_div = sum(1 for i in range(n) if divergent(i) and ids[i] in set(first))
+    m.wait_compared(len(want))
+    assert settle(m.compared) == len(want)  # the stable side sampled exactly the same requests
+    st_metrics = metrics(m.stable.admin_port)
+    assert metric_sum(st_metrics, "shadowtee_mesh_unsampled_total", role="stable") == n - len(want)
+    assert metric_sum(st_metrics, "shadowtee_mesh_sampled_total", role="stable") == len(want)
+    want_div = sum(1 for i in range(n) if divergent(i) and in_share(ids[i], pct))
     doc = m.report()
-    assert (doc["compared"], doc["diverged"], doc["matched"]) == (at_app, want_div, at_app - want_div)
-    assert not any(orphans(doc).values())
+    assert (doc["compared"], doc["diverged"], doc["matched"]) == (len(want), want_div, len(want) - want_div)
+    assert redis_orphans(m) == {}
 
     # the same ids again: the same subset, on both sides
     assert [s for s, _ in send(m.ng.port, list(zip(range(n), ids)))] == [200] * n
-    assert wait_for(lambda: m.v2.seen()["count"] >= 2 * at_app, 15 * slow())
-    assert sorted(m.v2.seen()["ids"][at_app:]) == first
-    m.wait_compared(2 * at_app)
-    assert settle(m.compared) == 2 * at_app
+    assert wait_for(lambda: m.v2.seen()["count"] >= 2 * len(want), 15 * slow())
+    assert sorted(m.v2.seen()["ids"][len(want):]) == want
+    m.wait_compared(2 * len(want))
+    assert settle(m.compared) == 2 * len(want)
 
     # no x-request-id: not sampled, counted, still served
     before = metric_sum(metrics(m.stable.admin_port), "shadowtee_mesh_no_request_id_total")
@@ -481,19 +498,20 @@ def test_mesh_shadow_app_sees_only_the_sampled_share(mesh, shadowtee):
         conn.close()
     after = metric_sum(metrics(m.stable.admin_port), "shadowtee_mesh_no_request_id_total")
     assert after - before == 5
-    assert settle(m.compared) == 2 * at_app
+    assert settle(m.compared) == 2 * len(want)
+    assert m.v2.seen()["count"] == 2 * len(want)
 
 
 def test_mesh_orphans_counted_by_side_when_a_side_is_missing(mesh):
     """With the shadow sidecar SIGKILLed the clients are still served (nginx
     drops the failed mirror copy, as Envoy does); the stable halves published
-    meanwhile never find a partner and, once their TTL has passed, are counted
-    as stable orphans by the next script calls. Halves sent only to the shadow
-    side (a mirror copy whose primary never reached the stable sidecar)
-    become shadow orphans. Pairs joined before and after are compared as
-    usual: no orphan is ever compared."""
+    meanwhile never find a partner and, once their TTL has passed, are swept
+    and counted as stable orphans. Halves sent only to the shadow side (a
+    mirror copy whose primary never reached the stable sidecar) become shadow
+    orphans. Pairs joined before and after are compared as usual; no orphan
+    is ever compared. The report shows the orphans by side."""
     m = mesh("orphans", ttl="1s")
-    n1, n2, n3 = 20, 15, 10
+    n1, n2, n3, n4 = 20, 15, 10, 12
     assert [s for s, _ in send(m.ng.port, [(i, "o1-%d" % i) for i in range(n1)])] == [200] * n1
     m.wait_compared(n1)
     shadow_port = m.shadow.port
@@ -513,25 +531,21 @@ def test_mesh_orphans_counted_by_side_when_a_side_is_missing(mesh):
             assert status == 200
     finally:
         conn.close()
-    # later joined traffic drives the sweep once the 1 s TTL has passed: keep
-    # sending (joined pairs) until both sets of halves are counted
-    sent = 0
-    deadline = time.monotonic() + 20 * slow()
-    while time.monotonic() < deadline:
-        batch = [(i, "o4-%d-%d" % (sent, i)) for i in range(10)]
-        assert [s for s, _ in send(m.ng.port, batch)] == [200] * len(batch)
-        sent += len(batch)
-        o = orphans(m.report())
-        if o.get("stable", 0) >= n2 and o.get("shadow", 0) >= n3:
-            break
-        time.sleep(0.2)
-    m.wait_compared(n1 + sent)
-    assert settle(m.compared) == n1 + sent
+    # joined pairs meanwhile and after the 1 s TTL: compared as usual
+    assert [s for s, _ in send(m.ng.port, [(i, "o4-%d" % i) for i in range(n4)])] == [200] * n4
+    want = {"stable": n2, "shadow": n3}
+    assert wait_for(lambda: redis_orphans(m) == want, 15 * slow(), 0.1), redis_orphans(m)
+    m.wait_compared(n1 + n4)
+    assert settle(m.compared) == n1 + n4
+    assert settle(lambda: redis_orphans(m)) == want
+    swept = {side: metric_sum(metrics(m.stable.admin_port), "shadowtee_mesh_orphans_swept_total", side=side)
+             + metric_sum(metrics(m.shadow.admin_port), "shadowtee_mesh_orphans_swept_total", side=side)
+             for side in ("stable", "shadow")}
+    assert swept == want
     doc = m.report()
-    assert orphans(doc) == {"stable": n2, "shadow": n3} or \
-        {k: orphans(doc).get(k) for k in ("stable", "shadow")} == {"stable": n2, "shadow": n3}, orphans(doc)
-    assert doc["compared"] == n1 + sent
-    assert by_source(doc) == {"mesh": n1 + sent}
+    assert doc["compared"] == n1 + n4
+    assert {k: orphans(doc).get(k, 0) for k in ("stable", "shadow")} == want, orphans(doc)
+    assert by_source(doc) == {"mesh": n1 + n4}
 
 
 class Load:
@@ -646,7 +660,9 @@ def test_loop_guard_a_mirrored_request_is_not_mirrored_again(procs, shadowtee, u
     n = 12
     assert [s for s, _ in send(a.port, [(i, "guard-%d" % i) for i in range(n)])] == [200] * n
     assert wait_for(lambda: procs_v2.seen()["count"] >= n, 10 * slow()), procs_v2.seen()
-    assert procs_v2.seen()["marked"] == n, "A's copies must carry x-shadowtee-mirror"
+    assert wait_for(lambda: metric_sum(metrics(b.admin_port), "shadowtee_mirror_skipped_total",
+                                       reason="loop_guard") >= n, 5 * slow())
+    assert metric_sum(metrics(b.admin_port), "shadowtee_mirror_skipped_total", reason="loop_guard") == n
     # a request straight to B is an original: B tees it
     assert [s for s, _ in send(b.port, [(0, "direct-b")])] == [200]
     assert third.wait_requests(1) == 1
@@ -657,10 +673,11 @@ def test_loop_guard_a_mirrored_request_is_not_mirrored_again(procs, shadowtee, u
     fourth = upstream("echo")
     c = shadowtee(primary=procs_v2.addr, shadow=fourth.addr, mirror_percent=100, compare="off")
     ng = nginx(procs_v1.addr, "127.0.0.1:%d" % c.port)
-    wait_http(ng.port, "/health", ng.proc)
+    wait_http(ng.port, "/__ready", ng.proc)
     before = procs_v2.seen()["count"]
     assert [s for s, _ in send(ng.port, [(i, "ng-%d" % i) for i in range(n)])] == [200] * n
     assert wait_for(lambda: procs_v2.seen()["count"] >= before + n, 10 * slow())
     assert fourth.settle() == 0, "C tee'd nginx's mirror copies: %r" % fourth.requests
+    assert metric_sum(metrics(c.admin_port), "shadowtee_mirror_skipped_total", reason="loop_guard") == n
     assert [s for s, _ in send(c.port, [(0, "direct-c")])] == [200]
     assert fourth.wait_requests(1) == 1 and fourth.settle() == 1
