@@ -286,6 +286,15 @@ static void summary(FILE *out, const rpt_options_t *opt, const rpt_model_t *m)
     pct(a, sizeof(a), t->timeouts, t->compared);
     snprintf(v, sizeof(v), "%llu (%s)", (unsigned long long)t->timeouts, a);
     kv(out, "shadow-timeouts", "Shadow timeouts", v);
+    snprintf(v, sizeof(v), "tee %llu, mesh %llu", (unsigned long long)m->sources.tee,
+             (unsigned long long)m->sources.mesh);
+    kv(out, "sources", "Pairs by source", v);
+    if (m->has_mesh) {
+        snprintf(v, sizeof(v), "stable %llu, shadow %llu, baseline %llu (waiting %llu)",
+                 (unsigned long long)m->orphans[0], (unsigned long long)m->orphans[1],
+                 (unsigned long long)m->orphans[2], (unsigned long long)m->pending);
+        kv(out, "mesh-orphans", "Mesh orphans", v);
+    }
     for (int q = 0; q < 2; q++) {
         double qq = q ? 0.99 : 0.5;
         double r = rpt_latency_ratio(&m->lat_primary, &m->lat_shadow, qq);
@@ -405,8 +414,12 @@ static void samples(FILE *out, const rpt_model_t *m)
             esc(out, js(s, "path"));
             fprintf(out, "</code> &middot; request-id <code class=\"rid\">");
             esc(out, js(s, "request_id"));
-            fprintf(out, "</code> &middot; %s &middot; status stable %lld / shadow %lld</div>\n",
-                    when, (long long)json_integer_value(json_object_get(p, "status")),
+            const char *src = json_string_value(json_object_get(s, "source"));
+            fprintf(out,
+                    "</code> &middot; %s &middot; <span class=\"source\">%s</span> &middot; "
+                    "status stable %lld / shadow %lld</div>\n",
+                    when, src && !strcmp(src, "mesh") ? "mesh" : "tee",
+                    (long long)json_integer_value(json_object_get(p, "status")),
                     (long long)json_integer_value(json_object_get(sh, "status")));
             fprintf(out, "<table class=\"diffs\"><tr><th>path</th><th>kind</th><th>stable</th>"
                          "<th>shadow</th></tr>\n");

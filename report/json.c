@@ -72,6 +72,11 @@ static void tally_json(json_t *o, const rpt_tally_t *t)
     json_object_set_new(o, "shadow_timeout_rate", json_real(rpt_ratio(t->timeouts, t->compared)));
 }
 
+static json_t *sources_json(const rpt_sources_t *s)
+{
+    return json_pack("{s:I,s:I}", "tee", (json_int_t)s->tee, "mesh", (json_int_t)s->mesh);
+}
+
 static int sample_newer(const void *a, const void *b)
 {
     json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "time_ms"));
@@ -98,6 +103,14 @@ json_t *rpt_to_json(const rpt_options_t *opt, const rpt_model_t *m, const rpt_ga
                   (json_int_t)((m->window_end_ms - m->window_start_ms) / 1000), "first_seen_ms",
                   (json_int_t)m->first_seen_ms, "last_seen_ms", (json_int_t)m->last_seen_ms));
     tally_json(o, &m->total);
+    json_object_set_new(o, "sources", sources_json(&m->sources));
+    json_object_set_new(
+        o, "mesh",
+        m->has_mesh
+            ? json_pack("{s:{s:I,s:I,s:I},s:I}", "orphans", "stable", (json_int_t)m->orphans[0],
+                        "shadow", (json_int_t)m->orphans[1], "baseline", (json_int_t)m->orphans[2],
+                        "pending", (json_int_t)m->pending)
+            : json_null());
     json_object_set_new(o, "latency", latency_json(&m->lat_primary, &m->lat_shadow));
 
     json_t *eps = json_array();
@@ -108,6 +121,7 @@ json_t *rpt_to_json(const rpt_options_t *opt, const rpt_model_t *m, const rpt_ga
         json_t *e = json_object();
         json_object_set_new(e, "endpoint", json_string(ep->name));
         tally_json(e, &ep->t);
+        json_object_set_new(e, "sources", sources_json(&ep->sources));
         json_object_set_new(e, "paths", paths_json(&ep->paths));
         json_object_set_new(e, "noise_paths", paths_json(&ep->noise_paths));
         json_object_set_new(e, "kinds", map_json(&ep->kinds));

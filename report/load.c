@@ -169,10 +169,13 @@ static void tally_field(rpt_tally_t *t, const char *f, uint64_t v)
 
 static int load_counts(rpt_endpoint_t *ep, const redisReply *r)
 {
+    uint64_t compared = 0, mesh = 0;
     for (size_t i = 0; is_pairs(r) && i < r->elements; i += 2) {
         const char *f = r->element[i]->str;
         uint64_t v = to_u64(r->element[i + 1]);
         tally_field(&ep->t, f, v);
+        if (!strcmp(f, "compared")) compared = v;
+        if (!strcmp(f, "source:mesh")) mesh = v;
         int rc = 0;
         if (!strncmp(f, "kind:", 5))
             rc = rpt_counts_add(&ep->kinds, f + 5, NULL, v);
@@ -180,7 +183,29 @@ static int load_counts(rpt_endpoint_t *ep, const redisReply *r)
             rc = rpt_counts_add(&ep->reasons, f + 6, NULL, v);
         if (rc) return -1;
     }
+    ep->sources.mesh = mesh; /* every other pair was tee'd (also those before sources) */
+    ep->sources.tee = compared > mesh ? compared - mesh : 0;
     return 0;
+}
+
+/* Mesh mirroring's keys: orphans by side, halves waiting. */
+static int load_mesh(redisContext *c, const char *prefix, rpt_model_t *m)
+{
+    static const char *const sides[3] = {"stable", "shadow", "baseline"};
+    redisReply *o = redisCommand(c, "HGETALL %smesh:orphans", prefix);
+    redisReply *p = redisCommand(c, "ZCARD %smesh:pending", prefix);
+    int rc = -1;
+    if (!is_pairs(o) || !p || p->type != REDIS_REPLY_INTEGER) goto out;
+    for (size_t i = 0; i < o->elements; i += 2)
+        for (int k = 0; k < 3; k++)
+            if (!strcmp(o->element[i]->str, sides[k])) m->orphans[k] = to_u64(o->element[i + 1]);
+    m->pending = p->integer > 0 ? (uint64_t)p->integer : 0;
+    m->has_mesh = o->elements > 0 || m->pending > 0;
+    rc = 0;
+out:
+    freeReplyObject(o);
+    freeReplyObject(p);
+    return rc;
 }
 
 /* "<kind>|<path>" fields. */
@@ -560,7 +585,12 @@ static int load_session(redisContext *c, const rpt_options_t *opt, rpt_model_t *
                                                  : "unexpected reply");
         goto done;
     }
-    if (meta->elements == 0 && members->elements == 0) {
+    if (load_mesh(c, prefix, m) != 0) {
+        set_err(err, errlen, "redis: cannot read %smesh:orphans / mesh:pending: %s", prefix,
+                c->err ? c->errstr : "unexpected reply");
+        goto done;
+    }
+    if (meta->elements == 0 && members->elements == 0 && !m->has_mesh) {
         char hint[600];
         known_services(c, hint, sizeof(hint));
         set_err(err, errlen, "no data for service '%s' in Redis %s:%d db %d (no key %smeta)%s%s",
@@ -660,6 +690,8 @@ static int load_session(redisContext *c, const rpt_options_t *opt, rpt_model_t *
         m->total.noise += ep->t.noise;
         m->total.errors += ep->t.errors;
         m->total.timeouts += ep->t.timeouts;
+        m->sources.tee += ep->sources.tee;
+        m->sources.mesh += ep->sources.mesh;
         if (rpt_hist_add(&m->lat_primary, &ep->lat_primary) != 0 ||
             rpt_hist_add(&m->lat_shadow, &ep->lat_shadow) != 0)
             goto done;

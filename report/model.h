@@ -68,6 +68,12 @@ typedef struct {
     uint64_t compared, matched, diverged, noise, errors, timeouts;
 } rpt_tally_t;
 
+/* Compared pairs by how they were mirrored (all time, from the counts'
+ * source:* fields; pairs recorded before sources existed count as tee). */
+typedef struct {
+    uint64_t tee, mesh;
+} rpt_sources_t;
+
 typedef struct {
     int64_t minute; /* ms since epoch / 60000 */
     rpt_tally_t t;  /* matched derived: compared - diverged - noise - errors */
@@ -82,6 +88,7 @@ typedef struct {
     rpt_counts_t reasons;     /* shadow errors per reason */
     rpt_hist_t lat_primary, lat_shadow;
     json_t *samples; /* array of sample objects as stored, newest first; owned */
+    rpt_sources_t sources;
 } rpt_endpoint_t;
 
 typedef struct {
@@ -97,6 +104,12 @@ typedef struct {
     rpt_hist_t lat_primary, lat_shadow; /* summed over endpoints */
     rpt_minute_t *timeline;             /* ascending minutes in the window */
     size_t ntimeline;
+    rpt_sources_t sources; /* summed over endpoints, all time */
+    /* mesh mirroring: halves whose partner never came, by side (mesh:orphans),
+     * and halves still waiting (mesh:pending); has_mesh when either key exists */
+    int has_mesh;
+    uint64_t orphans[3]; /* stable, shadow, baseline */
+    uint64_t pending;
 } rpt_model_t;
 
 /* ---- derived numbers (stats_math.c) ------------------------------------ */

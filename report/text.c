@@ -96,6 +96,13 @@ static void summary(FILE *out, const rpt_options_t *opt, const rpt_model_t *m)
     ms(d, sizeof(d), rpt_hist_quantile(&m->lat_primary, 0.99));
     ms(e, sizeof(e), rpt_hist_quantile(&m->lat_shadow, 0.99));
     ratio(f, sizeof(f), rpt_latency_ratio(&m->lat_primary, &m->lat_shadow, 0.99));
+    fprintf(out, "sources:         tee %llu, mesh %llu\n", (unsigned long long)m->sources.tee,
+            (unsigned long long)m->sources.mesh);
+    if (m->has_mesh)
+        fprintf(out,
+                "mesh halves:     orphans: stable %llu, shadow %llu, baseline %llu; waiting %llu\n",
+                (unsigned long long)m->orphans[0], (unsigned long long)m->orphans[1],
+                (unsigned long long)m->orphans[2], (unsigned long long)m->pending);
     fprintf(out, "latency p50:     stable %s  shadow %s  ratio %s\n", a, b, c);
     fprintf(out, "latency p99:     stable %s  shadow %s  ratio %s\n", d, e, f);
     if (m->latency_windowed && m->schema < 2 && t->compared && !rpt_hist_total(&m->lat_primary))
@@ -172,8 +179,10 @@ static void samples(FILE *out, const rpt_model_t *m)
             char when[32];
             rpt_fmt_time(json_integer_value(json_object_get(s, "time_ms")), when, sizeof(when));
             json_t *p = json_object_get(s, "primary"), *sh = json_object_get(s, "shadow");
-            fprintf(out, "  %s  %s %s  request-id %s  %s  status stable %lld / shadow %lld\n",
+            const char *src = json_string_value(json_object_get(s, "source"));
+            fprintf(out, "  %s  %s %s  request-id %s  %s  %s  status stable %lld / shadow %lld\n",
                     m->eps[i].name, js(s, "method"), js(s, "path"), js(s, "request_id"), when,
+                    src && !strcmp(src, "mesh") ? "mesh" : "tee",
                     (long long)json_integer_value(json_object_get(p, "status")),
                     (long long)json_integer_value(json_object_get(sh, "status")));
             json_t *diffs = json_object_get(s, "diffs");

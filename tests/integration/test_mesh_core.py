@@ -185,10 +185,10 @@ def test_pairs_are_compared_and_recorded_like_teed_ones(shadowtee, apps, redis_s
     n = 60
     for i in range(n):
         rid = "pair-%d" % i
-        first, second = (cs, ch) if i % 2 == 0 else (ch, cs)
+        first, second, side = (cs, ch, "stable") if i % 2 == 0 else (ch, cs, "shadow")
         assert _post(first, i, rid)[0] == 200
-        if i % 2 == 1:  # let the shadow's half land first, so the stable side joins
-            _wait(lambda: r.hexists("shadowtee:{pairs}:mesh:halves", "shadow|" + rid), 5)
+        # the first half lands before the second is captured: the other side joins
+        assert _wait(lambda: r.hexists("shadowtee:{pairs}:mesh:halves", side + "|" + rid), 5)
         assert _post(second, i, rid)[0] == 200
     cs.close()
     ch.close()
@@ -212,12 +212,28 @@ def test_pairs_are_compared_and_recorded_like_teed_ones(shadowtee, apps, redis_s
     assert (metric(ms, "shadowtee_comparisons_total", result="diverged")
             + metric(mh, "shadowtee_comparisons_total", result="diverged")) == div
     assert r.zcard("shadowtee:{pairs}:mesh:pending") == 0
+    # a tee'd pair on the same service is recorded as source tee
+    tee = shadowtee(primary=stable_app, shadow=shadow_app, redis="127.0.0.1:%d" % redis_server.port,
+                    service="pairs", compare_rules=_rules(tmp_path), redis_flush_interval="50ms")
+    ct = http.client.HTTPConnection("127.0.0.1", tee.port, timeout=10)
+    for i in range(1, 6):
+        assert _post(ct, i, "tee-%d" % i)[0] == 200
+    ct.close()
+    assert _wait(lambda: r.hget(key, "source:tee") == "5", 15), r.hgetall(key)
     # the report shows them by source
     out = subprocess.run([shadowtee_bin("shadowtee-report"), "--redis", "127.0.0.1:%d" % redis_server.port,
                           "--service", "pairs", "--format", "json"], capture_output=True, timeout=30)
     assert out.returncode in (0, 1), out.stderr
     rep = json.loads(out.stdout)
-    assert rep["sources"] == {"tee": 0, "mesh": n}
+    assert rep["sources"] == {"tee": 5, "mesh": n}
+    assert rep["endpoints"][0]["sources"] == {"tee": 5, "mesh": n}
+    # each sample says how its pair was mirrored: of the tee'd ones only i = 3 diverges
+    assert [x["request_id"] for x in rep["samples"] if x["source"] == "tee"] == ["tee-3"]
+    assert all(x["request_id"].startswith("pair-") for x in rep["samples"] if x["source"] == "mesh")
+    html = subprocess.run([shadowtee_bin("shadowtee-report"), "--redis", "127.0.0.1:%d" % redis_server.port,
+                           "--service", "pairs", "--format", "html"], capture_output=True, timeout=30)
+    assert b'id="sources">tee 5, mesh %d<' % n in html.stdout
+    assert b'<span class="source">mesh</span>' in html.stdout
 
 
 def test_orphans_are_swept_and_counted_by_side(shadowtee, apps, redis_server, tmp_path):
