@@ -385,19 +385,17 @@ def settle(pred_value, quiet=0.5, timeout=10.0):
 
 
 def by_source(doc):
-    """Compared pairs by source in the report ({"mesh": n, "tee": m})."""
+    """Compared pairs by source in the report: {"tee": n, "mesh": m}."""
     src = doc.get("sources")
     assert src is not None, "the report has no counts by source: %s" % sorted(doc)
-    if isinstance(src, dict):
-        return {k: (v["compared"] if isinstance(v, dict) else v) for k, v in src.items()}
-    return {s["source"]: s["compared"] for s in src}
+    return src
 
 
 def orphans(doc):
-    """Orphaned halves by side in the report ({"stable": n, "shadow": m})."""
-    o = doc.get("orphans")
-    assert o is not None, "the report has no orphans: %s" % sorted(doc)
-    return {k: v for k, v in o.items() if isinstance(v, int)}
+    """Orphaned halves by side in the report ({"stable", "shadow", "baseline"})."""
+    mesh = doc.get("mesh")
+    assert mesh is not None, "the report has no mesh section: %s" % sorted(doc)
+    return mesh["orphans"]
 
 
 def redis_orphans(m):
@@ -429,7 +427,11 @@ def test_mesh_exact_matched_and_diverged_counts_noise_never_divergence(mesh):
     assert ep["endpoint"] == "POST /predict"
     assert ep["paths"] == [{"path": "$.label", "kind": "value", "count": want_div}]
     assert ep["noise_paths"] == []
-    assert by_source(doc) == {"mesh": n}
+    assert by_source(doc) == {"tee": 0, "mesh": n}
+    assert ep["sources"] == {"tee": 0, "mesh": n}
+    # no orphan, no half waiting (the report gives "mesh": null for a service
+    # whose mesh keys are empty: every half was joined)
+    assert doc["mesh"] is None or (doc["mesh"]["pending"] == 0 and not any(doc["mesh"]["orphans"].values()))
     assert doc["samples"], "no sample recorded"
     for s in doc["samples"]:
         assert s.get("source") == "mesh", s
@@ -438,7 +440,7 @@ def test_mesh_exact_matched_and_diverged_counts_noise_never_divergence(mesh):
         assert pb["request_id"] == sb["request_id"] == s["request_id"]
         i = [i for (i, _), (_, b) in zip(items, answers) if b["request_id"] == s["request_id"]][0]
         assert s["verdict"] == ("diverged" if divergent(i) else "match"), s
-    assert not any(orphans(doc).values()), orphans(doc)
+    assert doc["mesh"] is None or not any(orphans(doc).values()), doc["mesh"]
     # each pair was joined (and compared) on exactly one side, published on the other
     joined = m.halves(m.stable, "stable", "joined") + m.halves(m.shadow, "shadow", "joined")
     published = m.halves(m.stable, "stable", "published") + m.halves(m.shadow, "shadow", "published")
@@ -544,8 +546,9 @@ def test_mesh_orphans_counted_by_side_when_a_side_is_missing(mesh):
     assert swept == want
     doc = m.report()
     assert doc["compared"] == n1 + n4
-    assert {k: orphans(doc).get(k, 0) for k in ("stable", "shadow")} == want, orphans(doc)
-    assert by_source(doc) == {"mesh": n1 + n4}
+    assert orphans(doc) == dict(want, baseline=0)
+    assert doc["mesh"]["pending"] == 0  # every half is joined or counted
+    assert by_source(doc) == {"tee": 0, "mesh": n1 + n4}
 
 
 class Load:
@@ -632,7 +635,7 @@ def test_mesh_redis_sigkilled_and_restarted_under_load(mesh, redis_server):
     doc = m.report()
     assert doc["compared"] >= 30 and doc["shadow_errors"] == 0
     assert doc["compared"] == doc["matched"] + doc["diverged"] and doc["noise"] == 0
-    assert by_source(doc) == {"mesh": doc["compared"]}
+    assert by_source(doc) == {"tee": 0, "mesh": doc["compared"]}
     assert doc["samples"]
     for s in doc["samples"]:
         k = int(s["request_id"].split("-")[1])
