@@ -21,7 +21,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import tempfile
 import threading
 import time
@@ -30,7 +29,7 @@ import urllib.request
 import pytest
 import redis
 
-from conftest import PY, free_port, require, shadowtee_bin, wait_port
+from conftest import PY, free_port, require, shadowtee_bin
 from upstreams import sanitized, upstream, wait_for, watchdog  # noqa: F401  (fixtures)
 from report_fill import report
 
@@ -307,9 +306,8 @@ class Mesh:
     mode, and nginx mirroring every request (the percentage lives in the
     sidecars, as in the issue's scheme)."""
 
-    def __init__(self, procs, shadowtee, redis_server, nginx, rules, service, percent=100, ttl="30s",
-                 shadow_app=True):
-        self.procs, self.st, self.redis_server = procs, shadowtee, redis_server
+    def __init__(self, procs, redis_server, nginx, rules, service, percent=100, ttl="30s"):
+        self.procs, self.redis_server = procs, redis_server
         self.rules, self.service, self.percent, self.ttl = rules, service, percent, ttl
         self.v1, self.v2 = App(procs, "v1"), App(procs, "v2")
         self.stable = self.start_sidecar("stable", self.v1.addr)
@@ -364,9 +362,9 @@ class Mesh:
 
 
 @pytest.fixture
-def mesh(procs, shadowtee, redis_server, nginx, rules):
+def mesh(procs, redis_server, nginx, rules):
     def start(service, **kw):
-        return Mesh(procs, shadowtee, redis_server, nginx, rules, service, **kw)
+        return Mesh(procs, redis_server, nginx, rules, service, **kw)
     return start
 
 
@@ -654,15 +652,15 @@ def test_loop_guard_a_mirrored_request_is_not_mirrored_again(procs, shadowtee, u
     another tee'ing sidecar, and (2) nginx's/Envoy's mirror copy (Host ending
     in "-shadow") reaching a tee'ing sidecar. The original requests are tee'd
     as before (the guard is not simply "never tee")."""
-    procs_v1, procs_v2 = App(procs, "v1"), App(procs, "v2")
+    v1, v2 = App(procs, "v1"), App(procs, "v2")
     third = upstream("echo")  # where a second-generation copy would land
     # B: a tee'ing sidecar in front of v2 (a shadow pod mistakenly teeing)
-    b = shadowtee(primary=procs_v2.addr, shadow=third.addr, mirror_percent=100, compare="off")
+    b = shadowtee(primary=v2.addr, shadow=third.addr, mirror_percent=100, compare="off")
     # A: the stable sidecar, tee'ing to B
-    a = shadowtee(primary=procs_v1.addr, shadow="127.0.0.1:%d" % b.port, mirror_percent=100, compare="off")
+    a = shadowtee(primary=v1.addr, shadow="127.0.0.1:%d" % b.port, mirror_percent=100, compare="off")
     n = 12
     assert [s for s, _ in send(a.port, [(i, "guard-%d" % i) for i in range(n)])] == [200] * n
-    assert wait_for(lambda: procs_v2.seen()["count"] >= n, 10 * slow()), procs_v2.seen()
+    assert wait_for(lambda: v2.seen()["count"] >= n, 10 * slow()), v2.seen()
     assert wait_for(lambda: metric_sum(metrics(b.admin_port), "shadowtee_mirror_skipped_total",
                                        reason="loop_guard") >= n, 5 * slow())
     assert metric_sum(metrics(b.admin_port), "shadowtee_mirror_skipped_total", reason="loop_guard") == n
@@ -674,12 +672,12 @@ def test_loop_guard_a_mirrored_request_is_not_mirrored_again(procs, shadowtee, u
 
     # (2) nginx mirrors to a tee'ing sidecar C: the copies (Host "...-shadow") are not tee'd
     fourth = upstream("echo")
-    c = shadowtee(primary=procs_v2.addr, shadow=fourth.addr, mirror_percent=100, compare="off")
-    ng = nginx(procs_v1.addr, "127.0.0.1:%d" % c.port)
+    c = shadowtee(primary=v2.addr, shadow=fourth.addr, mirror_percent=100, compare="off")
+    ng = nginx(v1.addr, "127.0.0.1:%d" % c.port)
     wait_http(ng.port, "/__ready", ng.proc)
-    before = procs_v2.seen()["count"]
+    before = v2.seen()["count"]
     assert [s for s, _ in send(ng.port, [(i, "ng-%d" % i) for i in range(n)])] == [200] * n
-    assert wait_for(lambda: procs_v2.seen()["count"] >= before + n, 10 * slow())
+    assert wait_for(lambda: v2.seen()["count"] >= before + n, 10 * slow())
     assert fourth.settle() == 0, "C tee'd nginx's mirror copies: %r" % fourth.requests
     assert metric_sum(metrics(c.admin_port), "shadowtee_mirror_skipped_total", reason="loop_guard") == n
     assert [s for s, _ in send(c.port, [(0, "direct-c")])] == [200]
