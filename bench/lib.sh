@@ -16,6 +16,8 @@ BENCH_PIDS=()
 BENCH_LAST_PID=
 BENCH_FAIL_REASON=
 BENCH_WRK_EXTRA=() # extra wrk arguments of bench_measure (e.g. -s script.lua), set by a section
+BENCH_CPU_EXTRA=() # bench_measure: more process trees whose CPU is added to PROXY_PID's (mesh: the shadow sidecar)
+BENCH_SNAPSHOT=    # bench_measure: a function called as "FN 0 LABEL" / "FN 1 LABEL" right before / after the measured run
 
 bench_log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 bench_die() { bench_log "error: $*"; exit 1; }
@@ -203,13 +205,22 @@ bench_cpu_ticks() {
     echo "$total"
 }
 
+# bench_cpu_sum PID...: bench_cpu_ticks of each tree, added up.
+bench_cpu_sum() {
+    local total=0 p
+    for p in "$@"; do total=$((total + $(bench_cpu_ticks "$p"))); done
+    echo "$total"
+}
+
 # bench_measure SECTION SHAPE TARGET SHADOW CONNS URL PROXY_PID [ADMIN_PORT]
 #   Runs a wrk warm-up, then the measured wrk --latency run (pinned with
 #   taskset to $BENCH_WRK_CPUS when set, with ${BENCH_WRK_EXTRA[@]}), stores the output under
 #   $BENCH_OUT/wrk/ and appends one row to $BENCH_OUT/results.tsv. PROXY_PID
-#   ("-" for none) is the process tree whose CPU per request is recorded.
+#   ("-" for none) is the process tree whose CPU per request is recorded
+#   (with the trees in ${BENCH_CPU_EXTRA[@]} added).
 #   With ADMIN_PORT (shadowtee), GET /metrics is saved right before and after
-#   the measured run as wrk/LABEL.metrics0 and .metrics1.
+#   the measured run as wrk/LABEL.metrics0 and .metrics1; with BENCH_SNAPSHOT
+#   set, that function is called right before and after as well.
 bench_measure() {
     local section=$1 shape=$2 target=$3 shadow=$4 conns=$5 url=$6 pid=$7 admin=${8:-}
     local metrics=-
@@ -226,13 +237,15 @@ bench_measure() {
         metrics=wrk/$label.metrics
         curl -fsS -m 2 -o "$BENCH_OUT/$metrics"0 "http://127.0.0.1:$admin/metrics" 2>/dev/null || true
     fi
-    [ "$pid" = - ] || t0=$(bench_cpu_ticks "$pid")
+    [ -z "$BENCH_SNAPSHOT" ] || "$BENCH_SNAPSHOT" 0 "$label"
+    [ "$pid" = - ] || t0=$(bench_cpu_sum "$pid" "${BENCH_CPU_EXTRA[@]}")
     "${wrk[@]}" -d "${BENCH_SECS}s" --latency "$url" >"$file" 2>&1 || note="wrk exit $?"
+    [ "$pid" = - ] || t1=$(bench_cpu_sum "$pid" "${BENCH_CPU_EXTRA[@]}")
     if [ -n "$admin" ]; then
         curl -fsS -m 2 -o "$BENCH_OUT/$metrics"1 "http://127.0.0.1:$admin/metrics" 2>/dev/null || true
     fi
+    [ -z "$BENCH_SNAPSHOT" ] || "$BENCH_SNAPSHOT" 1 "$label"
     if [ "$pid" != - ]; then
-        t1=$(bench_cpu_ticks "$pid")
         reqs=$(awk '/ requests in /{print $1; exit}' "$file")
         if [ -n "$reqs" ] && [ "$reqs" -gt 0 ]; then
             cpu=$(awk -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$reqs" \

@@ -17,6 +17,7 @@ by shadowtee's count, requests the shadow received, note, instructions in
 glibc's memset/memcpy/memmove, client connections the proxy accepted between
 the dumps) and notes.txt.
 """
+import json
 import os
 import re
 import statistics
@@ -39,7 +40,9 @@ SHADOW_NAMES = {"-": "", "none": "no mirroring", "twin": "no mirroring, twin (A/
                 "batch": "100% mirrored, --compare on + Redis, --compare-sched batch",
                 "nolimit": "100% mirrored, --compare on + Redis, --compare-cpu 0",
                 "tiny": "tiny, saturation", "tiny-paced": "tiny, paced", "24k": "24 KiB, saturation",
-                "24k-paced": "24 KiB, paced"}
+                "24k-paced": "24 KiB, paced",
+                "tee": "sidecar tee, --compare on + Redis",
+                "mesh": "mesh: nginx mirror + stable and shadow sidecars, joined in Redis"}
 UNIX_KINDS = ("tiny", "tiny-paced", "24k", "24k-paced")
 COMPARE_SKIPS = ("comparator_busy", "queue_bytes", "shutdown")
 
@@ -146,12 +149,248 @@ def read_rows(d):
                    "conns": int(conns), "cpu": None if cpu == "-" else float(cpu), "note": note,
                    "mirror": None if metrics == "-" else mirror_share(d, metrics)}
             row.update(parse_wrk(os.path.join(d, wrk)))
+            if section == "mesh":
+                kind = shadow.split("/")[0]
+                row["mesh_window"] = mesh_window(d, os.path.basename(wrk)[:-4], kind)
             if row["requests"] is not None and row["requests"] < 2 * row["conns"]:
                 # wrk only reports requests that finished: a stalled target
                 # shows few requests and flattering percentiles
                 row["note"] = "; ".join(x for x in (note, "< 2 requests per connection: stalled?") if x)
             rows.append(row)
     return merge_rounds(rows)
+
+
+# ---- mesh (bench/mesh.sh) ---------------------------------------------------
+
+MESH_GOAL_COMMANDS = 3  # Redis commands the sidecars send per compared pair (issue 16)
+
+
+def parse_info(path):
+    """Redis INFO text: {field: number}, and "cmdstat_X" -> calls of X."""
+    out = {}
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                k, sep, v = line.strip().partition(":")
+                if not sep:
+                    continue
+                if k.startswith("cmdstat_"):
+                    m = re.match(r"calls=(\d+)", v)
+                    if m:
+                        out[k] = float(m.group(1))
+                    continue
+                try:
+                    out[k] = float(v)
+                except ValueError:
+                    pass
+    except OSError:
+        pass
+    return out
+
+
+def hist_buckets(metrics, name):
+    """{le: cumulative count} of histogram `name` summed over its label sets."""
+    out = {}
+    for k, v in metrics.items():
+        m = re.match(r"%s_bucket\{(.*)\}$" % re.escape(name), k)
+        if not m:
+            continue
+        le = re.search(r'le="([^"]+)"', m.group(1))
+        if le:
+            b = float("inf") if le.group(1) == "+Inf" else float(le.group(1))
+            out[b] = out.get(b, 0.0) + v
+    return out
+
+
+def hist_quantile(buckets, q):
+    """Prometheus-style quantile (linear inside the bucket) of {le: cumulative
+    count}; None when empty."""
+    items = sorted(buckets.items())
+    if not items or items[-1][1] <= 0:
+        return None
+    rank, prev_le, prev_n = q * items[-1][1], 0.0, 0.0
+    for le, n in items:
+        if n >= rank:
+            if le == float("inf"):
+                return prev_le
+            return prev_le + (le - prev_le) * ((rank - prev_n) / (n - prev_n) if n > prev_n else 1.0)
+        prev_le, prev_n = le, n
+    return prev_le
+
+
+JOIN_HIST = "shadowtee_mesh_join_seconds"
+
+
+def mesh_window(d, label, kind):
+    """What one measured mesh-section run cost in Redis: pairs compared (the
+    sidecars' shadowtee_comparisons_total), Redis commands processed (calls
+    inside scripts included; the bench's INFO left out), bytes received,
+    calls by command, and the join-delay histogram when the core has one.
+    None for "none" or when a snapshot is missing."""
+    if kind == "none":
+        return None
+    base = os.path.join(d, "mesh", label)
+    i0, i1 = parse_info(base + ".redis0"), parse_info(base + ".redis1")
+    sides = ("tee",) if kind == "tee" else ("stable", "shadow")
+    m0 = [parse_metrics(base + "." + s + "0") for s in sides]
+    m1 = [parse_metrics(base + "." + s + "1") for s in sides]
+    if not i0 or not i1 or not all(m0) or not all(m1):
+        return None
+    pairs = 0.0
+    join = {}
+    for a, b in zip(m0, m1):
+        pairs += sum(v - a.get(k, 0.0) for k, v in b.items() if k.startswith("shadowtee_comparisons_total{"))
+        h0, h1 = hist_buckets(a, JOIN_HIST), hist_buckets(b, JOIN_HIST)
+        for le, n in h1.items():
+            join[le] = join.get(le, 0.0) + n - h0.get(le, 0.0)
+    cmds = {k[8:]: v - i0.get(k, 0.0) for k, v in i1.items() if k.startswith("cmdstat_")}
+    info_calls = cmds.pop("info", 0.0)
+    cmds = {k: v for k, v in cmds.items() if v > 0}
+    return {"pairs": pairs, "bytes_in": i1.get("total_net_input_bytes", 0.0) - i0.get("total_net_input_bytes", 0.0),
+            "commands": (i1.get("total_commands_processed", 0.0) - i0.get("total_commands_processed", 0.0)
+                         - info_calls),
+            "cmd": cmds, "join": join or None}
+
+
+def merge_windows(ws):
+    if any(w is None for w in ws) or not ws:
+        return None
+    out = {"pairs": 0.0, "bytes_in": 0.0, "commands": 0.0, "cmd": {}, "join": None}
+    for w in ws:
+        for k in ("pairs", "bytes_in", "commands"):
+            out[k] += w[k]
+        for c, v in w["cmd"].items():
+            out["cmd"][c] = out["cmd"].get(c, 0.0) + v
+        if w["join"]:
+            out["join"] = out["join"] or {}
+            for le, n in w["join"].items():
+                out["join"][le] = out["join"].get(le, 0.0) + n
+    return out
+
+
+def per_pair(w, key):
+    return None if not w or not w["pairs"] else w[key] / w["pairs"]
+
+
+def fmt_cmds(cmd, pairs, top=5):
+    if not pairs:
+        return "—"
+    items = sorted(cmd.items(), key=lambda x: -x[1])[:top]
+    return ", ".join("%s %.2f" % (k, v / pairs) for k, v in items) or "—"
+
+
+def pctl(values, q):
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))]
+
+
+def mesh_tables(d, rows):
+    """The mesh section's own tables: Redis per compared pair in the measured
+    runs, and the MONITOR accounting runs (commands sent vs calls inside
+    scripts, join latency), with the goal line on commands per pair."""
+    out = []
+    mrows = [r for r in rows if r["section"] == "mesh" and r["shadow"] in ("tee", "mesh")]
+    if mrows:
+        head = ["load", "body", "kind", "conns", "pairs compared", "Redis commands / pair (script calls included)",
+                "bytes to Redis / pair", "commands / pair by name", "join p50 ms", "join p99 ms"]
+        out += ["### mesh: Redis per compared pair in the measured runs", "",
+                "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in mrows:
+            w = r.get("mesh_window")
+            join = w and w["join"]
+            p50 = hist_quantile(join, 0.5) if join else None
+            p99 = hist_quantile(join, 0.99) if join else None
+            out.append("| " + " | ".join([
+                r["shape"], r["target"], r["shadow"], str(r["conns"]), fmt(w and w["pairs"], "%.0f"),
+                fmt(per_pair(w, "commands"), "%.2f"), fmt(per_pair(w, "bytes_in"), "%.0f"),
+                fmt_cmds(w["cmd"], w["pairs"]) if w else "—",
+                fmt(p50 * 1000 if p50 is not None else None, "%.3f"),
+                fmt(p99 * 1000 if p99 is not None else None, "%.3f")]) + " |")
+        if not any(r.get("mesh_window") and r["mesh_window"]["join"] for r in mrows if r["shadow"] == "mesh"):
+            out += ["", "(no %s histogram in the sidecars' /metrics: join latency from the accounting runs below)"
+                    % JOIN_HIST]
+    acct = []
+    for line in read_lines(os.path.join(d, "mesh", "acct.tsv")):
+        p = line.split("\t")
+        if len(p) < 4:
+            continue
+        label, kind, payload, conns = p[:4]
+        w = mesh_window(d, label, kind)
+        try:
+            with open(os.path.join(d, "mesh", label + ".monitor.json")) as f:
+                mon = json.load(f)
+        except (OSError, ValueError):
+            mon = None
+        wrk = parse_wrk(os.path.join(d, "mesh", label + ".wrk"))
+        acct.append((label, kind, payload, conns, w, mon, wrk))
+    if acct:
+        head = ["body", "kind", "conns", "requests", "client p99 ms", "pairs compared",
+                "commands sent / pair", "by name", "calls inside scripts / pair", "bytes to Redis / pair",
+                "join p50 ms", "join p99 ms", "joins seen", "unpaired"]
+        out += ["", "### mesh: accounting runs (MONITOR attached; not used for latency)", "",
+                "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for label, kind, payload, conns, w, mon, wrk in acct:
+            pairs = w and w["pairs"]
+            top = sum(mon["top"].values()) if mon else None
+            inner = sum(mon["inner"].values()) if mon else None
+            joins = mon["join_ms"] if mon else []
+            out.append("| " + " | ".join([
+                payload, kind, conns, fmt(wrk["requests"], "%d"), fmt(wrk["p99"], "%.3f"), fmt(pairs, "%.0f"),
+                fmt(top / pairs if mon and pairs else None, "%.2f"),
+                fmt_cmds(mon["top"], pairs) if mon else "—",
+                fmt(inner / pairs if mon and pairs else None, "%.2f"),
+                fmt(per_pair(w, "bytes_in"), "%.0f"),
+                fmt(pctl(joins, 0.5) if kind == "mesh" else None, "%.3f"),
+                fmt(pctl(joins, 0.99) if kind == "mesh" else None, "%.3f"),
+                str(len(joins)) if kind == "mesh" and mon else "—",
+                str(mon["unpaired"]) if kind == "mesh" and mon else "—"]) + " |")
+    return out
+
+
+def mesh_goals(d, rows):
+    out = []
+    for line in read_lines(os.path.join(d, "mesh", "acct.tsv")):
+        p = line.split("\t")
+        if len(p) < 4 or p[1] != "mesh":
+            continue
+        w = mesh_window(d, p[0], "mesh")
+        try:
+            with open(os.path.join(d, "mesh", p[0] + ".monitor.json")) as f:
+                mon = json.load(f)
+        except (OSError, ValueError):
+            mon = None
+        if not (w and w["pairs"] and mon):
+            out.append("- mesh %s: Redis commands per pair: FAIL (no measurement)" % p[2])
+            continue
+        v = sum(mon["top"].values()) / w["pairs"]
+        join = sum(mon["top"].get(k, 0) for k in ("evalsha", "eval", "script")) / w["pairs"]
+        out.append("- mesh %s: Redis commands the sidecars sent per compared pair = %.2f: join script %.2f "
+                   "(EVALSHA, EVAL, SCRIPT; goal ≤ %d: %s) + statistics %.2f (their flush every 100 ms "
+                   "costs the same whatever the rate, so less per pair as it grows; all in: %s) "
+                   "(%.0f pairs at c%s; calls inside scripts %.2f per pair)"
+                   % (p[2], v, join, MESH_GOAL_COMMANDS, "PASS" if join <= MESH_GOAL_COMMANDS else "FAIL",
+                      v - join, "PASS" if v <= MESH_GOAL_COMMANDS else "over 3", w["pairs"], p[3],
+                      sum(mon["inner"].values()) / w["pairs"]))
+    for target in ("tiny", "24k"):
+        for shape in ("paced", "saturated"):
+            same = dict(section="mesh", target=target, shape=shape)
+            none = find(rows, shadow="none", **same)
+            for kind in ("tee", "mesh"):
+                r = find(rows, shadow=kind, **same)
+                if not (r and none):
+                    continue
+                v, p = rps_ratio(r, none), p99_ratio(r, none)
+                if v is None or p is None:
+                    out.append("- mesh %s %s, %s: no figure (%s)" % (target, shape, kind, r["note"] or none["note"]
+                                                                     or "wrk gave no figure"))
+                    continue
+                out.append("- mesh %s %s c%d, %s vs no mirroring: req/s %.2f%s, client p99 %.3f vs %.3f ms = %.2f%s "
+                           "(no fixed goal)%s" % (target, shape, r["conns"], kind, v, per_round(r, none, "rps"),
+                                                  r["p99"], none["p99"], p, per_round(r, none, "p99"),
+                                                  "" if clean(r) and clean(none) else " (a run had errors)"))
+    return out
 
 
 def median(values):
@@ -213,6 +452,8 @@ def merge_rounds(rows):
         for k in ("rps", "p50", "p99", "cpu"):
             row[k] = median(x[k] for x in rounds.values())
         row["errors"] = sum(x["errors"] for x in rounds.values())
+        if "mesh_window" in first:
+            row["mesh_window"] = merge_windows([x.get("mesh_window") for x in rounds.values()])
         reqs = [x["requests"] for x in rounds.values()]
         row["requests"] = None if None in reqs else sum(reqs)
         notes = []
@@ -319,6 +560,11 @@ def references(rows, r):
             refs.append((find(rows, target="nginx-" + via, **same), "nginx " + via.upper()))
         if via:
             refs.append((find(rows, target="direct", **same), "direct"))
+    elif r["section"] == "mesh" and r["shadow"] in ("tee", "mesh"):
+        same = dict(section="mesh", shape=r["shape"], target=r["target"], conns=r["conns"])
+        refs.append((find(rows, shadow="none", **same), "no mirroring"))
+        if r["shadow"] == "mesh":
+            refs.append((find(rows, shadow="tee", **same), "tee"))
     elif r["section"] == "cmp" and r["shadow"] in ("compare", "redis"):
         refs.append((find(rows, section="cmp", shadow="mirror", conns=r["conns"]), "mirror only"))
         if r["shadow"] == "redis":
@@ -339,6 +585,11 @@ def mirrored_rps(r):
 
 
 def fmt_mirror(r):
+    if r["section"] == "mesh":
+        w = r.get("mesh_window")
+        if r["shadow"] == "none" or not w or not r["requests"]:
+            return "—"
+        return "compared %.1f%% of requests" % (100.0 * w["pairs"] / r["requests"])
     if r["target"] == "nginx-mirror":
         return "100%% (%s/s)" % fmt(mirrored_rps(r), "%.0f")
     m = r["mirror"]
@@ -767,13 +1018,16 @@ def main(argv):
         out += table(rows)
     elif not has_instr:
         out.append("(no measurement ran)")
-    g = goals(rows)
+    g = goals(rows) + mesh_goals(d, rows)
     if g:
         out += ["", "## Goals and warnings", ""] + g
     skipped = read_lines(os.path.join(d, "skipped.tsv"))
     if skipped:
         out += ["", "## Skipped", ""]
         out += ["- %s skipped: %s" % tuple(s.split("\t", 1)) if "\t" in s else "- " + s for s in skipped]
+    mt = mesh_tables(d, rows)
+    if mt:
+        out += ["", "## mesh: Redis and the join", ""] + mt
     cmp_text = read_lines(os.path.join(d, "cmp_bench.txt"))
     if cmp_text:
         out += ["", "## cmp_bench (comparator micro-benchmark)", "", "```"] + cmp_text + ["```"]

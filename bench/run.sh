@@ -17,13 +17,17 @@
 #         proxy and 100% mirroring (bench/callgrind.sh): free of CPU noise;
 #   unix  TCP vs Unix-socket upstreams for shadowtee and nginx, a tiny and a
 #         ~24 KiB inference JSON, at saturation and at a paced load
-#         (bench/unix.sh).
+#         (bench/unix.sh);
+#   mesh  mesh mirroring (nginx's mirror standing in for Envoy, a stable and a
+#         shadow sidecar joined through Redis) next to the sidecar tee and to
+#         no mirroring, tiny and ~24 KiB bodies, paced and saturated; Redis
+#         commands and bytes per compared pair, join latency (bench/mesh.sh).
 # See bench/README.md. Options (environment):
 #   BENCH_DURATION=10s  measured seconds per wrk run (plain seconds: "8" or "8s")
 #   BENCH_WARMUP=1s     wrk warm-up before each measured run
 #   BENCH_QUICK=1       3 s runs: a smoke test of the whole script
 #   BENCH_ROUNDS=3      core and tee: rounds of BENCH_DURATION/2 per target
-#   BENCH_SECTIONS="core tls tee cmp payload unix instr"   which sections to run
+#   BENCH_SECTIONS="core tls tee cmp payload unix mesh instr"   which sections to run
 #   BENCH_PAYLOAD_ROUNDS=BENCH_ROUNDS  payload: rounds per load and payload
 #   BENCH_PAYLOAD_THINK="1 10 10 100"  payload: think ms at c4 and c32 of the
 #                                   paced loads, 24 KiB then 200 KiB body
@@ -32,6 +36,10 @@
 #                                   "nolimit" --compare on with --compare-cpu 0
 #   BENCH_UNIX_ROUNDS=3             unix: rounds per target, payload and load
 #   BENCH_UNIX_PACED_CONNS=8, BENCH_UNIX_PACED_DELAY_MS=2   unix: the paced load
+#   BENCH_MESH_PERCENT=100, BENCH_MESH_ROUNDS=BENCH_ROUNDS, BENCH_MESH_PACED_CONNS=8,
+#   BENCH_MESH_PACED_THINK=10 (ms), BENCH_MESH_ACCT_CONNS=2, BENCH_MESH_ACCT_THINK=10 (ms)
+#                                   mesh: sampling, rounds, the paced load, the
+#                                   load of the MONITOR accounting runs
 #   BENCH_INSTR_DURATION=5s         measured seconds per instr case
 #   BENCH_SHADOW_TIMEOUT=1s         shadow connect/response timeout, for
 #                                   shadowtee and the nginx mirror leg alike
@@ -50,6 +58,8 @@ source "$ROOT/bench/lib.sh"
 source "$ROOT/bench/tls.sh"
 # shellcheck source=bench/unix.sh
 source "$ROOT/bench/unix.sh"
+# shellcheck source=bench/mesh.sh
+source "$ROOT/bench/mesh.sh"
 
 secs_of() {
     local v=${1%s}
@@ -63,7 +73,7 @@ else
     BENCH_SECS=$(secs_of "${BENCH_DURATION:-10s}" BENCH_DURATION)
     BENCH_WARMUP_SECS=$(secs_of "${BENCH_WARMUP:-1s}" BENCH_WARMUP)
 fi
-SECTIONS=" ${BENCH_SECTIONS:-core tls tee cmp payload unix instr} "
+SECTIONS=" ${BENCH_SECTIONS:-core tls tee cmp payload unix mesh instr} "
 SHADOW_TIMEOUT=${BENCH_SHADOW_TIMEOUT:-1s}
 [[ $SHADOW_TIMEOUT =~ ^[1-9][0-9]*(ms|s)$ ]] || bench_die "BENCH_SHADOW_TIMEOUT must look like 1s or 500ms"
 # Every shadowtee run: quiet logs, and a short drain so stopping it is quick.
@@ -92,8 +102,8 @@ mkdir -p "$BENCH_OUT/wrk" "$BENCH_OUT/logs"
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Ports are picked once, all distinct (about 30 are used).
-bench_ports_init 64
+# Ports are picked once, all distinct (about 45 are used).
+bench_ports_init 96
 
 bench_note "duration ${BENCH_SECS}s per run after ${BENCH_WARMUP_SECS}s warm-up; $(nproc) cores ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)); $(nginx -v 2>&1 | sed 's/.*: //'); wrk $(wrk -v 2>&1 | awk 'NR==1{print $2}')"
 bench_note "upstream: nginx return 200 with a ${#BODY}-byte JSON body; all servers on 127.0.0.1, keep-alive"
@@ -471,6 +481,11 @@ payload_section() {
 
 if [[ $SECTIONS == *" payload "* ]]; then
     if [ "$ST_OK" = 1 ]; then payload_section; else bench_skip payload "$ST_WHY"; fi
+fi
+
+# -------------------------------------------------------------- mesh ----
+if [[ $SECTIONS == *" mesh "* ]]; then
+    mesh_section
 fi
 
 bench_stop_all
