@@ -302,12 +302,12 @@ static void on_wake(uv_async_t *a)
     if (!uv_is_active((uv_handle_t *)&ct->work)) uv_idle_start(&ct->work, on_work);
 }
 
-/* Below the workers, which run SCHED_OTHER at nice 0. SCHED_IDLE (the
- * default): the thread only gets CPU that nothing else wants, and a worker
- * that wakes up preempts it at once. SCHED_BATCH at --compare-nice above the workers' nice: it
- * gets a small share even when the workers are busy, and a woken comparator
- * does not preempt a running worker. Both are allowed to an unprivileged
- * thread; a refusal is logged, not fatal. */
+/* Below the workers, which run SCHED_OTHER at the process's nice. SCHED_IDLE
+ * (the default): the thread only gets CPU that nothing else wants, and a
+ * worker that wakes up preempts it at once. SCHED_BATCH, --compare-nice
+ * nicer than the workers: it gets a small share even when the workers are
+ * busy, and a woken comparator does not preempt a running worker. Both are allowed to an
+ * unprivileged thread; a refusal is logged, not fatal. */
 static void lower_priority(const st_cmpthread_t *ct)
 {
     struct sched_param sp;

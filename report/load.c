@@ -698,6 +698,9 @@ static int load_session(redisContext *c, const rpt_options_t *opt, rpt_model_t *
             rpt_hist_add(&m->lat_shadow, &ep->lat_shadow) != 0)
             goto done;
     }
+    /* a mesh service whose halves all joined has no orphan and nothing
+     * waiting, yet it is one: say "0 orphans", not "no mesh" */
+    if (m->sources.mesh > 0) m->has_mesh = 1;
     qsort(m->eps, m->neps, sizeof(*m->eps), ep_rank);
     m->window_start_ms = m->first_seen_ms;
     m->window_end_ms = m->last_seen_ms;

@@ -427,9 +427,9 @@ def test_mesh_exact_matched_and_diverged_counts_noise_never_divergence(mesh):
     assert ep["noise_paths"] == []
     assert by_source(doc) == {"tee": 0, "mesh": n}
     assert ep["sources"] == {"tee": 0, "mesh": n}
-    # no orphan, no half waiting (the report gives "mesh": null for a service
-    # whose mesh keys are empty: every half was joined)
-    assert doc["mesh"] is None or (doc["mesh"]["pending"] == 0 and not any(doc["mesh"]["orphans"].values()))
+    # a mesh service with every half joined: a mesh section saying 0 orphans,
+    # nothing waiting (not null, which would read as "not mesh mode")
+    assert doc["mesh"] is not None and doc["mesh"]["pending"] == 0 and not any(doc["mesh"]["orphans"].values())
     assert doc["samples"], "no sample recorded"
     for s in doc["samples"]:
         assert s.get("source") == "mesh", s
@@ -438,7 +438,7 @@ def test_mesh_exact_matched_and_diverged_counts_noise_never_divergence(mesh):
         assert pb["request_id"] == sb["request_id"] == s["request_id"]
         i = [i for (i, _), (_, b) in zip(items, answers) if b["request_id"] == s["request_id"]][0]
         assert s["verdict"] == ("diverged" if divergent(i) else "match"), s
-    assert doc["mesh"] is None or not any(orphans(doc).values()), doc["mesh"]
+    assert not any(orphans(doc).values()), doc["mesh"]
     # each pair was joined (and compared) on exactly one side, published on the other
     joined = m.halves(m.stable, "stable", "joined") + m.halves(m.shadow, "shadow", "joined")
     published = m.halves(m.stable, "stable", "published") + m.halves(m.shadow, "shadow", "published")
