@@ -306,8 +306,8 @@ static void on_wake(uv_async_t *a)
  * (the default): the thread only gets CPU that nothing else wants, and a
  * worker that wakes up preempts it at once. SCHED_BATCH, --compare-nice
  * nicer than the workers: it gets a small share even when the workers are
- * busy, and a woken comparator does not preempt a running worker. Both are allowed to an
- * unprivileged thread; a refusal is logged, not fatal. */
+ * busy, and a woken comparator does not preempt a running worker. Both are
+ * allowed to an unprivileged thread; a refusal is logged, not fatal. */
 static void lower_priority(const st_cmpthread_t *ct)
 {
     struct sched_param sp;
