@@ -126,7 +126,28 @@ class Proc:
                 return text
         return None
 
+    def tally_metrics(self, path):
+        """Appends this proxy's non-zero request rejection and accept-error
+        counters to `path` (opt-in, SHADOWTEE_METRICS_TALLY: how the closing
+        notes count each reason the suite provokes)."""
+        import re
+        import urllib.request
+        if "--admin" not in self.argv or self.p.poll() is not None:
+            return
+        admin = self.argv[self.argv.index("--admin") + 1]
+        try:
+            with urllib.request.urlopen("http://%s/metrics" % admin, timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return
+        lines = [l for l in text.splitlines()
+                 if re.match(r"^shadowtee_(requests_rejected|accept_errors)_total\{.*\} [1-9]", l)]
+        with open(path, "a") as f:
+            f.writelines(l + "\n" for l in lines)
+
     def close(self):
+        if self.ours and os.environ.get("SHADOWTEE_METRICS_TALLY"):
+            self.tally_metrics(os.environ["SHADOWTEE_METRICS_TALLY"])
         self.stop()
         report = self.sanitizer_report() if self.ours else None
         if self.ours and not report and not self.signalled and self.died is not None and self.died < 0:
