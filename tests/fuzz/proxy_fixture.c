@@ -1,6 +1,7 @@
 /* proxy_fixture: a real worker between fake upstreams, in-process (see .h). */
 #include "proxy_fixture.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <llhttp.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -27,6 +29,14 @@ typedef struct {
     size_t nheads;
     size_t finals; /* final responses begun */
     int is_response;
+    /* requests: the current message's Upgrade headers, for the proxy's
+     * policy (only websocket upgrades; see upgrade_allowed) */
+    int in_upgrade, upgrade_bad;
+    size_t upgrade_hdrs;
+    char field[16];
+    size_t field_len;
+    char upgrade[8192];
+    size_t upgrade_len;
 } parse_ctx_t;
 
 static fx_msg_t *cur_msg(llhttp_t *p)
@@ -41,6 +51,90 @@ static int pm_begin(llhttp_t *p)
     if (c->n < c->max) memset(&c->out[c->n], 0, sizeof(fx_msg_t));
     c->n++;
     return 0;
+}
+
+static int pm_field(llhttp_t *p, const char *at, size_t len)
+{
+    parse_ctx_t *c = p->data;
+    for (size_t i = 0; i < len; i++, c->field_len++)
+        if (c->field_len < sizeof(c->field))
+            c->field[c->field_len] = (char)tolower((unsigned char)at[i]);
+    return 0;
+}
+
+static int pm_field_done(llhttp_t *p)
+{
+    parse_ctx_t *c = p->data;
+    c->in_upgrade = c->field_len == 7 && memcmp(c->field, "upgrade", 7) == 0;
+    c->field_len = 0;
+    if (!c->in_upgrade) return 0;
+    if (c->upgrade_hdrs++ && c->upgrade_len < sizeof(c->upgrade)) /* one line per header */
+        c->upgrade[c->upgrade_len++] = '\n';
+    return 0;
+}
+
+static int pm_value(llhttp_t *p, const char *at, size_t len)
+{
+    parse_ctx_t *c = p->data;
+    if (!c->in_upgrade) return 0;
+    if (len > sizeof(c->upgrade) - c->upgrade_len) {
+        c->upgrade_bad = 1; /* more than the proxy's head limit holds anyway */
+        return 0;
+    }
+    memcpy(c->upgrade + c->upgrade_len, at, len);
+    c->upgrade_len += len;
+    return 0;
+}
+
+static int pm_value_done(llhttp_t *p)
+{
+    parse_ctx_t *c = p->data;
+    c->in_upgrade = 0;
+    return 0;
+}
+
+static int tchar(int ch)
+{
+    return isalnum(ch) || (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/* The proxy's upgrade policy with its default --allow-upgrade websocket,
+ * written apart from proxy/reqcheck.c: every Upgrade header holds at least
+ * one protocol, each "websocket" or "websocket/<token>" (any case),
+ * separated by commas, spaces or tabs. Otherwise the proxy forwards the
+ * request without its Upgrade and the bytes after it stay HTTP. */
+static int upgrade_allowed(const parse_ctx_t *c)
+{
+    if (c->upgrade_bad || c->upgrade_hdrs == 0) return 0;
+    size_t i = 0, pieces = 0;
+    const char *v = c->upgrade;
+    for (;;) { /* one header value per '\n'-separated line */
+        size_t in_line = 0;
+        while (i < c->upgrade_len && v[i] != '\n') {
+            if (v[i] == ',' || v[i] == ' ' || v[i] == '\t') {
+                i++;
+                continue;
+            }
+            size_t t = i;
+            while (i < c->upgrade_len && tchar((unsigned char)v[i]))
+                i++;
+            if (i - t != 9 || strncasecmp(v + t, "websocket", 9) != 0) return 0;
+            if (i < c->upgrade_len && v[i] == '/') {
+                size_t ver = ++i;
+                while (i < c->upgrade_len && tchar((unsigned char)v[i]))
+                    i++;
+                if (i == ver) return 0;
+            }
+            if (i < c->upgrade_len && v[i] != ',' && v[i] != ' ' && v[i] != '\t' && v[i] != '\n')
+                return 0;
+            in_line++;
+        }
+        if (in_line == 0) return 0;
+        pieces += in_line;
+        if (i >= c->upgrade_len) break;
+        i++; /* the '\n' */
+    }
+    return pieces > 0;
 }
 
 static int pm_url(llhttp_t *p, const char *at, size_t len)
@@ -63,7 +157,11 @@ static int pm_headers_complete(llhttp_t *p)
         m->status = llhttp_get_status_code(p);
         m->upgrade = llhttp_get_upgrade(p);
         m->framed = (p->flags & (F_CONTENT_LENGTH | F_CHUNKED)) != 0;
+        if (!c->is_response && m->upgrade && m->method != HTTP_CONNECT && !upgrade_allowed(c))
+            m->upgrade = p->upgrade = 0; /* as the proxy forwards it: a plain request */
     }
+    c->in_upgrade = c->upgrade_bad = 0;
+    c->upgrade_hdrs = c->field_len = c->upgrade_len = 0;
     if (!c->is_response) return 0;
     int status = llhttp_get_status_code(p);
     if (status >= 100 && status < 200 && status != 101) return 0; /* interim: llhttp skips a body */
@@ -97,6 +195,10 @@ size_t fx_parse(int type, const int *heads, size_t nheads, const unsigned char *
     llhttp_settings_init(&s);
     s.on_message_begin = pm_begin;
     s.on_url = pm_url;
+    s.on_header_field = pm_field;
+    s.on_header_field_complete = pm_field_done;
+    s.on_header_value = pm_value;
+    s.on_header_value_complete = pm_value_done;
     s.on_headers_complete = pm_headers_complete;
     s.on_body = pm_body;
     s.on_message_complete = pm_complete;
