@@ -100,15 +100,14 @@
 /* The histogram's upper bounds in ms (1 ms .. 60 s, 9 per decade), as
  * X(bound): a bound's field name is #bound ("1", "1.5", ..., "60000"), the
  * same text as "%g" of it (meta.hist_bounds_ms lists them). */
-#define ST_HIST_BOUNDS_MS(X)                                                                       \
-    X(1)                                                                                           \
-    X(1.5)                                                                                         \
-    X(2)                                                                                           \
-    X(2.5)                                                                                         \
-    X(3) X(4) X(5) X(6) X(8) X(10) X(15) X(20) X(25) X(30) X(40) X(50) X(60) X(80) X(100) X(150)   \
-        X(200) X(250) X(300) X(400) X(500) X(600) X(800) X(1000) X(1500) X(2000) X(2500) X(3000)   \
-            X(4000) X(5000) X(6000) X(8000) X(10000) X(15000) X(20000) X(25000) X(30000) X(40000)  \
-                X(50000) X(60000)
+/* clang-format off */
+#define ST_HIST_BOUNDS_MS(X)                                                     \
+    X(1)     X(1.5)   X(2)     X(2.5)   X(3)     X(4)     X(5)     X(6)     X(8) \
+    X(10)    X(15)    X(20)    X(25)    X(30)    X(40)    X(50)    X(60)    X(80) \
+    X(100)   X(150)   X(200)   X(250)   X(300)   X(400)   X(500)   X(600)   X(800) \
+    X(1000)  X(1500)  X(2000)  X(2500)  X(3000)  X(4000)  X(5000)  X(6000)  X(8000) \
+    X(10000) X(15000) X(20000) X(25000) X(30000) X(40000) X(50000) X(60000)
+/* clang-format on */
 
 /* mesh:orphans fields, and the <side> of a mesh:halves member */
 #define ST_MESH_SIDE_STABLE   "stable"
