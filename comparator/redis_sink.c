@@ -304,9 +304,10 @@ static void on_connect(const redisAsyncContext *cac, int status)
     s->setup_pending = 0;
     s->inflight_since = uv_now(s->loop); /* the setup replies share the reply timeout */
     if (s->cfg.redis_password && *s->cfg.redis_password) {
-        const char *argv[] = {"AUTH", s->cfg.redis_password};
-        size_t lens[] = {4, strlen(s->cfg.redis_password)};
-        if (redisAsyncCommandArgv(ac, on_setup_reply, s, 2, argv, lens) == REDIS_OK)
+        const char *user = s->cfg.redis_user && *s->cfg.redis_user ? s->cfg.redis_user : NULL;
+        const char *argv[] = {"AUTH", user ? user : s->cfg.redis_password, s->cfg.redis_password};
+        size_t lens[] = {4, strlen(argv[1]), strlen(argv[2])};
+        if (redisAsyncCommandArgv(ac, on_setup_reply, s, user ? 3 : 2, argv, lens) == REDIS_OK)
             s->setup_pending++;
     }
     if (s->cfg.redis_db != 0) {

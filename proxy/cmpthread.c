@@ -392,6 +392,7 @@ int st_cmpthread_init(st_cmpthread_t *ct, int id, const st_config_t *cfg, const 
     st_stats_config_init(&sc);
     sc.redis_host = cfg->redis_set ? cfg->redis_host : NULL; /* resolved by the sink */
     sc.redis_port = cfg->redis_port;
+    sc.redis_user = cfg->redis_user[0] ? cfg->redis_user : NULL;
     sc.redis_password = cfg->redis_password[0] ? cfg->redis_password : NULL;
     sc.redis_db = cfg->redis_db;
     sc.service = cfg->service;

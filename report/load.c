@@ -32,82 +32,6 @@ static int set_err(char *err, size_t errlen, const char *fmt, ...)
     return -1;
 }
 
-/* ---- address ----------------------------------------------------------- */
-
-static int parse_port(const char *s, int *port)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < 1 || v > 65535) return -1;
-    *port = (int)v;
-    return 0;
-}
-
-int rpt_parse_redis(const char *text, rpt_redis_addr_t *out, char *err, size_t errlen)
-{
-    memset(out, 0, sizeof(*out));
-    out->port = 6379;
-    char *copy = strdup(text), *hostport = copy;
-    if (!copy) return set_err(err, errlen, "out of memory");
-    if (strncmp(copy, "redis://", 8) == 0) {
-        hostport = copy + 8;
-        char *slash = strchr(hostport, '/');
-        if (slash) {
-            *slash = '\0';
-            char *end;
-            long db = strtol(slash + 1, &end, 10);
-            if (slash[1] && (*end || db < 0 || db > 1000000)) {
-                set_err(err, errlen, "--redis %s: bad database number '%s'", text, slash + 1);
-                free(copy);
-                return -1;
-            }
-            out->db = (int)db;
-        }
-        char *at = strrchr(hostport, '@');
-        if (at) {
-            *at = '\0';
-            char *colon = strchr(hostport, ':');
-            if (colon) {
-                *colon = '\0';
-                if (*hostport) out->user = strdup(hostport);
-                out->password = strdup(colon + 1);
-            } else {
-                out->password = strdup(hostport);
-            }
-            hostport = at + 1;
-        }
-    } else if (strstr(copy, "://")) {
-        free(copy);
-        return set_err(err, errlen, "--redis %s: only redis:// URLs are supported", text);
-    }
-    char *colon = strrchr(hostport, ':');
-    if (colon) {
-        *colon = '\0';
-        if (parse_port(colon + 1, &out->port) != 0) {
-            rpt_redis_addr_free(out);
-            free(copy);
-            return set_err(err, errlen, "--redis %s: bad port", text);
-        }
-    }
-    if (!*hostport) {
-        rpt_redis_addr_free(out);
-        free(copy);
-        return set_err(err, errlen, "--redis %s: missing host", text);
-    }
-    out->host = strdup(hostport);
-    free(copy);
-    return 0;
-}
-
-void rpt_redis_addr_free(rpt_redis_addr_t *a)
-{
-    free(a->host);
-    free(a->user);
-    free(a->password);
-    memset(a, 0, sizeof(*a));
-}
-
 /* ---- helpers ----------------------------------------------------------- */
 
 /* An error reply's text ("?" when it has none). */
@@ -523,9 +447,9 @@ static redisContext *connect_redis(const rpt_redis_addr_t *a, char *err, size_t 
 static int setup_session(redisContext *c, const rpt_redis_addr_t *a, char *err, size_t errlen)
 {
     redisReply *r = NULL;
-    if (a->password) {
-        r = a->user ? redisCommand(c, "AUTH %s %s", a->user, a->password)
-                    : redisCommand(c, "AUTH %s", a->password);
+    if (a->password[0]) {
+        r = a->user[0] ? redisCommand(c, "AUTH %s %s", a->user, a->password)
+                       : redisCommand(c, "AUTH %s", a->password);
         if (!r || r->type == REDIS_REPLY_ERROR) {
             set_err(err, errlen, "Redis at %s:%d refused AUTH: %s", a->host, a->port,
                     r ? reply_text(r) : c->errstr);

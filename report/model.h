@@ -13,17 +13,14 @@
 
 #include <jansson.h>
 
+#include "shadowtee/redis_url.h"
+
 /* ---- options ----------------------------------------------------------- */
 
 typedef enum { RPT_TEXT = 0, RPT_JSON, RPT_HTML } rpt_format_t;
 
-typedef struct {
-    char *host; /* owned */
-    int port;
-    char *user;     /* NULL: AUTH <password> */
-    char *password; /* NULL: no AUTH */
-    int db;
-} rpt_redis_addr_t;
+/* --redis, parsed by st_redis_url_parse (the proxy's grammar too) */
+typedef st_redis_url_t rpt_redis_addr_t;
 
 typedef struct {
     rpt_redis_addr_t redis;
@@ -145,11 +142,6 @@ void rpt_counts_sort(rpt_counts_t *c); /* count desc, then name */
 void rpt_counts_free(rpt_counts_t *c);
 
 /* ---- load.c ------------------------------------------------------------ */
-
-/* Parses "HOST:PORT", "HOST" or "redis://[[user]:password@]host[:port][/db]".
- * 0, or -1 with a message in err. */
-int rpt_parse_redis(const char *text, rpt_redis_addr_t *out, char *err, size_t errlen);
-void rpt_redis_addr_free(rpt_redis_addr_t *a);
 
 /* Reads the service from Redis into *m. 0; -1 with a message in err (Redis
  * unreachable, AUTH refused, no data for the service, a meta.schema it does

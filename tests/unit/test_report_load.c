@@ -47,7 +47,7 @@ static int load_bytes(const char *bytes, size_t len, rpt_model_t *m, char *err, 
     assert_int_equal(pthread_create(&t, NULL, drain, &d), 0);
     rpt_options_t opt;
     memset(&opt, 0, sizeof(opt));
-    opt.redis.host = "test";
+    snprintf(opt.redis.host, sizeof(opt.redis.host), "test");
     opt.redis.port = 6379;
     opt.service = "svc";
     opt.now_ms = 1764700000000LL;
