@@ -43,6 +43,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "shadowtee/schema.h"
 #include "stats_internal.h"
 
 #define ST_SINK_CONNECT_TIMEOUT_MS 2000
@@ -70,9 +71,10 @@ static const char mesh_script[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local ttl = tonumber(ARGV[5])\n"
-    "local swept = {stable = 0, shadow = 0, baseline = 0}\n"
+    "local swept = {" ST_MESH_SIDE_STABLE " = 0, " ST_MESH_SIDE_SHADOW
+    " = 0, " ST_MESH_SIDE_BASELINE " = 0}\n"
     "local function orphan(m)\n"
-    "  local side = string.sub(m, 1, (string.find(m, '|', 1, true) or 1) - 1)\n"
+    "  local side = string.sub(m, 1, (string.find(m, '" ST_F_SEP "', 1, true) or 1) - 1)\n"
     "  redis.call('HINCRBY', KEYS[3], side, 1)\n"
     "  redis.call('HDEL', KEYS[1], m)\n"
     "  redis.call('ZREM', KEYS[2], m)\n"
@@ -82,10 +84,12 @@ static const char mesh_script[] =
     "tonumber(ARGV[6]))\n"
     "for i = 1, #old do orphan(old[i]) end\n"
     "local function done(code, half, ms)\n"
-    "  return {code, half, ms, swept.stable, swept.shadow, swept.baseline}\n"
+    "  return {code, half, ms, swept." ST_MESH_SIDE_STABLE ", swept." ST_MESH_SIDE_SHADOW
+    ", swept." ST_MESH_SIDE_BASELINE "}\n"
     "end\n"
     "if ARGV[1] == '' then return done(3, '', 0) end\n"
-    "local mine, theirs = ARGV[1] .. '|' .. ARGV[3], ARGV[2] .. '|' .. ARGV[3]\n"
+    "local mine, theirs = ARGV[1] .. '" ST_F_SEP "' .. ARGV[3], ARGV[2] .. '" ST_F_SEP
+    "' .. ARGV[3]\n"
     "local partner = redis.call('HGET', KEYS[1], theirs)\n"
     "if partner then\n"
     "  local at = tonumber(redis.call('ZSCORE', KEYS[2], theirs) or now)\n"
@@ -300,9 +304,10 @@ static void on_connect(const redisAsyncContext *cac, int status)
     s->setup_pending = 0;
     s->inflight_since = uv_now(s->loop); /* the setup replies share the reply timeout */
     if (s->cfg.redis_password && *s->cfg.redis_password) {
-        const char *argv[] = {"AUTH", s->cfg.redis_password};
-        size_t lens[] = {4, strlen(s->cfg.redis_password)};
-        if (redisAsyncCommandArgv(ac, on_setup_reply, s, 2, argv, lens) == REDIS_OK)
+        const char *user = s->cfg.redis_user && *s->cfg.redis_user ? s->cfg.redis_user : NULL;
+        const char *argv[] = {"AUTH", user ? user : s->cfg.redis_password, s->cfg.redis_password};
+        size_t lens[] = {4, strlen(argv[1]), strlen(argv[2])};
+        if (redisAsyncCommandArgv(ac, on_setup_reply, s, user ? 3 : 2, argv, lens) == REDIS_OK)
             s->setup_pending++;
     }
     if (s->cfg.redis_db != 0) {

@@ -4,8 +4,9 @@
  * st_stats_record() adds one comparison to atomics (for Prometheus) and to a
  * table of pending Redis deltas keyed by (key, field); the Redis sink
  * (redis_sink.c) turns that table into one pipelined batch per flush with
- * st_stats__build_batch(). The key schema is in docs/ARCHITECTURE.md
- * ("Redis key schema"); every key and field written here is listed there.
+ * st_stats__build_batch(). Every key and field written here is spelled in
+ * include/shadowtee/schema.h and described in docs/ARCHITECTURE.md ("Redis
+ * key schema").
  */
 #include <inttypes.h>
 #include <math.h>
@@ -14,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "shadowtee/schema.h"
 #include "stats_internal.h"
 
 #define EP_NAME_MAX      256 /* longer endpoint keys are cut */
@@ -21,18 +23,18 @@
 #define SAMPLE_MAX_HDRS  64  /* headers kept per side in one sample */
 #define SAMPLE_HDR_MAX   256 /* bytes of one header value kept */
 
-/* 1 ms .. 60 s, 9 bounds per decade. */
-const double st_stats_hist_bounds_ms[ST_HIST_NBOUNDS] = {
-    1,    1.5,  2,    2.5,  3,    4,    5,     6,     8,     10,    15,    20,    25,    30,   40,
-    50,   60,   80,   100,  150,  200,  250,   300,   400,   500,   600,   800,   1000,  1500, 2000,
-    2500, 3000, 4000, 5000, 6000, 8000, 10000, 15000, 20000, 25000, 30000, 40000, 50000, 60000};
-
-const char *const st_stats_hist_fields[ST_HIST_NBOUNDS + 1] = {
-    "1",     "1.5",   "2",     "2.5",   "3",     "4",     "5",     "6",     "8",
-    "10",    "15",    "20",    "25",    "30",    "40",    "50",    "60",    "80",
-    "100",   "150",   "200",   "250",   "300",   "400",   "500",   "600",   "800",
-    "1000",  "1500",  "2000",  "2500",  "3000",  "4000",  "5000",  "6000",  "8000",
-    "10000", "15000", "20000", "25000", "30000", "40000", "50000", "60000", "+Inf"};
+/* 1 ms .. 60 s, 9 bounds per decade (shadowtee/schema.h). */
+#define BOUND_VALUE(b) b,
+#define BOUND_FIELD(b) #b,
+const double st_stats_hist_bounds_ms[ST_HIST_NBOUNDS] = {ST_HIST_BOUNDS_MS(BOUND_VALUE)};
+const char *const st_stats_hist_fields[ST_HIST_NBOUNDS + 1] = {ST_HIST_BOUNDS_MS(BOUND_FIELD)
+                                                                   ST_HIST_INF};
+#define BOUND_ONE(b) +1
+_Static_assert(0 ST_HIST_BOUNDS_MS(BOUND_ONE) == ST_HIST_NBOUNDS,
+               "ST_HIST_NBOUNDS is the bound count");
+#undef BOUND_VALUE
+#undef BOUND_FIELD
+#undef BOUND_ONE
 
 void st_stats_config_init(st_stats_config_t *cfg)
 {
@@ -245,12 +247,13 @@ static st_stats_ep_t *ep_new(st_stats_t *s, const char *name, size_t len, uint64
     if (!ep) return NULL;
     ep->hash = h;
     ep->name = strndup(name, len);
-    ep->keylen = s->prefixlen + 3 + len + 1;
+    ep->keylen = s->prefixlen + ST_SCHEMA_LEN(ST_KEY_EP) + len + ST_SCHEMA_LEN(ST_KEY_EP_SEP);
     ep->key = malloc(ep->keylen + 1);
     if (s->cfg.samples_per_endpoint)
         ep->samples = calloc(s->cfg.samples_per_endpoint, sizeof(char *));
     if (!ep->name || !ep->key || (s->cfg.samples_per_endpoint && !ep->samples)) goto fail;
-    snprintf(ep->key, ep->keylen + 1, "%sep:%.*s:", s->prefix, (int)len, name);
+    snprintf(ep->key, ep->keylen + 1, "%s" ST_KEY_EP "%.*s" ST_KEY_EP_SEP, s->prefix, (int)len,
+             name);
     if (s->neps == s->epcap) {
         size_t ncap = s->epcap ? s->epcap * 2 : 16;
         pthread_mutex_lock(&s->lock);
@@ -336,33 +339,34 @@ static json_t *sample_side(const st_stats_t *s, const st_rules_t *rules, const s
 {
     json_t *o = json_object();
     if (!o) return NULL;
-    json_object_set_new(o, "latency_ms", seconds >= 0 ? json_real(seconds * 1000.0) : json_null());
+    json_object_set_new(o, ST_S_LATENCY_MS,
+                        seconds >= 0 ? json_real(seconds * 1000.0) : json_null());
     if (!r) {
-        json_object_set_new(o, "status", json_null());
+        json_object_set_new(o, ST_S_STATUS, json_null());
         return o;
     }
-    json_object_set_new(o, "status", json_integer(r->status));
-    json_object_set_new(o, "error", r->error ? json_string(r->error) : json_null());
+    json_object_set_new(o, ST_S_STATUS, json_integer(r->status));
+    json_object_set_new(o, ST_S_ERROR, r->error ? json_string(r->error) : json_null());
     json_t *hdrs = json_array();
     for (size_t i = 0; hdrs && i < r->nheaders && i < SAMPLE_MAX_HDRS; i++) {
         const st_header_t *h = &r->headers[i];
         json_t *pair = json_array();
         json_array_append_new(pair, json_bytes(h->name, h->name_len));
         if (st_redact_header(rules, h->name, h->name_len))
-            json_array_append_new(pair, json_string("[REDACTED]"));
+            json_array_append_new(pair, json_string(ST_S_REDACTED));
         else
             json_array_append_new(pair, json_bytes(h->value, h->value_len < SAMPLE_HDR_MAX
                                                                  ? h->value_len
                                                                  : SAMPLE_HDR_MAX));
         json_array_append_new(hdrs, pair);
     }
-    json_object_set_new(o, "headers", hdrs);
+    json_object_set_new(o, ST_S_HEADERS, hdrs);
     size_t blen = 0;
     char *body =
         r->body ? st_redact_body(rules, r->body, r->body_len, s->cfg.sample_body_max, &blen) : NULL;
-    json_object_set_new(o, "body", body ? json_bytes(body, blen) : json_string(""));
+    json_object_set_new(o, ST_S_BODY, body ? json_bytes(body, blen) : json_string(""));
     free(body);
-    json_object_set_new(o, "body_truncated",
+    json_object_set_new(o, ST_S_BODY_TRUNCATED,
                         json_boolean(r->body_truncated || r->body_len > s->cfg.sample_body_max));
     return o;
 }
@@ -373,32 +377,32 @@ static char *sample_json(const st_stats_t *s, const st_stats_record_t *rec)
     const st_rules_t *rules = s->cfg.rules ? s->cfg.rules : s->own_rules;
     json_t *o = json_object();
     if (!o) return NULL;
-    json_object_set_new(o, "time_ms", json_integer(rec->now_ms));
-    json_object_set_new(o, "request_id", json_string(rec->request_id ? rec->request_id : ""));
-    json_object_set_new(o, "method", json_string(rec->method ? rec->method : ""));
+    json_object_set_new(o, ST_S_TIME_MS, json_integer(rec->now_ms));
+    json_object_set_new(o, ST_S_REQUEST_ID, json_string(rec->request_id ? rec->request_id : ""));
+    json_object_set_new(o, ST_S_METHOD, json_string(rec->method ? rec->method : ""));
     const char *path = rec->path ? rec->path : "";
-    json_object_set_new(o, "path", json_bytes(path, strnlen(path, 2048)));
-    json_object_set_new(o, "endpoint", json_string(rec->endpoint ? rec->endpoint : ""));
-    json_object_set_new(o, "verdict", json_string(st_verdict_name(rec->verdict)));
-    json_object_set_new(o, "source", json_string(rec->source ? rec->source : "tee"));
-    json_object_set_new(o, "primary", sample_side(s, rules, rec->primary, rec->primary_seconds));
-    json_object_set_new(o, "shadow", sample_side(s, rules, rec->shadow, rec->shadow_seconds));
+    json_object_set_new(o, ST_S_PATH, json_bytes(path, strnlen(path, 2048)));
+    json_object_set_new(o, ST_S_ENDPOINT, json_string(rec->endpoint ? rec->endpoint : ""));
+    json_object_set_new(o, ST_S_VERDICT, json_string(st_verdict_name(rec->verdict)));
+    json_object_set_new(o, ST_S_SOURCE, json_string(rec->source ? rec->source : ST_SOURCE_TEE));
+    json_object_set_new(o, ST_S_PRIMARY, sample_side(s, rules, rec->primary, rec->primary_seconds));
+    json_object_set_new(o, ST_S_SHADOW, sample_side(s, rules, rec->shadow, rec->shadow_seconds));
     json_t *diffs = json_array();
     size_t n = rec->diff ? rec->diff->nentries : 0;
     for (size_t i = 0; diffs && i < n && i < SAMPLE_MAX_DIFFS; i++) {
         const st_diff_entry_t *e = &rec->diff->entries[i];
         json_t *d = json_object();
         const char *p = e->path ? e->path : "";
-        json_object_set_new(d, "path", json_bytes(p, strlen(p)));
-        json_object_set_new(d, "kind", json_string(st_diff_kind_name(e->kind)));
-        json_object_set_new(d, "a", e->a ? json_bytes(e->a, strlen(e->a)) : json_null());
-        json_object_set_new(d, "b", e->b ? json_bytes(e->b, strlen(e->b)) : json_null());
-        json_object_set_new(d, "delta", json_real(isfinite(e->delta) ? e->delta : 0));
-        json_object_set_new(d, "noise", json_boolean(e->noise));
+        json_object_set_new(d, ST_S_DIFF_PATH, json_bytes(p, strlen(p)));
+        json_object_set_new(d, ST_S_DIFF_KIND, json_string(st_diff_kind_name(e->kind)));
+        json_object_set_new(d, ST_S_DIFF_A, e->a ? json_bytes(e->a, strlen(e->a)) : json_null());
+        json_object_set_new(d, ST_S_DIFF_B, e->b ? json_bytes(e->b, strlen(e->b)) : json_null());
+        json_object_set_new(d, ST_S_DIFF_DELTA, json_real(isfinite(e->delta) ? e->delta : 0));
+        json_object_set_new(d, ST_S_DIFF_NOISE, json_boolean(e->noise));
         json_array_append_new(diffs, d);
     }
-    json_object_set_new(o, "diffs", diffs);
-    json_object_set_new(o, "total_diffs",
+    json_object_set_new(o, ST_S_DIFFS, diffs);
+    json_object_set_new(o, ST_S_TOTAL_DIFFS,
                         json_integer(rec->diff ? (json_int_t)rec->diff->total : 0));
     char *text = json_dumps(o, JSON_COMPACT);
     json_decref(o);
@@ -457,14 +461,14 @@ static void minute_delta(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const
                          int64_t ival, double fval, int is_float)
 {
     if (minute != s->mkey_minute || !s->mkeylen) {
-        s->mkeylen =
-            (size_t)snprintf(s->mkey, s->prefixlen + 32, "%sminute:%" PRId64, s->prefix, minute);
+        s->mkeylen = (size_t)snprintf(s->mkey, s->prefixlen + 32, "%s" ST_KEY_MINUTE "%" PRId64,
+                                      s->prefix, minute);
         s->mkey_minute = minute;
     }
     size_t cl = strlen(counter), nl = strlen(ep->name);
     if (cl + 1 + nl > s->fbufcap) return;
     memcpy(s->fbuf, counter, cl);
-    s->fbuf[cl] = '|';
+    s->fbuf[cl] = ST_F_SEP[0];
     memcpy(s->fbuf + cl + 1, ep->name, nl);
     delta_add(s, s->mkey, s->mkeylen, s->fbuf, cl + 1 + nl, ival, fval, is_float);
 }
@@ -484,12 +488,12 @@ static void latency_add(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const 
     double ms = seconds * 1000.0;
     size_t b = st_stats__hist_bucket(ms);
     ep_incr(s, ep, side, st_stats_hist_fields[b], 1);
-    ep_incr(s, ep, side, "count", 1);
-    ep_delta(s, ep, side, "sum_ms", 0, ms, 1);
+    ep_incr(s, ep, side, ST_HIST_COUNT, 1);
+    ep_delta(s, ep, side, ST_HIST_SUM_MS, 0, ms, 1);
     char counter[32];
-    snprintf(counter, sizeof(counter), "%s:%s", side, st_stats_hist_fields[b]);
+    snprintf(counter, sizeof(counter), "%s" ST_HIST_SEP "%s", side, st_stats_hist_fields[b]);
     minute_incr(s, ep, minute, counter);
-    snprintf(counter, sizeof(counter), "%s:sum_ms", side);
+    snprintf(counter, sizeof(counter), "%s" ST_HIST_SEP ST_HIST_SUM_MS, side);
     minute_delta(s, ep, minute, counter, 0, ms, 1);
 }
 
@@ -499,10 +503,11 @@ static void diff_paths_add(st_stats_t *s, st_stats_ep_t *ep, const st_diff_resul
     for (size_t i = 0; diff && i < diff->nentries; i++) {
         const st_diff_entry_t *e = &diff->entries[i];
         const char *kind = st_diff_kind_name(e->kind);
-        snprintf(field, sizeof(field), "%s|%s", kind, e->path ? e->path : "");
-        ep_incr(s, ep, e->noise ? "noise_paths" : "paths", field, 1);
-        snprintf(field, sizeof(field), "%s:%s", e->noise ? "noise_kind" : "kind", kind);
-        ep_incr(s, ep, "counts", field, 1);
+        snprintf(field, sizeof(field), "%s" ST_F_SEP "%s", kind, e->path ? e->path : "");
+        ep_incr(s, ep, e->noise ? ST_KEY_EP_NOISE_PATHS : ST_KEY_EP_PATHS, field, 1);
+        snprintf(field, sizeof(field), "%s%s", e->noise ? ST_F_NOISE_KIND_PREFIX : ST_F_KIND_PREFIX,
+                 kind);
+        ep_incr(s, ep, ST_KEY_EP_COUNTS, field, 1);
     }
 }
 
@@ -521,52 +526,55 @@ void st_stats_record(st_stats_t *s, const st_stats_record_t *rec)
     case ST_VERDICT_MATCH:
         atomic_fetch_add_explicit(&ep->matched, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->n_match, 1, memory_order_relaxed);
-        counter = "matched";
+        counter = ST_F_MATCHED;
         break;
     case ST_VERDICT_DIVERGED:
         atomic_fetch_add_explicit(&ep->diverged, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->n_diverged, 1, memory_order_relaxed);
-        counter = "diverged";
+        counter = ST_F_DIVERGED;
         break;
     case ST_VERDICT_NOISE:
         atomic_fetch_add_explicit(&ep->noise, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->n_noise, 1, memory_order_relaxed);
-        counter = "noise";
+        counter = ST_F_NOISE;
         break;
     default:
         atomic_fetch_add_explicit(&ep->errors, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->n_error, 1, memory_order_relaxed);
-        counter = "errors";
+        counter = ST_F_ERRORS;
         break;
     }
     if (rec->verdict == ST_VERDICT_ERROR && rec->shadow_error &&
-        strcmp(rec->shadow_error, "timeout") == 0)
+        strcmp(rec->shadow_error, ST_REASON_TIMEOUT) == 0)
         atomic_fetch_add_explicit(&ep->timeouts, 1, memory_order_relaxed);
     if (rec->diff && rec->diff->noise_compared)
         atomic_fetch_add_explicit(rec->diff->noise_total ? &s->n_noise_diverged : &s->n_noise_match,
                                   1, memory_order_relaxed);
     if (!s->cfg.redis_host) return; /* metrics only: nothing to flush */
     ep->touched = 1;
-    if (ep_incr(s, ep, "counts", "compared", 1) != 0) st_stats__lose(s, ST_CMP_LOSS_BACKLOG, 1);
-    ep_incr(s, ep, "counts", counter, 1);
-    ep_incr(s, ep, "counts",
-            rec->source && strcmp(rec->source, "mesh") == 0 ? "source:mesh" : "source:tee", 1);
+    if (ep_incr(s, ep, ST_KEY_EP_COUNTS, ST_F_COMPARED, 1) != 0)
+        st_stats__lose(s, ST_CMP_LOSS_BACKLOG, 1);
+    ep_incr(s, ep, ST_KEY_EP_COUNTS, counter, 1);
+    ep_incr(s, ep, ST_KEY_EP_COUNTS,
+            rec->source && strcmp(rec->source, ST_SOURCE_MESH) == 0 ? ST_F_SOURCE_MESH
+                                                                    : ST_F_SOURCE_TEE,
+            1);
     minute_touch(s, minute);
-    minute_incr(s, ep, minute, "compared");
+    minute_incr(s, ep, minute, ST_F_COMPARED);
     if (rec->verdict != ST_VERDICT_MATCH) minute_incr(s, ep, minute, counter);
     if (rec->verdict == ST_VERDICT_ERROR) {
         const char *why = rec->shadow_error ? rec->shadow_error : "unknown";
         char field[96];
-        snprintf(field, sizeof(field), "error:%.80s", why);
-        ep_incr(s, ep, "counts", field, 1);
-        if (strcmp(why, "timeout") == 0) {
-            ep_incr(s, ep, "counts", "timeouts", 1);
-            minute_incr(s, ep, minute, "timeouts");
+        snprintf(field, sizeof(field), ST_F_ERROR_PREFIX "%.80s", why);
+        ep_incr(s, ep, ST_KEY_EP_COUNTS, field, 1);
+        if (strcmp(why, ST_REASON_TIMEOUT) == 0) {
+            ep_incr(s, ep, ST_KEY_EP_COUNTS, ST_F_TIMEOUTS, 1);
+            minute_incr(s, ep, minute, ST_F_TIMEOUTS);
         }
     }
-    latency_add(s, ep, minute, "lat:primary", rec->primary_seconds);
+    latency_add(s, ep, minute, ST_KEY_EP_LAT_PRIMARY, rec->primary_seconds);
     if (rec->verdict != ST_VERDICT_ERROR)
-        latency_add(s, ep, minute, "lat:shadow", rec->shadow_seconds);
+        latency_add(s, ep, minute, ST_KEY_EP_LAT_SHADOW, rec->shadow_seconds);
     diff_paths_add(s, ep, rec->diff);
     if (rec->verdict == ST_VERDICT_DIVERGED) sample_take(s, ep, rec);
     if (s->batch_first_ms == 0 || rec->now_ms < s->batch_first_ms) s->batch_first_ms = rec->now_ms;
@@ -578,9 +586,11 @@ void st_stats_record(st_stats_t *s, const st_stats_record_t *rec)
 /* The delta counting comparisons: field "compared" of "<prefix>ep:<name>:counts". */
 static int is_compared(const st_delta_t *d)
 {
-    return !d->is_float && d->fieldlen == 8 &&
-           memcmp(d->data + d->keylen + 1, "compared", 8) == 0 && d->keylen > 7 &&
-           memcmp(d->data + d->keylen - 7, ":counts", 7) == 0;
+    static const char sfx[] = ST_KEY_EP_SEP ST_KEY_EP_COUNTS;
+    return !d->is_float && d->fieldlen == ST_SCHEMA_LEN(ST_F_COMPARED) &&
+           memcmp(d->data + d->keylen + 1, ST_F_COMPARED, ST_SCHEMA_LEN(ST_F_COMPARED)) == 0 &&
+           d->keylen > ST_SCHEMA_LEN(sfx) &&
+           memcmp(d->data + d->keylen - ST_SCHEMA_LEN(sfx), sfx, ST_SCHEMA_LEN(sfx)) == 0;
 }
 
 const char *const st_cmp_loss_names[4] = {"backlog_full", "connection_lost", "error_reply",
@@ -632,7 +642,7 @@ int st_stats__build_batch(st_stats_t *s, st_batch_t *out, int with_meta, int64_t
     if (ntouched) { /* SADD <prefix>endpoints e1 e2 ... */
         const char **argv = calloc(ntouched + 2, sizeof(char *));
         if (!argv) return -1;
-        snprintf(key, keycap, "%sendpoints", s->prefix);
+        snprintf(key, keycap, "%s" ST_KEY_ENDPOINTS, s->prefix);
         argv[0] = "SADD";
         argv[1] = key;
         int argc = 2;
@@ -662,7 +672,7 @@ int st_stats__build_batch(st_stats_t *s, st_batch_t *out, int with_meta, int64_t
             st_stats__lose(s, ST_CMP_LOSS_CONNECTION, (uint64_t)s->order[di]->ival);
     snprintf(num2, sizeof(num2), "%" PRIu64, s->cfg.bucket_ttl_s);
     for (size_t i = 0; i < s->nminutes && !err; i++) {
-        snprintf(key, keycap, "%sminute:%" PRId64, s->prefix, s->minutes[i]);
+        snprintf(key, keycap, "%s" ST_KEY_MINUTE "%" PRId64, s->prefix, s->minutes[i]);
         const char *argv[] = {"EXPIRE", key, num2};
         add_cmd(out, 0, 3, argv, &err);
     }
@@ -672,7 +682,7 @@ int st_stats__build_batch(st_stats_t *s, st_batch_t *out, int with_meta, int64_t
         if (ep->nsamples == 0) continue;
         const char **argv = calloc(ep->nsamples + 2, sizeof(char *));
         if (!argv) return -1;
-        snprintf(key, keycap, "%ssamples", ep->key);
+        snprintf(key, keycap, "%s" ST_KEY_EP_SAMPLES, ep->key);
         argv[0] = "LPUSH";
         argv[1] = key;
         for (size_t k = 0; k < ep->nsamples; k++) /* oldest first: newest ends at the head */
@@ -683,13 +693,13 @@ int st_stats__build_batch(st_stats_t *s, st_batch_t *out, int with_meta, int64_t
         const char *trim[] = {"LTRIM", key, "0", num};
         add_cmd(out, 0, 4, trim, &err);
     }
-    snprintf(key, keycap, "%smeta", s->prefix);
+    snprintf(key, keycap, "%s" ST_KEY_META, s->prefix);
     if (s->batch_first_ms && !err) {
         snprintf(num, sizeof(num), "%" PRId64, s->batch_first_ms);
-        const char *nx[] = {"HSETNX", key, "first_seen_ms", num};
+        const char *nx[] = {"HSETNX", key, ST_META_FIRST_SEEN_MS, num};
         add_cmd(out, 0, 4, nx, &err);
         snprintf(num, sizeof(num), "%" PRId64, s->batch_last_ms);
-        const char *hs[] = {"HSET", key, "last_seen_ms", num};
+        const char *hs[] = {"HSET", key, ST_META_LAST_SEEN_MS, num};
         add_cmd(out, 0, 4, hs, &err);
     }
     if (with_meta && !err) {
@@ -703,17 +713,17 @@ int st_stats__build_batch(st_stats_t *s, st_batch_t *out, int with_meta, int64_t
         snprintf(started, sizeof(started), "%" PRId64, now_ms);
         const char *argv[] = {"HSET",
                               key,
-                              "schema",
-                              ST_STATS_SCHEMA_VERSION,
-                              "service",
+                              ST_META_SCHEMA,
+                              ST_SCHEMA_VERSION_STR,
+                              ST_META_SERVICE,
                               s->cfg.service,
-                              "hist_bounds_ms",
+                              ST_META_HIST_BOUNDS_MS,
                               bounds,
-                              "bucket_ttl_s",
+                              ST_META_BUCKET_TTL_S,
                               num2,
-                              "samples_per_endpoint",
+                              ST_META_SAMPLES_PER_ENDPOINT,
                               spe,
-                              "writer_started_ms",
+                              ST_META_WRITER_STARTED_MS,
                               started};
         add_cmd(out, 0, 14, argv, &err);
     }
@@ -958,7 +968,7 @@ st_stats_t *st_stats_new(uv_loop_t *loop, const st_stats_config_t *cfg)
     s->prefix = malloc(plen);
     if (!s->cfg.rules) s->own_rules = st_rules_default();
     if (!s->buckets || !s->ephash || !s->prefix || (!s->cfg.rules && !s->own_rules)) goto fail;
-    s->prefixlen = (size_t)snprintf(s->prefix, plen, "shadowtee:{%s}:", s->cfg.service);
+    s->prefixlen = (size_t)snprintf(s->prefix, plen, ST_SCHEMA_PREFIX_FMT, s->cfg.service);
     s->kbufcap = s->prefixlen + EP_NAME_MAX + 64;
     s->fbufcap = ST_STATS_MAX_FIELD + EP_NAME_MAX + 64;
     s->kbuf = malloc(s->kbufcap);
@@ -966,7 +976,8 @@ st_stats_t *st_stats_new(uv_loop_t *loop, const st_stats_config_t *cfg)
     s->mkey = malloc(s->prefixlen + 32);
     if (!s->kbuf || !s->fbuf || !s->mkey) goto fail;
     if (s->cfg.mesh) {
-        static const char *const names[3] = {"mesh:halves", "mesh:pending", "mesh:orphans"};
+        static const char *const names[3] = {ST_KEY_MESH_HALVES, ST_KEY_MESH_PENDING,
+                                             ST_KEY_MESH_ORPHANS};
         for (int i = 0; i < 3; i++) {
             s->mesh_keys[i] = malloc(s->prefixlen + 16);
             if (!s->mesh_keys[i]) goto fail;

@@ -32,8 +32,7 @@ struct redisAsyncContext;
 extern const double st_stats_hist_bounds_ms[ST_HIST_NBOUNDS];
 extern const char *const st_stats_hist_fields[ST_HIST_NBOUNDS + 1]; /* "%g" of each, "+Inf" */
 
-#define ST_STATS_SCHEMA_VERSION "2" /* 2: per-minute latency fields in minute:M */
-#define ST_STATS_MAX_FIELD      512 /* diff paths are cut to keep fields bounded */
+#define ST_STATS_MAX_FIELD 512 /* diff paths are cut to keep fields bounded */
 
 /* One pending increment: HINCRBY key field ival, or HINCRBYFLOAT when
  * is_float. key and field live in data[] ("key\0field\0"). */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "shadowtee/schema.h"
 
 st_cmpjob_t *st_cmpjob_new(st_cmpjob_kind_t kind)
 {
@@ -101,7 +102,7 @@ int st_cmpjob_compare(const st_cmpjob_t *j, st_cmpjob_sink_t *sink)
         .primary = &rp,
         .shadow = &rs,
         .now_ms = j->wall_ms,
-        .source = j->kind == ST_CMPJOB_HALF ? "mesh" : "tee",
+        .source = j->kind == ST_CMPJOB_HALF ? ST_SOURCE_MESH : ST_SOURCE_TEE,
     };
     st_stats_record(sink->stats, &rec);
     st_debug("msg=compared request_id=%s endpoint=\"%s\" verdict=%s differences=%zu", j->request_id,

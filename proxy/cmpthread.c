@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "shadowtee/schema.h"
 
 #define SLICE_NS (2 * 1000000ULL) /* work per loop turn before Redis and timers get a turn */
 
@@ -44,7 +45,9 @@ static void test_delay(const st_cmpthread_t *ct)
 
 static const char *role_name(int role)
 {
-    return role == ST_ROLE_STABLE ? "stable" : role == ST_ROLE_SHADOW ? "shadow" : "baseline";
+    return role == ST_ROLE_STABLE   ? ST_MESH_SIDE_STABLE
+           : role == ST_ROLE_SHADOW ? ST_MESH_SIDE_SHADOW
+                                    : ST_MESH_SIDE_BASELINE;
 }
 
 /* The half is done with (answered, or never sent): freed, and only now
@@ -389,6 +392,7 @@ int st_cmpthread_init(st_cmpthread_t *ct, int id, const st_config_t *cfg, const 
     st_stats_config_init(&sc);
     sc.redis_host = cfg->redis_set ? cfg->redis_host : NULL; /* resolved by the sink */
     sc.redis_port = cfg->redis_port;
+    sc.redis_user = cfg->redis_user[0] ? cfg->redis_user : NULL;
     sc.redis_password = cfg->redis_password[0] ? cfg->redis_password : NULL;
     sc.redis_db = cfg->redis_db;
     sc.service = cfg->service;
@@ -585,7 +589,8 @@ void st_cmpthread_render_mesh(const st_config_t *cfg, st_metrics_t *const *worke
     for (int r = 0; r < 3; r++)
         fprintf(out, "shadowtee_mesh_pairs_total{result=\"%s\"} %" PRIu64 "\n", pair_results[r],
                 pairs[r]);
-    static const char *const sides[3] = {"stable", "shadow", "baseline"};
+    static const char *const sides[3] = {ST_MESH_SIDE_STABLE, ST_MESH_SIDE_SHADOW,
+                                         ST_MESH_SIDE_BASELINE}; /* mesh:orphans' fields */
     fprintf(out, "# HELP shadowtee_mesh_orphans_swept_total Halves whose partner never came, "
                  "swept (and counted in Redis) by this sidecar's calls, by side.\n"
                  "# TYPE shadowtee_mesh_orphans_swept_total counter\n");

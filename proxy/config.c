@@ -148,7 +148,7 @@ static const opt_t options[] = {
      "TEST BUILD ONLY: each comparison first burns this much CPU"},
 #endif
     {"redis", OPT_REDIS, 0, 0, 0, 0, NULL,
-     "HOST:PORT or redis://[:password@]host:port/db for statistics"},
+     "HOST:PORT or redis://[[user]:password@]host[:port][/db] for statistics"},
     {"service", OPT_STR, OFF(service), SZ(service), 0, 0, "default",
      "service name: keys under shadowtee:{NAME}:"},
     {"redis-flush-interval", OPT_DUR, OFF(redis_flush_interval_ms), 0, 10, 60000, "100ms",
@@ -297,40 +297,17 @@ int st_config_parse_addr(const char *s, st_addr_t *a, int default_port)
     return 0;
 }
 
-/* redis://[:password@]host:port/db or host:port */
-static int parse_redis(st_config_t *cfg, const char *s)
+/* --redis, in the grammar shadowtee-report shares (shadowtee/redis_url.h). */
+static int parse_redis(st_config_t *cfg, const char *s, char *why, size_t whylen)
 {
-    const char *p = s;
-    char buf[512];
-    cfg->redis_password[0] = '\0';
-    cfg->redis_db = 0;
-    if (strncmp(p, "redis://", 8) == 0) {
-        p += 8;
-        const char *at = strrchr(p, '@');
-        if (at) {
-            const char *cred = p;
-            const char *colon = memchr(cred, ':', (size_t)(at - cred));
-            if (!colon) colon = cred - 1; /* redis://password@host */
-            size_t plen = (size_t)(at - colon - 1);
-            if (plen >= sizeof(cfg->redis_password)) return -1;
-            memcpy(cfg->redis_password, colon + 1, plen);
-            cfg->redis_password[plen] = '\0';
-            p = at + 1;
-        }
-    }
-    snprintf(buf, sizeof(buf), "%s", p);
-    char *slash = strchr(buf, '/');
-    if (slash) {
-        char *end;
-        long db = strtol(slash + 1, &end, 10);
-        if (slash[1] != '\0' && (*end != '\0' || db < 0 || db > 1000)) return -1;
-        cfg->redis_db = (int)db;
-        *slash = '\0';
-    }
-    st_addr_t a;
-    if (st_config_parse_addr(buf, &a, 6379) != 0 || a.tls || a.is_unix) return -1;
-    snprintf(cfg->redis_host, sizeof(cfg->redis_host), "%s", a.host);
-    cfg->redis_port = a.port;
+    st_redis_url_t u;
+    if (st_redis_url_parse(s, &u, why, whylen) != 0) return -1;
+    _Static_assert(sizeof(cfg->redis_host) >= sizeof(u.host), "redis_host holds a parsed host");
+    snprintf(cfg->redis_host, sizeof(cfg->redis_host), "%s", u.host);
+    cfg->redis_port = u.port;
+    memcpy(cfg->redis_user, u.user, sizeof(cfg->redis_user));
+    memcpy(cfg->redis_password, u.password, sizeof(cfg->redis_password));
+    cfg->redis_db = u.db;
     cfg->redis_set = 1;
     return 0;
 }
@@ -488,13 +465,15 @@ static int set_option(st_config_t *cfg, const opt_t *o, const char *val, const c
         if (parse_methods(val, (uint64_t *)field) != 0)
             return fail(err, errlen, "%s: invalid method list '%s' (e.g. GET,POST)", src, val);
         return 0;
-    case OPT_REDIS:
-        if (parse_redis(cfg, val) != 0)
+    case OPT_REDIS: {
+        char why[160];
+        if (parse_redis(cfg, val, why, sizeof(why)) != 0)
             return fail(err, errlen,
-                        "%s: invalid Redis address '%s' (want HOST:PORT or "
-                        "redis://[:password@]host:port/db)",
-                        src, val);
+                        "%s: invalid Redis address '%s': %s (want HOST:PORT or "
+                        "redis://[[user]:password@]host[:port][/db])",
+                        src, val, why);
         return 0;
+    }
     }
     return fail(err, errlen, "%s: unhandled option type", src);
 }

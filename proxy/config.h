@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "shadowtee/redis_url.h"
+
 #define ST_HOST_MAX 256
 #define ST_ADDR_MAX 8 /* addresses kept of one name (the resolver's first ones) */
 
@@ -101,7 +103,8 @@ typedef struct st_config {
     size_t compare_max_body;
     char redis_host[ST_HOST_MAX]; /* name or IP; the Redis sink resolves it asynchronously */
     int redis_port;
-    char redis_password[256];
+    char redis_user[ST_REDIS_USER_MAX];         /* "": AUTH <password> */
+    char redis_password[ST_REDIS_PASSWORD_MAX]; /* "": no AUTH */
     int redis_db;
     int redis_set;
     char service[128];

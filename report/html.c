@@ -3,10 +3,12 @@
  * charts (divergence per minute, divergence per endpoint, latency stable vs
  * shadow), no script, no external URL. Every string that comes from Redis
  * is user data and goes through esc() (HTML-escaped, also inside SVG).
+ * Sample fields as include/shadowtee/schema.h spells them.
  */
 #include <string.h>
 
 #include "model.h"
+#include "shadowtee/schema.h"
 
 #define MAX_EP_BARS    25
 #define SAMPLES_PER_EP 5
@@ -374,6 +376,15 @@ static void endpoints(FILE *out, const rpt_model_t *m)
                          "replicas; not counted as divergence)</div>\n");
             paths_table(out, "noise-paths", &ep->noise_paths);
         }
+        if (ep->noise_kinds.n) { /* only data with noise entries has this line */
+            fprintf(out, "<div class=\"muted noise-kinds\">Noise entries by kind:");
+            for (size_t k = 0; k < ep->noise_kinds.n; k++) {
+                fputs(k ? ", " : " ", out);
+                esc(out, ep->noise_kinds.v[k].name);
+                fprintf(out, " %llu", (unsigned long long)ep->noise_kinds.v[k].count);
+            }
+            fprintf(out, "</div>\n");
+        }
     }
     fprintf(out, "</section>\n");
 }
@@ -381,7 +392,7 @@ static void endpoints(FILE *out, const rpt_model_t *m)
 static void side_details(FILE *out, const char *label, json_t *side)
 {
     fprintf(out, "<details><summary>%s headers and body</summary><pre>", label);
-    json_t *hdrs = json_object_get(side, "headers");
+    json_t *hdrs = json_object_get(side, ST_S_HEADERS);
     for (size_t i = 0; i < json_array_size(hdrs); i++) {
         json_t *h = json_array_get(hdrs, i);
         esc(out, json_string_value(json_array_get(h, 0)));
@@ -390,7 +401,7 @@ static void side_details(FILE *out, const char *label, json_t *side)
         fputc('\n', out);
     }
     fputc('\n', out);
-    esc_n(out, js(side, "body"), BODY_SHOWN);
+    esc_n(out, js(side, ST_S_BODY), BODY_SHOWN);
     fprintf(out, "</pre></details>\n");
 }
 
@@ -402,39 +413,39 @@ static void samples(FILE *out, const rpt_model_t *m)
         json_t *arr = m->eps[i].samples;
         for (size_t k = 0; k < json_array_size(arr) && k < SAMPLES_PER_EP; k++) {
             json_t *s = json_array_get(arr, k);
-            json_t *p = json_object_get(s, "primary"), *sh = json_object_get(s, "shadow");
+            json_t *p = json_object_get(s, ST_S_PRIMARY), *sh = json_object_get(s, ST_S_SHADOW);
             char when[32];
-            rpt_fmt_time(json_integer_value(json_object_get(s, "time_ms")), when, sizeof(when));
+            rpt_fmt_time(json_integer_value(json_object_get(s, ST_S_TIME_MS)), when, sizeof(when));
             any = 1;
             fprintf(out, "<div class=\"sample\"><div><code>");
             esc(out, m->eps[i].name);
             fprintf(out, "</code> &middot; <code>");
-            esc(out, js(s, "method"));
+            esc(out, js(s, ST_S_METHOD));
             fputc(' ', out);
-            esc(out, js(s, "path"));
+            esc(out, js(s, ST_S_PATH));
             fprintf(out, "</code> &middot; request-id <code class=\"rid\">");
-            esc(out, js(s, "request_id"));
-            const char *src = json_string_value(json_object_get(s, "source"));
+            esc(out, js(s, ST_S_REQUEST_ID));
+            const char *src = json_string_value(json_object_get(s, ST_S_SOURCE));
             fprintf(out,
                     "</code> &middot; %s &middot; <span class=\"source\">%s</span> &middot; "
                     "status stable %lld / shadow %lld</div>\n",
-                    when, src && !strcmp(src, "mesh") ? "mesh" : "tee",
-                    (long long)json_integer_value(json_object_get(p, "status")),
-                    (long long)json_integer_value(json_object_get(sh, "status")));
+                    when, src && !strcmp(src, ST_SOURCE_MESH) ? ST_SOURCE_MESH : ST_SOURCE_TEE,
+                    (long long)json_integer_value(json_object_get(p, ST_S_STATUS)),
+                    (long long)json_integer_value(json_object_get(sh, ST_S_STATUS)));
             fprintf(out, "<table class=\"diffs\"><tr><th>path</th><th>kind</th><th>stable</th>"
                          "<th>shadow</th></tr>\n");
-            json_t *diffs = json_object_get(s, "diffs");
+            json_t *diffs = json_object_get(s, ST_S_DIFFS);
             for (size_t d = 0; d < json_array_size(diffs); d++) {
                 json_t *e = json_array_get(diffs, d);
                 fprintf(out, "<tr><td><code>");
-                esc(out, js(e, "path"));
+                esc(out, js(e, ST_S_DIFF_PATH));
                 fprintf(out, "</code></td><td>");
-                esc(out, js(e, "kind"));
-                if (json_is_true(json_object_get(e, "noise"))) fputs(" (noise)", out);
+                esc(out, js(e, ST_S_DIFF_KIND));
+                if (json_is_true(json_object_get(e, ST_S_DIFF_NOISE))) fputs(" (noise)", out);
                 fprintf(out, "</td><td><code>");
-                esc_n(out, js(e, "a"), 300);
+                esc_n(out, js(e, ST_S_DIFF_A), 300);
                 fprintf(out, "</code></td><td><code>");
-                esc_n(out, js(e, "b"), 300);
+                esc_n(out, js(e, ST_S_DIFF_B), 300);
                 fprintf(out, "</code></td></tr>\n");
             }
             fprintf(out, "</table>\n");

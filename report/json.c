@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "model.h"
+#include "shadowtee/schema.h"
 
 static json_t *num_or_null(double v)
 {
@@ -79,8 +80,8 @@ static json_t *sources_json(const rpt_sources_t *s)
 
 static int sample_newer(const void *a, const void *b)
 {
-    json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "time_ms"));
-    json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "time_ms"));
+    json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, ST_S_TIME_MS));
+    json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, ST_S_TIME_MS));
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
@@ -125,6 +126,8 @@ json_t *rpt_to_json(const rpt_options_t *opt, const rpt_model_t *m, const rpt_ga
         json_object_set_new(e, "paths", paths_json(&ep->paths));
         json_object_set_new(e, "noise_paths", paths_json(&ep->noise_paths));
         json_object_set_new(e, "kinds", map_json(&ep->kinds));
+        if (ep->noise_kinds.n) /* only with noise entries: other data's output is unchanged */
+            json_object_set_new(e, "noise_kinds", map_json(&ep->noise_kinds));
         json_object_set_new(e, "errors_by_reason", map_json(&ep->reasons));
         json_object_set_new(e, "latency", latency_json(&ep->lat_primary, &ep->lat_shadow));
         json_object_set_new(e, "samples", json_integer((json_int_t)json_array_size(ep->samples)));

@@ -2,7 +2,8 @@
  * load.c: reads one service's keys from Redis (synchronous hiredis, bounded
  * timeouts) into an rpt_model_t. rpt_load connects; rpt_load_from does the
  * rest on any connection, so tests/fuzz/fuzz_report.c drives it with bytes. The keys and fields are
- * the schema in docs/ARCHITECTURE.md ("Redis key schema"), written by comparator/stats.c.
+ * include/shadowtee/schema.h (described in docs/ARCHITECTURE.md, "Redis key schema"), written by
+ * comparator/stats.c.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <hiredis/hiredis.h>
 
 #include "model.h"
+#include "shadowtee/schema.h"
 
 #define CONNECT_TIMEOUT_S 3
 #define COMMAND_TIMEOUT_S 10
@@ -28,82 +30,6 @@ static int set_err(char *err, size_t errlen, const char *fmt, ...)
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     return -1;
-}
-
-/* ---- address ----------------------------------------------------------- */
-
-static int parse_port(const char *s, int *port)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < 1 || v > 65535) return -1;
-    *port = (int)v;
-    return 0;
-}
-
-int rpt_parse_redis(const char *text, rpt_redis_addr_t *out, char *err, size_t errlen)
-{
-    memset(out, 0, sizeof(*out));
-    out->port = 6379;
-    char *copy = strdup(text), *hostport = copy;
-    if (!copy) return set_err(err, errlen, "out of memory");
-    if (strncmp(copy, "redis://", 8) == 0) {
-        hostport = copy + 8;
-        char *slash = strchr(hostport, '/');
-        if (slash) {
-            *slash = '\0';
-            char *end;
-            long db = strtol(slash + 1, &end, 10);
-            if (slash[1] && (*end || db < 0 || db > 1000000)) {
-                set_err(err, errlen, "--redis %s: bad database number '%s'", text, slash + 1);
-                free(copy);
-                return -1;
-            }
-            out->db = (int)db;
-        }
-        char *at = strrchr(hostport, '@');
-        if (at) {
-            *at = '\0';
-            char *colon = strchr(hostport, ':');
-            if (colon) {
-                *colon = '\0';
-                if (*hostport) out->user = strdup(hostport);
-                out->password = strdup(colon + 1);
-            } else {
-                out->password = strdup(hostport);
-            }
-            hostport = at + 1;
-        }
-    } else if (strstr(copy, "://")) {
-        free(copy);
-        return set_err(err, errlen, "--redis %s: only redis:// URLs are supported", text);
-    }
-    char *colon = strrchr(hostport, ':');
-    if (colon) {
-        *colon = '\0';
-        if (parse_port(colon + 1, &out->port) != 0) {
-            rpt_redis_addr_free(out);
-            free(copy);
-            return set_err(err, errlen, "--redis %s: bad port", text);
-        }
-    }
-    if (!*hostport) {
-        rpt_redis_addr_free(out);
-        free(copy);
-        return set_err(err, errlen, "--redis %s: missing host", text);
-    }
-    out->host = strdup(hostport);
-    free(copy);
-    return 0;
-}
-
-void rpt_redis_addr_free(rpt_redis_addr_t *a)
-{
-    free(a->host);
-    free(a->user);
-    free(a->password);
-    memset(a, 0, sizeof(*a));
 }
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -153,17 +79,17 @@ static int scan_page(const redisReply *r, unsigned long long *cursor, const redi
 
 static void tally_field(rpt_tally_t *t, const char *f, uint64_t v)
 {
-    if (!strcmp(f, "compared"))
+    if (!strcmp(f, ST_F_COMPARED))
         t->compared += v;
-    else if (!strcmp(f, "matched"))
+    else if (!strcmp(f, ST_F_MATCHED))
         t->matched += v;
-    else if (!strcmp(f, "diverged"))
+    else if (!strcmp(f, ST_F_DIVERGED))
         t->diverged += v;
-    else if (!strcmp(f, "noise"))
+    else if (!strcmp(f, ST_F_NOISE))
         t->noise += v;
-    else if (!strcmp(f, "errors"))
+    else if (!strcmp(f, ST_F_ERRORS))
         t->errors += v;
-    else if (!strcmp(f, "timeouts"))
+    else if (!strcmp(f, ST_F_TIMEOUTS))
         t->timeouts += v;
 }
 
@@ -174,13 +100,16 @@ static int load_counts(rpt_endpoint_t *ep, const redisReply *r)
         const char *f = r->element[i]->str;
         uint64_t v = to_u64(r->element[i + 1]);
         tally_field(&ep->t, f, v);
-        if (!strcmp(f, "compared")) compared = v;
-        if (!strcmp(f, "source:mesh")) mesh = v;
+        if (!strcmp(f, ST_F_COMPARED)) compared = v;
+        if (!strcmp(f, ST_F_SOURCE_MESH)) mesh = v;
         int rc = 0;
-        if (!strncmp(f, "kind:", 5))
-            rc = rpt_counts_add(&ep->kinds, f + 5, NULL, v);
-        else if (!strncmp(f, "error:", 6))
-            rc = rpt_counts_add(&ep->reasons, f + 6, NULL, v);
+        if (!strncmp(f, ST_F_KIND_PREFIX, ST_SCHEMA_LEN(ST_F_KIND_PREFIX)))
+            rc = rpt_counts_add(&ep->kinds, f + ST_SCHEMA_LEN(ST_F_KIND_PREFIX), NULL, v);
+        else if (!strncmp(f, ST_F_NOISE_KIND_PREFIX, ST_SCHEMA_LEN(ST_F_NOISE_KIND_PREFIX)))
+            rc = rpt_counts_add(&ep->noise_kinds, f + ST_SCHEMA_LEN(ST_F_NOISE_KIND_PREFIX), NULL,
+                                v);
+        else if (!strncmp(f, ST_F_ERROR_PREFIX, ST_SCHEMA_LEN(ST_F_ERROR_PREFIX)))
+            rc = rpt_counts_add(&ep->reasons, f + ST_SCHEMA_LEN(ST_F_ERROR_PREFIX), NULL, v);
         if (rc) return -1;
     }
     ep->sources.mesh = mesh; /* every other pair was tee'd (also those before sources) */
@@ -191,9 +120,10 @@ static int load_counts(rpt_endpoint_t *ep, const redisReply *r)
 /* Mesh mirroring's keys: orphans by side, halves waiting. */
 static int load_mesh(redisContext *c, const char *prefix, rpt_model_t *m)
 {
-    static const char *const sides[3] = {"stable", "shadow", "baseline"};
-    redisReply *o = redisCommand(c, "HGETALL %smesh:orphans", prefix);
-    redisReply *p = redisCommand(c, "ZCARD %smesh:pending", prefix);
+    static const char *const sides[3] = {ST_MESH_SIDE_STABLE, ST_MESH_SIDE_SHADOW,
+                                         ST_MESH_SIDE_BASELINE};
+    redisReply *o = redisCommand(c, "HGETALL %s" ST_KEY_MESH_ORPHANS, prefix);
+    redisReply *p = redisCommand(c, "ZCARD %s" ST_KEY_MESH_PENDING, prefix);
     int rc = -1;
     if (!is_pairs(o) || !p || p->type != REDIS_REPLY_INTEGER) goto out;
     for (size_t i = 0; i < o->elements; i += 2)
@@ -212,7 +142,7 @@ out:
 static int load_paths(rpt_counts_t *c, const redisReply *r)
 {
     for (size_t i = 0; is_pairs(r) && i < r->elements; i += 2) {
-        const char *f = r->element[i]->str, *bar = strchr(f, '|');
+        const char *f = r->element[i]->str, *bar = strchr(f, ST_F_SEP[0]);
         if (!bar) continue;
         char kind[64];
         snprintf(kind, sizeof(kind), "%.*s", (int)(bar - f), f);
@@ -226,11 +156,11 @@ static int load_hist(rpt_hist_t *h, const redisReply *r)
 {
     for (size_t i = 0; is_pairs(r) && i < r->elements; i += 2) {
         const char *f = r->element[i]->str, *v = r->element[i + 1]->str;
-        if (!strcmp(f, "count"))
+        if (!strcmp(f, ST_HIST_COUNT))
             h->count = (uint64_t)atoll(v);
-        else if (!strcmp(f, "sum_ms"))
+        else if (!strcmp(f, ST_HIST_SUM_MS))
             h->sum_ms = atof(v);
-        else if (!strcmp(f, "+Inf"))
+        else if (!strcmp(f, ST_HIST_INF))
             h->inf += (uint64_t)atoll(v);
         else {
             char *end;
@@ -251,14 +181,14 @@ static int load_samples(rpt_endpoint_t *ep, const redisReply *r, int64_t since_m
             json_decref(s);
             continue; /* not ours: skipped rather than trusted */
         }
-        json_int_t t = json_integer_value(json_object_get(s, "time_ms"));
+        json_int_t t = json_integer_value(json_object_get(s, ST_S_TIME_MS));
         if (since_ms && t < since_ms) {
             json_decref(s);
             continue;
         }
-        json_object_set_new(s, "endpoint", json_string(ep->name));
-        if (!json_is_string(json_object_get(s, "source"))) /* written before mesh mode */
-            json_object_set_new(s, "source", json_string("tee"));
+        json_object_set_new(s, ST_S_ENDPOINT, json_string(ep->name));
+        if (!json_is_string(json_object_get(s, ST_S_SOURCE))) /* written before mesh mode */
+            json_object_set_new(s, ST_S_SOURCE, json_string(ST_SOURCE_TEE));
         json_array_append_new(ep->samples, s);
     }
     return 0;
@@ -270,6 +200,7 @@ static void endpoint_free(rpt_endpoint_t *ep)
     rpt_counts_free(&ep->paths);
     rpt_counts_free(&ep->noise_paths);
     rpt_counts_free(&ep->kinds);
+    rpt_counts_free(&ep->noise_kinds);
     rpt_counts_free(&ep->reasons);
     rpt_hist_free(&ep->lat_primary);
     rpt_hist_free(&ep->lat_shadow);
@@ -306,7 +237,10 @@ static void known_services(redisContext *c, char *out, size_t outlen)
     unsigned long long cursor = 0;
     size_t found = 0, used = 0;
     for (int round = 0; round < 1000; round++) {
-        redisReply *r = redisCommand(c, "SCAN %llu MATCH shadowtee:{*}:meta COUNT 1000", cursor);
+        redisReply *r = redisCommand(c,
+                                     "SCAN %llu MATCH " ST_SCHEMA_PREFIX_HEAD
+                                     "*" ST_SCHEMA_PREFIX_TAIL ST_KEY_META " COUNT 1000",
+                                     cursor);
         const redisReply *keys;
         if (!scan_page(r, &cursor, &keys)) {
             freeReplyObject(r);
@@ -314,7 +248,7 @@ static void known_services(redisContext *c, char *out, size_t outlen)
         }
         for (size_t i = 0; i < keys->elements && found < 10; i++) {
             const char *k = keys->element[i]->str, *open = strchr(k, '{');
-            const char *close = strstr(k, "}:meta");
+            const char *close = strstr(k, ST_SCHEMA_PREFIX_TAIL ST_KEY_META);
             if (!open || !close || close < open) continue;
             int n = snprintf(out + used, outlen - used, "%s'%.*s'", found ? ", " : "",
                              (int)(close - open - 1), open + 1);
@@ -347,21 +281,23 @@ static rpt_endpoint_t *find_ep(rpt_model_t *m, const char *name)
 static int minute_latency(rpt_endpoint_t *ep, const char *counter, const char *value)
 {
     rpt_hist_t *h = NULL;
-    if (!strncmp(counter, "lat:primary:", 12)) {
+    static const char primary[] = ST_KEY_EP_LAT_PRIMARY ST_HIST_SEP;
+    static const char shadow[] = ST_KEY_EP_LAT_SHADOW ST_HIST_SEP;
+    if (!strncmp(counter, primary, ST_SCHEMA_LEN(primary))) {
         h = &ep->lat_primary;
-        counter += 12;
-    } else if (!strncmp(counter, "lat:shadow:", 11)) {
+        counter += ST_SCHEMA_LEN(primary);
+    } else if (!strncmp(counter, shadow, ST_SCHEMA_LEN(shadow))) {
         h = &ep->lat_shadow;
-        counter += 11;
+        counter += ST_SCHEMA_LEN(shadow);
     }
     if (!h) return 0;
-    if (!strcmp(counter, "sum_ms")) {
+    if (!strcmp(counter, ST_HIST_SUM_MS)) {
         h->sum_ms += atof(value);
         return 0;
     }
     long long v = atoll(value);
     if (v <= 0) return 0;
-    if (!strcmp(counter, "+Inf")) {
+    if (!strcmp(counter, ST_HIST_INF)) {
         h->inf += (uint64_t)v;
     } else {
         char *end;
@@ -381,7 +317,7 @@ static int load_minutes(redisContext *c, const char *prefix, int64_t since_min, 
 {
     char pat[1200];
     glob_escape(prefix, pat, sizeof(pat) - 16);
-    strcat(pat, "minute:*");
+    strcat(pat, ST_KEY_MINUTE "*");
     int64_t *mins = NULL;
     size_t nmins = 0, cap = 0;
     unsigned long long cursor = 0;
@@ -397,9 +333,10 @@ static int load_minutes(redisContext *c, const char *prefix, int64_t since_min, 
         size_t plen = strlen(prefix);
         for (size_t i = 0; i < keys->elements; i++) {
             const char *k = keys->element[i]->str;
-            if (strncmp(k, prefix, plen) != 0 || strncmp(k + plen, "minute:", 7) != 0)
+            if (strncmp(k, prefix, plen) != 0 ||
+                strncmp(k + plen, ST_KEY_MINUTE, ST_SCHEMA_LEN(ST_KEY_MINUTE)) != 0)
                 continue; /* not a key the pattern asked for */
-            k += plen + 7;
+            k += plen + ST_SCHEMA_LEN(ST_KEY_MINUTE);
             char *end;
             errno = 0;
             long long mn = strtoll(k, &end, 10);
@@ -422,7 +359,7 @@ static int load_minutes(redisContext *c, const char *prefix, int64_t since_min, 
     m->timeline = calloc(nmins ? nmins : 1, sizeof(*m->timeline));
     if (!m->timeline) goto done;
     for (size_t i = 0; i < nmins; i++)
-        redisAppendCommand(c, "HGETALL %sminute:%lld", prefix, (long long)mins[i]);
+        redisAppendCommand(c, "HGETALL %s" ST_KEY_MINUTE "%lld", prefix, (long long)mins[i]);
     for (size_t i = 0; i < nmins; i++) {
         redisReply *r = NULL;
         if (redisGetReply(c, (void **)&r) != REDIS_OK) {
@@ -432,13 +369,16 @@ static int load_minutes(redisContext *c, const char *prefix, int64_t since_min, 
         rpt_minute_t *mt = &m->timeline[m->ntimeline++];
         mt->minute = mins[i];
         for (size_t k = 0; is_pairs(r) && k < r->elements; k += 2) {
-            const char *f = r->element[k]->str, *bar = strchr(f, '|');
+            const char *f = r->element[k]->str, *bar = strchr(f, ST_F_SEP[0]);
             if (!bar) continue;
             rpt_endpoint_t *ep = find_ep(m, bar + 1);
             if (!ep) continue; /* filtered out by --endpoint */
             char counter[64];
             snprintf(counter, sizeof(counter), "%.*s", (int)(bar - f), f);
-            if (!strncmp(counter, "lat:", 4)) {
+            if (!strncmp(counter, ST_KEY_EP_LAT_PRIMARY ST_HIST_SEP,
+                         ST_SCHEMA_LEN(ST_KEY_EP_LAT_PRIMARY ST_HIST_SEP)) ||
+                !strncmp(counter, ST_KEY_EP_LAT_SHADOW ST_HIST_SEP,
+                         ST_SCHEMA_LEN(ST_KEY_EP_LAT_SHADOW ST_HIST_SEP))) {
                 if (since_min && minute_latency(ep, counter, r->element[k + 1]->str) != 0) {
                     freeReplyObject(r);
                     goto done;
@@ -464,6 +404,19 @@ done:
 }
 
 /* ---- main load --------------------------------------------------------- */
+
+/* meta.schema: a whole number the report knows (ST_SCHEMA_MIN ..
+ * ST_SCHEMA_VERSION) into *out; -1 for anything else (a newer writer's
+ * schema, or not a number). */
+static int check_schema(const char *text, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < ST_SCHEMA_MIN || v > ST_SCHEMA_VERSION) return -1;
+    *out = (int)v;
+    return 0;
+}
 
 static int ep_rank(const void *a, const void *b)
 {
@@ -494,9 +447,9 @@ static redisContext *connect_redis(const rpt_redis_addr_t *a, char *err, size_t 
 static int setup_session(redisContext *c, const rpt_redis_addr_t *a, char *err, size_t errlen)
 {
     redisReply *r = NULL;
-    if (a->password) {
-        r = a->user ? redisCommand(c, "AUTH %s %s", a->user, a->password)
-                    : redisCommand(c, "AUTH %s", a->password);
+    if (a->password[0]) {
+        r = a->user[0] ? redisCommand(c, "AUTH %s %s", a->user, a->password)
+                       : redisCommand(c, "AUTH %s", a->password);
         if (!r || r->type == REDIS_REPLY_ERROR) {
             set_err(err, errlen, "Redis at %s:%d refused AUTH: %s", a->host, a->port,
                     r ? reply_text(r) : c->errstr);
@@ -572,45 +525,55 @@ static int load_session(redisContext *c, const rpt_options_t *opt, rpt_model_t *
     int rc = -1;
     redisReply *meta = NULL, *members = NULL;
     char prefix[1024];
-    snprintf(prefix, sizeof(prefix), "shadowtee:{%s}:", opt->service);
+    snprintf(prefix, sizeof(prefix), ST_SCHEMA_PREFIX_FMT, opt->service);
     m->service = strdup(opt->service);
     m->since_s = opt->since_s;
     m->latency_windowed = opt->since_s != 0;
-    meta = redisCommand(c, "HGETALL %smeta", prefix);
-    members = redisCommand(c, "SMEMBERS %sendpoints", prefix);
+    meta = redisCommand(c, "HGETALL %s" ST_KEY_META, prefix);
+    members = redisCommand(c, "SMEMBERS %s" ST_KEY_ENDPOINTS, prefix);
     if (!is_pairs(meta) || !is_strings(members)) {
         const redisReply *bad = !is_pairs(meta) ? meta : members;
         set_err(err, errlen, "redis: cannot read %s%s: %s", prefix,
-                bad == meta ? "meta" : "endpoints",
+                bad == meta ? ST_KEY_META : ST_KEY_ENDPOINTS,
                 !bad                             ? c->errstr
                 : bad->type == REDIS_REPLY_ERROR ? reply_text(bad)
                                                  : "unexpected reply");
         goto done;
     }
     if (load_mesh(c, prefix, m) != 0) {
-        set_err(err, errlen, "redis: cannot read %smesh:orphans / mesh:pending: %s", prefix,
-                c->err ? c->errstr : "unexpected reply");
+        set_err(err, errlen,
+                "redis: cannot read %s" ST_KEY_MESH_ORPHANS " / " ST_KEY_MESH_PENDING ": %s",
+                prefix, c->err ? c->errstr : "unexpected reply");
         goto done;
     }
     if (meta->elements == 0 && members->elements == 0 && !m->has_mesh) {
         char hint[600];
         known_services(c, hint, sizeof(hint));
-        set_err(err, errlen, "no data for service '%s' in Redis %s:%d db %d (no key %smeta)%s%s",
+        set_err(err, errlen,
+                "no data for service '%s' in Redis %s:%d db %d (no key %s" ST_KEY_META ")%s%s",
                 opt->service, opt->redis.host, opt->redis.port, opt->redis.db, prefix,
                 hint[0] ? "; services with data: " : "; no shadowtee data in this database", hint);
         goto done;
     }
-    const char *bounds = NULL;
+    const char *bounds = NULL, *schema = NULL;
     for (size_t i = 0; i < meta->elements; i += 2) {
         const char *f = meta->element[i]->str;
-        if (!strcmp(f, "hist_bounds_ms"))
+        if (!strcmp(f, ST_META_HIST_BOUNDS_MS))
             bounds = meta->element[i + 1]->str;
-        else if (!strcmp(f, "first_seen_ms"))
+        else if (!strcmp(f, ST_META_FIRST_SEEN_MS))
             m->first_seen_ms = atoll(meta->element[i + 1]->str);
-        else if (!strcmp(f, "last_seen_ms"))
+        else if (!strcmp(f, ST_META_LAST_SEEN_MS))
             m->last_seen_ms = atoll(meta->element[i + 1]->str);
-        else if (!strcmp(f, "schema"))
-            m->schema = atoi(meta->element[i + 1]->str);
+        else if (!strcmp(f, ST_META_SCHEMA))
+            schema = meta->element[i + 1]->str;
+    }
+    if (schema && check_schema(schema, &m->schema) != 0) {
+        set_err(err, errlen,
+                "service '%s' has data of schema '%.40s' (%s" ST_KEY_META " " ST_META_SCHEMA
+                "), which this shadowtee-report does not know (it reads schema %d to %d): use the "
+                "shadowtee-report of the proxies that wrote it",
+                opt->service, schema, prefix, ST_SCHEMA_MIN, ST_SCHEMA_VERSION);
+        goto done;
     }
     m->eps = calloc(members->elements ? members->elements : 1, sizeof(*m->eps));
     if (!m->eps) goto done;
@@ -634,13 +597,15 @@ static int load_session(redisContext *c, const rpt_options_t *opt, rpt_model_t *
         goto done;
     }
     int64_t since_ms = opt->since_s ? opt->now_ms - opt->since_s * 1000 : 0;
-    static const char *const sfx[] = {"counts", "paths", "noise_paths", "lat:primary",
-                                      "lat:shadow"};
+    static const char *const sfx[] = {ST_KEY_EP_COUNTS, ST_KEY_EP_PATHS, ST_KEY_EP_NOISE_PATHS,
+                                      ST_KEY_EP_LAT_PRIMARY, ST_KEY_EP_LAT_SHADOW};
     for (size_t i = 0; i < m->neps; i++) {
         const char *n = m->eps[i].name;
         for (size_t k = 0; k < 5; k++)
-            redisAppendCommand(c, "HGETALL %sep:%s:%s", prefix, n, sfx[k]);
-        redisAppendCommand(c, "LRANGE %sep:%s:samples 0 -1", prefix, n);
+            redisAppendCommand(c, "HGETALL %s" ST_KEY_EP "%s" ST_KEY_EP_SEP "%s", prefix, n,
+                               sfx[k]);
+        redisAppendCommand(c, "LRANGE %s" ST_KEY_EP "%s" ST_KEY_EP_SEP ST_KEY_EP_SAMPLES " 0 -1",
+                           prefix, n);
     }
     for (size_t i = 0; i < m->neps; i++) {
         rpt_endpoint_t *ep = &m->eps[i];
@@ -668,6 +633,7 @@ static int load_session(redisContext *c, const rpt_options_t *opt, rpt_model_t *
                                load_hist(&ep->lat_shadow, r[4]) == 0)) &&
                  load_samples(ep, r[5], since_ms) == 0;
             rpt_counts_sort(&ep->kinds);
+            rpt_counts_sort(&ep->noise_kinds);
             rpt_counts_sort(&ep->reasons);
             if (since_ms) ep->t = all_time;
         }

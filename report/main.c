@@ -206,7 +206,11 @@ static int parse_args(int argc, char **argv, rpt_options_t *opt, const char **re
     if (opt->gate && !thresholds)
         return bad("%s", "--gate needs at least one of --max-divergence, --max-shadow-errors, "
                          "--max-latency-ratio, --min-compared");
-    if (rpt_parse_redis(*redis, &opt->redis, err, sizeof(err)) != 0) return bad("%s", err);
+    char why[256];
+    if (st_redis_url_parse(*redis, &opt->redis, why, sizeof(why)) != 0) {
+        snprintf(err, sizeof(err), "--redis %.200s: %.250s", *redis, why);
+        return bad("%s", err);
+    }
     return -1;
 }
 
@@ -221,10 +225,7 @@ int main(int argc, char **argv)
     opt.now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     const char *redis = NULL;
     int rc = parse_args(argc, argv, &opt, &redis);
-    if (rc >= 0) {
-        rpt_redis_addr_free(&opt.redis);
-        return rc;
-    }
+    if (rc >= 0) return rc;
 
     char err[1024];
     rpt_model_t m;
@@ -263,6 +264,5 @@ int main(int argc, char **argv)
                                             : EXIT_GATE_INCONCLUSIVE;
 done:
     rpt_model_free(&m);
-    rpt_redis_addr_free(&opt.redis);
     return rc;
 }

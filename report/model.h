@@ -13,17 +13,14 @@
 
 #include <jansson.h>
 
+#include "shadowtee/redis_url.h"
+
 /* ---- options ----------------------------------------------------------- */
 
 typedef enum { RPT_TEXT = 0, RPT_JSON, RPT_HTML } rpt_format_t;
 
-typedef struct {
-    char *host; /* owned */
-    int port;
-    char *user;     /* NULL: AUTH <password> */
-    char *password; /* NULL: no AUTH */
-    int db;
-} rpt_redis_addr_t;
+/* --redis, parsed by st_redis_url_parse (the proxy's grammar too) */
+typedef st_redis_url_t rpt_redis_addr_t;
 
 typedef struct {
     rpt_redis_addr_t redis;
@@ -85,6 +82,7 @@ typedef struct {
     rpt_counts_t paths;       /* non-noise diffs: name = path, kind */
     rpt_counts_t noise_paths; /* diffs marked noise */
     rpt_counts_t kinds;       /* non-noise diff entries per kind */
+    rpt_counts_t noise_kinds; /* noise diff entries per kind (counts' noise_kind:*) */
     rpt_counts_t reasons;     /* shadow errors per reason */
     rpt_hist_t lat_primary, lat_shadow;
     json_t *samples; /* array of sample objects as stored, newest first; owned */
@@ -93,7 +91,7 @@ typedef struct {
 
 typedef struct {
     char *service;
-    int schema;                          /* meta.schema of the data; 0: absent */
+    int schema; /* meta.schema of the data (ST_SCHEMA_MIN..ST_SCHEMA_VERSION); 0: absent */
     int latency_windowed;                /* 1: latency from the minute buckets (--since) */
     int64_t first_seen_ms, last_seen_ms; /* 0: unknown */
     int64_t window_start_ms, window_end_ms;
@@ -145,13 +143,9 @@ void rpt_counts_free(rpt_counts_t *c);
 
 /* ---- load.c ------------------------------------------------------------ */
 
-/* Parses "HOST:PORT", "HOST" or "redis://[[user]:password@]host[:port][/db]".
- * 0, or -1 with a message in err. */
-int rpt_parse_redis(const char *text, rpt_redis_addr_t *out, char *err, size_t errlen);
-void rpt_redis_addr_free(rpt_redis_addr_t *a);
-
 /* Reads the service from Redis into *m. 0; -1 with a message in err (Redis
- * unreachable, AUTH refused, no data for the service, unknown endpoint). */
+ * unreachable, AUTH refused, no data for the service, a meta.schema it does
+ * not know, unknown endpoint). */
 int rpt_load(const rpt_options_t *opt, rpt_model_t *m, char *err, size_t errlen);
 /* The same on an open connection (the caller keeps and frees it): AUTH and
  * SELECT as opt->redis says, PING, then the reads. Everything it decodes is

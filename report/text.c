@@ -1,11 +1,13 @@
 /*
  * text.c: the human-readable report (default --format text): summary,
- * endpoints by divergence, top diverging and noise paths, divergence per
- * minute, newest divergent samples side by side.
+ * endpoints by divergence, top diverging and noise paths (and noise entries
+ * by kind), divergence per minute, newest divergent samples side by side.
+ * Sample fields as include/shadowtee/schema.h spells them.
  */
 #include <string.h>
 
 #include "model.h"
+#include "shadowtee/schema.h"
 
 #define TOP_PATHS       10
 #define SAMPLES_PER_EP  3
@@ -139,6 +141,13 @@ static void endpoints(FILE *out, const rpt_model_t *m)
         for (size_t k = 0; k < ep->noise_paths.n && k < TOP_PATHS; k++)
             fprintf(out, "      %8llu  %-13s %s\n", (unsigned long long)ep->noise_paths.v[k].count,
                     ep->noise_paths.v[k].kind, ep->noise_paths.v[k].name);
+        if (ep->noise_kinds.n) { /* only data with noise entries has these lines */
+            fprintf(out, "    noise by kind:");
+            for (size_t k = 0; k < ep->noise_kinds.n; k++)
+                fprintf(out, " %s=%llu", ep->noise_kinds.v[k].name,
+                        (unsigned long long)ep->noise_kinds.v[k].count);
+            fputc('\n', out);
+        }
         if (ep->reasons.n) {
             fprintf(out, "    shadow errors:");
             for (size_t k = 0; k < ep->reasons.n; k++)
@@ -177,22 +186,23 @@ static void samples(FILE *out, const rpt_model_t *m)
             json_t *s = json_array_get(arr, k);
             if (!any++) fprintf(out, "\nNewest divergent samples (redacted as stored)\n");
             char when[32];
-            rpt_fmt_time(json_integer_value(json_object_get(s, "time_ms")), when, sizeof(when));
-            json_t *p = json_object_get(s, "primary"), *sh = json_object_get(s, "shadow");
-            const char *src = json_string_value(json_object_get(s, "source"));
+            rpt_fmt_time(json_integer_value(json_object_get(s, ST_S_TIME_MS)), when, sizeof(when));
+            json_t *p = json_object_get(s, ST_S_PRIMARY), *sh = json_object_get(s, ST_S_SHADOW);
+            const char *src = json_string_value(json_object_get(s, ST_S_SOURCE));
             fprintf(out, "  %s  %s %s  request-id %s  %s  %s  status stable %lld / shadow %lld\n",
-                    m->eps[i].name, js(s, "method"), js(s, "path"), js(s, "request_id"), when,
-                    src && !strcmp(src, "mesh") ? "mesh" : "tee",
-                    (long long)json_integer_value(json_object_get(p, "status")),
-                    (long long)json_integer_value(json_object_get(sh, "status")));
-            json_t *diffs = json_object_get(s, "diffs");
+                    m->eps[i].name, js(s, ST_S_METHOD), js(s, ST_S_PATH), js(s, ST_S_REQUEST_ID),
+                    when, src && !strcmp(src, ST_SOURCE_MESH) ? ST_SOURCE_MESH : ST_SOURCE_TEE,
+                    (long long)json_integer_value(json_object_get(p, ST_S_STATUS)),
+                    (long long)json_integer_value(json_object_get(sh, ST_S_STATUS)));
+            json_t *diffs = json_object_get(s, ST_S_DIFFS);
             for (size_t d = 0; d < json_array_size(diffs) && d < DIFFS_PER_SAMPL; d++) {
                 json_t *e = json_array_get(diffs, d);
-                fprintf(out, "    %-30s [%s%s]  stable: ", js(e, "path"), js(e, "kind"),
-                        json_is_true(json_object_get(e, "noise")) ? ", noise" : "");
-                put_value(out, json_string_value(json_object_get(e, "a")), 60);
+                fprintf(out, "    %-30s [%s%s]  stable: ", js(e, ST_S_DIFF_PATH),
+                        js(e, ST_S_DIFF_KIND),
+                        json_is_true(json_object_get(e, ST_S_DIFF_NOISE)) ? ", noise" : "");
+                put_value(out, json_string_value(json_object_get(e, ST_S_DIFF_A)), 60);
                 fputs("  shadow: ", out);
-                put_value(out, json_string_value(json_object_get(e, "b")), 60);
+                put_value(out, json_string_value(json_object_get(e, ST_S_DIFF_B)), 60);
                 fputc('\n', out);
             }
         }

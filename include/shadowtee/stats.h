@@ -28,6 +28,7 @@ typedef struct st_stats st_stats_t;
 typedef struct {
     const char *redis_host;      /* NULL: no Redis, counters stay local (metrics only) */
     int redis_port;              /* 6379 */
+    const char *redis_user;      /* NULL: AUTH <password> (the default user) */
     const char *redis_password;  /* NULL: no AUTH */
     int redis_db;                /* SELECT db, 0 */
     const char *service;         /* keys live under "shadowtee:{<service>}:" */

@@ -72,10 +72,10 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 
     rpt_options_t opt;
     memset(&opt, 0, sizeof(opt));
-    opt.redis.host = "fuzz";
+    snprintf(opt.redis.host, sizeof(opt.redis.host), "fuzz");
     opt.redis.port = 6379;
-    opt.redis.user = (flags & 1) ? "reporter" : NULL;
-    opt.redis.password = (flags & 1) ? "secret" : NULL;
+    snprintf(opt.redis.user, sizeof(opt.redis.user), "%s", (flags & 1) ? "reporter" : "");
+    snprintf(opt.redis.password, sizeof(opt.redis.password), "%s", (flags & 1) ? "secret" : "");
     opt.redis.db = (flags & 2) ? 3 : 0;
     opt.service = "svc";
     opt.endpoint = (flags & 8) ? "POST /x" : NULL;

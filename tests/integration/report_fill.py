@@ -178,6 +178,9 @@ REPORT_SCHEMA = {
             "properties": dict(_TALLY, **{
                 "endpoint": {"type": "string"}, "paths": _PATHS, "noise_paths": _PATHS,
                 "kinds": {"type": "object", "additionalProperties": _INT},
+                # only in endpoints with noise entries (counts' noise_kind:*)
+                "noise_kinds": {"type": "object", "minProperties": 1,
+                                "additionalProperties": _INT},
                 "errors_by_reason": {"type": "object", "additionalProperties": _INT},
                 "latency": _LAT, "samples": _INT, "sources": _SOURCES})}},
         "samples": {"type": "array", "items": {

@@ -181,3 +181,25 @@ def test_redis_killed_and_restarted_no_client_impact(shadowtee, apps, redis_serv
     assert _metric(text, "shadowtee_redis_reconnects_total") >= 1
     assert _metric(text, 'shadowtee_comparisons_total{result="diverged"}') + \
         _metric(text, 'shadowtee_comparisons_total{result="match"}') == 80
+
+
+def test_redis_url_with_an_acl_user(shadowtee, apps, redis_server, tmp_path):
+    """--redis redis://USER:PASSWORD@host:port/db (the grammar shadowtee-report
+    shares): the sink authenticates as that user (AUTH user password) and
+    writes into that db. The default user has another password, so an AUTH
+    with the password alone would be refused and nothing would be stored."""
+    admin = redis.Redis(port=redis_server.port, decode_responses=True)
+    admin.execute_command("ACL", "SETUSER", "alice", "on", ">al1ce-pw", "~*", "&*", "+@all")
+    admin.config_set("requirepass", "not-alice")
+    admin = redis.Redis(port=redis_server.port, password="not-alice", decode_responses=True)
+    st = _start(shadowtee, apps, redis_server, tmp_path, "acl",
+                redis="redis://alice:al1ce-pw@127.0.0.1:%d/3" % redis_server.port)
+    conn = http.client.HTTPConnection("127.0.0.1", st.port, timeout=10)
+    assert [_post(conn, i) for i in range(5)] == [200] * 5
+    conn.close()
+    r = redis.Redis(port=redis_server.port, username="alice", password="al1ce-pw", db=3,
+                    decode_responses=True)
+    key = "shadowtee:{acl}:ep:POST /v1/models/{id}/predict:counts"
+    assert _wait(lambda: r.hget(key, "compared") == "5"), r.hgetall(key)
+    assert admin.hget(key, "compared") is None  # db 0 untouched
+    assert _metric(_metrics(st.admin_port), "shadowtee_redis_errors_total") == 0

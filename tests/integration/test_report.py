@@ -294,6 +294,52 @@ def test_json_numbers_and_schema(filled):
         [(50, 0, 0), (5, 0, 5), (100, 20, 0)]
 
 
+def test_noise_kinds_in_every_format(filled, tmp_path):
+    """The counts' noise_kind:* fields (20 noise entries of kind value on
+    POST /v1/predict): shown beside the noise paths in text, JSON and HTML;
+    an endpoint without noise entries shows none (its output as before)."""
+    r = report("--redis", filled, "--service", "drv")
+    assert r.rc == 0, r
+    assert re.search(r"noise paths.*\n\s+20\s+value\s+\$\.ts\n    noise by kind: value=20\n",
+                     r.out), r.out
+    assert r.out.count("noise by kind:") == 1, r.out
+    r = report("--redis", filled, "--service", "drv", "--format", "json")
+    assert r.rc == 0, r
+    d = r.json()
+    jsonschema.validate(d, REPORT_SCHEMA)
+    eps = {e["endpoint"]: e for e in d["endpoints"]}
+    assert eps["POST /v1/predict"]["noise_kinds"] == {"value": 20}
+    assert eps["POST /v1/predict"]["kinds"] == {"value": 40}
+    assert "noise_kinds" not in eps["GET /health"]
+    out = tmp_path / "r.html"
+    r = report("--redis", filled, "--service", "drv", "--format", "html", "--output", out)
+    assert r.rc == 0, r
+    page = out.read_text()
+    assert page.count('class="muted noise-kinds"') == 1, page
+    assert re.search(r'<div class="muted noise-kinds">Noise entries by kind: value 20</div>', page)
+
+
+@pytest.mark.parametrize("schema", ["3", "0", "two"])
+def test_unknown_schema_is_refused(redis_server, schema, tmp_path):
+    """Data whose meta.schema this report does not know (a newer writer's, or
+    not a number): exit 2, one line naming the schema, nothing written."""
+    fill(redis_server.port, _spec("future"))
+    redis.Redis(port=redis_server.port).hset("shadowtee:{future}:meta", "schema", schema)
+    base = ("--redis", "127.0.0.1:%d" % redis_server.port, "--service", "future")
+    for fmt in ("text", "json", "html"):
+        out = tmp_path / ("r." + fmt)
+        for extra in ((), ("--output", out), ("--max-divergence", "5")):
+            r = report(*base, "--format", fmt, *extra)
+            assert r.rc == 2, r
+            assert r.out == "" and not out.exists(), r
+            assert r.err == ("shadowtee-report: service 'future' has data of schema '%s' "
+                             "(shadowtee:{future}:meta schema), which this shadowtee-report does "
+                             "not know (it reads schema 1 to 2): use the shadowtee-report of the "
+                             "proxies that wrote it\n" % schema), r
+    redis.Redis(port=redis_server.port).hset("shadowtee:{future}:meta", "schema", "2")
+    assert report(*base).rc == 0
+
+
 def test_since_uses_minute_buckets(filled):
     r = report("--redis", filled, "--service", "drv", "--since", "7m", "--format", "json")
     assert r.rc == 0, r

@@ -319,6 +319,19 @@ static void test_redis_url(void **state)
                      0);
     assert_int_equal(cfg.redis_port, 6379);
     assert_int_equal(cfg.redis_db, 0);
+    /* the grammar shadowtee-report shares (comparator/redis_url.c): a user, and its reason */
+    assert_int_equal(load(&cfg, NULL, err, sizeof(err), "--primary", "127.0.0.1:1", "--redis",
+                          "redis://alice:pw@[::1]:6391/7", NULL),
+                     0);
+    assert_string_equal(cfg.redis_host, "::1");
+    assert_int_equal(cfg.redis_port, 6391);
+    assert_string_equal(cfg.redis_user, "alice");
+    assert_string_equal(cfg.redis_password, "pw");
+    assert_int_equal(cfg.redis_db, 7);
+    assert_int_equal(load(&cfg, NULL, err, sizeof(err), "--primary", "127.0.0.1:1", "--redis",
+                          "http://127.0.0.1:6379", NULL),
+                     -1);
+    assert_non_null(strstr(err, "invalid Redis address 'http://127.0.0.1:6379': only redis://"));
 }
 
 static void test_methods_mask(void **state)

@@ -47,7 +47,7 @@ static int load_bytes(const char *bytes, size_t len, rpt_model_t *m, char *err, 
     assert_int_equal(pthread_create(&t, NULL, drain, &d), 0);
     rpt_options_t opt;
     memset(&opt, 0, sizeof(opt));
-    opt.redis.host = "test";
+    snprintf(opt.redis.host, sizeof(opt.redis.host), "test");
     opt.redis.port = 6379;
     opt.service = "svc";
     opt.now_ms = 1764700000000LL;
@@ -128,6 +128,72 @@ static void test_mesh_only_service_loads(void **state)
     rpt_model_free(&m);
 }
 
+/* meta.schema of a writer newer than this report (3), or not a number: the
+ * load fails with a message naming the schema, before any endpoint is read. */
+static void test_unknown_schema_is_refused(void **state)
+{
+    (void)state;
+    static const char *const metas[] = {
+        "*2\r\n$6\r\nschema\r\n$1\r\n3\r\n",
+        "*2\r\n$6\r\nschema\r\n$1\r\n0\r\n",
+        "*2\r\n$6\r\nschema\r\n$2\r\n2x\r\n",
+        "*2\r\n$6\r\nschema\r\n$0\r\n\r\n",
+    };
+    const char *shown[] = {"schema '3'", "schema '0'", "schema '2x'", "schema ''"};
+    for (size_t i = 0; i < sizeof(metas) / sizeof(metas[0]); i++) {
+        char in[512];
+        int n = snprintf(in, sizeof(in), PING "%s" MEMBERS NOMESH, metas[i]);
+        rpt_model_t m;
+        char err[512];
+        assert_int_equal(load_bytes(in, (size_t)n, &m, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, shown[i]));
+        assert_non_null(strstr(err, "reads schema 1 to 2"));
+        assert_int_equal(m.neps, 0);
+        rpt_model_free(&m);
+    }
+}
+
+/* Each schema the report knows loads, and says which it was. */
+static void test_known_schemas_load(void **state)
+{
+    (void)state;
+    for (int v = 1; v <= 2; v++) {
+        char in[512];
+        int n = snprintf(
+            in, sizeof(in),
+            PING "*2\r\n$6\r\nschema\r\n$1\r\n%d\r\n" MEMBERS NOMESH COUNTS EMPTY5 NOSAMP NOSCAN,
+            v);
+        rpt_model_t m;
+        char err[512];
+        assert_int_equal(load_bytes(in, (size_t)n, &m, err, sizeof(err)), 0);
+        assert_int_equal(m.schema, v);
+        assert_int_equal(m.total.compared, 10);
+        rpt_model_free(&m);
+    }
+}
+
+/* counts' noise_kind:* fields are loaded apart from kind:*, sorted by count. */
+static void test_noise_kinds_are_loaded(void **state)
+{
+    (void)state;
+    static const char in[] = PING META MEMBERS NOMESH
+        "*8\r\n$8\r\ncompared\r\n$1\r\n9\r\n$10\r\nkind:value\r\n$1\r\n2\r\n"
+        "$16\r\nnoise_kind:value\r\n$1\r\n3\r\n$15\r\nnoise_kind:type\r\n$1\r\n5\r\n" EMPTY5 NOSAMP
+            NOSCAN;
+    rpt_model_t m;
+    char err[512];
+    assert_int_equal(load_bytes(in, sizeof(in) - 1, &m, err, sizeof(err)), 0);
+    assert_int_equal(m.eps[0].kinds.n, 1);
+    assert_string_equal(m.eps[0].kinds.v[0].name, "value");
+    assert_int_equal(m.eps[0].kinds.v[0].count, 2);
+    assert_int_equal(m.eps[0].noise_kinds.n, 2);
+    assert_string_equal(m.eps[0].noise_kinds.v[0].name, "type");
+    assert_int_equal(m.eps[0].noise_kinds.v[0].count, 5);
+    assert_string_equal(m.eps[0].noise_kinds.v[1].name, "value");
+    assert_int_equal(m.eps[0].noise_kinds.v[1].count, 3);
+    rpt_model_free(&m);
+}
+
 static void test_meta_with_an_integer_is_refused(void **state)
 {
     (void)state;
@@ -196,6 +262,9 @@ int main(void)
         cmocka_unit_test(test_normal_service),
         cmocka_unit_test(test_mesh_keys_and_sources),
         cmocka_unit_test(test_mesh_only_service_loads),
+        cmocka_unit_test(test_unknown_schema_is_refused),
+        cmocka_unit_test(test_known_schemas_load),
+        cmocka_unit_test(test_noise_kinds_are_loaded),
         cmocka_unit_test(test_meta_with_an_integer_is_refused),
         cmocka_unit_test(test_nil_member_is_refused),
         cmocka_unit_test(test_scan_keys_outside_the_pattern_are_skipped),

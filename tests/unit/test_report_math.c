@@ -94,36 +94,6 @@ static void test_counts_and_format(void **state)
     assert_string_equal(buf, "2023-11-14 22:13:20Z");
 }
 
-static void test_parse_redis(void **state)
-{
-    rpt_redis_addr_t a;
-    char err[256];
-    assert_int_equal(rpt_parse_redis("10.0.0.1:6380", &a, err, sizeof(err)), 0);
-    assert_string_equal(a.host, "10.0.0.1");
-    assert_int_equal(a.port, 6380);
-    assert_null(a.password);
-    rpt_redis_addr_free(&a);
-    assert_int_equal(rpt_parse_redis("redis://:p%40ss:w@h:7000/3", &a, err, sizeof(err)), 0);
-    assert_string_equal(a.host, "h");
-    assert_int_equal(a.port, 7000);
-    assert_null(a.user);
-    assert_string_equal(a.password, "p%40ss:w"); /* no percent-decoding */
-    assert_int_equal(a.db, 3);
-    rpt_redis_addr_free(&a);
-    assert_int_equal(rpt_parse_redis("redis://alice:pw@cache", &a, err, sizeof(err)), 0);
-    assert_string_equal(a.user, "alice");
-    assert_string_equal(a.password, "pw");
-    assert_int_equal(a.port, 6379);
-    assert_int_equal(a.db, 0);
-    rpt_redis_addr_free(&a);
-    assert_int_equal(rpt_parse_redis("h:0", &a, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "bad port"));
-    assert_int_equal(rpt_parse_redis("redis://h/x", &a, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "bad database"));
-    assert_int_equal(rpt_parse_redis(":6379", &a, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "missing host"));
-}
-
 static rpt_options_t gate_opts(double max_div, double max_err, double max_lat, int64_t min_cmp)
 {
     rpt_options_t opt;
@@ -259,7 +229,6 @@ int main(void)
         cmocka_unit_test(test_wilson),
         cmocka_unit_test(test_quantiles),
         cmocka_unit_test(test_counts_and_format),
-        cmocka_unit_test(test_parse_redis),
         cmocka_unit_test(test_gate_three_verdicts),
         cmocka_unit_test(test_gate_precedence_and_missing_data),
     };
