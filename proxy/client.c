@@ -594,12 +594,10 @@ static void mesh_finish(st_client_t *c, const char *error, double seconds)
                                                                         : ST_MDROP_QUEUE_BYTES]);
 }
 
-/* Shadow role, a request outside the share: no upstream; its body is read
- * and dropped (C_BODY without c->up), then local_answer. */
-static void start_local(st_client_t *c)
+/* The head went (or will go) out: a client waiting on Expect: 100-continue
+ * is told to send its body, and reading resumes. */
+static void body_begins(st_client_t *c)
 {
-    c->state = C_BODY;
-    arm(c, c->w->cfg->idle_timeout_ms);
     if (c->expect) {
         if (add(c, DIR_CL, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0 || flush(c, DIR_CL) != 0) {
             client_close(c, "client_write_error");
@@ -608,6 +606,15 @@ static void start_local(st_client_t *c)
     }
     c->need_exec = 1;
     client_process(c);
+}
+
+/* Shadow role, a request outside the share: no upstream; its body is read
+ * and dropped (C_BODY without c->up), then local_answer. */
+static void start_local(st_client_t *c)
+{
+    c->state = C_BODY;
+    arm(c, c->w->cfg->idle_timeout_ms);
+    body_begins(c);
 }
 
 /* The request is complete: 204 with x-shadowtee-mesh: unsampled. */
@@ -1156,14 +1163,7 @@ static void up_on_ready(void *owner, st_upconn_t *u)
         upstream_failed(c, ST_UPFAIL_RESET);
         return;
     }
-    if (c->expect) {
-        if (add(c, DIR_CL, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0 || flush(c, DIR_CL) != 0) {
-            client_close(c, "client_write_error");
-            return;
-        }
-    }
-    c->need_exec = 1;
-    client_process(c);
+    body_begins(c);
 }
 
 static void start_upstream(st_client_t *c)
