@@ -164,9 +164,11 @@ static int pm_headers_complete(llhttp_t *p)
     c->upgrade_hdrs = c->field_len = c->upgrade_len = 0;
     if (!c->is_response) return 0;
     int status = llhttp_get_status_code(p);
-    if (status >= 100 && status < 200 && status != 101) return 0; /* interim: llhttp skips a body */
+    /* RFC 9112 6.3: a 1xx ends at its empty line whatever its headers say
+     * (llhttp would read a Content-Length body after it), as does any
+     * response to HEAD and a 204 or 304 */
+    if (status >= 100 && status < 200 && status != 101) return 1;
     size_t i = c->finals++;
-    /* RFC 9112 6.3: no body after HEAD, 204 and 304, whatever the headers say */
     return (i < c->nheads && c->heads[i]) || status == 204 || status == 304 ? 1 : 0;
 }
 
