@@ -232,6 +232,8 @@ def test_every_address_dead_is_502_with_one_clear_line(shadowtee, hosts):
     assert r.status == 502
     assert wait_for(lambda: get(st.admin_port, "/readyz").status == 503, 10)
     assert b"primary unreachable" in get(st.admin_port, "/readyz").body
+    # the log's ring reaches stderr off the loop: wait for the line, then count
+    assert wait_for(lambda: "every address failed" in st.proc.stderr(), 10), st.proc.stderr()
     err = st.proc.stderr()
     lines = [ln for ln in err.splitlines() if "every address failed" in ln]
     assert len(lines) == 1, err
@@ -257,6 +259,7 @@ def test_name_that_stops_resolving_keeps_its_addresses(shadowtee, upstream, host
                                    pool="primary", result="failed") >= 3, 10)
     for i in range(3):
         assert get(st.port, "/b%d" % i).status == 200
+    assert wait_for(lambda: "does not resolve, keeping its last addresses" in st.proc.stderr(), 10)
     err = st.proc.stderr()
     lines = [ln for ln in err.splitlines() if "does not resolve, keeping its last addresses" in ln]
     assert len(lines) == 1 and "pool=primary" in lines[0], err
