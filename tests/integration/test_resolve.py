@@ -180,7 +180,7 @@ def test_address_change_is_followed_without_restart(shadowtee, hosts):
         assert metric(m, "shadowtee_upstream_resolutions_total", pool="shadow", result="changed") == 1
         assert wait_for(lambda: metric(metrics(st.admin_port), "shadowtee_upstream_resolutions_total",
                                        pool="primary", result="unchanged") >= 1, 10)  # and goes on
-        assert "upstream addresses changed" in st.proc.stderr()
+        assert wait_for(lambda: "upstream addresses changed" in st.proc.stderr(), 10)
     finally:
         for u in (old, new, sold, snew):
             if u:

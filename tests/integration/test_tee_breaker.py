@@ -44,7 +44,7 @@ def test_timeouts_in_a_row_mark_the_shadow_down_then_a_probe_brings_it_back(shad
     _get(st, ["/a0", "/a1", "/a2"])  # three copies in flight at once, all time out together
     assert shadow.wait_requests(3) == 3
     assert wait_for(lambda: _m(st, "shadowtee_shadow_errors_total", reason="timeout") == 3, timeout=5)
-    assert "shadow marked down" in st.proc.stderr()
+    assert wait_for(lambda: "shadow marked down" in st.proc.stderr(), 10)
 
     # down: copies are skipped, none is sent
     _get(st, ["/down%d" % i for i in range(4)])
@@ -66,7 +66,7 @@ def test_timeouts_in_a_row_mark_the_shadow_down_then_a_probe_brings_it_back(shad
 
     _probe_answered_then_all_mirrored(st, "/up")
     assert wait_for(lambda: _m(st, "shadowtee_shadow_responses_total", code="2xx") >= 6, timeout=5)
-    assert "shadow up again" in st.proc.stderr()
+    assert wait_for(lambda: "shadow up again" in st.proc.stderr(), 10)
 
 
 def test_eject_timeouts_zero_never_marks_a_slow_shadow_down(shadowtee, upstream):

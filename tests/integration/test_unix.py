@@ -78,6 +78,7 @@ def test_missing_socket_is_502_with_a_clear_line_until_it_appears(shadowtee, soc
     assert get(st.port, "/early").status == 502
     assert wait_for(lambda: get(st.admin_port, "/readyz").status == 503, 10)
     assert b"primary unreachable" in get(st.admin_port, "/readyz").body
+    assert wait_for(lambda: "every address failed" in st.proc.stderr(), 10)  # the log's ring drains off the loop
     lines = [ln for ln in st.proc.stderr().splitlines() if "every address failed" in ln]
     assert len(lines) == 1, st.proc.stderr()
     assert "upstream=unix:%s" % path in lines[0], lines[0]
