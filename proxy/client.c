@@ -516,6 +516,15 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
+/* The comparator feed refused a half (full queue or byte budget): counted by
+ * the reason the feed gave. */
+static void half_refused(st_worker_t *w)
+{
+    enum st_mesh_drop why =
+        w->cmpfeed.last_skip == ST_CMPSKIP_BUSY ? ST_MDROP_COMPARATOR_BUSY : ST_MDROP_QUEUE_BYTES;
+    ST_INC(w->metrics.mesh_dropped[why]);
+}
+
 /* ---- mesh mode (--mirror-mode mesh) ---------------------------------------
  * The mesh mirrors; this sidecar only decides from the request id whether
  * the request is in the compared share (mesh.h) and, when it is, captures
@@ -552,9 +561,7 @@ static void mesh_begin(st_client_t *c)
     if (c->upgrade) return; /* passes through, never compared (as in tee mode) */
     if (w->cmpfeed.nthreads == 0) return;
     if (!st_cmpfeed_admit(&w->cmpfeed)) { /* no copy made for a half that would be dropped */
-        ST_INC(w->metrics
-                   .mesh_dropped[w->cmpfeed.last_skip == ST_CMPSKIP_BUSY ? ST_MDROP_COMPARATOR_BUSY
-                                                                         : ST_MDROP_QUEUE_BYTES]);
+        half_refused(w);
         return;
     }
     st_cmpjob_t *j = st_cmpjob_new(ST_CMPJOB_HALF);
@@ -589,9 +596,7 @@ static void mesh_finish(st_client_t *c, const char *error, double seconds)
         st_tee_kick_later(w);
         return;
     }
-    ST_INC(
-        w->metrics.mesh_dropped[w->cmpfeed.last_skip == ST_CMPSKIP_BUSY ? ST_MDROP_COMPARATOR_BUSY
-                                                                        : ST_MDROP_QUEUE_BYTES]);
+    half_refused(w);
 }
 
 /* The head went (or will go) out: a client waiting on Expect: 100-continue

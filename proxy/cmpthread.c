@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -456,6 +457,18 @@ void st_cmpthread_join(st_cmpthread_t *ct)
     pthread_mutex_destroy(&ct->pub_lock);
 }
 
+/* One histogram summed over the comparator threads: the st_hist_t at `off`
+ * in each (at most 64). */
+static void render_hist(FILE *out, st_cmpthread_t *all, size_t n, size_t off, const char *name,
+                        const char *help)
+{
+    const st_hist_t *h[64];
+    size_t nh = 0;
+    for (size_t t = 0; t < n && nh < 64; t++)
+        h[nh++] = (const st_hist_t *)((const char *)&all[t] + off);
+    st_hist_render(out, name, help, h, nh);
+}
+
 /* ---- metrics --------------------------------------------------------------- */
 
 void st_cmpthread_render(st_cmpthread_t *all, size_t n, FILE *out)
@@ -509,12 +522,9 @@ void st_cmpthread_render(st_cmpthread_t *all, size_t n, FILE *out)
             "within --compare-cpu.\n# TYPE shadowtee_compare_paused_seconds_total counter\n"
             "shadowtee_compare_paused_seconds_total %.6f\n",
             (double)cpu / 1e9, (double)paused / 1e9);
-    const st_hist_t *h[64];
-    size_t nh = 0;
-    for (size_t t = 0; t < n && nh < 64; t++)
-        h[nh++] = &all[t].duration;
-    st_hist_render(out, "shadowtee_compare_duration_seconds",
-                   "Time a comparator thread spent on one comparison.", h, nh);
+    render_hist(out, all, n, offsetof(st_cmpthread_t, duration),
+                "shadowtee_compare_duration_seconds",
+                "Time a comparator thread spent on one comparison.");
     st_stats_t *s[64];
     size_t ns = 0;
     for (size_t t = 0; t < n && t < 64; t++) /* held until rendered: none is freed meanwhile */
@@ -597,12 +607,8 @@ void st_cmpthread_render_mesh(const st_config_t *cfg, st_metrics_t *const *worke
     for (int r = 0; r < 3; r++)
         fprintf(out, "shadowtee_mesh_orphans_swept_total{side=\"%s\"} %" PRIu64 "\n", sides[r],
                 orphans[r]);
-    const st_hist_t *h[64];
-    size_t nh = 0;
-    for (size_t t = 0; t < n && nh < 64; t++)
-        h[nh++] = &all[t].mesh_join;
-    st_hist_render(out, "shadowtee_mesh_join_seconds",
-                   "Arrival of a pair's second half minus its first's (Redis clock).", h, nh);
+    render_hist(out, all, n, offsetof(st_cmpthread_t, mesh_join), "shadowtee_mesh_join_seconds",
+                "Arrival of a pair's second half minus its first's (Redis clock).");
 }
 
 /* ---- the producer end ------------------------------------------------------ */
