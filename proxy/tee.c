@@ -49,13 +49,13 @@ typedef struct st_leg {
 
 struct st_mirror {
     st_worker_t *w;
-    st_list_t link;  /* in w->mirrors */
-    st_list_t qlink; /* in w->tee_queue while queued */
+    st_list_t link;  /* in w->tee.mirrors */
+    st_list_t qlink; /* in w->tee.queue while queued */
     st_sbuf_t head;  /* mirror request head, completed at dispatch */
     st_sbuf_t body;  /* copy of the request body */
     int has_body;
     int method;
-    int queued;     /* request complete, waiting in w->tee_queue to be sent */
+    int queued;     /* request complete, waiting in w->tee.queue to be sent */
     int dispatched; /* the shadow leg was started */
     int probe;      /* this copy probes a shadow marked down (see shadow_down) */
     int primary_done;
@@ -65,7 +65,7 @@ struct st_mirror {
     int starting; /* inside st_tee_request_done: do not finish yet */
     st_capture_t primary;
     st_leg_t legs[2];
-    size_t mem; /* bytes accounted in w->mirror_mem */
+    size_t mem; /* bytes accounted in w->tee.mem */
     char rid[129];
     char method_name[24];
     char *path; /* request target, NUL-terminated */
@@ -121,7 +121,7 @@ static void skip(st_worker_t *w, enum st_skip why)
 static void account(st_mirror_t *m, size_t add)
 {
     m->mem += add;
-    m->w->mirror_mem += add;
+    m->w->tee.mem += add;
     ST_ADD(m->w->metrics.mirror_bytes, add);
 }
 
@@ -131,7 +131,7 @@ static void end_probe(st_mirror_t *m)
 {
     if (!m->probe) return;
     m->probe = 0;
-    m->w->shadow_probing = 0;
+    m->w->tee.shadow.probing = 0;
 }
 
 static void mirror_free(st_mirror_t *m)
@@ -142,8 +142,8 @@ static void mirror_free(st_mirror_t *m)
     st_list_remove(&m->link);
     if (m->queued) st_list_remove(&m->qlink);
     end_probe(m);
-    w->mirrors_inflight--;
-    w->mirror_mem -= m->mem;
+    w->tee.inflight--;
+    w->tee.mem -= m->mem;
     ST_ADD(w->metrics.mirror_bytes, -(uint64_t)m->mem);
     ST_ADD(w->metrics.mirror_inflight, -1);
     st_sbuf_free(&m->head);
@@ -170,8 +170,8 @@ static void mirror_free(st_mirror_t *m)
 static int shadow_admits(st_worker_t *w, int *probe)
 {
     *probe = 0;
-    if (w->shadow_backoff_ms == 0) return 1;
-    if (uv_now(&w->loop) < w->shadow_down_until || w->shadow_probing) return 0;
+    if (w->tee.shadow.backoff_ms == 0) return 1;
+    if (uv_now(&w->loop) < w->tee.shadow.down_until || w->tee.shadow.probing) return 0;
     *probe = 1;
     return 1;
 }
@@ -179,20 +179,20 @@ static int shadow_admits(st_worker_t *w, int *probe)
 static void shadow_down(st_worker_t *w, const char *why)
 {
     uint64_t now = uv_now(&w->loop);
-    if (now < w->shadow_down_until) return; /* copies sent before it went down count once */
-    w->shadow_backoff_ms = w->shadow_backoff_ms ? w->shadow_backoff_ms * 2 : 250;
-    if (w->shadow_backoff_ms > 8000) w->shadow_backoff_ms = 8000;
-    w->shadow_down_until = now + w->shadow_backoff_ms;
+    if (now < w->tee.shadow.down_until) return; /* copies sent before it went down count once */
+    w->tee.shadow.backoff_ms = w->tee.shadow.backoff_ms ? w->tee.shadow.backoff_ms * 2 : 250;
+    if (w->tee.shadow.backoff_ms > 8000) w->tee.shadow.backoff_ms = 8000;
+    w->tee.shadow.down_until = now + w->tee.shadow.backoff_ms;
     st_info("msg=\"shadow marked down\" worker=%d reason=%s backoff_ms=%llu", w->id, why,
-            (unsigned long long)w->shadow_backoff_ms);
+            (unsigned long long)w->tee.shadow.backoff_ms);
 }
 
 static void shadow_answered(st_worker_t *w)
 {
-    w->shadow_timeouts = 0;
-    if (w->shadow_backoff_ms == 0) return;
-    w->shadow_backoff_ms = 0;
-    w->shadow_down_until = 0;
+    w->tee.shadow.timeouts = 0;
+    if (w->tee.shadow.backoff_ms == 0) return;
+    w->tee.shadow.backoff_ms = 0;
+    w->tee.shadow.down_until = 0;
     st_info("msg=\"shadow up again\" worker=%d", w->id);
 }
 
@@ -215,7 +215,7 @@ int st_tee_over_cap(size_t inflight, size_t cap, uint64_t random)
 
 static int over_inflight_cap(st_worker_t *w)
 {
-    return st_tee_over_cap(w->mirrors_inflight, w->mirror_cap, st_worker_random(w));
+    return st_tee_over_cap(w->tee.inflight, w->tee.cap, st_worker_random(w));
 }
 
 static uint64_t fnv1a(const char *p, size_t n)
@@ -277,7 +277,7 @@ st_mirror_t *st_tee_begin(st_worker_t *w, const st_tee_request_t *r)
         return NULL;
     }
     size_t want = 1024 + (r->has_body && !r->chunked ? (size_t)r->content_length : 0);
-    if (w->mirror_mem + want > w->mirror_mem_cap) {
+    if (w->tee.mem + want > w->tee.mem_cap) {
         skip(w, ST_SKIP_MEMORY_BUDGET);
         return NULL;
     }
@@ -288,7 +288,7 @@ st_mirror_t *st_tee_begin(st_worker_t *w, const st_tee_request_t *r)
     }
     m->w = w;
     m->probe = probe;
-    w->shadow_probing |= probe;
+    w->tee.shadow.probing |= probe;
     m->method = r->method;
     m->has_body = r->has_body;
     /* a full comparator queue now: the pair is dropped (counted) before any
@@ -318,8 +318,8 @@ st_mirror_t *st_tee_begin(st_worker_t *w, const st_tee_request_t *r)
         .host_suffix = cfg->shadow_host_suffix == ST_HOST_SUFFIX_APPEND,
         .framing = ST_FRAME_OPEN,
     };
-    st_list_push(&w->mirrors, &m->link);
-    w->mirrors_inflight++;
+    st_list_push(&w->tee.mirrors, &m->link);
+    w->tee.inflight++;
     ST_ADD(w->metrics.mirror_inflight, 1);
     if (!m->path || st_http_build_request_head(&m->head, r->req, &o) != 0 ||
         (r->has_body && !r->chunked && st_sbuf_reserve(&m->body, (size_t)r->content_length) != 0)) {
@@ -340,7 +340,7 @@ int st_tee_body(st_mirror_t *m, const char *data, size_t len)
         return -1;
     }
     size_t before = m->body.cap;
-    if (m->body.len + len + 1 > m->body.cap && w->mirror_mem + len > w->mirror_mem_cap) {
+    if (m->body.len + len + 1 > m->body.cap && w->tee.mem + len > w->tee.mem_cap) {
         skip(w, ST_SKIP_MEMORY_BUDGET);
         mirror_free(m);
         return -1;
@@ -368,8 +368,8 @@ st_capture_t *st_tee_primary_capture(st_mirror_t *m)
 
 static void arm_prepare(st_worker_t *w)
 {
-    if (w->tee_prepare_open && !uv_is_active((uv_handle_t *)&w->tee_prepare))
-        uv_prepare_start(&w->tee_prepare, on_tee_prepare);
+    if (w->tee.prepare_open && !uv_is_active((uv_handle_t *)&w->tee.prepare))
+        uv_prepare_start(&w->tee.prepare, on_tee_prepare);
 }
 
 void st_tee_kick_later(st_worker_t *w)
@@ -478,8 +478,9 @@ static void leg_fail(st_leg_t *leg, enum st_upfail why)
         if (why == ST_UPFAIL_CONNECT || why == ST_UPFAIL_TLS) {
             shadow_down(w, why == ST_UPFAIL_TLS ? "tls" : "connect");
         } else if (why == ST_UPFAIL_TIMEOUT) {
-            w->shadow_timeouts++;
-            if (leg->m->probe || (eject && w->shadow_timeouts >= eject)) shadow_down(w, "timeout");
+            w->tee.shadow.timeouts++;
+            if (leg->m->probe || (eject && w->tee.shadow.timeouts >= eject))
+                shadow_down(w, "timeout");
         } else {
             shadow_answered(w); /* it answered, wrongly: compared as an error, not ejected */
         }
@@ -677,8 +678,8 @@ static void dispatch(st_mirror_t *m)
 static void on_tee_prepare(uv_prepare_t *h)
 {
     st_worker_t *w = h->data;
-    while (!st_list_empty(&w->tee_queue))
-        dispatch(st_list_entry(w->tee_queue.next, st_mirror_t, qlink));
+    while (!st_list_empty(&w->tee.queue))
+        dispatch(st_list_entry(w->tee.queue.next, st_mirror_t, qlink));
     st_cmpfeed_kick(&w->cmpfeed);
     uv_prepare_stop(h);
 }
@@ -691,31 +692,31 @@ void st_tee_request_done(st_mirror_t *m)
     else
         st_sbuf_append(&m->head, "\r\n", 2);
     m->queued = 1;
-    st_list_push(&w->tee_queue, &m->qlink);
+    st_list_push(&w->tee.queue, &m->qlink);
     arm_prepare(w);
 }
 
 int st_tee_worker_init(st_worker_t *w)
 {
-    st_list_init(&w->tee_queue);
-    int rc = uv_prepare_init(&w->loop, &w->tee_prepare);
+    st_list_init(&w->tee.queue);
+    int rc = uv_prepare_init(&w->loop, &w->tee.prepare);
     if (rc) return rc;
-    w->tee_prepare.data = w;
-    w->tee_prepare_open = 1;
+    w->tee.prepare.data = w;
+    w->tee.prepare_open = 1;
     return 0;
 }
 
 void st_tee_worker_close(st_worker_t *w)
 {
-    if (!w->tee_prepare_open) return;
-    w->tee_prepare_open = 0;
-    uv_close((uv_handle_t *)&w->tee_prepare, NULL); /* nothing to free */
+    if (!w->tee.prepare_open) return;
+    w->tee.prepare_open = 0;
+    uv_close((uv_handle_t *)&w->tee.prepare, NULL); /* nothing to free */
 }
 
 void st_tee_abort_all(st_worker_t *w)
 {
-    st_list_t *n = w->mirrors.next;
-    while (n != &w->mirrors) {
+    st_list_t *n = w->tee.mirrors.next;
+    while (n != &w->tee.mirrors) {
         st_mirror_t *m = st_list_entry(n, st_mirror_t, link);
         n = n->next;
         if (m->finished) continue;

@@ -16,12 +16,40 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "buf.h"
 #include "http.h"
+#include "list.h"
 
 struct st_worker;
 typedef struct st_mirror st_mirror_t;
+
+/* The shadow's health as one worker sees it: marked down after a failed
+ * connect or a run of response timeouts, for a backoff that doubles (250 ms
+ * .. 8 s), then one probe copy decides. Read and written by tee.c only. */
+typedef struct {
+    uint64_t down_until; /* uv_now before which the shadow is treated as down */
+    uint64_t backoff_ms; /* 0: the shadow is up; else its current backoff */
+    unsigned timeouts;   /* shadow response timeouts in a row */
+    int probing;         /* a probe copy is in flight to a shadow marked down */
+} st_shadow_health_t;
+
+/* One worker's tee state, embedded in st_worker_t (worker.h): its mirrors,
+ * their caps and the send queue. The worker sets mirrors, cap and mem_cap
+ * up (st_worker_init), st_tee_worker_init the queue and its prepare handle;
+ * everything else is tee.c's. */
+typedef struct {
+    st_list_t mirrors; /* st_mirror_t alive (in flight or waiting for the primary) */
+    size_t inflight;   /* mirrors in the list */
+    size_t mem;        /* bytes of mirror copies held */
+    size_t cap;        /* this worker's share of --shadow-max-inflight */
+    size_t mem_cap;    /* this worker's share of --mirror-memory-budget */
+    st_list_t queue;   /* st_mirror_t complete, sent by prepare before the next poll */
+    uv_prepare_t prepare;
+    int prepare_open;
+    st_shadow_health_t shadow; /* the shadow's health */
+} st_tee_t;
 
 /* A captured response (primary, shadow or noise) for the comparator. */
 typedef struct {

@@ -36,7 +36,7 @@ void st_worker_maybe_done(st_worker_t *w)
 {
     st_listener_resume(&w->listener); /* paused for descriptors or at the cap: one came free */
     if (!(w->draining || w->stopping) || finishing(w)) return;
-    if (w->nclients > 0 || !st_list_empty(&w->mirrors)) return;
+    if (w->nclients > 0 || !st_list_empty(&w->tee.mirrors)) return;
     w->stopping = 2; /* finishing: released upstream connections close */
     st_pool_t *pools[] = {&w->primary_pool, &w->shadow_pool, &w->noise_pool};
     for (size_t i = 0; i < 3; i++) /* a name lookup must not hold the drain */
@@ -134,7 +134,7 @@ int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, st_cmpthread_
     w->cfg = cfg;
     w->done_async = done_async;
     st_list_init(&w->clients);
-    st_list_init(&w->mirrors);
+    st_list_init(&w->tee.mirrors);
     int rc = uv_loop_init(&w->loop);
     if (rc) return rc;
     if (st_rpool_init(&w->rpool, ST_RBUF_SIZE, 64) != 0) return UV_ENOMEM;
@@ -146,17 +146,17 @@ int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, st_cmpthread_
     rc = st_tee_worker_init(w);
     if (rc) return rc;
     size_t n = (size_t)cfg->workers;
-    w->mirror_cap = ((size_t)cfg->shadow_max_inflight + n - 1) / n;
-    w->mirror_mem_cap = cfg->mirror_memory_budget / n;
+    w->tee.cap = ((size_t)cfg->shadow_max_inflight + n - 1) / n;
+    w->tee.mem_cap = cfg->mirror_memory_budget / n;
     uint64_t idle = cfg->idle_timeout_ms < 30000 ? cfg->idle_timeout_ms : 30000;
     st_pool_init(&w->primary_pool, w, &cfg->primary, "primary", (size_t)cfg->upstream_idle_conns, 0,
                  cfg->upstream_connect_timeout_ms, idle);
-    /* a slow shadow keeps up to mirror_cap legs in flight: by default keep as
+    /* a slow shadow keeps up to tee.cap legs in flight: by default keep as
      * many idle, so their connections are reused instead of re-opened */
-    size_t shadow_idle = cfg->shadow_idle_conns ? (size_t)cfg->shadow_idle_conns : w->mirror_cap;
-    st_pool_init(&w->shadow_pool, w, &cfg->shadow, "shadow", shadow_idle, w->mirror_cap,
+    size_t shadow_idle = cfg->shadow_idle_conns ? (size_t)cfg->shadow_idle_conns : w->tee.cap;
+    st_pool_init(&w->shadow_pool, w, &cfg->shadow, "shadow", shadow_idle, w->tee.cap,
                  cfg->shadow_connect_timeout_ms, idle);
-    st_pool_init(&w->noise_pool, w, &cfg->noise, "noise", shadow_idle, w->mirror_cap,
+    st_pool_init(&w->noise_pool, w, &cfg->noise, "noise", shadow_idle, w->tee.cap,
                  cfg->shadow_connect_timeout_ms, idle);
     w->primary_pool.tls_ctx = tls->primary;
     w->primary_pool.tls_side = ST_TLS_PRIMARY;

@@ -21,6 +21,7 @@
 #include "listener.h"
 #include "mesh.h"
 #include "metrics.h"
+#include "tee.h"
 #include "tls.h"
 #include "upstream.h"
 
@@ -61,18 +62,7 @@ typedef struct st_worker {
 
     st_list_t clients; /* st_client_t */
     size_t nclients;
-    st_list_t mirrors; /* st_mirror_t alive (in flight or waiting for the primary) */
-    size_t mirrors_inflight;
-    size_t mirror_mem;     /* bytes of mirror copies held */
-    size_t mirror_cap;     /* this worker's share of --shadow-max-inflight */
-    size_t mirror_mem_cap; /* this worker's share of --mirror-memory-budget */
-    st_list_t tee_queue;   /* st_mirror_t complete, sent by tee_prepare before the next poll */
-    uv_prepare_t tee_prepare;
-    int tee_prepare_open;
-    uint64_t shadow_down_until; /* uv_now before which the shadow is treated as down */
-    uint64_t shadow_backoff_ms; /* 0: the shadow is up; else its current backoff */
-    unsigned shadow_timeouts;   /* shadow response timeouts in a row */
-    int shadow_probing;         /* a probe copy is in flight to a shadow marked down */
+    st_tee_t tee; /* mirrors, their caps, send queue, shadow health (tee.h) */
 
     uint64_t rng;             /* xorshift64* state */
     st_cmpfeed_t cmpfeed;     /* rings to the comparator threads; no threads: nothing compared */

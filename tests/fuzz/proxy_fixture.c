@@ -499,8 +499,8 @@ static void run_until(int (*settled)(void *), void *arg, const char *what)
 static int exchange_settled(void *arg)
 {
     client_end_t *ce = arg;
-    return ce->eof && fx.w.nclients == 0 && st_list_empty(&fx.w.mirrors) &&
-           st_list_empty(&fx.w.tee_queue);
+    return ce->eof && fx.w.nclients == 0 && st_list_empty(&fx.w.tee.mirrors) &&
+           st_list_empty(&fx.w.tee.queue);
 }
 
 static int upstreams_idle(void *arg)
