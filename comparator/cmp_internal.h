@@ -119,7 +119,7 @@ size_t stc_rules_templates(const st_rules_t *rules, const char *const **out);
 void stc_rules_redact_paths(const st_rules_t *rules, const stc_pattern_t *const **out, size_t *n);
 size_t stc_rules_max_depth(const st_rules_t *rules);
 
-/* ---- results ----------------------------------------------------------- */
+/* ---- results (diff_result.c) ------------------------------------------- */
 
 /* Collects differences. Entries beyond `cap` are only counted; when `noise`
  * is set, each difference is checked against it and counted as noise or
@@ -156,6 +156,9 @@ int stc_path_covers(const char *np, const char *path);
 char *stc_text_dup(const char *s, size_t len);
 /* Bytes as printable text: \xNN for bytes outside printable ASCII. */
 char *stc_escape_bytes(const char *s, size_t len);
+/* Appends the escaped form of s[0..len) to out (room: 4 bytes per input
+ * byte): \" \\ and \xNN outside printable ASCII. Returns the new length. */
+size_t stc_escape_into(char *out, size_t used, const char *s, size_t len);
 
 /* ---- st_compare's parts ------------------------------------------------- */
 
