@@ -283,11 +283,12 @@ static void trim(const char **v, size_t *len)
 }
 
 /* Values of one header name (repeated headers joined by ", ") for a/b. */
-static char *header_text(const st_rules_t *rules, const st_header_t *const *h, size_t n)
+static char *header_text(const stc_policy_t *pol, const st_header_t *const *h, size_t n)
 {
     if (n == 0) return NULL;
     if (name_is(h[0]->name, h[0]->name_len, "set-cookie")) return stc_text_dup("[present]", 9);
-    if (st_redact_header(rules, h[0]->name, h[0]->name_len)) return stc_text_dup("[REDACTED]", 10);
+    if (st_policy_redact_header(pol, h[0]->name, h[0]->name_len))
+        return stc_text_dup("[REDACTED]", 10);
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += h[i]->value_len + 2;
@@ -349,7 +350,7 @@ static size_t group_end(const st_header_t *const *v, size_t n, size_t i)
     return j;
 }
 
-static void header_entry(const st_rules_t *rules, const st_header_t *const *a, size_t na,
+static void header_entry(const stc_policy_t *pol, const st_header_t *const *a, size_t na,
                          const st_header_t *const *b, size_t nb, stc_sink_t *sink)
 {
     const st_header_t *h = na ? a[0] : b[0];
@@ -361,14 +362,14 @@ static void header_entry(const st_rules_t *rules, const st_header_t *const *a, s
     path[7 + n] = '\0';
     char *ta = NULL, *tb = NULL;
     if (stc_sink_wants(sink)) {
-        ta = header_text(rules, a, na);
-        tb = header_text(rules, b, nb);
+        ta = header_text(pol, a, na);
+        tb = header_text(pol, b, nb);
     }
     stc_sink_add(sink, ST_DIFF_HEADER, path, ta, tb, 0);
 }
 
-static void diff_headers(const st_rules_t *rules, const stc_policy_t *pol, const st_response_t *a,
-                         const st_response_t *b, stc_sink_t *sink)
+static void diff_headers(const stc_policy_t *pol, const st_response_t *a, const st_response_t *b,
+                         stc_sink_t *sink)
 {
     const st_header_t *sa[32], *sb[32], **va = NULL, **vb = NULL;
     size_t na = sorted_headers(pol, a, sa, 32, &va);
@@ -385,7 +386,7 @@ static void diff_headers(const st_rules_t *rules, const stc_policy_t *pol, const
         size_t ie = c <= 0 ? group_end(va, na, i) : i;
         size_t je = c >= 0 ? group_end(vb, nb, j) : j;
         if (c != 0 || !same_values(va + i, ie - i, vb + j, je - j))
-            header_entry(rules, va + i, ie - i, vb + j, je - j, sink);
+            header_entry(pol, va + i, ie - i, vb + j, je - j, sink);
         i = ie;
         j = je;
     }
@@ -396,8 +397,8 @@ out:
 
 /* ---- st_compare ---------------------------------------------------------- */
 
-void stc_compare_head(const st_rules_t *rules, const stc_policy_t *pol, const st_response_t *a,
-                      const st_response_t *b, stc_sink_t *sink)
+void stc_compare_head(const stc_policy_t *pol, const st_response_t *a, const st_response_t *b,
+                      stc_sink_t *sink)
 {
     if (a->status != b->status) {
         char *ta = NULL, *tb = NULL;
@@ -410,13 +411,13 @@ void stc_compare_head(const st_rules_t *rules, const stc_policy_t *pol, const st
         }
         stc_sink_add(sink, ST_DIFF_STATUS, "status", ta, tb, 0);
     }
-    diff_headers(rules, pol, a, b, sink);
+    diff_headers(pol, a, b, sink);
 }
 
-static void compare_pair(const st_rules_t *rules, const stc_policy_t *pol, body_t *a, body_t *b,
-                         stc_sink_t *sink, stc_arena_t *scratch)
+static void compare_pair(const stc_policy_t *pol, body_t *a, body_t *b, stc_sink_t *sink,
+                         stc_arena_t *scratch)
 {
-    stc_compare_head(rules, pol, a->r, b->r, sink);
+    stc_compare_head(pol, a->r, b->r, sink);
     diff_bodies(pol, a, b, sink, scratch);
 }
 
@@ -428,13 +429,20 @@ static int usable(const st_response_t *r)
 int st_compare(const st_rules_t *rules, const char *endpoint, const st_response_t *primary,
                const st_response_t *shadow, const st_response_t *noise, st_diff_result_t *result)
 {
+    stc_policy_t pol;
+    st_policy_resolve(rules, endpoint, &pol);
+    return st_compare_policy(&pol, primary, shadow, noise, result);
+}
+
+int st_compare_policy(const stc_policy_t *pol, const st_response_t *primary,
+                      const st_response_t *shadow, const st_response_t *noise,
+                      st_diff_result_t *result)
+{
     memset(result, 0, sizeof(*result));
     if (!usable(primary) || !usable(shadow)) {
         result->verdict = ST_VERDICT_ERROR;
         return 0;
     }
-    stc_policy_t pol;
-    stc_rules_policy(rules, endpoint, &pol);
 
     stc_arena_t scratch; /* this comparison's scratch memory, freed at once */
     stc_arena_init(&scratch);
@@ -446,14 +454,14 @@ int st_compare(const st_rules_t *rules, const char *endpoint, const st_response_
     stc_sink_init(&s, STC_ENTRIES_MAX, 0);
     if (usable(noise)) {
         body_init(&bn, noise);
-        compare_pair(rules, &pol, &bp, &bn, &ns, &scratch);
+        compare_pair(pol, &bp, &bn, &ns, &scratch);
         body_deinit(&bn);
         s.noise = ns.entries;
         s.nnoise = ns.nentries;
         result->noise_compared = 1;
         result->noise_total = ns.total;
     }
-    compare_pair(rules, &pol, &bp, &bs, &s, &scratch);
+    compare_pair(pol, &bp, &bs, &s, &scratch);
     body_deinit(&bp);
     body_deinit(&bs);
     stc_arena_deinit(&scratch);

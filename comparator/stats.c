@@ -339,7 +339,7 @@ static json_t *json_bytes(const char *p, size_t n)
     return j;
 }
 
-static json_t *sample_side(const st_agg_t *s, const st_rules_t *rules, const st_response_t *r,
+static json_t *sample_side(const st_agg_t *s, const st_policy_t *pol, const st_response_t *r,
                            double seconds)
 {
     json_t *o = json_object();
@@ -357,7 +357,7 @@ static json_t *sample_side(const st_agg_t *s, const st_rules_t *rules, const st_
         const st_header_t *h = &r->headers[i];
         json_t *pair = json_array();
         json_array_append_new(pair, json_bytes(h->name, h->name_len));
-        if (st_redact_header(rules, h->name, h->name_len))
+        if (st_policy_redact_header(pol, h->name, h->name_len))
             json_array_append_new(pair, json_string(ST_S_REDACTED));
         else
             json_array_append_new(pair, json_bytes(h->value, h->value_len < SAMPLE_HDR_MAX
@@ -368,7 +368,8 @@ static json_t *sample_side(const st_agg_t *s, const st_rules_t *rules, const st_
     json_object_set_new(o, ST_S_HEADERS, hdrs);
     size_t blen = 0;
     char *body =
-        r->body ? st_redact_body(rules, r->body, r->body_len, s->cfg.sample_body_max, &blen) : NULL;
+        r->body ? st_policy_redact_body(pol, r->body, r->body_len, s->cfg.sample_body_max, &blen)
+                : NULL;
     json_object_set_new(o, ST_S_BODY, body ? json_bytes(body, blen) : json_string(""));
     free(body);
     json_object_set_new(o, ST_S_BODY_TRUNCATED,
@@ -379,7 +380,12 @@ static json_t *sample_side(const st_agg_t *s, const st_rules_t *rules, const st_
 /* The sample JSON of one divergent comparison (malloc'ed), or NULL. */
 static char *sample_json(const st_agg_t *s, const st_stats_record_t *rec)
 {
-    const st_rules_t *rules = s->cfg.rules ? s->cfg.rules : s->own_rules;
+    st_policy_t own;
+    const st_policy_t *pol = rec->policy;
+    if (!pol) { /* redaction reads only the rules' unions: any endpoint key will do */
+        st_policy_resolve(s->cfg.rules ? s->cfg.rules : s->own_rules, rec->endpoint, &own);
+        pol = &own;
+    }
     json_t *o = json_object();
     if (!o) return NULL;
     json_object_set_new(o, ST_S_TIME_MS, json_integer(rec->now_ms));
@@ -390,8 +396,8 @@ static char *sample_json(const st_agg_t *s, const st_stats_record_t *rec)
     json_object_set_new(o, ST_S_ENDPOINT, json_string(rec->endpoint ? rec->endpoint : ""));
     json_object_set_new(o, ST_S_VERDICT, json_string(st_verdict_name(rec->verdict)));
     json_object_set_new(o, ST_S_SOURCE, json_string(rec->source ? rec->source : ST_SOURCE_TEE));
-    json_object_set_new(o, ST_S_PRIMARY, sample_side(s, rules, rec->primary, rec->primary_seconds));
-    json_object_set_new(o, ST_S_SHADOW, sample_side(s, rules, rec->shadow, rec->shadow_seconds));
+    json_object_set_new(o, ST_S_PRIMARY, sample_side(s, pol, rec->primary, rec->primary_seconds));
+    json_object_set_new(o, ST_S_SHADOW, sample_side(s, pol, rec->shadow, rec->shadow_seconds));
     json_t *diffs = json_array();
     size_t n = rec->diff ? rec->diff->nentries : 0;
     for (size_t i = 0; diffs && i < n && i < SAMPLE_MAX_DIFFS; i++) {

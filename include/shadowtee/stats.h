@@ -56,6 +56,9 @@ typedef struct {
     const st_response_t *shadow;  /* for samples; may be NULL */
     int64_t now_ms;               /* wall clock (ms since epoch) of the comparison */
     const char *source;           /* how the pair was mirrored: "tee" (NULL) or "mesh" */
+    /* the endpoint's policy the comparison was made under, which redacts the
+     * sample (borrowed, for the call); NULL: resolved from cfg.rules */
+    const st_policy_t *policy;
 } st_stats_record_t;
 
 /* A new aggregator. cfg is copied; strings in it are borrowed and must
