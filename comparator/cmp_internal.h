@@ -36,7 +36,7 @@ typedef struct {
     size_t index; /* STC_STEP_INDEX */
 } stc_step_t;
 
-typedef struct {
+typedef struct stc_pattern {
     char *text;        /* the pattern as written, NUL-terminated (owned) */
     stc_step_t *steps; /* owned; nsteps == 0 is "$" itself */
     size_t nsteps;
@@ -66,10 +66,7 @@ size_t stc_path_append_key(char *buf, size_t buflen, size_t used, const char *ke
 
 /* ---- rules ------------------------------------------------------------- */
 
-typedef struct {
-    double absolute, relative;
-    int has_absolute, has_relative; /* 0: inherit from the enclosing level */
-} stc_tol_t;
+typedef st_tol_t stc_tol_t; /* shadowtee/comparator.h */
 
 typedef struct {
     stc_pattern_t pat;
@@ -82,7 +79,7 @@ typedef struct {
 } stc_path_tol_t;
 
 /* One set of comparison settings: "defaults" or one entry of "endpoints". */
-typedef struct {
+typedef struct stc_section {
     stc_tol_t tol;
     stc_pattern_t *ignore;
     size_t nignore;
@@ -100,26 +97,18 @@ typedef struct {
     size_t nredact_paths;
 } stc_section_t;
 
-/* The settings that apply to one endpoint: its own section (if a rule
- * matched) searched first, then the defaults. Borrowed from the rules. */
-typedef struct {
-    const stc_section_t *sec[2];
-    size_t nsec;
-    stc_tol_t tol; /* resolved global tolerance (both fields set) */
-    size_t max_depth;
-    const stc_pattern_t *const *redact; /* every redact path of the rules */
-    size_t nredact;
-} stc_policy_t;
+/* The settings that apply to one endpoint (shadowtee/comparator.h,
+ * st_policy_t): its own section (if a rule matched) searched first, then the
+ * defaults. Resolved once per pair by st_policy_resolve (rules.c). */
+typedef st_policy_t stc_policy_t;
 
-/* Resolves the policy for an endpoint key (rules may be NULL: built-ins). */
-void stc_rules_policy(const st_rules_t *rules, const char *endpoint, stc_policy_t *out);
 /* Explicit path templates of the rules ("/v1/models/{id}/predict"). */
 size_t stc_rules_templates(const st_rules_t *rules, const char *const **out);
 /* Every redact path of every section (union), for st_redact_body. */
 void stc_rules_redact_paths(const st_rules_t *rules, const stc_pattern_t *const **out, size_t *n);
 size_t stc_rules_max_depth(const st_rules_t *rules);
 
-/* ---- results ----------------------------------------------------------- */
+/* ---- results (diff_result.c) ------------------------------------------- */
 
 /* Collects differences. Entries beyond `cap` are only counted; when `noise`
  * is set, each difference is checked against it and counted as noise or
@@ -156,12 +145,15 @@ int stc_path_covers(const char *np, const char *path);
 char *stc_text_dup(const char *s, size_t len);
 /* Bytes as printable text: \xNN for bytes outside printable ASCII. */
 char *stc_escape_bytes(const char *s, size_t len);
+/* Appends the escaped form of s[0..len) to out (room: 4 bytes per input
+ * byte): \" \\ and \xNN outside printable ASCII. Returns the new length. */
+size_t stc_escape_into(char *out, size_t used, const char *s, size_t len);
 
 /* ---- st_compare's parts ------------------------------------------------- */
 
 /* Status and headers of a against b (everything but the bodies). */
-void stc_compare_head(const st_rules_t *rules, const stc_policy_t *pol, const st_response_t *a,
-                      const st_response_t *b, stc_sink_t *sink);
+void stc_compare_head(const stc_policy_t *pol, const st_response_t *a, const st_response_t *b,
+                      stc_sink_t *sink);
 /* 1 when the body is declared (Content-Type) or sniffed ('{' or '[') JSON. */
 int stc_body_is_json(const st_response_t *r);
 /* The a/b text of the side of an invalid_json entry that is not JSON. */

@@ -4,8 +4,8 @@
  * and the noise replica first, to mark differences the stable version also
  * shows against itself), then decides the verdict.
  *
- * Also the result plumbing shared by the other files: the sink that collects
- * entries (capped, all counted) and the bounded a/b text helpers.
+ * The result plumbing it shares with the diff (tape_diff.c, tape_text.c) is
+ * in diff_result.c, below both: compare -> tape_diff -> diff_result.
  */
 #include <ctype.h>
 #include <math.h>
@@ -14,159 +14,6 @@
 #include <string.h>
 
 #include "tape.h"
-
-/* ---- names -------------------------------------------------------------- */
-
-const char *st_diff_kind_name(st_diff_kind_t kind)
-{
-    static const char *const names[ST_DIFF_KIND_COUNT] = {
-        "status",       "header", "value",     "type",         "missing",  "extra",
-        "array_length", "bytes",  "too_large", "invalid_json", "too_deep", "argmax",
-    };
-    return (unsigned)kind < ST_DIFF_KIND_COUNT ? names[kind] : "unknown";
-}
-
-const char *st_verdict_name(st_verdict_t v)
-{
-    switch (v) {
-    case ST_VERDICT_MATCH:
-        return "match";
-    case ST_VERDICT_DIVERGED:
-        return "diverged";
-    case ST_VERDICT_NOISE:
-        return "noise";
-    case ST_VERDICT_ERROR:
-        return "error";
-    }
-    return "unknown";
-}
-
-/* ---- text helpers -------------------------------------------------------- */
-
-char *stc_text_dup(const char *s, size_t len)
-{
-    size_t keep = len;
-    int cut = len > STC_VALUE_MAX;
-    if (cut) {
-        /* s[keep] is the first byte dropped: when it continues a UTF-8
-         * sequence, cut before that sequence's lead byte instead */
-        keep = STC_VALUE_MAX;
-        while (keep > STC_VALUE_MAX - 3 && ((unsigned char)s[keep] & 0xC0) == 0x80)
-            keep--;
-    }
-    char *d = malloc(keep + (cut ? 4 : 1));
-    if (!d) return NULL;
-    memcpy(d, s, keep);
-    if (cut) memcpy(d + keep, "...", 3);
-    d[keep + (cut ? 3 : 0)] = '\0';
-    return d;
-}
-
-/* Appends the escaped form of s[0..len) to out (room: 4 bytes per input
- * byte). Returns the new length. */
-static size_t escape_into(char *out, size_t used, const char *s, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            out[used++] = '\\';
-            out[used++] = (char)c;
-        } else if (c >= 0x20 && c < 0x7f) {
-            out[used++] = (char)c;
-        } else {
-            out[used++] = '\\';
-            out[used++] = 'x';
-            out[used++] = hex[c >> 4];
-            out[used++] = hex[c & 15];
-        }
-    }
-    return used;
-}
-
-char *stc_escape_bytes(const char *s, size_t len)
-{
-    if (len > STC_VALUE_MAX) len = STC_VALUE_MAX + 1; /* enough to be cut */
-    char *tmp = malloc(len * 4 + 1);
-    if (!tmp) return NULL;
-    size_t n = escape_into(tmp, 0, s, len);
-    char *d = stc_text_dup(tmp, n);
-    free(tmp);
-    return d;
-}
-
-/* ---- sink ---------------------------------------------------------------- */
-
-void stc_sink_init(stc_sink_t *s, size_t cap, int paths_only)
-{
-    memset(s, 0, sizeof(*s));
-    s->cap = cap;
-    s->paths_only = paths_only;
-}
-
-static void entries_free(st_diff_entry_t *e, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(e[i].path);
-        free(e[i].a);
-        free(e[i].b);
-    }
-    free(e);
-}
-
-void stc_sink_deinit(stc_sink_t *s)
-{
-    entries_free(s->entries, s->nentries);
-    s->entries = NULL;
-    s->nentries = 0;
-}
-
-int stc_sink_wants(const stc_sink_t *s)
-{
-    return !s->paths_only && s->nentries < s->cap;
-}
-
-int stc_path_covers(const char *np, const char *path)
-{
-    size_t n = strlen(np);
-    if (strncmp(np, path, n) != 0) return 0;
-    return path[n] == '\0' || ((np[0] == '$') && (path[n] == '.' || path[n] == '['));
-}
-
-void stc_sink_add(stc_sink_t *s, st_diff_kind_t kind, const char *path, char *a, char *b,
-                  double delta)
-{
-    s->total++;
-    int noise = 0;
-    for (size_t i = 0; path && i < s->nnoise && !noise; i++)
-        noise = stc_path_covers(s->noise[i].path, path);
-    if (!noise) s->nonnoise++;
-    if (!path || s->nentries >= s->cap) goto drop;
-    if (s->nentries == s->alloc) {
-        /* grow 4, 8, 16... up to cap: small when there are few differences */
-        size_t want = s->alloc ? s->alloc * 2 : 4;
-        if (want > s->cap) want = s->cap;
-        st_diff_entry_t *ne = realloc(s->entries, want * sizeof(*ne));
-        if (!ne) goto fail;
-        s->entries = ne;
-        s->alloc = want;
-    }
-    char *p = strdup(path);
-    if (!p) goto fail;
-    st_diff_entry_t *e = &s->entries[s->nentries++];
-    e->kind = kind;
-    e->path = p;
-    e->a = a;
-    e->b = b;
-    e->delta = delta;
-    e->noise = noise;
-    return;
-fail:
-    s->failed = 1;
-drop:
-    free(a);
-    free(b);
-}
 
 /* ---- bodies -------------------------------------------------------------- */
 
@@ -183,10 +30,10 @@ static char *bytes_window(const char *s, size_t len, size_t off, int show)
     if (show) {
         memcpy(tmp + n, ": \"", 3);
         n += 3;
-        if (len > 0) n = escape_into(tmp, n, s + from, off - from); /* s may be NULL if empty */
+        if (len > 0) n = stc_escape_into(tmp, n, s + from, off - from); /* s may be NULL if empty */
         memcpy(tmp + n, "\" \"", 3);
         n += 3;
-        if (len > 0) n = escape_into(tmp, n, s + off, to - off);
+        if (len > 0) n = stc_escape_into(tmp, n, s + off, to - off);
         tmp[n++] = '"';
     }
     char *d = stc_text_dup(tmp, n);
@@ -436,11 +283,12 @@ static void trim(const char **v, size_t *len)
 }
 
 /* Values of one header name (repeated headers joined by ", ") for a/b. */
-static char *header_text(const st_rules_t *rules, const st_header_t *const *h, size_t n)
+static char *header_text(const stc_policy_t *pol, const st_header_t *const *h, size_t n)
 {
     if (n == 0) return NULL;
     if (name_is(h[0]->name, h[0]->name_len, "set-cookie")) return stc_text_dup("[present]", 9);
-    if (st_redact_header(rules, h[0]->name, h[0]->name_len)) return stc_text_dup("[REDACTED]", 10);
+    if (st_policy_redact_header(pol, h[0]->name, h[0]->name_len))
+        return stc_text_dup("[REDACTED]", 10);
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += h[i]->value_len + 2;
@@ -502,7 +350,7 @@ static size_t group_end(const st_header_t *const *v, size_t n, size_t i)
     return j;
 }
 
-static void header_entry(const st_rules_t *rules, const st_header_t *const *a, size_t na,
+static void header_entry(const stc_policy_t *pol, const st_header_t *const *a, size_t na,
                          const st_header_t *const *b, size_t nb, stc_sink_t *sink)
 {
     const st_header_t *h = na ? a[0] : b[0];
@@ -514,14 +362,14 @@ static void header_entry(const st_rules_t *rules, const st_header_t *const *a, s
     path[7 + n] = '\0';
     char *ta = NULL, *tb = NULL;
     if (stc_sink_wants(sink)) {
-        ta = header_text(rules, a, na);
-        tb = header_text(rules, b, nb);
+        ta = header_text(pol, a, na);
+        tb = header_text(pol, b, nb);
     }
     stc_sink_add(sink, ST_DIFF_HEADER, path, ta, tb, 0);
 }
 
-static void diff_headers(const st_rules_t *rules, const stc_policy_t *pol, const st_response_t *a,
-                         const st_response_t *b, stc_sink_t *sink)
+static void diff_headers(const stc_policy_t *pol, const st_response_t *a, const st_response_t *b,
+                         stc_sink_t *sink)
 {
     const st_header_t *sa[32], *sb[32], **va = NULL, **vb = NULL;
     size_t na = sorted_headers(pol, a, sa, 32, &va);
@@ -538,7 +386,7 @@ static void diff_headers(const st_rules_t *rules, const stc_policy_t *pol, const
         size_t ie = c <= 0 ? group_end(va, na, i) : i;
         size_t je = c >= 0 ? group_end(vb, nb, j) : j;
         if (c != 0 || !same_values(va + i, ie - i, vb + j, je - j))
-            header_entry(rules, va + i, ie - i, vb + j, je - j, sink);
+            header_entry(pol, va + i, ie - i, vb + j, je - j, sink);
         i = ie;
         j = je;
     }
@@ -549,8 +397,8 @@ out:
 
 /* ---- st_compare ---------------------------------------------------------- */
 
-void stc_compare_head(const st_rules_t *rules, const stc_policy_t *pol, const st_response_t *a,
-                      const st_response_t *b, stc_sink_t *sink)
+void stc_compare_head(const stc_policy_t *pol, const st_response_t *a, const st_response_t *b,
+                      stc_sink_t *sink)
 {
     if (a->status != b->status) {
         char *ta = NULL, *tb = NULL;
@@ -563,30 +411,14 @@ void stc_compare_head(const st_rules_t *rules, const stc_policy_t *pol, const st
         }
         stc_sink_add(sink, ST_DIFF_STATUS, "status", ta, tb, 0);
     }
-    diff_headers(rules, pol, a, b, sink);
+    diff_headers(pol, a, b, sink);
 }
 
-static void compare_pair(const st_rules_t *rules, const stc_policy_t *pol, body_t *a, body_t *b,
-                         stc_sink_t *sink, stc_arena_t *scratch)
+static void compare_pair(const stc_policy_t *pol, body_t *a, body_t *b, stc_sink_t *sink,
+                         stc_arena_t *scratch)
 {
-    stc_compare_head(rules, pol, a->r, b->r, sink);
+    stc_compare_head(pol, a->r, b->r, sink);
     diff_bodies(pol, a, b, sink, scratch);
-}
-
-void stc_sink_result(stc_sink_t *s, st_diff_result_t *result)
-{
-    result->entries = s->entries;
-    result->nentries = s->nentries;
-    result->total = s->total;
-    result->max_delta = s->max_delta;
-    if (s->total == 0)
-        result->verdict = ST_VERDICT_MATCH;
-    else if (s->nonnoise == 0)
-        result->verdict = ST_VERDICT_NOISE;
-    else
-        result->verdict = ST_VERDICT_DIVERGED;
-    s->entries = NULL;
-    s->nentries = 0;
 }
 
 static int usable(const st_response_t *r)
@@ -597,13 +429,20 @@ static int usable(const st_response_t *r)
 int st_compare(const st_rules_t *rules, const char *endpoint, const st_response_t *primary,
                const st_response_t *shadow, const st_response_t *noise, st_diff_result_t *result)
 {
+    stc_policy_t pol;
+    st_policy_resolve(rules, endpoint, &pol);
+    return st_compare_policy(&pol, primary, shadow, noise, result);
+}
+
+int st_compare_policy(const stc_policy_t *pol, const st_response_t *primary,
+                      const st_response_t *shadow, const st_response_t *noise,
+                      st_diff_result_t *result)
+{
     memset(result, 0, sizeof(*result));
     if (!usable(primary) || !usable(shadow)) {
         result->verdict = ST_VERDICT_ERROR;
         return 0;
     }
-    stc_policy_t pol;
-    stc_rules_policy(rules, endpoint, &pol);
 
     stc_arena_t scratch; /* this comparison's scratch memory, freed at once */
     stc_arena_init(&scratch);
@@ -615,14 +454,14 @@ int st_compare(const st_rules_t *rules, const char *endpoint, const st_response_
     stc_sink_init(&s, STC_ENTRIES_MAX, 0);
     if (usable(noise)) {
         body_init(&bn, noise);
-        compare_pair(rules, &pol, &bp, &bn, &ns, &scratch);
+        compare_pair(pol, &bp, &bn, &ns, &scratch);
         body_deinit(&bn);
         s.noise = ns.entries;
         s.nnoise = ns.nentries;
         result->noise_compared = 1;
         result->noise_total = ns.total;
     }
-    compare_pair(rules, &pol, &bp, &bs, &s, &scratch);
+    compare_pair(pol, &bp, &bs, &s, &scratch);
     body_deinit(&bp);
     body_deinit(&bs);
     stc_arena_deinit(&scratch);
@@ -631,12 +470,4 @@ int st_compare(const st_rules_t *rules, const char *endpoint, const st_response_
 
     stc_sink_result(&s, result);
     return failed ? -1 : 0;
-}
-
-void st_diff_result_free(st_diff_result_t *result)
-{
-    if (!result) return;
-    entries_free(result->entries, result->nentries);
-    result->entries = NULL;
-    result->nentries = 0;
 }

@@ -25,17 +25,28 @@ static const char *const builtin_redacted[] = {
     "proxy-authorization",
 };
 
-int st_redact_header(const st_rules_t *rules, const char *name, size_t name_len)
+/* 1 when name is a built-in credential header or one of names[0..n). */
+static int header_redacted(const char *const *names, size_t n, const char *name, size_t name_len)
 {
     for (size_t i = 0; i < sizeof(builtin_redacted) / sizeof(builtin_redacted[0]); i++)
         if (strlen(builtin_redacted[i]) == name_len &&
             strncasecmp(builtin_redacted[i], name, name_len) == 0)
             return 1;
-    const char *const *names;
-    size_t n = st_rules_redact_headers(rules, &names);
     for (size_t i = 0; i < n; i++)
         if (strlen(names[i]) == name_len && strncasecmp(names[i], name, name_len) == 0) return 1;
     return 0;
+}
+
+int st_redact_header(const st_rules_t *rules, const char *name, size_t name_len)
+{
+    const char *const *names;
+    size_t n = st_rules_redact_headers(rules, &names);
+    return header_redacted(names, n, name, name_len);
+}
+
+int st_policy_redact_header(const st_policy_t *pol, const char *name, size_t name_len)
+{
+    return header_redacted(pol->redact_headers, pol->nredact_headers, name, name_len);
 }
 
 static int matches_any(const stc_pattern_t *const *pats, size_t npats, const stc_seg_t *segs,
@@ -111,18 +122,17 @@ static char *truncated_copy(const char *s, size_t len, size_t max_len, size_t *o
     return d;
 }
 
-char *st_redact_body(const st_rules_t *rules, const char *body, size_t len, size_t max_len,
-                     size_t *out_len)
+/* The body with the values at pats[0..npats) replaced (parsed with
+ * max_depth), cut to max_len. */
+static char *redact_body(const stc_pattern_t *const *pats, size_t npats, size_t max_depth,
+                         const char *body, size_t len, size_t max_len, size_t *out_len)
 {
     *out_len = 0;
-    const stc_pattern_t *const *pats;
-    size_t npats;
-    stc_rules_redact_paths(rules, &pats, &npats);
     if (npats == 0 || !looks_like_json(body, len))
         return truncated_copy(body, len, max_len, out_len);
 
     json_t *root = NULL;
-    stc_parse_status_t st = stc_json_parse(body, len, stc_rules_max_depth(rules), &root, NULL, 0);
+    stc_parse_status_t st = stc_json_parse(body, len, max_depth, &root, NULL, 0);
     if (st == STC_PARSE_NOMEM) return NULL;
     if (st != STC_PARSE_OK)
         return truncated_copy(REDACTED_UNPARSEABLE, strlen(REDACTED_UNPARSEABLE), max_len, out_len);
@@ -140,4 +150,19 @@ char *st_redact_body(const st_rules_t *rules, const char *body, size_t len, size
     }
     json_decref(root);
     return out;
+}
+
+char *st_redact_body(const st_rules_t *rules, const char *body, size_t len, size_t max_len,
+                     size_t *out_len)
+{
+    const stc_pattern_t *const *pats;
+    size_t npats;
+    stc_rules_redact_paths(rules, &pats, &npats);
+    return redact_body(pats, npats, stc_rules_max_depth(rules), body, len, max_len, out_len);
+}
+
+char *st_policy_redact_body(const st_policy_t *pol, const char *body, size_t len, size_t max_len,
+                            size_t *out_len)
+{
+    return redact_body(pol->redact, pol->nredact, pol->max_depth, body, len, max_len, out_len);
 }

@@ -1,6 +1,8 @@
 /*
- * redis_sink.c: the stats' connection to Redis (hiredis 0.14 async on the
- * worker's libuv loop) and the batched flush.
+ * redis_sink.c: the Redis sink (include/shadowtee/redis_sink.h). It owns one
+ * aggregator (stats.c, which knows nothing of it), connects to Redis (hiredis
+ * 0.14 async on the comparator thread's libuv loop) and drains the
+ * aggregator's pending deltas in one pipelined batch per flush.
  *
  * States (st_sink_state_t):
  *   OFF         no Redis configured: only in-memory counters.
@@ -31,6 +33,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +47,7 @@
 #include <hiredis/hiredis.h>
 
 #include "shadowtee/schema.h"
-#include "stats_internal.h"
+#include "redis_sink_internal.h"
 
 #define ST_SINK_CONNECT_TIMEOUT_MS 2000
 #define ST_SINK_REPLY_TIMEOUT_MS   5000
@@ -56,6 +59,7 @@ static void on_ctl(uv_timer_t *t);
 static void send_batch(st_stats_t *s);
 static void request_teardown(st_stats_t *s);
 static void mesh_sweep(st_stats_t *s);
+static void sink_free(st_stats_t *s);
 
 #define ST_MESH_SWEEP_LIMIT   64    /* expired halves swept per script call */
 #define ST_MESH_SWEEP_IDLE_MS 1000  /* a sweep-only call after this long without a half */
@@ -123,20 +127,17 @@ static void log_line(st_stats_t *s, int is_warning, const char *line)
         fprintf(stderr, "shadowtee stats: %s\n", line);
 }
 
-void st_sink_closed_line(st_stats_t *s)
+static void closed_line(st_stats_t *s)
 {
-    uint64_t compared = atomic_load(&s->n_match) + atomic_load(&s->n_diverged) +
-                        atomic_load(&s->n_noise) + atomic_load(&s->n_error);
-    uint64_t lost = 0;
-    for (int i = 0; i < 4; i++)
-        lost += atomic_load(&s->cmp_lost[i]);
+    uint64_t compared = st_agg_compared(s->agg);
+    uint64_t lost = st_agg_lost(s->agg);
     char line[512];
     snprintf(line, sizeof(line),
              "event=stats_closed service=%s comparisons=%llu redis=%s lost_comparisons=%llu "
              "lost_deltas=%llu dropped=%llu",
              s->cfg.service, (unsigned long long)compared, s->cfg.redis_host ? "on" : "off",
              (unsigned long long)lost, (unsigned long long)atomic_load(&s->lost),
-             (unsigned long long)atomic_load(&s->dropped));
+             (unsigned long long)atomic_load(&s->agg->dropped));
     log_line(s, 0, line);
 }
 
@@ -202,7 +203,7 @@ static void inflight_drop(st_stats_t *s)
 {
     if (s->inflight_deltas)
         atomic_fetch_add_explicit(&s->lost, s->inflight_deltas, memory_order_relaxed);
-    st_stats__lose(s, ST_CMP_LOSS_CONNECTION, s->inflight_compared);
+    st_agg_lose(s->agg, ST_CMP_LOSS_CONNECTION, s->inflight_compared);
     st_batch_free(&s->inflight);
     s->inflight_left = s->inflight_deltas = 0;
     s->inflight_compared = 0;
@@ -229,7 +230,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 static void finish_if_done(st_stats_t *s)
 {
     if (s->closing && s->inflight_left == 0 && s->mesh_inflight == 0) {
-        if (st_stats__pending(s) > 0) send_batch(s);
+        if (st_agg_pending(s->agg) > 0) send_batch(s);
         if (s->inflight_left == 0) request_teardown(s);
     }
 }
@@ -273,7 +274,7 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *priv)
     if (reply->type == REDIS_REPLY_ERROR) { /* e.g. WRONGTYPE, OOM: not applied */
         atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->lost, nd, memory_order_relaxed);
-        st_stats__lose(s, ST_CMP_LOSS_ERROR, nc);
+        st_agg_lose(s->agg, ST_CMP_LOSS_ERROR, nc);
     }
     if (--s->inflight_left == 0) {
         atomic_fetch_add_explicit(&s->flushes, 1, memory_order_relaxed);
@@ -363,7 +364,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     int had = s->naddrs;
     if (status == 0) take_addrs(s, res);
     if (res) uv_freeaddrinfo(res);
-    if (s->closing) {                           /* st_sink_close came meanwhile */
+    if (s->closing) {                           /* sink_close came meanwhile */
         if (s->close_stage == 2) ctl_arm(s, 0); /* on_ctl waited for us to close the timers */
         return;
     }
@@ -468,7 +469,7 @@ static void on_handle_closed(uv_handle_t *h)
     if (--s->handles_open > 0) return;
     void (*cb)(void *) = s->close_cb;
     void *arg = s->close_arg;
-    st_stats__free(s);
+    sink_free(s);
     if (cb) cb(arg);
 }
 
@@ -516,10 +517,10 @@ static void on_ctl(uv_timer_t *t)
 static void send_batch(st_stats_t *s)
 {
     if (!s->ac || s->state != ST_SINK_READY || s->setup_pending || s->inflight_left ||
-        st_stats__pending(s) == 0)
+        st_agg_pending(s->agg) == 0)
         return;
     st_batch_init(&s->inflight);
-    st_stats__build_batch(s, &s->inflight, !s->meta_sent, wall_ms());
+    st_agg_build_batch(s->agg, &s->inflight, !s->meta_sent, wall_ms());
     s->meta_sent = 1;
     s->inflight_deltas = s->inflight.ndeltas;
     s->inflight_compared = s->inflight.ncompared;
@@ -535,7 +536,7 @@ static void send_batch(st_stats_t *s)
         atomic_fetch_add_explicit(&s->lost, s->inflight.cmds[i].ndeltas, memory_order_relaxed);
         s->inflight_deltas -= s->inflight.cmds[i].ndeltas;
         s->inflight_compared -= s->inflight.cmds[i].ncompared;
-        st_stats__lose(s, ST_CMP_LOSS_CONNECTION, s->inflight.cmds[i].ncompared);
+        st_agg_lose(s->agg, ST_CMP_LOSS_CONNECTION, s->inflight.cmds[i].ncompared);
     }
     s->inflight_left = sent;
     if (sent == 0) st_batch_free(&s->inflight);
@@ -748,7 +749,7 @@ static int mesh_sha(st_stats_t *s)
     return 0;
 }
 
-int st_sink_start(st_stats_t *s)
+static int sink_start(st_stats_t *s)
 {
     if (s->cfg.mesh && mesh_sha(s) != 0) return -1;
     uv_timer_init(s->loop, &s->flush_timer);
@@ -766,7 +767,7 @@ int st_sink_start(st_stats_t *s)
     return 0;
 }
 
-void st_sink_close(st_stats_t *s)
+static void sink_close(st_stats_t *s)
 {
     if (s->closing) return;
     s->closing = 1;
@@ -780,4 +781,156 @@ void st_sink_close(st_stats_t *s)
         }
     }
     request_teardown(s);
+}
+
+/* ---- lifetime ---------------------------------------------------------- */
+
+void st_stats_config_init(st_stats_config_t *cfg)
+{
+    st_agg_config_t a;
+    st_agg_config_init(&a);
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->redis_host = NULL;
+    cfg->redis_port = 6379;
+    cfg->redis_password = NULL;
+    cfg->redis_db = 0;
+    cfg->service = a.service;
+    cfg->flush_interval_ms = 100;
+    cfg->max_backlog = a.max_backlog;
+    cfg->samples_per_endpoint = a.samples_per_endpoint;
+    cfg->sample_body_max = a.sample_body_max;
+    cfg->bucket_ttl_s = a.bucket_ttl_s;
+    cfg->max_endpoints = a.max_endpoints;
+    cfg->rules = NULL;
+}
+
+st_stats_t *st_stats_new(uv_loop_t *loop, const st_stats_config_t *cfg)
+{
+    st_stats_t *s = calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    s->loop = loop;
+    s->cfg = *cfg;
+    if (!s->cfg.service) s->cfg.service = "default";
+    if (s->cfg.flush_interval_ms == 0) s->cfg.flush_interval_ms = 100;
+    st_agg_config_t ac;
+    st_agg_config_init(&ac);
+    ac.service = s->cfg.service;
+    ac.deltas = s->cfg.redis_host != NULL; /* without Redis, nothing drains them */
+    ac.max_backlog = s->cfg.max_backlog;
+    ac.samples_per_endpoint = s->cfg.samples_per_endpoint;
+    ac.sample_body_max = s->cfg.sample_body_max;
+    ac.bucket_ttl_s = s->cfg.bucket_ttl_s;
+    ac.max_endpoints = s->cfg.max_endpoints;
+    ac.rules = s->cfg.rules;
+    s->agg = st_agg_new(&ac);
+    if (!s->agg) goto fail;
+    if (s->cfg.mesh) {
+        static const char *const names[3] = {ST_KEY_MESH_HALVES, ST_KEY_MESH_PENDING,
+                                             ST_KEY_MESH_ORPHANS};
+        size_t cap = s->agg->prefixlen + 16;
+        for (int i = 0; i < 3; i++) {
+            s->mesh_keys[i] = malloc(cap);
+            if (!s->mesh_keys[i]) goto fail;
+            snprintf(s->mesh_keys[i], cap, "%s%s", s->agg->prefix, names[i]);
+        }
+    }
+    if (sink_start(s) != 0) goto fail;
+    return s;
+fail:
+    sink_free(s);
+    return NULL;
+}
+
+/* Frees the stats (after every handle is closed): what is still pending
+ * never reaches Redis. */
+static void sink_free(st_stats_t *s)
+{
+    if (!s) return;
+    if (s->agg) {
+        st_agg_lose_pending(s->agg, ST_CMP_LOSS_SHUTDOWN); /* never flushed */
+        if (s->closing) closed_line(s);
+        st_agg_free(s->agg);
+    }
+    for (int i = 0; i < 3; i++)
+        free(s->mesh_keys[i]);
+    st_batch_free(&s->inflight);
+    free(s);
+}
+
+void st_stats_record(st_stats_t *s, const st_stats_record_t *rec)
+{
+    st_agg_record(s->agg, rec);
+}
+
+st_agg_t *st_stats_agg(st_stats_t *s)
+{
+    return s->agg;
+}
+
+void st_stats_close(st_stats_t *s, void (*cb)(void *arg), void *arg)
+{
+    s->close_cb = cb;
+    s->close_arg = arg;
+    sink_close(s);
+}
+
+/* ---- Prometheus -------------------------------------------------------- */
+
+static uint64_t ld(_Atomic uint64_t *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+static void prom_counter(FILE *out, const char *name, const char *help, uint64_t v)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", name, help, name, name, v);
+}
+
+void st_stats_prometheus(st_stats_t *const *all, size_t n, FILE *out)
+{
+    st_agg_t *few[64];
+    st_agg_t **aggs = n <= 64 ? few : calloc(n, sizeof(*aggs));
+    if (!aggs) return;
+    uint64_t flushes = 0, dropped = 0, lost = 0, reconn = 0, rerr = 0;
+    size_t with_redis = 0, connected = 0;
+    for (size_t i = 0; i < n; i++) {
+        st_stats_t *s = all[i];
+        aggs[i] = s ? s->agg : NULL;
+        if (!s) continue;
+        flushes += ld(&s->flushes);
+        dropped += ld(&s->agg->dropped);
+        lost += ld(&s->lost);
+        reconn += ld(&s->reconnects);
+        rerr += ld(&s->redis_errors);
+        with_redis += s->cfg.redis_host != NULL;
+        connected += atomic_load_explicit(&s->connected, memory_order_relaxed) != 0;
+    }
+    st_agg_prometheus(aggs, n, out);
+    fprintf(
+        out,
+        "# HELP shadowtee_redis_connected 1 when every comparator thread's connection to Redis is "
+        "up.\n"
+        "# TYPE shadowtee_redis_connected gauge\nshadowtee_redis_connected %d\n",
+        with_redis > 0 && connected == with_redis);
+    prom_counter(out, "shadowtee_redis_flushes_total", "Batches of deltas acknowledged by Redis.",
+                 flushes);
+    prom_counter(out, "shadowtee_redis_dropped_deltas_total",
+                 "Deltas and samples dropped because the backlog was full.", dropped);
+    prom_counter(out, "shadowtee_redis_lost_deltas_total",
+                 "Deltas sent to Redis whose reply never came back (connection lost).", lost);
+    fprintf(out, "# HELP shadowtee_redis_lost_comparisons_total Comparisons whose counts never "
+                 "reached Redis, by reason (Redis's compared + these = comparisons).\n"
+                 "# TYPE shadowtee_redis_lost_comparisons_total counter\n");
+    for (int k = 0; k < 4; k++) {
+        uint64_t v = 0;
+        for (size_t i = 0; i < n; i++)
+            if (all[i]) v += ld(&all[i]->agg->cmp_lost[k]);
+        fprintf(out, "shadowtee_redis_lost_comparisons_total{reason=\"%s\"} %" PRIu64 "\n",
+                st_cmp_loss_names[k], v);
+    }
+    prom_counter(out, "shadowtee_redis_reconnects_total",
+                 "Redis connection attempts after the first.", reconn);
+    prom_counter(out, "shadowtee_redis_errors_total",
+                 "Error replies and failed connects from Redis.", rerr);
+    if (aggs != few) free(aggs);
 }

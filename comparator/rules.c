@@ -700,7 +700,7 @@ static void apply_tol(stc_tol_t *dst, const stc_tol_t *src)
     if (src->has_relative) dst->relative = src->relative;
 }
 
-void stc_rules_policy(const st_rules_t *rules, const char *endpoint, stc_policy_t *out)
+void st_policy_resolve(const st_rules_t *rules, const char *endpoint, st_policy_t *out)
 {
     memset(out, 0, sizeof(*out));
     out->tol.has_absolute = out->tol.has_relative = 1;
@@ -717,4 +717,6 @@ void stc_rules_policy(const st_rules_t *rules, const char *endpoint, stc_policy_
     out->sec[out->nsec++] = &rules->defaults;
     out->redact = rules->redact_paths;
     out->nredact = rules->nredact_paths;
+    out->redact_headers = (const char *const *)rules->redact_headers;
+    out->nredact_headers = rules->nredact_headers;
 }

@@ -4,7 +4,7 @@
  * st_stats_record() adds one comparison to atomics (for Prometheus) and to a
  * table of pending Redis deltas keyed by (key, field); the Redis sink
  * (redis_sink.c) turns that table into one pipelined batch per flush with
- * st_stats__build_batch(). Every key and field written here is spelled in
+ * st_agg_build_batch(). Every key and field written here is spelled in
  * include/shadowtee/schema.h and described in docs/ARCHITECTURE.md ("Redis
  * key schema").
  */
@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -36,15 +37,11 @@ _Static_assert(0 ST_HIST_BOUNDS_MS(BOUND_ONE) == ST_HIST_NBOUNDS,
 #undef BOUND_FIELD
 #undef BOUND_ONE
 
-void st_stats_config_init(st_stats_config_t *cfg)
+void st_agg_config_init(st_agg_config_t *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
-    cfg->redis_host = NULL;
-    cfg->redis_port = 6379;
-    cfg->redis_password = NULL;
-    cfg->redis_db = 0;
     cfg->service = "default";
-    cfg->flush_interval_ms = 100;
+    cfg->deltas = 0;
     cfg->max_backlog = 100000;
     cfg->samples_per_endpoint = 20;
     cfg->sample_body_max = 4096;
@@ -53,7 +50,15 @@ void st_stats_config_init(st_stats_config_t *cfg)
     cfg->rules = NULL;
 }
 
-size_t st_stats__hist_bucket(double ms)
+/* What mono_ns() reads on Linux: the monotonic clock, in ns. */
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+size_t st_agg_hist_bucket(double ms)
 {
     size_t lo = 0, hi = ST_HIST_NBOUNDS; /* first bound >= ms */
     while (lo < hi) {
@@ -139,13 +144,13 @@ fail:
 
 /* ---- pending deltas ---------------------------------------------------- */
 
-size_t st_stats__pending(const st_stats_t *s)
+size_t st_agg_pending(const st_agg_t *s)
 {
     return s->norder + s->npending_samples;
 }
 
 /* Doubles the delta hash table (best effort: stays as is on ENOMEM). */
-static void buckets_grow(st_stats_t *s)
+static void buckets_grow(st_agg_t *s)
 {
     size_t n = s->nbuckets * 2;
     st_delta_t **b = calloc(n, sizeof(*b));
@@ -163,7 +168,7 @@ static void buckets_grow(st_stats_t *s)
 
 /* Adds `ival` (or `fval` when is_float) to key/field. A new entry beyond
  * max_backlog is dropped and counted; merging into an existing one never is. */
-static int delta_add(st_stats_t *s, const char *key, size_t keylen, const char *field,
+static int delta_add(st_agg_t *s, const char *key, size_t keylen, const char *field,
                      size_t fieldlen, int64_t ival, double fval, int is_float)
 {
     uint64_t h = hash_bytes(hash_bytes(keylen, key, keylen), field, fieldlen);
@@ -177,7 +182,7 @@ static int delta_add(st_stats_t *s, const char *key, size_t keylen, const char *
             return 0;
         }
     }
-    if (st_stats__pending(s) >= s->cfg.max_backlog) goto drop;
+    if (st_agg_pending(s) >= s->cfg.max_backlog) goto drop;
     if (s->norder == s->ordercap) {
         size_t ncap = s->ordercap ? s->ordercap * 2 : 256;
         st_delta_t **n = realloc(s->order, ncap * sizeof(*n));
@@ -210,7 +215,7 @@ drop:
 }
 
 /* key = ep->key + suffix (built in s->kbuf); field as given. */
-static int ep_delta(st_stats_t *s, st_stats_ep_t *ep, const char *suffix, const char *field,
+static int ep_delta(st_agg_t *s, st_stats_ep_t *ep, const char *suffix, const char *field,
                     int64_t ival, double fval, int is_float)
 {
     size_t sl = strlen(suffix);
@@ -221,7 +226,7 @@ static int ep_delta(st_stats_t *s, st_stats_ep_t *ep, const char *suffix, const 
 }
 
 /* 0, or -1 when the increment was dropped (backlog full). */
-static int ep_incr(st_stats_t *s, st_stats_ep_t *ep, const char *suffix, const char *field,
+static int ep_incr(st_agg_t *s, st_stats_ep_t *ep, const char *suffix, const char *field,
                    int64_t by)
 {
     return ep_delta(s, ep, suffix, field, by, 0, 0);
@@ -229,7 +234,7 @@ static int ep_incr(st_stats_t *s, st_stats_ep_t *ep, const char *suffix, const c
 
 /* ---- endpoints --------------------------------------------------------- */
 
-static void ep_free(const st_stats_t *s, st_stats_ep_t *ep)
+static void ep_free(const st_agg_t *s, st_stats_ep_t *ep)
 {
     if (!ep) return;
     size_t cap = s->cfg.samples_per_endpoint;
@@ -241,7 +246,7 @@ static void ep_free(const st_stats_t *s, st_stats_ep_t *ep)
     free(ep);
 }
 
-static st_stats_ep_t *ep_new(st_stats_t *s, const char *name, size_t len, uint64_t h)
+static st_stats_ep_t *ep_new(st_agg_t *s, const char *name, size_t len, uint64_t h)
 {
     st_stats_ep_t *ep = calloc(1, sizeof(*ep));
     if (!ep) return NULL;
@@ -266,7 +271,7 @@ static st_stats_ep_t *ep_new(st_stats_t *s, const char *name, size_t len, uint64
         if (!n) goto fail;
     }
     pthread_mutex_lock(&s->lock);
-    ep->born_ns = uv_hrtime();
+    ep->born_ns = mono_ns();
     s->eps[s->neps++] = ep;
     pthread_mutex_unlock(&s->lock);
     size_t bi = (size_t)(h & (s->nephash - 1));
@@ -280,7 +285,7 @@ fail:
 
 /* The endpoint for `name`, created on first use; "{other}" once max_endpoints
  * distinct names exist. NULL only on allocation failure. */
-static st_stats_ep_t *ep_get(st_stats_t *s, const char *name)
+static st_stats_ep_t *ep_get(st_agg_t *s, const char *name)
 {
     if (!name || !*name) name = ST_ENDPOINT_OTHER;
     size_t len = strnlen(name, EP_NAME_MAX);
@@ -334,7 +339,7 @@ static json_t *json_bytes(const char *p, size_t n)
     return j;
 }
 
-static json_t *sample_side(const st_stats_t *s, const st_rules_t *rules, const st_response_t *r,
+static json_t *sample_side(const st_agg_t *s, const st_policy_t *pol, const st_response_t *r,
                            double seconds)
 {
     json_t *o = json_object();
@@ -352,7 +357,7 @@ static json_t *sample_side(const st_stats_t *s, const st_rules_t *rules, const s
         const st_header_t *h = &r->headers[i];
         json_t *pair = json_array();
         json_array_append_new(pair, json_bytes(h->name, h->name_len));
-        if (st_redact_header(rules, h->name, h->name_len))
+        if (st_policy_redact_header(pol, h->name, h->name_len))
             json_array_append_new(pair, json_string(ST_S_REDACTED));
         else
             json_array_append_new(pair, json_bytes(h->value, h->value_len < SAMPLE_HDR_MAX
@@ -363,7 +368,8 @@ static json_t *sample_side(const st_stats_t *s, const st_rules_t *rules, const s
     json_object_set_new(o, ST_S_HEADERS, hdrs);
     size_t blen = 0;
     char *body =
-        r->body ? st_redact_body(rules, r->body, r->body_len, s->cfg.sample_body_max, &blen) : NULL;
+        r->body ? st_policy_redact_body(pol, r->body, r->body_len, s->cfg.sample_body_max, &blen)
+                : NULL;
     json_object_set_new(o, ST_S_BODY, body ? json_bytes(body, blen) : json_string(""));
     free(body);
     json_object_set_new(o, ST_S_BODY_TRUNCATED,
@@ -372,9 +378,14 @@ static json_t *sample_side(const st_stats_t *s, const st_rules_t *rules, const s
 }
 
 /* The sample JSON of one divergent comparison (malloc'ed), or NULL. */
-static char *sample_json(const st_stats_t *s, const st_stats_record_t *rec)
+static char *sample_json(const st_agg_t *s, const st_stats_record_t *rec)
 {
-    const st_rules_t *rules = s->cfg.rules ? s->cfg.rules : s->own_rules;
+    st_policy_t own;
+    const st_policy_t *pol = rec->policy;
+    if (!pol) { /* redaction reads only the rules' unions: any endpoint key will do */
+        st_policy_resolve(s->cfg.rules ? s->cfg.rules : s->own_rules, rec->endpoint, &own);
+        pol = &own;
+    }
     json_t *o = json_object();
     if (!o) return NULL;
     json_object_set_new(o, ST_S_TIME_MS, json_integer(rec->now_ms));
@@ -385,8 +396,8 @@ static char *sample_json(const st_stats_t *s, const st_stats_record_t *rec)
     json_object_set_new(o, ST_S_ENDPOINT, json_string(rec->endpoint ? rec->endpoint : ""));
     json_object_set_new(o, ST_S_VERDICT, json_string(st_verdict_name(rec->verdict)));
     json_object_set_new(o, ST_S_SOURCE, json_string(rec->source ? rec->source : ST_SOURCE_TEE));
-    json_object_set_new(o, ST_S_PRIMARY, sample_side(s, rules, rec->primary, rec->primary_seconds));
-    json_object_set_new(o, ST_S_SHADOW, sample_side(s, rules, rec->shadow, rec->shadow_seconds));
+    json_object_set_new(o, ST_S_PRIMARY, sample_side(s, pol, rec->primary, rec->primary_seconds));
+    json_object_set_new(o, ST_S_SHADOW, sample_side(s, pol, rec->shadow, rec->shadow_seconds));
     json_t *diffs = json_array();
     size_t n = rec->diff ? rec->diff->nentries : 0;
     for (size_t i = 0; diffs && i < n && i < SAMPLE_MAX_DIFFS; i++) {
@@ -411,7 +422,7 @@ static char *sample_json(const st_stats_t *s, const st_stats_record_t *rec)
 
 /* Keeps at most samples_per_endpoint samples per endpoint per wall second and
  * the newest samples_per_endpoint pending (older pending ones are dropped). */
-static void sample_take(st_stats_t *s, st_stats_ep_t *ep, const st_stats_record_t *rec)
+static void sample_take(st_agg_t *s, st_stats_ep_t *ep, const st_stats_record_t *rec)
 {
     size_t cap = s->cfg.samples_per_endpoint;
     if (cap == 0) return;
@@ -421,7 +432,7 @@ static void sample_take(st_stats_t *s, st_stats_ep_t *ep, const st_stats_record_
         ep->samples_in_second = 0;
     }
     if (ep->samples_in_second >= cap) return;
-    if (ep->nsamples < cap && st_stats__pending(s) >= s->cfg.max_backlog) {
+    if (ep->nsamples < cap && st_agg_pending(s) >= s->cfg.max_backlog) {
         atomic_fetch_add_explicit(&s->dropped, 1, memory_order_relaxed);
         return;
     }
@@ -442,7 +453,7 @@ static void sample_take(st_stats_t *s, st_stats_ep_t *ep, const st_stats_record_
 
 /* ---- record ------------------------------------------------------------ */
 
-static void minute_touch(st_stats_t *s, int64_t minute)
+static void minute_touch(st_agg_t *s, int64_t minute)
 {
     for (size_t i = s->nminutes; i > 0; i--)
         if (s->minutes[i - 1] == minute) return;
@@ -457,7 +468,7 @@ static void minute_touch(st_stats_t *s, int64_t minute)
 }
 
 /* Adds to field "<counter>|<endpoint>" of minute:M. */
-static void minute_delta(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const char *counter,
+static void minute_delta(st_agg_t *s, st_stats_ep_t *ep, int64_t minute, const char *counter,
                          int64_t ival, double fval, int is_float)
 {
     if (minute != s->mkey_minute || !s->mkeylen) {
@@ -473,7 +484,7 @@ static void minute_delta(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const
     delta_add(s, s->mkey, s->mkeylen, s->fbuf, cl + 1 + nl, ival, fval, is_float);
 }
 
-static void minute_incr(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const char *counter)
+static void minute_incr(st_agg_t *s, st_stats_ep_t *ep, int64_t minute, const char *counter)
 {
     minute_delta(s, ep, minute, counter, 1, 0, 0);
 }
@@ -481,12 +492,12 @@ static void minute_incr(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const 
 /* One latency into the endpoint's all-time histogram `side` ("lat:primary",
  * "lat:shadow") and into the minute's (fields "<side>:<bound>|E" and
  * "<side>:sum_ms|E", schema 2), so that --since windows latency too. */
-static void latency_add(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const char *side,
+static void latency_add(st_agg_t *s, st_stats_ep_t *ep, int64_t minute, const char *side,
                         double seconds)
 {
     if (!(seconds >= 0) || !isfinite(seconds)) return;
     double ms = seconds * 1000.0;
-    size_t b = st_stats__hist_bucket(ms);
+    size_t b = st_agg_hist_bucket(ms);
     ep_incr(s, ep, side, st_stats_hist_fields[b], 1);
     ep_incr(s, ep, side, ST_HIST_COUNT, 1);
     ep_delta(s, ep, side, ST_HIST_SUM_MS, 0, ms, 1);
@@ -497,7 +508,7 @@ static void latency_add(st_stats_t *s, st_stats_ep_t *ep, int64_t minute, const 
     minute_delta(s, ep, minute, counter, 0, ms, 1);
 }
 
-static void diff_paths_add(st_stats_t *s, st_stats_ep_t *ep, const st_diff_result_t *diff)
+static void diff_paths_add(st_agg_t *s, st_stats_ep_t *ep, const st_diff_result_t *diff)
 {
     char field[ST_STATS_MAX_FIELD + 1];
     for (size_t i = 0; diff && i < diff->nentries; i++) {
@@ -511,12 +522,12 @@ static void diff_paths_add(st_stats_t *s, st_stats_ep_t *ep, const st_diff_resul
     }
 }
 
-void st_stats_record(st_stats_t *s, const st_stats_record_t *rec)
+void st_agg_record(st_agg_t *s, const st_stats_record_t *rec)
 {
     st_stats_ep_t *ep = ep_get(s, rec->endpoint);
     if (!ep) {
         atomic_fetch_add_explicit(&s->dropped, 1, memory_order_relaxed);
-        if (s->cfg.redis_host) st_stats__lose(s, ST_CMP_LOSS_BACKLOG, 1);
+        if (s->cfg.deltas) st_agg_lose(s, ST_CMP_LOSS_BACKLOG, 1);
         return;
     }
     int64_t minute = rec->now_ms / 60000;
@@ -550,10 +561,10 @@ void st_stats_record(st_stats_t *s, const st_stats_record_t *rec)
     if (rec->diff && rec->diff->noise_compared)
         atomic_fetch_add_explicit(rec->diff->noise_total ? &s->n_noise_diverged : &s->n_noise_match,
                                   1, memory_order_relaxed);
-    if (!s->cfg.redis_host) return; /* metrics only: nothing to flush */
+    if (!s->cfg.deltas) return; /* metrics only: nothing to flush */
     ep->touched = 1;
     if (ep_incr(s, ep, ST_KEY_EP_COUNTS, ST_F_COMPARED, 1) != 0)
-        st_stats__lose(s, ST_CMP_LOSS_BACKLOG, 1);
+        st_agg_lose(s, ST_CMP_LOSS_BACKLOG, 1);
     ep_incr(s, ep, ST_KEY_EP_COUNTS, counter, 1);
     ep_incr(s, ep, ST_KEY_EP_COUNTS,
             rec->source && strcmp(rec->source, ST_SOURCE_MESH) == 0 ? ST_F_SOURCE_MESH
@@ -596,7 +607,7 @@ static int is_compared(const st_delta_t *d)
 const char *const st_cmp_loss_names[4] = {"backlog_full", "connection_lost", "error_reply",
                                           "shutdown"};
 
-void st_stats__lose(st_stats_t *s, enum st_cmp_loss why, uint64_t n)
+void st_agg_lose(st_agg_t *s, enum st_cmp_loss why, uint64_t n)
 {
     if (n) atomic_fetch_add_explicit(&s->cmp_lost[why], n, memory_order_relaxed);
 }
@@ -607,15 +618,15 @@ static int add_cmd(st_batch_t *b, size_t ndeltas, int argc, const char *const *a
     return *err;
 }
 
-static void deltas_clear(st_stats_t *s)
+static void deltas_clear(st_agg_t *s)
 {
     for (size_t i = 0; i < s->norder; i++)
         free(s->order[i]);
     s->norder = 0;
-    memset(s->buckets, 0, s->nbuckets * sizeof(*s->buckets));
+    if (s->buckets) memset(s->buckets, 0, s->nbuckets * sizeof(*s->buckets));
 }
 
-void st_stats__pending_clear(st_stats_t *s)
+void st_agg_pending_clear(st_agg_t *s)
 {
     deltas_clear(s);
     for (size_t i = 0; i < s->neps; i++) {
@@ -631,7 +642,7 @@ void st_stats__pending_clear(st_stats_t *s)
     s->batch_first_ms = s->batch_last_ms = 0;
 }
 
-int st_stats__build_batch(st_stats_t *s, st_batch_t *out, int with_meta, int64_t now_ms)
+int st_agg_build_batch(st_agg_t *s, st_batch_t *out, int with_meta, int64_t now_ms)
 {
     int err = 0;
     char *key = s->kbuf, num[64], num2[64];
@@ -664,12 +675,12 @@ int st_stats__build_batch(st_stats_t *s, st_batch_t *out, int with_meta, int64_t
             out->cmds[out->ncmds - 1].ncompared = (uint64_t)d->ival;
             out->ncompared += (uint64_t)d->ival;
         } else if (err && is_compared(d)) {
-            st_stats__lose(s, ST_CMP_LOSS_CONNECTION, (uint64_t)d->ival); /* never sent */
+            st_agg_lose(s, ST_CMP_LOSS_CONNECTION, (uint64_t)d->ival); /* never sent */
         }
     }
     for (; di < s->norder; di++) /* out of memory: the rest is freed below, never sent */
         if (is_compared(s->order[di]))
-            st_stats__lose(s, ST_CMP_LOSS_CONNECTION, (uint64_t)s->order[di]->ival);
+            st_agg_lose(s, ST_CMP_LOSS_CONNECTION, (uint64_t)s->order[di]->ival);
     snprintf(num2, sizeof(num2), "%" PRIu64, s->cfg.bucket_ttl_s);
     for (size_t i = 0; i < s->nminutes && !err; i++) {
         snprintf(key, keycap, "%s" ST_KEY_MINUTE "%" PRId64, s->prefix, s->minutes[i]);
@@ -727,7 +738,7 @@ int st_stats__build_batch(st_stats_t *s, st_batch_t *out, int with_meta, int64_t
                               started};
         add_cmd(out, 0, 14, argv, &err);
     }
-    st_stats__pending_clear(s);
+    st_agg_pending_clear(s);
     return err;
 }
 
@@ -775,9 +786,9 @@ static uint64_t ld(_Atomic uint64_t *v)
  * folded into "{other}" for good. Only endpoints born before `cutoff` (taken
  * before any worker is read) count, so a scrape sees exactly the endpoints
  * created before it, and a later one can never displace an earlier one. */
-static prom_ep_t *prom_ep_rows(st_stats_t *const *all, size_t n, size_t maxeps, size_t *nrows)
+static prom_ep_t *prom_ep_rows(st_agg_t *const *all, size_t n, size_t maxeps, size_t *nrows)
 {
-    uint64_t cutoff = uv_hrtime();
+    uint64_t cutoff = mono_ns();
     size_t cap = 0, neps = 0;
     *nrows = 0;
     for (size_t i = 0; i < n; i++) {
@@ -788,7 +799,7 @@ static prom_ep_t *prom_ep_rows(st_stats_t *const *all, size_t n, size_t maxeps, 
     }
     prom_ep_t *eps = cap ? calloc(cap + 1, sizeof(*eps)) : NULL;
     for (size_t i = 0; eps && i < n; i++) {
-        st_stats_t *s = all[i];
+        st_agg_t *s = all[i];
         if (!s) continue;
         pthread_mutex_lock(&s->lock);
         for (size_t k = 0; k < s->neps && neps < cap; k++) {
@@ -862,17 +873,12 @@ static void prom_ep_family(FILE *out, const char *name, const char *help, const 
     }
 }
 
-static void prom_counter(FILE *out, const char *name, const char *help, uint64_t v)
+void st_agg_prometheus(st_agg_t *const *all, size_t n, FILE *out)
 {
-    fprintf(out, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", name, help, name, name, v);
-}
-
-void st_stats_prometheus(st_stats_t *const *all, size_t n, FILE *out)
-{
-    uint64_t res[4] = {0}, base[2] = {0}, flushes = 0, dropped = 0, lost = 0, reconn = 0, rerr = 0;
-    size_t with_redis = 0, connected = 0, maxeps = 0;
+    uint64_t res[4] = {0}, base[2] = {0};
+    size_t maxeps = 0;
     for (size_t i = 0; i < n; i++) {
-        st_stats_t *s = all[i];
+        st_agg_t *s = all[i];
         if (!s) continue;
         res[0] += ld(&s->n_match);
         res[1] += ld(&s->n_diverged);
@@ -880,13 +886,6 @@ void st_stats_prometheus(st_stats_t *const *all, size_t n, FILE *out)
         res[3] += ld(&s->n_error);
         base[0] += ld(&s->n_noise_match);
         base[1] += ld(&s->n_noise_diverged);
-        flushes += ld(&s->flushes);
-        dropped += ld(&s->dropped);
-        lost += ld(&s->lost);
-        reconn += ld(&s->reconnects);
-        rerr += ld(&s->redis_errors);
-        with_redis += s->cfg.redis_host != NULL;
-        connected += atomic_load_explicit(&s->connected, memory_order_relaxed) != 0;
         if (s->cfg.max_endpoints > maxeps) maxeps = s->cfg.max_endpoints;
     }
     fprintf(out, "# HELP shadowtee_comparisons_total Mirrored requests compared, by result.\n"
@@ -916,44 +915,30 @@ void st_stats_prometheus(st_stats_t *const *all, size_t n, FILE *out)
                    "Comparisons per endpoint without a shadow answer to diff.", rows, nrows,
                    offsetof(prom_ep_t, errors));
     free(rows);
-    fprintf(
-        out,
-        "# HELP shadowtee_redis_connected 1 when every comparator thread's connection to Redis is "
-        "up.\n"
-        "# TYPE shadowtee_redis_connected gauge\nshadowtee_redis_connected %d\n",
-        with_redis > 0 && connected == with_redis);
-    prom_counter(out, "shadowtee_redis_flushes_total", "Batches of deltas acknowledged by Redis.",
-                 flushes);
-    prom_counter(out, "shadowtee_redis_dropped_deltas_total",
-                 "Deltas and samples dropped because the backlog was full.", dropped);
-    prom_counter(out, "shadowtee_redis_lost_deltas_total",
-                 "Deltas sent to Redis whose reply never came back (connection lost).", lost);
-    fprintf(out, "# HELP shadowtee_redis_lost_comparisons_total Comparisons whose counts never "
-                 "reached Redis, by reason (Redis's compared + these = comparisons).\n"
-                 "# TYPE shadowtee_redis_lost_comparisons_total counter\n");
-    for (int k = 0; k < 4; k++) {
-        uint64_t v = 0;
-        for (size_t i = 0; i < n; i++)
-            if (all[i]) v += ld(&all[i]->cmp_lost[k]);
-        fprintf(out, "shadowtee_redis_lost_comparisons_total{reason=\"%s\"} %" PRIu64 "\n",
-                st_cmp_loss_names[k], v);
-    }
-    prom_counter(out, "shadowtee_redis_reconnects_total",
-                 "Redis connection attempts after the first.", reconn);
-    prom_counter(out, "shadowtee_redis_errors_total",
-                 "Error replies and failed connects from Redis.", rerr);
 }
 
 /* ---- lifetime ---------------------------------------------------------- */
 
-st_stats_t *st_stats_new(uv_loop_t *loop, const st_stats_config_t *cfg)
+uint64_t st_agg_compared(const st_agg_t *s)
 {
-    st_stats_t *s = calloc(1, sizeof(*s));
+    return atomic_load(&s->n_match) + atomic_load(&s->n_diverged) + atomic_load(&s->n_noise) +
+           atomic_load(&s->n_error);
+}
+
+uint64_t st_agg_lost(const st_agg_t *s)
+{
+    uint64_t lost = 0;
+    for (int i = 0; i < 4; i++)
+        lost += atomic_load(&s->cmp_lost[i]);
+    return lost;
+}
+
+st_agg_t *st_agg_new(const st_agg_config_t *cfg)
+{
+    st_agg_t *s = calloc(1, sizeof(*s));
     if (!s) return NULL;
-    s->loop = loop;
     s->cfg = *cfg;
     if (!s->cfg.service) s->cfg.service = "default";
-    if (s->cfg.flush_interval_ms == 0) s->cfg.flush_interval_ms = 100;
     if (pthread_mutex_init(&s->lock, NULL) != 0) {
         free(s);
         return NULL;
@@ -975,30 +960,22 @@ st_stats_t *st_stats_new(uv_loop_t *loop, const st_stats_config_t *cfg)
     s->fbuf = malloc(s->fbufcap);
     s->mkey = malloc(s->prefixlen + 32);
     if (!s->kbuf || !s->fbuf || !s->mkey) goto fail;
-    if (s->cfg.mesh) {
-        static const char *const names[3] = {ST_KEY_MESH_HALVES, ST_KEY_MESH_PENDING,
-                                             ST_KEY_MESH_ORPHANS};
-        for (int i = 0; i < 3; i++) {
-            s->mesh_keys[i] = malloc(s->prefixlen + 16);
-            if (!s->mesh_keys[i]) goto fail;
-            snprintf(s->mesh_keys[i], s->prefixlen + 16, "%s%s", s->prefix, names[i]);
-        }
-    }
-    if (st_sink_start(s) != 0) goto fail;
     return s;
 fail:
-    st_stats__free(s);
+    st_agg_free(s);
     return NULL;
 }
 
-void st_stats__free(st_stats_t *s)
+void st_agg_lose_pending(st_agg_t *s, enum st_cmp_loss why)
+{
+    for (size_t i = 0; i < s->norder; i++)
+        if (is_compared(s->order[i])) st_agg_lose(s, why, (uint64_t)s->order[i]->ival);
+}
+
+void st_agg_free(st_agg_t *s)
 {
     if (!s) return;
-    for (size_t i = 0; i < s->norder; i++) /* never flushed: Redis never got them */
-        if (is_compared(s->order[i]))
-            st_stats__lose(s, ST_CMP_LOSS_SHUTDOWN, (uint64_t)s->order[i]->ival);
-    if (s->closing) st_sink_closed_line(s);
-    st_stats__pending_clear(s);
+    st_agg_pending_clear(s);
     for (size_t i = 0; i < s->neps; i++)
         ep_free(s, s->eps[i]);
     free(s->eps);
@@ -1010,17 +987,7 @@ void st_stats__free(st_stats_t *s)
     free(s->kbuf);
     free(s->fbuf);
     free(s->mkey);
-    for (int i = 0; i < 3; i++)
-        free(s->mesh_keys[i]);
-    st_batch_free(&s->inflight);
     if (s->own_rules) st_rules_free(s->own_rules);
     pthread_mutex_destroy(&s->lock);
     free(s);
-}
-
-void st_stats_close(st_stats_t *s, void (*cb)(void *arg), void *arg)
-{
-    s->close_cb = cb;
-    s->close_arg = arg;
-    st_sink_close(s);
 }

@@ -87,8 +87,12 @@ int st_cmpjob_compare(const st_cmpjob_t *j, st_cmpjob_sink_t *sink)
     st_endpoint_key(sink->rules, j->method, strlen(j->method), path, strlen(path), key,
                     sizeof(key));
     const char *ep = st_endpoint_set_intern(sink->endpoints, key);
-    /* rules by the real key, statistics by the interned one (maybe {other}) */
-    if (st_compare(sink->rules, key, &rp, &rs, j->has_noise ? &rn : NULL, &res) != 0) goto out;
+    /* rules by the real key, statistics by the interned one (maybe {other});
+     * the rules are asked once per pair: the comparison and the sample's
+     * redaction both read this policy */
+    st_policy_t pol;
+    st_policy_resolve(sink->rules, key, &pol);
+    if (st_compare_policy(&pol, &rp, &rs, j->has_noise ? &rn : NULL, &res) != 0) goto out;
     st_stats_record_t rec = {
         .endpoint = ep,
         .method = j->method,
@@ -103,6 +107,7 @@ int st_cmpjob_compare(const st_cmpjob_t *j, st_cmpjob_sink_t *sink)
         .shadow = &rs,
         .now_ms = j->wall_ms,
         .source = j->kind == ST_CMPJOB_HALF ? ST_SOURCE_MESH : ST_SOURCE_TEE,
+        .policy = &pol,
     };
     st_stats_record(sink->stats, &rec);
     st_debug("msg=compared request_id=%s endpoint=\"%s\" verdict=%s differences=%zu", j->request_id,

@@ -23,7 +23,7 @@
 
 #include "tee.h"
 #include "shadowtee/comparator.h"
-#include "shadowtee/stats.h"
+#include "shadowtee/redis_sink.h"
 
 typedef enum { ST_CMPJOB_PAIR = 0, ST_CMPJOB_HALF = 1 } st_cmpjob_kind_t;
 

@@ -101,7 +101,8 @@ static void diff_bodies(const stc_policy_t *pol, body_t *ba, body_t *bb, stc_sin
 static void compare_pair(const st_rules_t *rules, const stc_policy_t *pol, body_t *a, body_t *b,
                          stc_sink_t *sink)
 {
-    stc_compare_head(rules, pol, a->r, b->r, sink);
+    (void)rules;
+    stc_compare_head(pol, a->r, b->r, sink);
     diff_bodies(pol, a, b, sink);
 }
 
@@ -120,7 +121,7 @@ int ref_st_compare(const st_rules_t *rules, const char *endpoint, const st_respo
         return 0;
     }
     stc_policy_t pol;
-    stc_rules_policy(rules, endpoint, &pol);
+    st_policy_resolve(rules, endpoint, &pol);
 
     body_t bp, bs, bn;
     body_init(&bp, primary);

@@ -41,6 +41,38 @@ void st_rules_free(st_rules_t *rules);
  * Cookie, Set-Cookie, Proxy-Authorization) and JSON paths to redact. */
 size_t st_rules_redact_headers(const st_rules_t *rules, const char *const **names);
 
+/* ---- the policy of one endpoint ----------------------------------------- */
+
+/* A numeric tolerance: |a - b| <= absolute, or <= relative * max(|a|, |b|). */
+typedef struct st_tol {
+    double absolute, relative;
+    int has_absolute, has_relative; /* 0: inherit from the enclosing level */
+} st_tol_t;
+
+struct stc_section; /* the comparator's parsed settings (comparator/cmp_internal.h) */
+struct stc_pattern;
+
+/* Everything the rules say about one endpoint, resolved once per mirrored
+ * pair (st_policy_resolve) and handed down: to the comparison
+ * (st_compare_policy: ignores, tolerances, header rules, nesting limit) and
+ * to the samples' redaction (st_policy_redact_header / _body). Borrowed from
+ * the rules: valid while they are. Read its fields only in comparator/. */
+typedef struct st_policy {
+    const struct stc_section
+        *sec[2]; /* the endpoint's own section (if one matched), then defaults */
+    size_t nsec;
+    st_tol_t tol;                            /* resolved global tolerance (both fields set) */
+    size_t max_depth;                        /* nesting limit of the bodies */
+    const struct stc_pattern *const *redact; /* every redact path of the rules (samples) */
+    size_t nredact;
+    const char *const *redact_headers; /* every redact header of the rules, lower-cased */
+    size_t nredact_headers;
+} st_policy_t;
+
+/* Resolves the policy for an endpoint key (st_endpoint_key); rules may be
+ * NULL (built-ins). */
+void st_policy_resolve(const st_rules_t *rules, const char *endpoint, st_policy_t *out);
+
 /* ---- endpoints -------------------------------------------------------- */
 
 /* Writes the endpoint key for a request into out (NUL-terminated), e.g.
@@ -140,6 +172,10 @@ typedef struct {
  * result must be freed with st_diff_result_free even on failure. */
 int st_compare(const st_rules_t *rules, const char *endpoint, const st_response_t *primary,
                const st_response_t *shadow, const st_response_t *noise, st_diff_result_t *result);
+/* The same under a policy already resolved (st_policy_resolve). */
+int st_compare_policy(const st_policy_t *pol, const st_response_t *primary,
+                      const st_response_t *shadow, const st_response_t *noise,
+                      st_diff_result_t *result);
 void st_diff_result_free(st_diff_result_t *result);
 
 /* ---- redaction -------------------------------------------------------- */
@@ -152,6 +188,11 @@ char *st_redact_body(const st_rules_t *rules, const char *body, size_t len, size
                      size_t *out_len);
 /* 1 when the header must be redacted in samples (built-in list + rules). */
 int st_redact_header(const st_rules_t *rules, const char *name, size_t name_len);
+/* The same two under a resolved policy (its redact headers and paths are the
+ * rules' own: the same answers as with the rules it came from). */
+char *st_policy_redact_body(const st_policy_t *pol, const char *body, size_t len, size_t max_len,
+                            size_t *out_len);
+int st_policy_redact_header(const st_policy_t *pol, const char *name, size_t name_len);
 
 #ifdef __cplusplus
 }

@@ -1,21 +1,23 @@
 /*
- * shadowtee stats: aggregation of comparison results and their batched,
- * asynchronous flush to Redis (hiredis async on the owner's libuv loop). The
- * Redis key schema is written down in docs/ARCHITECTURE.md.
+ * shadowtee stats: the aggregator of comparison results (no I/O, no libuv,
+ * no hiredis). It adds each comparison to counters (read by Prometheus) and,
+ * for a sink that drains it (include/shadowtee/redis_sink.h), to a table of
+ * pending Redis deltas and divergent samples, spelled as in
+ * include/shadowtee/schema.h (described in docs/ARCHITECTURE.md, "Redis key
+ * schema"). The Redis sink owns one aggregator; the aggregator knows nothing
+ * of the sink.
  *
- * Threading: one st_stats_t per comparator thread (proxy/cmpthread.c), used
- * only from that thread's loop, except st_stats_prometheus(), which the
- * admin thread may call at any time (it only reads counters that are safe
- * to read concurrently) as long as the stats are not freed meanwhile (the
- * owner guards that). Redis is never on the client path: st_stats_record()
- * only adds to memory, on the comparator thread.
+ * Threading: one st_agg_t per comparator thread, used only from that thread,
+ * except st_agg_prometheus(), which another thread may call at any time (it
+ * only reads counters that are safe to read concurrently) as long as the
+ * aggregator is not freed meanwhile (the owner guards that).
  */
 #ifndef SHADOWTEE_STATS_H
 #define SHADOWTEE_STATS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <uv.h>
 
 #include "shadowtee/comparator.h"
 
@@ -23,34 +25,22 @@
 extern "C" {
 #endif
 
-typedef struct st_stats st_stats_t;
+typedef struct st_agg st_agg_t;
 
 typedef struct {
-    const char *redis_host;      /* NULL: no Redis, counters stay local (metrics only) */
-    int redis_port;              /* 6379 */
-    const char *redis_user;      /* NULL: AUTH <password> (the default user) */
-    const char *redis_password;  /* NULL: no AUTH */
-    int redis_db;                /* SELECT db, 0 */
     const char *service;         /* keys live under "shadowtee:{<service>}:" */
-    uint64_t flush_interval_ms;  /* ~100 ms */
-    size_t max_backlog;          /* delta entries buffered while Redis is away; beyond: dropped */
+    int deltas;                  /* 1: keep Redis deltas and samples for a sink to drain;
+                                    0: counters only (metrics) */
+    size_t max_backlog;          /* pending entries (deltas + samples); beyond: dropped */
     size_t samples_per_endpoint; /* newest N divergent samples kept per endpoint */
     size_t sample_body_max;      /* bytes of each body kept in a sample */
     uint64_t bucket_ttl_s;       /* TTL of per-minute buckets */
     size_t max_endpoints;        /* endpoint label cardinality cap (then "{other}") */
-    const st_rules_t *rules;     /* redaction rules; borrowed, outlives the stats */
-    /* Where the few state-change lines go ("event=redis_down ..."): NULL
-     * writes them to stderr; a proxy passes its own (non-blocking) logger. */
-    void (*log)(void *arg, int is_warning, const char *line);
-    void *log_arg;
-    /* Mesh mirroring (st_stats_mesh_publish): load the join script on each
-     * connection and sweep expired halves on the flush timer. */
-    int mesh;
-    uint64_t mesh_pair_ttl_ms; /* a half waits this long for its partner */
-} st_stats_config_t;
+    const st_rules_t *rules;     /* redaction rules; borrowed, outlives the aggregator */
+} st_agg_config_t;
 
-/* Sets every default (no Redis, service "default", 100 ms, ...). */
-void st_stats_config_init(st_stats_config_t *cfg);
+/* Sets every default (service "default", no deltas, 20 samples, ...). */
+void st_agg_config_init(st_agg_config_t *cfg);
 
 typedef struct {
     const char *endpoint;   /* endpoint key (st_endpoint_key) */
@@ -66,64 +56,23 @@ typedef struct {
     const st_response_t *shadow;  /* for samples; may be NULL */
     int64_t now_ms;               /* wall clock (ms since epoch) of the comparison */
     const char *source;           /* how the pair was mirrored: "tee" (NULL) or "mesh" */
+    /* the endpoint's policy the comparison was made under, which redacts the
+     * sample (borrowed, for the call); NULL: resolved from cfg.rules */
+    const st_policy_t *policy;
 } st_stats_record_t;
 
-/* Creates the stats of one comparator thread on `loop` and, when cfg->redis_host is set,
- * starts connecting (with its own reconnect backoff). cfg is copied; strings
- * in it are borrowed and must outlive the stats. NULL on allocation failure. */
-st_stats_t *st_stats_new(uv_loop_t *loop, const st_stats_config_t *cfg);
+/* A new aggregator. cfg is copied; strings in it are borrowed and must
+ * outlive it. NULL on allocation failure. */
+st_agg_t *st_agg_new(const st_agg_config_t *cfg);
+void st_agg_free(st_agg_t *a);
 
 /* Adds one comparison to the in-memory aggregates. O(paths), no I/O. */
-void st_stats_record(st_stats_t *stats, const st_stats_record_t *rec);
+void st_agg_record(st_agg_t *a, const st_stats_record_t *rec);
 
-/* Flushes what is pending (best effort, bounded by a short timeout), then closes
- * the Redis connection and the timers; cb(arg) runs on the loop once every
- * handle is closed, after which the caller frees nothing more: the stats are
- * freed by the time cb runs. */
-void st_stats_close(st_stats_t *stats, void (*cb)(void *arg), void *arg);
-
-/* ---- mesh halves (issue 16) ------------------------------------------------
- * One side's capture ("half") is published under its request id with one
- * EVALSHA of the join script on the stats' own connection (pipelined with the
- * batches, never waited for): the script stores it, or, when the partner
- * side's half is already there, deletes that one and returns it, atomically,
- * so exactly one of the two sides gets the pair. It also sweeps halves
- * whose partner did not come within the pair TTL (orphans, counted by side
- * in Redis). Key schema: docs/ARCHITECTURE.md. */
-typedef enum {
-    ST_MESH_STORED = 0, /* stored: waiting for the partner */
-    ST_MESH_JOINED,     /* the partner was there: partner/len hold its half */
-    ST_MESH_DUPLICATE,  /* a half of this side with this id is already stored: not stored */
-    ST_MESH_LOST,       /* the connection went away before the reply: maybe stored */
-    ST_MESH_ERROR,      /* Redis answered an error: not stored */
-} st_mesh_result_t;
-
-typedef struct {
-    st_mesh_result_t result;
-    const char *partner; /* ST_MESH_JOINED: the partner's half (valid during the callback) */
-    size_t partner_len;
-    int64_t join_ms;     /* ST_MESH_JOINED: this arrival minus the partner's, Redis clock */
-    uint64_t orphans[3]; /* halves this call swept as orphans: stable, shadow, baseline */
-} st_mesh_reply_t;
-
-typedef void (*st_mesh_cb)(void *arg, const st_mesh_reply_t *reply);
-
-/* Publishes one half (side: "stable", "shadow"; partner: the other side).
- * 0: sent, cb runs exactly once on the loop (ST_MESH_LOST when the
- * connection goes, including at st_stats_close); the caller keeps the
- * bytes of half alive until then. -1: Redis is not connected (or no mesh
- * configured, or too many halves in flight): not sent, cb never runs. */
-int st_stats_mesh_publish(st_stats_t *s, const char *side, const char *partner, const char *id,
-                          const char *half, size_t len, st_mesh_cb cb, void *arg);
-/* Halves sent and not yet answered. */
-size_t st_stats_mesh_inflight(const st_stats_t *s);
-/* Orphans swept by this stats' calls so far, by side (stable, shadow, baseline). */
-void st_stats_mesh_orphans(const st_stats_t *s, uint64_t out[3]);
-
-/* Writes Prometheus text for all the threads' stats, summed: comparisons by
- * result, per-endpoint divergence counters, Redis state (connected, flushed,
- * dropped, reconnects). Safe to call from another thread. */
-void st_stats_prometheus(st_stats_t *const *all, size_t n, FILE *out);
+/* Writes the Prometheus families of the comparisons, summed over the
+ * aggregators: comparisons by result, the noise replica's, and the
+ * per-endpoint counters. Safe to call from another thread. */
+void st_agg_prometheus(st_agg_t *const *all, size_t n, FILE *out);
 
 #ifdef __cplusplus
 }

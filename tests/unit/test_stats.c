@@ -15,7 +15,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "../../comparator/stats_internal.h"
+#include "../../comparator/redis_sink_internal.h"
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -130,13 +130,13 @@ static void test_config_defaults(void **state)
 
 static void test_hist_bucket(void **state)
 {
-    assert_int_equal(st_stats__hist_bucket(0.2), 0);
-    assert_int_equal(st_stats__hist_bucket(1.0), 0);
-    assert_int_equal(st_stats__hist_bucket(1.01), 1);
-    assert_int_equal(st_stats__hist_bucket(12), 10); /* 15 */
+    assert_int_equal(st_agg_hist_bucket(0.2), 0);
+    assert_int_equal(st_agg_hist_bucket(1.0), 0);
+    assert_int_equal(st_agg_hist_bucket(1.01), 1);
+    assert_int_equal(st_agg_hist_bucket(12), 10); /* 15 */
     assert_true(st_stats_hist_bounds_ms[10] == 15);
-    assert_int_equal(st_stats__hist_bucket(60000), ST_HIST_NBOUNDS - 1);
-    assert_int_equal(st_stats__hist_bucket(60001), ST_HIST_NBOUNDS);
+    assert_int_equal(st_agg_hist_bucket(60000), ST_HIST_NBOUNDS - 1);
+    assert_int_equal(st_agg_hist_bucket(60001), ST_HIST_NBOUNDS);
     for (size_t i = 1; i < ST_HIST_NBOUNDS; i++)
         assert_true(st_stats_hist_bounds_ms[i] > st_stats_hist_bounds_ms[i - 1]);
     char name[32];
@@ -167,7 +167,7 @@ static void test_batch_counts_paths_latency(void **state)
 
     st_batch_t b;
     st_batch_init(&b);
-    assert_int_equal(st_stats__build_batch(f->s, &b, 1, T0), 0);
+    assert_int_equal(st_agg_build_batch(f->s->agg, &b, 1, T0), 0);
     char **l = batch_lines(&b);
     const char *ep = "shadowtee:{svc}:ep:POST /v1/predict:";
     char want[512];
@@ -221,11 +221,11 @@ static void test_batch_counts_paths_latency(void **state)
     assert_int_equal(b.ndeltas, b.ncmds - 1 /* SADD */ - 2 /* EXPIRE */ - 1 /* LTRIM */ -
                                     3 /* meta */ - 1 /* LPUSH cmd */ + 2 /* its 2 samples */);
     st_batch_free(&b);
-    assert_int_equal(st_stats__pending(f->s), 0);
+    assert_int_equal(st_agg_pending(f->s->agg), 0);
 
     /* the table is empty: the next batch without records is empty too */
     st_batch_init(&b);
-    assert_int_equal(st_stats__build_batch(f->s, &b, 0, T0), 0);
+    assert_int_equal(st_agg_build_batch(f->s->agg, &b, 0, T0), 0);
     assert_int_equal(b.ncmds, 0);
     st_batch_free(&b);
     fx_free(f);
@@ -249,7 +249,7 @@ static void test_sample_json_redacted(void **state)
 
     st_batch_t b;
     st_batch_init(&b);
-    assert_int_equal(st_stats__build_batch(f->s, &b, 0, T0), 0);
+    assert_int_equal(st_agg_build_batch(f->s->agg, &b, 0, T0), 0);
     const st_cmd_t *lp = NULL;
     for (size_t i = 0; i < b.ncmds; i++)
         if (strcmp(b.cmds[i].argv[0], "LPUSH") == 0) lp = &b.cmds[i];
@@ -315,7 +315,7 @@ static void test_samples_capped_per_second(void **state)
     }
     st_batch_t b;
     st_batch_init(&b);
-    assert_int_equal(st_stats__build_batch(f->s, &b, 0, T0), 0);
+    assert_int_equal(st_agg_build_batch(f->s->agg, &b, 0, T0), 0);
     char **l = batch_lines(&b);
     assert_true(has_line(l, "LTRIM shadowtee:{svc}:ep:GET /x:samples 0 2"));
     assert_true(has_line(l, "HINCRBY shadowtee:{svc}:ep:GET /x:counts diverged 12"));
@@ -330,7 +330,7 @@ static void test_samples_capped_per_second(void **state)
         assert_non_null(strstr(b.cmds[i].argv[4], "\"r11\""));
     }
     /* the two replaced pending samples are counted as dropped */
-    assert_int_equal(atomic_load(&f->s->dropped), 2);
+    assert_int_equal(atomic_load(&f->s->agg->dropped), 2);
     st_batch_free(&b);
     fx_free(f);
 }
@@ -352,12 +352,12 @@ static void test_backlog_bounded(void **state)
         r.diff = &diff;
         st_stats_record(f->s, &r);
     }
-    assert_true(st_stats__pending(f->s) <= 10);
-    assert_true(atomic_load(&f->s->dropped) >= 50);
+    assert_true(st_agg_pending(f->s->agg) <= 10);
+    assert_true(atomic_load(&f->s->agg->dropped) >= 50);
     /* counters already in the table keep merging */
     st_batch_t b;
     st_batch_init(&b);
-    assert_int_equal(st_stats__build_batch(f->s, &b, 0, T0), 0);
+    assert_int_equal(st_agg_build_batch(f->s->agg, &b, 0, T0), 0);
     char **l = batch_lines(&b);
     assert_true(has_line(l, "HINCRBY shadowtee:{svc}:ep:GET /x:counts compared 50"));
     assert_true(has_line(l, "HINCRBY shadowtee:{svc}:ep:GET /x:counts noise 50"));
@@ -378,8 +378,8 @@ static void test_backlog_losses_accounted(void **state)
     }
     st_batch_t b;
     st_batch_init(&b);
-    assert_int_equal(st_stats__build_batch(f->s, &b, 0, T0), 0);
-    uint64_t lost = atomic_load(&f->s->cmp_lost[ST_CMP_LOSS_BACKLOG]);
+    assert_int_equal(st_agg_build_batch(f->s->agg, &b, 0, T0), 0);
+    uint64_t lost = atomic_load(&f->s->agg->cmp_lost[ST_CMP_LOSS_BACKLOG]);
     assert_true(lost > 0 && b.ncompared > 0);
     assert_int_equal(b.ncompared + lost, 50);
     uint64_t sum = 0;
@@ -434,11 +434,12 @@ static void test_many_fields_merge(void **state)
             st_stats_record(f->s, &r);
         }
     }
-    assert_true(f->s->nbuckets >= 5000);
-    assert_int_equal(atomic_load(&f->s->dropped), 0); /* the rate limit skips samples, no drop */
+    assert_true(f->s->agg->nbuckets >= 5000);
+    assert_int_equal(atomic_load(&f->s->agg->dropped),
+                     0); /* the rate limit skips samples, no drop */
     st_batch_t b;
     st_batch_init(&b);
-    assert_int_equal(st_stats__build_batch(f->s, &b, 0, T0), 0);
+    assert_int_equal(st_agg_build_batch(f->s->agg, &b, 0, T0), 0);
     size_t paths = 0;
     for (size_t i = 0; i < b.ncmds; i++) {
         if (strcmp(b.cmds[i].argv[0], "HINCRBY") == 0 && strstr(b.cmds[i].argv[1], ":paths")) {
@@ -474,7 +475,7 @@ static void test_endpoint_cap_and_prometheus(void **state)
 
     st_batch_t b;
     st_batch_init(&b);
-    assert_int_equal(st_stats__build_batch(f->s, &b, 0, T0), 0);
+    assert_int_equal(st_agg_build_batch(f->s->agg, &b, 0, T0), 0);
     char **l = batch_lines(&b);
     assert_true(has_line(l, "SADD shadowtee:{svc}:endpoints GET /a GET /b {other}"));
     assert_true(has_line(l, "HINCRBY shadowtee:{svc}:ep:{other}:counts compared 7"));
@@ -597,12 +598,12 @@ static void test_prometheus_labels_stable(void **state)
 
     /* an endpoint created after the scrape began is not in that scrape at
      * all (neither named nor in {other}): so it cannot displace one */
-    g->s->eps[0]->born_ns = UINT64_MAX;
+    g->s->agg->eps[0]->born_ns = UINT64_MAX;
     t = prom_text(all, 2);
     assert_int_equal(prom_value(t, "shadowtee_endpoint_comparisons_total{endpoint=\"{other}\"}"),
                      5);
     free(t);
-    g->s->eps[0]->born_ns = 0; /* born before GET /early: now it is the one kept */
+    g->s->agg->eps[0]->born_ns = 0; /* born before GET /early: now it is the one kept */
     t = prom_text(all, 2);
     assert_int_equal(prom_value(t, "shadowtee_endpoint_comparisons_total{endpoint=\"GET /late\"}"),
                      35);
@@ -624,8 +625,8 @@ static void test_no_redis_keeps_only_counters(void **state)
     st_stats_record_t r = rec_base("GET /x", ST_VERDICT_MATCH, T0);
     for (int i = 0; i < 100; i++)
         st_stats_record(s, &r);
-    assert_int_equal(st_stats__pending(s), 0);
-    assert_int_equal(atomic_load(&s->n_match), 100);
+    assert_int_equal(st_agg_pending(s->agg), 0);
+    assert_int_equal(atomic_load(&s->agg->n_match), 100);
     int closed = 0;
     st_stats_close(s, on_closed, &closed);
     assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);

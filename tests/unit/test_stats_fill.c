@@ -20,7 +20,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "../../comparator/stats_internal.h"
+#include "../../comparator/redis_sink_internal.h"
 
 static int64_t now_ms(void)
 {
@@ -74,7 +74,7 @@ static void response_of(json_t *j, st_response_t *r, st_header_t *h, size_t nh)
 
 static int all_flushed(st_stats_t *s)
 {
-    return st_stats__pending(s) == 0 && s->inflight_left == 0 && atomic_load(&s->flushes) >= 1;
+    return st_agg_pending(s->agg) == 0 && s->inflight_left == 0 && atomic_load(&s->flushes) >= 1;
 }
 
 typedef struct {
@@ -202,7 +202,7 @@ static void test_fill_from_spec(void **state)
     assert_int_equal(atomic_load(&s->redis_errors), 0);
     printf("FILLED records=%zu flushes=%llu dropped=%llu\n", recorded,
            (unsigned long long)atomic_load(&s->flushes),
-           (unsigned long long)atomic_load(&s->dropped));
+           (unsigned long long)atomic_load(&s->agg->dropped));
     int closed = 0;
     st_stats_close(s, on_closed, &closed);
     uv_close((uv_handle_t *)&r.check, NULL);

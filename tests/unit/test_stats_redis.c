@@ -22,7 +22,7 @@
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
 
-#include "../../comparator/stats_internal.h"
+#include "../../comparator/redis_sink_internal.h"
 
 static int env_port(const char *name)
 {
@@ -163,7 +163,7 @@ static int is_connected(st_stats_t *s, void *arg)
 
 static int flushed_at_least(st_stats_t *s, void *arg)
 {
-    return atomic_load(&s->flushes) >= *(uint64_t *)arg && st_stats__pending(s) == 0 &&
+    return atomic_load(&s->flushes) >= *(uint64_t *)arg && st_agg_pending(s->agg) == 0 &&
            s->inflight_left == 0;
 }
 
@@ -259,7 +259,7 @@ static void test_flush_values(void **state)
     uint64_t want = atomic_load(&f->s->flushes) + 1;
     assert_true(run_until(f, flushed_at_least, &want, 5000));
     assert_int_equal(hget_ll(c, a, "compared"), 15);
-    assert_int_equal(atomic_load(&f->s->dropped), 0);
+    assert_int_equal(atomic_load(&f->s->agg->dropped), 0);
     assert_int_equal(atomic_load(&f->s->lost), 0);
     fx_free(f);
     redisFree(c);
@@ -323,7 +323,7 @@ static void test_auth_and_select(void **state)
 static int paused_and_back(st_stats_t *s, void *arg)
 {
     return atomic_load(&s->reconnects) >= 1 && atomic_load(&s->flushes) >= 2 &&
-           st_stats__pending(s) == 0 && s->inflight_left == 0;
+           st_agg_pending(s->agg) == 0 && s->inflight_left == 0;
 }
 
 /* A stalled server: the batch gets no reply within the reply timeout, the
@@ -353,7 +353,7 @@ static void test_stalled_server(void **state)
 
 static int flushed_once(st_stats_t *s, void *arg)
 {
-    return atomic_load(&s->flushes) >= 1 && st_stats__pending(s) == 0 && s->inflight_left == 0;
+    return atomic_load(&s->flushes) >= 1 && st_agg_pending(s->agg) == 0 && s->inflight_left == 0;
 }
 
 static int is_down(st_stats_t *s, void *arg)
@@ -425,7 +425,7 @@ static void test_late_redis(void **state)
         skip();
     }
     fx_t *f = fx_new(port, "late", NULL, 0);
-    f->s->cfg.max_backlog = 40;
+    f->s->agg->cfg.max_backlog = 40;
     record_n(f->s, "GET /a", ST_VERDICT_DIVERGED, 5);
     record_n(f->s, "GET /b", ST_VERDICT_ERROR, 5);
     uint64_t one = 1;
@@ -435,9 +435,9 @@ static void test_late_redis(void **state)
         snprintf(ep, sizeof(ep), "GET /x%d", i);
         record_n(f->s, ep, ST_VERDICT_MATCH, 1);
     }
-    uint64_t dropped = atomic_load(&f->s->dropped);
+    uint64_t dropped = atomic_load(&f->s->agg->dropped);
     assert_true(dropped > 0);
-    assert_true(st_stats__pending(f->s) <= 40);
+    assert_true(st_agg_pending(f->s->agg) <= 40);
     printf("WAITING_FOR_REDIS\n");
     fflush(stdout);
     assert_true(run_until(f, flushed_once, NULL, 15000));
