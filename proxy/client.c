@@ -23,25 +23,11 @@
 #include "cmpjob.h"
 #include "mesh.h"
 #include "tee.h"
+#include "wbatch.h"
 #include "worker.h"
 
-#define WB_IOV                 16
 #define ST_DRAIN_IDLE_GRACE_MS 1000
 enum dir { DIR_UP = 0, DIR_CL = 1 };
-
-/* A batch of iovecs for one destination. Frames (chunk sizes) live inside the
- * batch; the bytes of the other iovecs belong to read buffers that are not
- * reused while the batch is pending. */
-struct st_wbatch {
-    uv_write_t req;
-    struct st_client *c;
-    int dir;
-    int n;
-    uv_buf_t iov[WB_IOV];
-    int nframes;
-    char frames[WB_IOV][24];
-    char *owned; /* TLS: the ciphertext buffer this batch sends, freed after */
-};
 
 enum cstate { C_IDLE = 0, C_HEAD, C_CONNECT, C_BODY, C_SENT, C_TUNNEL, C_LINGER };
 enum rstate { R_NONE = 0, R_BODY, R_DONE };
@@ -131,7 +117,7 @@ static void maybe_free(st_client_t *c)
     if (c->handles > 0 || c->pending[0] || c->pending[1]) return;
     st_worker_t *w = c->w;
     for (int i = 0; i < 2; i++)
-        free(c->wb[i].owned);
+        st_wbatch_release(&c->wb[i]);
     st_tls_free(&c->tls);
     st_sbuf_free(&c->head);
     st_sbuf_free(&c->rhead);
@@ -197,37 +183,29 @@ static void shutdown_write(st_client_t *c)
 
 /* ---- write batches ------------------------------------------------------ */
 
+/* Queues bytes for dir; a full batch is sent first. -1: that send failed
+ * (noted in write_failed for the parser's caller). */
 static int add(st_client_t *c, int dir, const char *p, size_t n)
 {
-    if (n == 0) return 0;
     st_wbatch_t *b = &c->wb[dir];
-    if (b->n > 0) { /* extend the previous iovec when contiguous */
-        uv_buf_t *last = &b->iov[b->n - 1];
-        int is_frame = last->base >= b->frames[0] && last->base < b->frames[WB_IOV - 1] + 24;
-        if (!is_frame && last->base + last->len == p) {
-            last->len += n;
-            return 0;
-        }
-    }
-    if (b->n == WB_IOV && flush(c, dir) != 0) {
+    if (st_wbatch_add(b, p, n) == 0) return 0;
+    if (flush(c, dir) != 0) {
         c->write_failed |= 1 << dir;
         return -1;
     }
-    b->iov[b->n++] = uv_buf_init((char *)p, (unsigned)n);
-    return 0;
+    return st_wbatch_add(b, p, n);
 }
 
-static int add_frame(st_client_t *c, int dir, const char *fmt, unsigned long long v)
+/* Queues a chunk-size line for dir, as add(). */
+static int add_chunk_size(st_client_t *c, int dir, unsigned long long v)
 {
     st_wbatch_t *b = &c->wb[dir];
-    if ((b->n == WB_IOV || b->nframes == WB_IOV) && flush(c, dir) != 0) {
+    if (st_wbatch_add_chunk_size(b, v) == 0) return 0;
+    if (flush(c, dir) != 0) {
         c->write_failed |= 1 << dir;
         return -1;
     }
-    char *f = b->frames[b->nframes++];
-    int n = snprintf(f, 24, fmt, v);
-    b->iov[b->n++] = uv_buf_init(f, (unsigned)n);
-    return 0;
+    return st_wbatch_add_chunk_size(b, v);
 }
 
 /* Resumes reading the primary once the client took what we sent; the read
@@ -242,18 +220,9 @@ static void up_resume(st_client_t *c)
     st_upconn_resume(u);
 }
 
-static void on_batch_written(uv_write_t *req, int status)
+static void on_batch_written(void *owner, int dir, int status)
 {
-    st_wbatch_t *b = (st_wbatch_t *)req;
-    st_client_t *c = b->c;
-    int dir = b->dir;
-    st_worker_t *w = c->w;
-    free(b->owned);
-    b->owned = NULL;
-    if (w->nwfree < 256)
-        w->wfree[w->nwfree++] = b;
-    else
-        free(b);
+    st_client_t *c = owner;
     c->pending[dir]--;
     if (c->closing) {
         maybe_free(c);
@@ -300,65 +269,14 @@ static int flush(st_client_t *c, int dir)
     st_tls_t *tls =
         dir == DIR_UP ? (c->up ? st_upconn_tls(c->up) : NULL) : (c->tls_on ? &c->tls : NULL);
     if (tls) { /* encrypt: the plaintext sources are free again right away */
-        int rc =
-            st_tls_encrypt_iov(tls, b->iov, (size_t)b->n, c->w->tls_wscratch, ST_TLS_RECORD_MAX);
-        b->n = b->nframes = 0;
-        char *out;
-        long n = rc == 0 ? st_tls_take_output(tls, &out) : -1;
-        if (n <= 0) return (int)n;
-        b->iov[0] = uv_buf_init(out, (unsigned)n);
-        b->n = 1;
-        b->owned = out;
+        int rc = st_wbatch_encrypt(b, tls, c->w->tls_wscratch, ST_TLS_RECORD_MAX);
+        if (rc <= 0) return rc;
     }
     if (b->n == 0) return 0;
     if (dir == DIR_CL && c->resp != R_NONE) c->resp_sent = 1;
-    uv_stream_t *s = dst_stream(c, dir);
-    int first = 0;
-    if (c->pending[dir] == 0) {
-        int rc = uv_try_write(s, b->iov, (unsigned)b->n);
-        if (rc < 0 && rc != UV_EAGAIN) {
-            b->n = b->nframes = 0;
-            free(b->owned);
-            b->owned = NULL;
-            return -1;
-        }
-        size_t left = rc > 0 ? (size_t)rc : 0;
-        while (first < b->n && left >= b->iov[first].len)
-            left -= b->iov[first++].len;
-        if (first < b->n && left) {
-            b->iov[first].base += left;
-            b->iov[first].len -= left;
-        }
-    }
-    if (first == b->n) {
-        b->n = b->nframes = 0;
-        free(b->owned);
-        b->owned = NULL;
-        return 0;
-    }
-    st_worker_t *w = c->w;
-    st_wbatch_t *h = w->nwfree ? w->wfree[--w->nwfree] : malloc(sizeof(*h));
-    if (!h) {
-        b->n = b->nframes = 0;
-        free(b->owned);
-        b->owned = NULL;
-        return -1;
-    }
-    memcpy(h, b, sizeof(*h));
-    b->owned = NULL;                 /* now the heap batch's */
-    for (int i = 0; i < h->n; i++) { /* frames moved with the copy */
-        char *base = h->iov[i].base;
-        if (base >= b->frames[0] && base < b->frames[WB_IOV - 1] + 24)
-            h->iov[i].base = h->frames[0] + (base - b->frames[0]);
-    }
-    h->c = c;
-    h->dir = dir;
-    b->n = b->nframes = 0;
-    if (uv_write(&h->req, s, h->iov + first, (unsigned)(h->n - first), on_batch_written) != 0) {
-        free(h->owned);
-        free(h);
-        return -1;
-    }
+    int rc = st_wbatch_send(b, &c->w->wbatch, dst_stream(c, dir), c->pending[dir] == 0,
+                            on_batch_written, c, dir);
+    if (rc <= 0) return rc;
     c->pending[dir]++;
     if (dir == DIR_CL && !c->closing) { /* a client that does not read: send timeout */
         if (c->up && c->state != C_TUNNEL) {
@@ -463,7 +381,7 @@ static void reply_error(st_client_t *c, int status, const char *why)
     count_response(c, status);
     drop_exchange(c);
     c->state = C_LINGER;
-    c->wb[DIR_UP].n = c->wb[DIR_UP].nframes = 0;
+    st_wbatch_clear(&c->wb[DIR_UP]);
     c->rhead.len = 0;
     if (st_http_build_error(&c->rhead, status, c->rid[0] ? c->rid : NULL, 1) != 0 ||
         add(c, DIR_CL, c->rhead.p, c->rhead.len) != 0 || flush(c, DIR_CL) != 0) {
@@ -835,7 +753,7 @@ static int on_chunk_header(llhttp_t *p)
         c->last_chunk = 1;
         return 0;
     }
-    return add_frame(c, DIR_UP, "%llx\r\n", (unsigned long long)p->content_length) ? HPE_USER : 0;
+    return add_chunk_size(c, DIR_UP, (unsigned long long)p->content_length) ? HPE_USER : 0;
 }
 
 static int on_chunk_complete(llhttp_t *p)
@@ -979,8 +897,7 @@ static int on_res_body(llhttp_t *p, const char *at, size_t len)
 {
     st_client_t *c = p->data;
     if (c->cap) st_capture_body(c->cap, at, len, c->w->cfg->compare_max_body);
-    if (c->rechunk && add_frame(c, DIR_CL, "%llx\r\n", (unsigned long long)len) != 0)
-        return HPE_USER;
+    if (c->rechunk && add_chunk_size(c, DIR_CL, (unsigned long long)len) != 0) return HPE_USER;
     if (add(c, DIR_CL, at, len) != 0) return HPE_USER;
     if (c->rechunk && add(c, DIR_CL, "\r\n", 2) != 0) return HPE_USER;
     return 0;
@@ -1038,7 +955,7 @@ static void up_on_data(void *owner, st_upconn_t *u)
         st_debug("msg=\"bad upstream response\" err=%s reason=\"%s\"", llhttp_errno_name(err),
                  llhttp_get_error_reason(&u->parser));
         if (!c->resp_sent) { /* nothing left yet: drop the head, answer 502 */
-            c->wb[DIR_CL].n = c->wb[DIR_CL].nframes = 0;
+            st_wbatch_clear(&c->wb[DIR_CL]);
             c->resp = R_NONE;
         }
         upstream_failed(c, ST_UPFAIL_PROTOCOL);
