@@ -99,7 +99,7 @@ typedef struct st_client {
 } st_client_t;
 
 static void client_process(st_client_t *c);
-static void client_close(st_client_t *c, const char *why);
+static void client_close(st_client_t *c, enum st_close why);
 static void finish_exchange(st_client_t *c);
 static void upstream_failed(st_client_t *c, enum st_upfail why);
 static const st_upstream_ops_t primary_ops; /* defined with the upstream events */
@@ -230,7 +230,7 @@ static void on_batch_written(void *owner, int dir, int status)
     }
     if (status < 0) {
         if (dir == DIR_CL)
-            client_close(c, "client_write_error");
+            client_close(c, ST_CLOSE_CLIENT_WRITE_ERROR);
         else if (c->up && status != UV_ECANCELED)
             upstream_failed(c, ST_UPFAIL_RESET);
         else if (c->state != C_LINGER && c->resp == R_DONE && !c->pending[0] && !c->pending[1])
@@ -326,12 +326,14 @@ static void tls_close_notify(st_client_t *c)
     free(out);
 }
 
-static void client_close(st_client_t *c, const char *why)
+static void client_close(st_client_t *c, enum st_close why)
 {
     if (c->closing) return;
     if (c->resp != R_BODY)
         tls_close_notify(c); /* never for a cut response: it would look complete */
-    st_debug("msg=\"client closed\" reason=%s state=%s", why, cstate_names[c->state]);
+    ST_INC(c->w->metrics.client_closes[why]);
+    st_debug("msg=\"client closed\" reason=%s state=%s", st_close_labels[why],
+             cstate_names[c->state]);
     drop_exchange(c);
     c->closing = 1;
     c->reading = 0;
@@ -373,7 +375,8 @@ static void reply_error(st_client_t *c, int status, const char *why)
 {
     if (c->closing || c->state == C_LINGER) return;
     if (c->resp != R_NONE) {
-        client_close(c, why);
+        st_debug("msg=\"request refused mid-response\" status=%d reason=%s", status, why);
+        client_close(c, ST_CLOSE_REFUSED_MID_RESPONSE);
         return;
     }
     st_debug("msg=\"request refused\" status=%d reason=%s", status, why);
@@ -385,7 +388,7 @@ static void reply_error(st_client_t *c, int status, const char *why)
     c->rhead.len = 0;
     if (st_http_build_error(&c->rhead, status, c->rid[0] ? c->rid : NULL, 1) != 0 ||
         add(c, DIR_CL, c->rhead.p, c->rhead.len) != 0 || flush(c, DIR_CL) != 0) {
-        client_close(c, "error_write");
+        client_close(c, ST_CLOSE_ERROR_WRITE);
         return;
     }
     c->rb.filled = c->rb.parsed = 0;
@@ -426,10 +429,10 @@ static void on_timer(uv_timer_t *t)
         if (c->resp == R_NONE)
             reject(c, ST_REJ_TIMEOUT);
         else
-            client_close(c, "body_timeout");
+            client_close(c, ST_CLOSE_BODY_TIMEOUT);
         break;
     default: /* idle keep-alive, linger, send timeout, tunnel idle */
-        client_close(c, "timeout");
+        client_close(c, ST_CLOSE_TIMEOUT);
         break;
     }
 }
@@ -523,7 +526,7 @@ static void body_begins(st_client_t *c)
 {
     if (c->expect) {
         if (add(c, DIR_CL, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0 || flush(c, DIR_CL) != 0) {
-            client_close(c, "client_write_error");
+            client_close(c, ST_CLOSE_CLIENT_WRITE_ERROR);
             return;
         }
     }
@@ -558,7 +561,7 @@ static void local_answer(st_client_t *c)
     else
         rc |= ST_SBUF_LIT(&c->rhead, "\r\n\r\n");
     if (rc || add(c, DIR_CL, c->rhead.p, c->rhead.len) != 0 || flush(c, DIR_CL) != 0) {
-        client_close(c, "client_write_error");
+        client_close(c, ST_CLOSE_CLIENT_WRITE_ERROR);
         return;
     }
     finish_exchange(c);
@@ -935,7 +938,7 @@ static void up_on_data(void *owner, st_upconn_t *u)
     if (c->state == C_TUNNEL) {
         if (add(c, DIR_CL, u->rb.base + u->rb.parsed, u->rb.filled - u->rb.parsed) != 0 ||
             flush(c, DIR_CL) != 0) {
-            client_close(c, "tunnel_write");
+            client_close(c, ST_CLOSE_TUNNEL_WRITE);
             return;
         }
         u->rb.parsed = u->rb.filled;
@@ -949,7 +952,7 @@ static void up_on_data(void *owner, st_upconn_t *u)
     llhttp_errno_t err = st_http_execute(&u->parser, &u->rb);
     if (err != HPE_OK && err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
         if (c->write_failed & (1 << DIR_CL)) { /* the client went away, the primary is fine */
-            client_close(c, "client_write_error");
+            client_close(c, ST_CLOSE_CLIENT_WRITE_ERROR);
             return;
         }
         st_debug("msg=\"bad upstream response\" err=%s reason=\"%s\"", llhttp_errno_name(err),
@@ -962,7 +965,7 @@ static void up_on_data(void *owner, st_upconn_t *u)
         return;
     }
     if (flush(c, DIR_CL) != 0) {
-        client_close(c, "client_write_error");
+        client_close(c, ST_CLOSE_CLIENT_WRITE_ERROR);
         return;
     }
     if (err == HPE_PAUSED_UPGRADE) {
@@ -994,7 +997,7 @@ static void upstream_failed(st_client_t *c, enum st_upfail why)
         return;
     }
     if (c->state == C_TUNNEL) {
-        client_close(c, "tunnel_closed");
+        client_close(c, ST_CLOSE_TUNNEL_CLOSED);
         return;
     }
     int idempotent = c->method == HTTP_GET || c->method == HTTP_HEAD || c->method == HTTP_OPTIONS ||
@@ -1015,19 +1018,19 @@ static void upstream_failed(st_client_t *c, enum st_upfail why)
             return;
         }
     }
-    int reason = why == ST_UPFAIL_EOF ? ST_UPERR_RESET : (int)why;
+    enum st_upfail reason = st_upfail_counted(why);
     ST_INC(c->w->metrics.upstream_errors[reason]);
-    if (c->half) mesh_finish(c, st_shadow_err_names[reason], 0); /* no answer: an error half */
+    if (c->half) mesh_finish(c, st_upfail_labels[reason], 0); /* no answer: an error half */
     st_warn(
         "msg=\"upstream failed\" upstream=%s reason=%s state=%s response_started=%d request_id=%s",
-        c->w->cfg->primary.authority, st_uperr_names[reason], cstate_names[c->state],
+        c->w->cfg->primary.authority, st_upfail_labels[reason], cstate_names[c->state],
         c->resp != R_NONE, c->rid);
     if (c->resp != R_NONE) {
         /* never present a cut body as complete: a close-delimited one (HTTP/1.0
          * client) would look whole after a FIN, so it ends with a reset
          * (found by fuzz_response) */
         if (c->close_delim) reset_on_close(c);
-        client_close(c, "upstream_failed_mid_response");
+        client_close(c, ST_CLOSE_UPSTREAM_FAILED_MID_RESPONSE);
         return;
     }
     int status = why == ST_UPFAIL_TIMEOUT ? 504 : 502;
@@ -1040,13 +1043,13 @@ static void upstream_failed(st_client_t *c, enum st_upfail why)
         c->rhead.len = 0;
         if (st_http_build_error(&c->rhead, status, c->rid, 0) != 0 ||
             add(c, DIR_CL, c->rhead.p, c->rhead.len) != 0 || flush(c, DIR_CL) != 0) {
-            client_close(c, "client_write_error");
+            client_close(c, ST_CLOSE_CLIENT_WRITE_ERROR);
             return;
         }
         finish_exchange(c);
         return;
     }
-    reply_error(c, status, st_uperr_names[reason]);
+    reply_error(c, status, st_upfail_labels[reason]);
 }
 
 static void up_on_fail(void *owner, st_upconn_t *u, enum st_upfail why)
@@ -1175,7 +1178,7 @@ static void finish_exchange(st_client_t *c)
      * The connection waits like an idle one at drain (st_client_drain_all). */
     int keep_for_drain = c->w->draining && !c->resp_close && c->state == C_SENT;
     if ((c->close_after || c->w->draining) && !keep_for_drain) {
-        client_close(c, "exchange_done");
+        client_close(c, ST_CLOSE_EXCHANGE_DONE);
         return;
     }
     c->close_after |= keep_for_drain;
@@ -1230,7 +1233,7 @@ static void client_process(st_client_t *c)
             size_t len = c->rb.filled - c->rb.parsed;
             if (len && c->pending[DIR_UP] == 0) {
                 if (add(c, DIR_UP, c->rb.base + c->rb.parsed, len) != 0 || flush(c, DIR_UP) != 0) {
-                    client_close(c, "tunnel_write");
+                    client_close(c, ST_CLOSE_TUNNEL_WRITE);
                     return;
                 }
                 c->rb.parsed = c->rb.filled;
@@ -1339,8 +1342,8 @@ static ssize_t tls_pull(st_client_t *c)
         if (n == 0) break;
         if (n < 0) {
             if (!c->tls.failed) return total ? total : UV_EOF;
-            ST_INC(c->w->metrics.tls_failures[ST_TLS_LISTENER][st_tls_reason_index("protocol")]);
-            client_close(c, "tls_error");
+            ST_INC(c->w->metrics.tls_failures[ST_TLS_LISTENER][ST_TLSFAIL_PROTOCOL]);
+            client_close(c, ST_CLOSE_TLS_ERROR);
             return UV_EPROTO;
         }
         c->rb.filled += (size_t)n;
@@ -1354,25 +1357,24 @@ static ssize_t tls_pull(st_client_t *c)
 static ssize_t tls_input(st_client_t *c, const char *data, size_t len)
 {
     if (st_tls_feed(&c->tls, data, len) != 0) {
-        client_close(c, "tls_error");
+        client_close(c, ST_CLOSE_TLS_ERROR);
         return UV_EPROTO;
     }
     if (!c->tls.handshaken) {
         int rc = st_tls_handshake(&c->tls);
         if (flush(c, DIR_CL) != 0 || rc < 0) { /* a plain-HTTP client lands here */
             char e[256];
-            const char *reason = st_tls_failure_reason(&c->tls);
-            ST_INC(c->w->metrics.tls_failures[ST_TLS_LISTENER][st_tls_reason_index(reason)]);
+            ST_INC(c->w->metrics.tls_failures[ST_TLS_LISTENER][st_tls_failure_reason(&c->tls)]);
             st_debug("msg=\"client TLS handshake failed\" client=%s err=\"%s\"", c->ip,
                      st_tls_last_error(e, sizeof(e)));
-            client_close(c, "tls_handshake");
+            client_close(c, ST_CLOSE_TLS_HANDSHAKE);
             return UV_EPROTO;
         }
         if (rc == 0) return 0;
     }
     ssize_t n = tls_pull(c);
     if (n >= 0 && !c->closing && flush(c, DIR_CL) != 0) { /* e.g. session tickets */
-        client_close(c, "client_write_error");
+        client_close(c, ST_CLOSE_CLIENT_WRITE_ERROR);
         return UV_EPROTO;
     }
     return n;
@@ -1419,18 +1421,18 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (c->state == C_HEAD || c->state == C_IDLE)
             reject(c, ST_REJ_HEAD_TOO_LARGE);
         else
-            client_close(c, "no_buffer");
+            client_close(c, ST_CLOSE_NO_BUFFER);
         return;
     }
     if (nread < 0) {
         if (c->state == C_IDLE || c->state == C_LINGER)
-            client_close(c, "eof");
+            client_close(c, ST_CLOSE_EOF);
         else if (c->state == C_SENT && c->resp != R_DONE && c->up && nread == UV_EOF) {
             /* half-close after a complete request: keep relaying the answer */
             reading(c, 0);
             c->close_after = 1;
         } else
-            client_close(c, nread == UV_EOF ? "client_eof" : "client_reset");
+            client_close(c, nread == UV_EOF ? ST_CLOSE_CLIENT_EOF : ST_CLOSE_CLIENT_RESET);
         return;
     }
     if (c->state == C_LINGER) return;
@@ -1512,7 +1514,7 @@ void st_client_drain_all(st_worker_t *w, int force)
         st_client_t *c = st_list_entry(n, st_client_t, link);
         n = n->next;
         if (force || c->state == C_LINGER) {
-            client_close(c, force ? "stop" : "drain");
+            client_close(c, force ? ST_CLOSE_STOP : ST_CLOSE_DRAIN);
         } else if (c->state == C_IDLE) {
             /* an idle keep-alive connection may have a request on its way:
              * closing now would reset it (unread bytes make close() send a
