@@ -177,10 +177,15 @@ CLOSE_REASONS = ("exchange_done", "eof", "client_eof", "client_reset", "timeout"
 def test_client_closes_counted_by_reason(shadowtee, upstream):
     up = upstream("echo")
     st = shadowtee(primary=up.addr)
-    # the start-up probe's connection (wait_ports) is closed and counted first
-    m0 = wait_for(lambda: (lambda m: m if metric(m, "shadowtee_active_connections") == 0 else None)(
-        metrics(st.admin_port)), timeout=5)
+    # the start-up probe's one connection (wait_port) is accepted and closed first
+    def settled():
+        m = metrics(st.admin_port)
+        accepted = metric(m, "shadowtee_connections_total")
+        return m if accepted >= 1 and metric(m, "shadowtee_active_connections") == 0 else None
+
+    m0 = wait_for(settled, timeout=5)
     assert m0
+    assert metric(m0, "shadowtee_client_closes_total") == metric(m0, "shadowtee_connections_total")
     for reason in CLOSE_REASONS:  # every reason listed, from zero
         assert ("shadowtee_client_closes_total", frozenset({("reason", reason)})) in m0, reason
     assert metric(m0, "shadowtee_client_closes_total") == \
