@@ -75,11 +75,6 @@ void st_conn_arm(st_conn_t *c, uint64_t ms)
     }
 }
 
-void st_conn_disarm(st_conn_t *c)
-{
-    c->deadline = 0;
-}
-
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     (void)status;
@@ -95,12 +90,10 @@ void st_conn_shutdown_write(st_conn_t *c)
 
 /* ---- write batches ------------------------------------------------------ */
 
-/* Queues bytes for dir; a full batch is sent first. -1: that send failed
- * (noted in write_failed for the parser's caller). */
-int st_conn_add(st_conn_t *c, int dir, const char *p, size_t n)
+/* st_conn_add's slow path: the batch is full, sent first. */
+int st_conn_add_full(st_conn_t *c, int dir, const char *p, size_t n)
 {
     st_wbatch_t *b = &c->wb[dir];
-    if (st_wbatch_add(b, p, n) == 0) return 0;
     if (st_conn_flush(c, dir) != 0) {
         c->write_failed |= 1 << dir;
         return -1;

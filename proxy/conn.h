@@ -106,7 +106,11 @@ void st_conn_shutdown_write(st_conn_t *c);
 
 /* Queues bytes / a chunk-size line for dir; a full batch is sent first.
  * -1: that send failed (noted in write_failed). */
-int st_conn_add(st_conn_t *c, int dir, const char *p, size_t n);
+int st_conn_add_full(st_conn_t *c, int dir, const char *p, size_t n);
+static inline int st_conn_add(st_conn_t *c, int dir, const char *p, size_t n)
+{
+    return st_wbatch_add(&c->wb[dir], p, n) == 0 ? 0 : st_conn_add_full(c, dir, p, n);
+}
 int st_conn_add_chunk_size(st_conn_t *c, int dir, unsigned long long v);
 /* Sends what dir's batch holds. 0 or -1 (write error). */
 int st_conn_flush(st_conn_t *c, int dir);
@@ -115,7 +119,10 @@ int st_conn_flush(st_conn_t *c, int dir);
 void st_conn_reading(st_conn_t *c, int on);
 /* The connection's one timeout: ms from now; disarm: none. */
 void st_conn_arm(st_conn_t *c, uint64_t ms);
-void st_conn_disarm(st_conn_t *c);
+static inline void st_conn_disarm(st_conn_t *c)
+{
+    c->deadline = 0;
+}
 /* How long an idle keep-alive connection stays open once draining. */
 uint64_t st_conn_drain_grace_ms(const struct st_worker *w);
 

@@ -26,26 +26,6 @@ void st_wbatch_release(st_wbatch_t *b)
     b->owned = NULL;
 }
 
-static int is_frame(const st_wbatch_t *b, const char *base)
-{
-    return base >= b->frames[0] && base < b->frames[ST_WBATCH_IOV - 1] + ST_WBATCH_FRAME;
-}
-
-int st_wbatch_add(st_wbatch_t *b, const char *p, size_t n)
-{
-    if (n == 0) return 0;
-    if (b->n > 0) { /* extend the previous iovec when contiguous */
-        uv_buf_t *last = &b->iov[b->n - 1];
-        if (!is_frame(b, last->base) && last->base + last->len == p) {
-            last->len += n;
-            return 0;
-        }
-    }
-    if (b->n == ST_WBATCH_IOV) return ST_WBATCH_FULL;
-    b->iov[b->n++] = uv_buf_init((char *)p, (unsigned)n);
-    return 0;
-}
-
 int st_wbatch_add_chunk_size(st_wbatch_t *b, unsigned long long v)
 {
     if (b->n == ST_WBATCH_IOV || b->nframes == ST_WBATCH_IOV) return ST_WBATCH_FULL;
@@ -118,7 +98,7 @@ int st_wbatch_send(st_wbatch_t *b, st_wbatch_pool_t *pool, uv_stream_t *s, int t
     b->owned = NULL;                 /* now the heap batch's */
     for (int i = 0; i < h->n; i++) { /* frames moved with the copy */
         char *base = h->iov[i].base;
-        if (is_frame(b, base)) h->iov[i].base = h->frames[0] + (base - b->frames[0]);
+        if (st_wbatch_is_frame(b, base)) h->iov[i].base = h->frames[0] + (base - b->frames[0]);
     }
     h->owner = owner;
     h->pool = pool;

@@ -66,9 +66,28 @@ static inline void st_wbatch_clear(st_wbatch_t *b)
 /* Frees what a batch being filled owns (its TLS output, if any). */
 void st_wbatch_release(st_wbatch_t *b);
 
+static inline int st_wbatch_is_frame(const st_wbatch_t *b, const char *base)
+{
+    return base >= b->frames[0] && base < b->frames[ST_WBATCH_IOV - 1] + ST_WBATCH_FRAME;
+}
+
 /* Queues p[0..n): extends the last iovec when contiguous with it. 0, or
- * ST_WBATCH_FULL when no iovec is left (nothing queued). */
-int st_wbatch_add(st_wbatch_t *b, const char *p, size_t n);
+ * ST_WBATCH_FULL when no iovec is left (nothing queued). Inline: the hot
+ * path of every relayed span. */
+static inline int st_wbatch_add(st_wbatch_t *b, const char *p, size_t n)
+{
+    if (n == 0) return 0;
+    if (b->n > 0) { /* extend the previous iovec when contiguous */
+        uv_buf_t *last = &b->iov[b->n - 1];
+        if (!st_wbatch_is_frame(b, last->base) && last->base + last->len == p) {
+            last->len += n;
+            return 0;
+        }
+    }
+    if (b->n == ST_WBATCH_IOV) return ST_WBATCH_FULL;
+    b->iov[b->n++] = uv_buf_init((char *)p, (unsigned)n);
+    return 0;
+}
 /* Queues a chunk-size line ("%llx\r\n"). 0, or ST_WBATCH_FULL. */
 int st_wbatch_add_chunk_size(st_wbatch_t *b, unsigned long long v);
 
