@@ -1,21 +1,11 @@
 /*
- * client: one client connection and the exchange it carries (one request
- * at a time: pipelined requests wait in the read buffer and are answered in
- * order). The connection is kept apart from the upstream connection it
- * borrows for each exchange (upstream.h) and from the mirror copy (tee.h).
- *
- * Request side (state):                      Response side (resp):
- *   IDLE     keep-alive, no bytes yet           NONE  nothing from the primary
- *   HEAD     reading the request head           BODY  head sent to the client, relaying
- *   CONNECT  head parsed, waiting for upstream  DONE  response complete
- *   BODY     streaming the request body
- *   SENT     request complete, waiting for the response
- *   TUNNEL   101 / CONNECT accepted: raw bytes both ways
- *   LINGER   error answered, draining input before close
- *
- * The exchange ends when the request is SENT, the response DONE and no write
- * is pending in either direction; then the connection goes back to IDLE (or
- * HEAD when pipelined bytes wait) or closes.
+ * client: the entry points of the client side. A client connection is
+ * st_conn_t (conn.h: socket, read buffer, timers, TLS, write batches; its
+ * states and transitions) and carries one exchange at a time (exchange.h:
+ * one request, its primary leg and its mirror; pipelined requests wait in
+ * the read buffer and are answered in order). The connection is kept apart
+ * from the upstream connection it borrows for each exchange (upstream.h)
+ * and from the mirror copy (tee.h). Implemented in conn.c.
  */
 #ifndef ST_CLIENT_H
 #define ST_CLIENT_H

@@ -162,10 +162,8 @@ int st_mesh_encode(st_sbuf_t *out, const st_capture_t *c, int64_t wall_ms)
 /* The error names a capture may carry (static strings, as the tee sets them). */
 static const char *error_name(const char *p, size_t n)
 {
-    for (int i = 0; i < ST_SHERR_COUNT; i++)
-        if (strlen(st_shadow_err_names[i]) == n && memcmp(st_shadow_err_names[i], p, n) == 0)
-            return st_shadow_err_names[i];
-    return "protocol";
+    int i = st_reason_find(st_upfail_labels, ST_UPFAIL_NCOUNTED, p, n);
+    return st_upfail_labels[i >= 0 ? i : ST_UPFAIL_PROTOCOL];
 }
 
 int st_mesh_decode(const char *p, size_t n, st_capture_t *c, int64_t *wall_ms)

@@ -5,8 +5,6 @@
 
 #include "log.h"
 
-const char *const st_uperr_names[ST_UPERR_COUNT] = {"connect", "timeout", "reset", "protocol",
-                                                    "tls"};
 const char *const st_skip_names[ST_SKIP_COUNT] = {
     "sampling",           "method",    "body_too_large", "inflight_cap", "memory_budget",
     "shadow_unavailable", "loop_guard"};
@@ -15,8 +13,6 @@ const char *const st_mesh_drop_names[ST_MDROP_COUNT] = {
     "connection_lost", "error_reply", "duplicate", "shutdown"};
 const char *const st_accept_err_names[ST_ACCEPT_ERR_COUNT] = {"emfile", "enfile", "enobufs",
                                                               "other"};
-const char *const st_shadow_err_names[ST_SHERR_COUNT] = {"connect", "timeout", "reset", "protocol",
-                                                         "tls"};
 
 const char *const st_reject_names[ST_REJ_COUNT] = {"none",
                                                    "connect",
@@ -39,14 +35,6 @@ const char *const st_reject_names[ST_REJ_COUNT] = {"none",
                                                    "timeout"};
 
 static const char *const tls_sides[4] = {"listener", "primary", "shadow", "noise"};
-static const char *const tls_reasons[3] = {"verify", "handshake", "protocol"};
-
-int st_tls_reason_index(const char *reason)
-{
-    for (int i = 0; i < 3; i++)
-        if (strcmp(reason, tls_reasons[i]) == 0) return i;
-    return 2;
-}
 
 static const double bounds[ST_HIST_BUCKETS - 1] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                    0.1,    0.25,  0.5,    1,     2.5,  5};
@@ -130,7 +118,7 @@ void st_metrics_render(st_metrics_t *const *all, size_t n, FILE *out)
     render_counters(out, "shadowtee_requests_total", "Client requests answered, by status class.",
                     "code", class_names, 1, 5, all, n, offsetof(st_metrics_t, requests));
     render_counters(out, "shadowtee_upstream_errors_total", "Primary upstream failures, by reason.",
-                    "reason", st_uperr_names, 0, ST_UPERR_COUNT - 1, all, n,
+                    "reason", st_upfail_labels, 0, ST_UPFAIL_NCOUNTED - 1, all, n,
                     offsetof(st_metrics_t, upstream_errors));
     render_counters(out, "shadowtee_requests_rejected_total",
                     "Requests the proxy refused and answered itself, by reason (upgrade: forwarded "
@@ -148,6 +136,11 @@ void st_metrics_render(st_metrics_t *const *all, size_t n, FILE *out)
             "# HELP shadowtee_connections_total Client connections accepted.\n"
             "# TYPE shadowtee_connections_total counter\nshadowtee_connections_total %llu\n",
             (unsigned long long)SUM(connections_total));
+    render_counters(out, "shadowtee_client_closes_total",
+                    "Client connections closed, by reason (exchange_done: after an answer, eof: "
+                    "by the client while idle).",
+                    "reason", st_close_labels, 0, ST_CLOSE_COUNT - 1, all, n,
+                    offsetof(st_metrics_t, client_closes));
     render_hist(out, "shadowtee_request_duration_seconds",
                 "Client request latency through the proxy.", all, n,
                 offsetof(st_metrics_t, request_duration));
@@ -162,7 +155,7 @@ void st_metrics_render(st_metrics_t *const *all, size_t n, FILE *out)
     render_counters(out, "shadowtee_shadow_responses_total", "Shadow responses, by status class.",
                     "code", class_names, 1, 5, all, n, offsetof(st_metrics_t, shadow_responses));
     render_counters(out, "shadowtee_shadow_errors_total", "Shadow failures, by reason.", "reason",
-                    st_shadow_err_names, 0, ST_SHERR_COUNT - 1, all, n,
+                    st_upfail_labels, 0, ST_UPFAIL_NCOUNTED - 1, all, n,
                     offsetof(st_metrics_t, shadow_errors));
     render_hist(out, "shadowtee_shadow_duration_seconds", "Shadow response latency.", all, n,
                 offsetof(st_metrics_t, shadow_duration));
@@ -181,9 +174,9 @@ void st_metrics_render(st_metrics_t *const *all, size_t n, FILE *out)
     fprintf(out, "# HELP shadowtee_tls_handshake_failures_total TLS failures, by side and reason.\n"
                  "# TYPE shadowtee_tls_handshake_failures_total counter\n");
     for (int side = 0; side < 4; side++)
-        for (int r = 0; r < 3; r++)
+        for (int r = 0; r < ST_TLSFAIL_COUNT; r++)
             fprintf(out, "shadowtee_tls_handshake_failures_total{side=\"%s\",reason=\"%s\"} %llu\n",
-                    tls_sides[side], tls_reasons[r],
+                    tls_sides[side], st_tls_fail_labels[r],
                     (unsigned long long)SUM(tls_failures[side][r]));
     render_counters(out, "shadowtee_tls_sessions_resumed_total",
                     "Upstream TLS handshakes that resumed a session.", "side", tls_sides, 1, 3, all,

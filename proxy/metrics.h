@@ -12,15 +12,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* Reasons are static strings that are also the metric labels. */
-enum st_uperr {
-    ST_UPERR_CONNECT = 0,
-    ST_UPERR_TIMEOUT,
-    ST_UPERR_RESET,
-    ST_UPERR_PROTOCOL,
-    ST_UPERR_TLS,
-    ST_UPERR_COUNT
-};
+#include "reasons.h"
+
+/* Reasons are static strings that are also the metric labels. Upstream and
+ * shadow failures (enum st_upfail), TLS failures (enum st_tls_fail) and
+ * client closes (enum st_close) are in reasons.h. */
 enum st_skip {
     ST_SKIP_SAMPLING = 0,
     ST_SKIP_METHOD,
@@ -71,15 +67,6 @@ enum st_reject {
     ST_REJ_COUNT
 };
 
-enum st_shadow_err {
-    ST_SHERR_CONNECT = 0,
-    ST_SHERR_TIMEOUT,
-    ST_SHERR_RESET,
-    ST_SHERR_PROTOCOL,
-    ST_SHERR_TLS,
-    ST_SHERR_COUNT
-};
-
 /* accept(2) failures of a client listener (listener.c). */
 enum st_accept_err {
     ST_ACCEPT_EMFILE = 0, /* the process's descriptor limit */
@@ -89,14 +76,10 @@ enum st_accept_err {
     ST_ACCEPT_ERR_COUNT
 };
 
-extern const char *const st_uperr_names[ST_UPERR_COUNT];
 extern const char *const st_accept_err_names[ST_ACCEPT_ERR_COUNT];
 extern const char *const st_skip_names[ST_SKIP_COUNT];
-extern const char *const st_shadow_err_names[ST_SHERR_COUNT];
 extern const char *const st_reject_names[ST_REJ_COUNT];
 enum st_tls_side { ST_TLS_LISTENER = 0, ST_TLS_PRIMARY, ST_TLS_SHADOW, ST_TLS_NOISE };
-/* Index of a TLS failure reason ("verify", "handshake", "protocol"). */
-int st_tls_reason_index(const char *reason);
 
 #define ST_HIST_BUCKETS 14
 typedef struct {
@@ -107,22 +90,23 @@ typedef struct {
 
 typedef struct st_metrics {
     _Atomic uint64_t requests[6]; /* by status class: [1]=1xx .. [5]=5xx, [0]=other */
-    _Atomic uint64_t upstream_errors[ST_UPERR_COUNT];
+    _Atomic uint64_t upstream_errors[ST_UPFAIL_NCOUNTED];
     _Atomic int64_t active_connections;
     _Atomic uint64_t connections_total;
+    _Atomic uint64_t client_closes[ST_CLOSE_COUNT]; /* by enum st_close */
     _Atomic uint64_t client_errors; /* 4xx answered by the proxy itself (framing, limits) */
     _Atomic uint64_t rejected[ST_REJ_COUNT]; /* refused by the proxy, by enum st_reject */
     st_hist_t request_duration;
     _Atomic uint64_t mirror_requests; /* mirror copies sent to the shadow */
     _Atomic uint64_t mirror_skipped[ST_SKIP_COUNT];
     _Atomic uint64_t shadow_responses[6];
-    _Atomic uint64_t shadow_errors[ST_SHERR_COUNT];
+    _Atomic uint64_t shadow_errors[ST_UPFAIL_NCOUNTED];
     st_hist_t shadow_duration;
     _Atomic uint64_t noise_requests;
-    _Atomic uint64_t mirror_inflight;      /* gauge */
-    _Atomic uint64_t mirror_bytes;         /* gauge: bytes of mirror copies held */
-    _Atomic uint64_t tls_failures[4][3];   /* [side][reason]: side listener/primary/shadow/noise,
-                                              reason verify/handshake/protocol */
+    _Atomic uint64_t mirror_inflight;                   /* gauge */
+    _Atomic uint64_t mirror_bytes;                      /* gauge: bytes of mirror copies held */
+    _Atomic uint64_t tls_failures[4][ST_TLSFAIL_COUNT]; /* [side][enum st_tls_fail]: side
+                                                           listener/primary/shadow/noise */
     _Atomic uint64_t tls_resumed[4];       /* upstream handshakes that resumed a session, by side */
     _Atomic uint64_t upstream_connects[4]; /* connects started (one per address tried), by pool
                                               (enum st_tls_side) */

@@ -471,7 +471,7 @@ static void leg_fail(st_leg_t *leg, enum st_upfail why)
         leg_done(leg, NULL, 0);
         return;
     }
-    int reason = why == ST_UPFAIL_EOF ? ST_SHERR_RESET : (int)why;
+    enum st_upfail reason = st_upfail_counted(why);
     if (leg->kind == LEG_SHADOW) {
         ST_INC(w->metrics.shadow_errors[reason]);
         unsigned eject = (unsigned)w->cfg->shadow_eject_timeouts;
@@ -486,8 +486,8 @@ static void leg_fail(st_leg_t *leg, enum st_upfail why)
         }
     }
     st_debug("msg=\"mirror leg failed\" leg=%s reason=%s request_id=%s",
-             leg->kind ? "noise" : "shadow", st_shadow_err_names[reason], leg->m->rid);
-    leg_done(leg, st_shadow_err_names[reason], 0);
+             leg->kind ? "noise" : "shadow", st_upfail_labels[reason], leg->m->rid);
+    leg_done(leg, st_upfail_labels[reason], 0);
 }
 
 static int leg_on_message_begin(llhttp_t *p)

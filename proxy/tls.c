@@ -290,8 +290,8 @@ long st_tls_take_output(st_tls_t *t, char **out)
     return got;
 }
 
-const char *st_tls_failure_reason(const st_tls_t *t)
+enum st_tls_fail st_tls_failure_reason(const st_tls_t *t)
 {
-    if (t->ssl && SSL_get_verify_result(t->ssl) != X509_V_OK) return "verify";
-    return t->handshaken ? "protocol" : "handshake";
+    if (t->ssl && SSL_get_verify_result(t->ssl) != X509_V_OK) return ST_TLSFAIL_VERIFY;
+    return t->handshaken ? ST_TLSFAIL_PROTOCOL : ST_TLSFAIL_HANDSHAKE;
 }

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "reasons.h"
+
 /* One TLS session on one connection. */
 typedef struct {
     SSL *ssl;
@@ -81,9 +83,8 @@ int st_tls_encrypt_iov(st_tls_t *t, const uv_buf_t *iov, size_t n, char *scratch
  * Returns its length (0: nothing, *out NULL) or -1 (ENOMEM). */
 long st_tls_take_output(st_tls_t *t, char **out);
 
-/* Why the last failure happened, for logs and metric labels: "verify",
- * "handshake", "protocol". */
-const char *st_tls_failure_reason(const st_tls_t *t);
+/* Why the last failure happened (its label: st_tls_fail_labels). */
+enum st_tls_fail st_tls_failure_reason(const st_tls_t *t);
 /* The text of the last OpenSSL error (for logs), into buf. */
 const char *st_tls_last_error(char *buf, size_t len);
 

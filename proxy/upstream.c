@@ -252,11 +252,12 @@ static int tls_flush(st_upconn_t *u)
 static void tls_failed(st_upconn_t *u)
 {
     char e[256];
-    const char *reason = st_tls_failure_reason(&u->tls);
+    enum st_tls_fail reason = st_tls_failure_reason(&u->tls);
     st_metrics_t *m = &u->pool->w->metrics;
-    ST_INC(m->tls_failures[u->pool->tls_side][st_tls_reason_index(reason)]);
+    ST_INC(m->tls_failures[u->pool->tls_side][reason]);
     st_warn("msg=\"upstream TLS failed\" upstream=%s pool=%s reason=%s err=\"%s\"",
-            u->pool->addr->authority, u->pool->name, reason, st_tls_last_error(e, sizeof(e)));
+            u->pool->addr->authority, u->pool->name, st_tls_fail_labels[reason],
+            st_tls_last_error(e, sizeof(e)));
     fail(u, ST_UPFAIL_TLS);
 }
 

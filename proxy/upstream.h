@@ -27,20 +27,14 @@
 #include "buf.h"
 #include "config.h"
 #include "list.h"
+#include "reasons.h"
 #include "tls.h"
 
 struct st_worker;
 typedef struct st_upconn st_upconn_t;
 
-/* Why a connection failed; also indexes st_uperr_names / st_shadow_err_names. */
-enum st_upfail {
-    ST_UPFAIL_CONNECT = 0,
-    ST_UPFAIL_TIMEOUT,
-    ST_UPFAIL_RESET,
-    ST_UPFAIL_PROTOCOL,
-    ST_UPFAIL_TLS,
-    ST_UPFAIL_EOF
-};
+/* Why a connection failed: enum st_upfail (reasons.h), whose counted
+ * reasons index upstream_errors / shadow_errors. */
 
 typedef struct {
     /* The connection is ready for a request (connected, or taken from the pool

@@ -138,8 +138,7 @@ int st_worker_init(st_worker_t *w, int id, const st_config_t *cfg, st_cmpthread_
     int rc = uv_loop_init(&w->loop);
     if (rc) return rc;
     if (st_rpool_init(&w->rpool, ST_RBUF_SIZE, 64) != 0) return UV_ENOMEM;
-    w->wfree = calloc(256, sizeof(*w->wfree));
-    if (!w->wfree) return UV_ENOMEM;
+    if (st_wbatch_pool_init(&w->wbatch) != 0) return UV_ENOMEM;
     rc = uv_async_init(&w->loop, &w->wake, on_wake);
     if (rc) return rc;
     w->wake.data = w;
@@ -216,14 +215,12 @@ void st_worker_join(st_worker_t *w)
         uv_run(&w->loop, UV_RUN_DEFAULT);
         uv_loop_close(&w->loop);
     }
-    while (w->nwfree)
-        free(w->wfree[--w->nwfree]);
     st_pool_t *pools[] = {&w->primary_pool, &w->shadow_pool, &w->noise_pool};
     for (size_t i = 0; i < 3; i++)
         if (pools[i]->tls_session) SSL_SESSION_free(pools[i]->tls_session);
     free(w->tls_scratch);
     free(w->tls_wscratch);
-    free(w->wfree);
+    st_wbatch_pool_free(&w->wbatch);
     st_mesh_hash_free(&w->mesh_hash);
     st_rpool_deinit(&w->rpool);
 }

@@ -24,12 +24,11 @@
 #include "tee.h"
 #include "tls.h"
 #include "upstream.h"
+#include "wbatch.h"
 
 #define ST_RBUF_SIZE (64 * 1024)
 
 enum st_worker_cmd { ST_CMD_NONE = 0, ST_CMD_DRAIN = 1, ST_CMD_STOP = 2 };
-
-typedef struct st_wbatch st_wbatch_t;
 
 typedef struct st_worker {
     int id;
@@ -46,13 +45,12 @@ typedef struct st_worker {
     int stopping;
 
     st_metrics_t metrics;
-    st_rpool_t rpool;    /* ST_RBUF_SIZE read buffers */
-    st_wbatch_t **wfree; /* free list of heap write batches */
-    char *tls_wscratch;  /* ST_TLS_RECORD_MAX bytes: gathers small writes into one TLS record */
+    st_rpool_t rpool;        /* ST_RBUF_SIZE read buffers */
+    st_wbatch_pool_t wbatch; /* free list of heap write batches */
+    char *tls_wscratch;      /* ST_TLS_RECORD_MAX bytes: gathers small writes into one TLS record */
     char
         *tls_scratch; /* ST_RBUF_SIZE ciphertext buffer for TLS reads (alloc -> read -> callback) */
     st_tls_server_t *tls_server; /* --tls-cert listener context, NULL: plain HTTP */
-    size_t nwfree;
 
     st_pool_t primary_pool;
     st_pool_t shadow_pool;

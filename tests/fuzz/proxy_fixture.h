@@ -1,5 +1,5 @@
 /*
- * proxy_fixture: one real worker (proxy/worker.c, client.c, tee.c, the
+ * proxy_fixture: one real worker (proxy/worker.c, conn.c, exchange*.c, tee.c, the
  * comparator) driven in-process on the fuzzer's thread, between fake
  * upstreams on the same loop, so a harness runs the request and response
  * paths exactly as the proxy does: real loopback sockets, llhttp with the

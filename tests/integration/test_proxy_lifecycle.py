@@ -168,6 +168,54 @@ def test_active_connections_gauge(shadowtee, upstream):
     assert wait_for(lambda: active() <= base, timeout=10), (base, active())
 
 
+CLOSE_REASONS = ("exchange_done", "eof", "client_eof", "client_reset", "timeout", "body_timeout",
+                 "client_write_error", "error_write", "refused_mid_response",
+                 "upstream_failed_mid_response", "tunnel_write", "tunnel_closed", "no_buffer",
+                 "tls_error", "tls_handshake", "drain", "stop")
+
+
+def test_client_closes_counted_by_reason(shadowtee, upstream):
+    up = upstream("echo")
+    st = shadowtee(primary=up.addr)
+    # the start-up probe's one connection (wait_port) is accepted and closed first
+    def settled():
+        m = metrics(st.admin_port)
+        accepted = metric(m, "shadowtee_connections_total")
+        return m if accepted >= 1 and metric(m, "shadowtee_active_connections") == 0 else None
+
+    m0 = wait_for(settled, timeout=5)
+    assert m0
+    assert metric(m0, "shadowtee_client_closes_total") == metric(m0, "shadowtee_connections_total")
+    for reason in CLOSE_REASONS:  # every reason listed, from zero
+        assert ("shadowtee_client_closes_total", frozenset({("reason", reason)})) in m0, reason
+    assert metric(m0, "shadowtee_client_closes_total") == \
+        metric(m0, "shadowtee_client_closes_total", reason="eof")
+    with Conn(st.port) as c:  # keep-alive, then the client closes while idle: eof
+        assert c.request("GET", "/").status == 200
+    with Conn(st.port) as c:  # the proxy closes after the answer: exchange_done
+        r = c.request("GET", "/", headers=[("Connection", "close")])
+        assert r.status == 200
+        assert c.read_some(5) == b"" and c.eof
+    with Conn(st.port) as c:  # the client goes mid-request: client_eof
+        c.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+        c.sock.shutdown(socket.SHUT_WR)
+        assert c.read_some(5) == b""
+
+    def closes():
+        m = metrics(st.admin_port)
+        n = metric(m, "shadowtee_client_closes_total") - metric(m0, "shadowtee_client_closes_total")
+        return m if n >= 3 else None
+
+    m1 = wait_for(closes, timeout=5) or metrics(st.admin_port)
+    got = {r: metric(m1, "shadowtee_client_closes_total", reason=r) -
+           metric(m0, "shadowtee_client_closes_total", reason=r) for r in CLOSE_REASONS}
+    assert got["eof"] == 1, got
+    assert got["exchange_done"] == 1, got
+    assert got["client_eof"] == 1, got
+    assert sum(got.values()) == 3, got
+    assert metric(m1, "shadowtee_active_connections") == 0
+
+
 def test_metrics_text_parses_without_duplicates(shadowtee, upstream):
     up = upstream("echo")
     st = shadowtee(primary=up.addr)

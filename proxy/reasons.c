@@ -1,0 +1,23 @@
+/* reasons: the name and label arrays of the reason tables (see reasons.h). */
+#include "reasons.h"
+
+#include <string.h>
+
+#define NAME_UPFAIL(id, label)  "ST_UPFAIL_" #id,
+#define NAME_TLSFAIL(id, label) "ST_TLSFAIL_" #id,
+#define NAME_CLOSE(id, label)   "ST_CLOSE_" #id,
+#define LABEL(id, label)        label,
+
+const char *const st_upfail_names[ST_UPFAIL_COUNT] = {ST_UPFAIL_TABLE(NAME_UPFAIL)};
+const char *const st_upfail_labels[ST_UPFAIL_COUNT] = {ST_UPFAIL_TABLE(LABEL)};
+const char *const st_tls_fail_names[ST_TLSFAIL_COUNT] = {ST_TLSFAIL_TABLE(NAME_TLSFAIL)};
+const char *const st_tls_fail_labels[ST_TLSFAIL_COUNT] = {ST_TLSFAIL_TABLE(LABEL)};
+const char *const st_close_names[ST_CLOSE_COUNT] = {ST_CLOSE_TABLE(NAME_CLOSE)};
+const char *const st_close_labels[ST_CLOSE_COUNT] = {ST_CLOSE_TABLE(LABEL)};
+
+int st_reason_find(const char *const *labels, int n, const char *s, size_t len)
+{
+    for (int i = 0; i < n; i++)
+        if (strlen(labels[i]) == len && memcmp(labels[i], s, len) == 0) return i;
+    return -1;
+}
