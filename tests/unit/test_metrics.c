@@ -10,7 +10,7 @@
  *     declared last; counters and gauges are the workers' sums (the active
  *     connections gauge is signed), status classes 1xx..5xx only, the
  *     rejection reasons without "none", one line per TLS side and reason;
- *   - st_status_class and st_tls_reason_index.
+ *   - st_status_class.
  * Label values here are fixed names (no escaping in this module: the
  * per-endpoint labels, which need it, are rendered and tested by
  * comparator/stats.c, tests/unit/test_stats.c).
@@ -224,7 +224,7 @@ static void test_render_two_workers(void **state)
     ST_ADD(m[1]->requests[2], 7);
     ST_ADD(m[1]->requests[5], 1);
     ST_ADD(m[0]->requests[0], 100); /* "other": not rendered */
-    ST_ADD(m[0]->upstream_errors[ST_UPERR_TIMEOUT], 3);
+    ST_ADD(m[0]->upstream_errors[ST_UPFAIL_TIMEOUT], 3);
     ST_ADD(m[1]->rejected[ST_REJ_URI_TOO_LONG], 2);
     ST_ADD(m[0]->rejected[ST_REJ_NONE], 9); /* not a reason: not rendered */
     ST_ADD(m[0]->active_connections, 4);
@@ -235,11 +235,11 @@ static void test_render_two_workers(void **state)
     st_hist_observe(&m[1]->request_duration, 0.02);
     ST_ADD(m[1]->mirror_skipped[ST_SKIP_MEMORY_BUDGET], 6);
     ST_ADD(m[0]->shadow_responses[4], 2);
-    ST_ADD(m[0]->shadow_errors[ST_SHERR_RESET], 1);
+    ST_ADD(m[0]->shadow_errors[ST_UPFAIL_RESET], 1);
     st_hist_observe(&m[1]->shadow_duration, 0.7);
     ST_ADD(m[0]->mirror_inflight, 3);
     ST_ADD(m[1]->mirror_bytes, 4096);
-    ST_ADD(m[1]->tls_failures[ST_TLS_SHADOW][1], 8);
+    ST_ADD(m[1]->tls_failures[ST_TLS_SHADOW][ST_TLSFAIL_HANDSHAKE], 8);
     ST_ADD(m[0]->upstream_connects[ST_TLS_PRIMARY], 2);
     ST_ADD(m[1]->upstream_connects[ST_TLS_NOISE], 1);
     ST_ADD(m[1]->upstream_failovers[ST_TLS_SHADOW], 4);
@@ -313,7 +313,7 @@ static void test_render_two_workers(void **state)
     free(m[1]);
 }
 
-static void test_status_class_and_tls_reason(void **state)
+static void test_status_class(void **state)
 {
     (void)state;
     assert_int_equal(st_status_class(100), 1);
@@ -325,10 +325,6 @@ static void test_status_class_and_tls_reason(void **state)
     assert_int_equal(st_status_class(99), 0);
     assert_int_equal(st_status_class(0), 0);
     assert_int_equal(st_status_class(-200), 0);
-    assert_int_equal(st_tls_reason_index("verify"), 0);
-    assert_int_equal(st_tls_reason_index("handshake"), 1);
-    assert_int_equal(st_tls_reason_index("protocol"), 2);
-    assert_int_equal(st_tls_reason_index("anything else"), 2);
 }
 
 int main(void)
@@ -338,7 +334,7 @@ int main(void)
         cmocka_unit_test(test_hist_observe_clamps),
         cmocka_unit_test(test_hist_render_sums_and_is_cumulative),
         cmocka_unit_test(test_render_two_workers),
-        cmocka_unit_test(test_status_class_and_tls_reason),
+        cmocka_unit_test(test_status_class),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
