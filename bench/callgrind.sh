@@ -396,6 +396,7 @@ fi
 
 bench_stop_all
 "$BENCH_PY" "$ROOT/bench/report.py" --instr "$BENCH_OUT" >"$BENCH_OUT/instr.md"
+mkdir -p "$ROOT/bench/results"
 cp "$BENCH_OUT/instr.md" "$ROOT/bench/results/instr-latest.md"
 cat "$BENCH_OUT/instr.md"
 bench_log "saved bench/results/instr-latest.md and ${BENCH_OUT#"$ROOT"/}/"

@@ -120,7 +120,7 @@ void st_tee_worker_close(struct st_worker *w);
 
 /* Wakes the comparator threads pushed to in this turn from the prepare
  * phase, after the turn's client work (what a finished mirror does; the
- * mesh halves of client.c use it too). */
+ * mesh halves of exchange_mesh.c use it too). */
 void st_tee_kick_later(struct st_worker *w);
 
 /* Drain support: drops mirrors whose legs have not finished (force stop). */

@@ -58,7 +58,7 @@ typedef struct st_worker {
     uv_timer_t resolve_timer; /* --resolve-interval: re-resolves the pools' names */
     int resolve_timer_open;
 
-    st_list_t clients; /* st_client_t */
+    st_list_t clients; /* st_conn_t (conn.h) */
     size_t nclients;
     st_tee_t tee; /* mirrors, their caps, send queue, shadow health (tee.h) */
 
