@@ -193,6 +193,12 @@ send() {
 			echo "request $path answered $code" >&2
 			return 1
 		fi
+		# one mirror at a time: a copy still in flight when the next one
+		# leaves would open a second shadow connection, and the connect
+		# counters would depend on timing
+		if [ "$1" = tee ]; then
+			wait_metric shadowtee_shadow_responses_total "" $((i + 1)) || return 1
+		fi
 	done
 }
 
