@@ -10,6 +10,9 @@
  *     (job moved in, no copy)      st_cmpq_t SPSC        st_cmpjob_compare,
  *   st_cmpfeed_kick at the end ──uv_async_send──▶ wake   st_stats_record, free
  *     of the loop turn, only to a thread that sleeps
+ *     (one that found its rings empty within LINGER_MS of its last job does
+ *     not sleep: it looks again every POLL_MS, so a steady stream of pairs
+ *     costs the workers no wake-up syscall)
  *
  * Every worker has one ring into every comparator thread, so each ring has
  * one producer and one consumer and the client path takes no lock. A worker
@@ -51,6 +54,8 @@ typedef struct st_cmpthread {
     uv_async_t wake;            /* workers and main -> this thread */
     uv_idle_t work;             /* active while jobs wait: one slice per loop turn */
     _Atomic int sleeping;       /* 1: every ring was found empty; the next push must wake */
+    uv_timer_t linger;          /* rings empty, a job seen lately: look again soon, no wake */
+    uint64_t last_job;          /* uv_hrtime of the last job popped */
     _Atomic int stop;           /* main: drop what is queued instead of comparing it */
     _Atomic int producers_done; /* main: every worker finished; close once the rings are empty */
     _Atomic int finished;       /* set by this thread once its loop has returned */
