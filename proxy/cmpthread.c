@@ -684,8 +684,35 @@ int st_cmpfeed_admit(st_cmpfeed_t *f)
     return 0;
 }
 
+int st_cmpfeed_reserve(st_cmpfeed_t *f)
+{
+    size_t jobs;
+    uint64_t bytes;
+    size_t best = feed_held(f, &jobs, &bytes);
+    /* nothing held nor reserved: admitted whatever the estimate says (the
+     * estimate only moves when pairs get submitted) */
+    uint64_t promised = jobs + f->reserved ? (uint64_t)(f->reserved + 1) * f->est_bytes : 0;
+    int why = jobs + f->reserved >= f->len_cap                           ? ST_CMPSKIP_BUSY
+              : bytes >= f->bytes_cap || promised > f->bytes_cap - bytes ? ST_CMPSKIP_BYTES
+                                                                         : -1;
+    if (why < 0) {
+        f->reserved++;
+        return 1;
+    }
+    f->last_skip = why;
+    st_cmpq_count_skip(f->threads[best].rings[f->ring], (enum st_cmpskip)why);
+    return 0;
+}
+
+void st_cmpfeed_unreserve(st_cmpfeed_t *f)
+{
+    if (f->reserved) f->reserved--;
+}
+
 int st_cmpfeed_submit(st_cmpfeed_t *f, st_cmpjob_t *job)
 {
+    /* what a pair holds, for st_cmpfeed_reserve: a running average (1/8) */
+    f->est_bytes = f->est_bytes ? f->est_bytes - f->est_bytes / 8 + job->bytes / 8 : job->bytes;
     size_t jobs;
     uint64_t bytes;
     size_t best = feed_held(f, &jobs, &bytes);

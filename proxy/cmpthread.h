@@ -123,6 +123,8 @@ typedef struct {
     size_t rr;          /* round robin start among equally loaded threads */
     uint64_t kick;      /* bit per thread pushed to since the last st_cmpfeed_kick */
     int last_skip;      /* enum st_cmpskip of the last refusal (admit or submit) */
+    size_t reserved;    /* tee pairs admitted by st_cmpfeed_reserve, not yet unreserved */
+    uint64_t est_bytes; /* running average of the jobs submitted (what a reserved pair will hold) */
 } st_cmpfeed_t;
 
 void st_cmpfeed_init(st_cmpfeed_t *f, st_cmpthread_t *threads, size_t nthreads, size_t ring,
@@ -132,6 +134,16 @@ void st_cmpfeed_init(st_cmpfeed_t *f, st_cmpthread_t *threads, size_t nthreads, 
  * full (by length or bytes): the pair is counted as dropped at once and its
  * responses are not captured (no copy made for a pair that would be dropped). */
 int st_cmpfeed_admit(st_cmpfeed_t *f);
+/* st_cmpfeed_admit for a tee'd pair, counting the pairs admitted and not
+ * yet handed over: 1 (the pair reserved its room: call st_cmpfeed_unreserve
+ * once it is submitted or abandoned) when the held jobs and bytes plus those
+ * of every reserved pair (at the running average size of a job) plus this
+ * one stay within the caps; else 0, counted as dropped at once. Without the
+ * reservations, a worker with many pairs in flight admits them all while
+ * the queue is just below a cap, copies their bodies and drops most at
+ * st_cmpfeed_submit. */
+int st_cmpfeed_reserve(st_cmpfeed_t *f);
+void st_cmpfeed_unreserve(st_cmpfeed_t *f);
 /* Hands job over to the least loaded thread. 0: queued, the thread owns the
  * job now; -1: over the length cap or the byte budget: counted and freed.
  * Never blocks; the thread is woken by the next st_cmpfeed_kick. */
