@@ -28,6 +28,15 @@
 #include "shadowtee/schema.h"
 
 #define SLICE_NS (2 * 1000000ULL) /* work per loop turn before Redis and timers get a turn */
+/* Lingering: a thread whose rings run empty within LINGER_MS of its last job
+ * does not go to sleep (which makes the next push cost its worker an
+ * eventfd write and a cross-CPU wake-up, one per pair at a few hundred
+ * pairs per second) but looks at its rings again every POLL_MS, as long as
+ * jobs keep coming; sleeping stays 0 meanwhile, so workers only push. A pair
+ * then waits at most POLL_MS longer to be compared; an idle process stops
+ * polling LINGER_MS after its last pair. */
+#define POLL_MS   2
+#define LINGER_NS (100 * 1000000ULL)
 
 /* ---- the thread ----------------------------------------------------------- */
 
@@ -202,6 +211,7 @@ static void on_stats_closed(void *arg)
     ct->sink.stats = NULL;
     uv_close((uv_handle_t *)&ct->work, on_closed);
     uv_close((uv_handle_t *)&ct->pause, on_closed);
+    uv_close((uv_handle_t *)&ct->linger, on_closed);
     uv_close((uv_handle_t *)&ct->wake, on_closed);
 }
 
@@ -212,6 +222,7 @@ static void begin_close(st_cmpthread_t *ct)
     ct->closing = 1;
     uv_idle_stop(&ct->work);
     uv_timer_stop(&ct->pause);
+    uv_timer_stop(&ct->linger);
     pthread_mutex_lock(&ct->pub_lock);
     ct->stats_pub = NULL; /* /metrics stops reading them before they are freed */
     pthread_mutex_unlock(&ct->pub_lock);
@@ -229,6 +240,7 @@ static void begin_close(st_cmpthread_t *ct)
 /* ---- the CPU budget --------------------------------------------------------- */
 
 static void on_work(uv_idle_t *h);
+static void on_linger(uv_timer_t *t);
 
 static uint64_t thread_cpu_ns(void)
 {
@@ -280,8 +292,14 @@ static void on_work(uv_idle_t *h)
     st_cmpjob_t *job;
     while ((job = next_job(ct, &q)) != NULL) {
         run_job(ct, q, job, drop);
-        if (over_budget(ct)) return;              /* on_pause_end resumes */
-        if (uv_hrtime() - t0 >= SLICE_NS) return; /* the rest after this loop turn */
+        ct->last_job = uv_hrtime();
+        if (over_budget(ct)) return;               /* on_pause_end resumes */
+        if (ct->last_job - t0 >= SLICE_NS) return; /* the rest after this loop turn */
+    }
+    if (!drop && !atomic_load(&ct->producers_done) && uv_hrtime() - ct->last_job < LINGER_NS) {
+        uv_idle_stop(&ct->work); /* sleeping stays 0: on_linger looks again */
+        uv_timer_start(&ct->linger, on_linger, POLL_MS, 0);
+        return;
     }
     atomic_store_explicit(&ct->sleeping, 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst); /* pairs with st_cmpfeed_kick's fence */
@@ -291,6 +309,13 @@ static void on_work(uv_idle_t *h)
     }
     uv_idle_stop(&ct->work);
     if (atomic_load(&ct->producers_done)) begin_close(ct);
+}
+
+static void on_linger(uv_timer_t *t)
+{
+    st_cmpthread_t *ct = t->data;
+    if (ct->closing || ct->paused) return; /* paused: on_pause_end resumes */
+    if (!uv_is_active((uv_handle_t *)&ct->work)) uv_idle_start(&ct->work, on_work);
 }
 
 static void on_wake(uv_async_t *a)
@@ -377,6 +402,8 @@ int st_cmpthread_init(st_cmpthread_t *ct, int id, const st_config_t *cfg, const 
     ct->work.data = ct;
     uv_timer_init(&ct->loop, &ct->pause);
     ct->pause.data = ct;
+    uv_timer_init(&ct->loop, &ct->linger);
+    ct->linger.data = ct;
     ct->cpu_rate = cfg->compare_cpu / (double)cfg->compare_threads; /* CPU ns per wall ns */
     ct->cpu_burst = ct->cpu_rate * 50e6;                            /* 50 ms of wall time's worth */
     ct->cpu_tokens = ct->cpu_burst;
@@ -657,8 +684,35 @@ int st_cmpfeed_admit(st_cmpfeed_t *f)
     return 0;
 }
 
+int st_cmpfeed_reserve(st_cmpfeed_t *f)
+{
+    size_t jobs;
+    uint64_t bytes;
+    size_t best = feed_held(f, &jobs, &bytes);
+    /* nothing held nor reserved: admitted whatever the estimate says (the
+     * estimate only moves when pairs get submitted) */
+    uint64_t promised = jobs + f->reserved ? (uint64_t)(f->reserved + 1) * f->est_bytes : 0;
+    int why = jobs + f->reserved >= f->len_cap                           ? ST_CMPSKIP_BUSY
+              : bytes >= f->bytes_cap || promised > f->bytes_cap - bytes ? ST_CMPSKIP_BYTES
+                                                                         : -1;
+    if (why < 0) {
+        f->reserved++;
+        return 1;
+    }
+    f->last_skip = why;
+    st_cmpq_count_skip(f->threads[best].rings[f->ring], (enum st_cmpskip)why);
+    return 0;
+}
+
+void st_cmpfeed_unreserve(st_cmpfeed_t *f)
+{
+    if (f->reserved) f->reserved--;
+}
+
 int st_cmpfeed_submit(st_cmpfeed_t *f, st_cmpjob_t *job)
 {
+    /* what a pair holds, for st_cmpfeed_reserve: a running average (1/8) */
+    f->est_bytes = f->est_bytes ? f->est_bytes - f->est_bytes / 8 + job->bytes / 8 : job->bytes;
     size_t jobs;
     uint64_t bytes;
     size_t best = feed_held(f, &jobs, &bytes);

@@ -10,6 +10,9 @@
  *     (job moved in, no copy)      st_cmpq_t SPSC        st_cmpjob_compare,
  *   st_cmpfeed_kick at the end ──uv_async_send──▶ wake   st_stats_record, free
  *     of the loop turn, only to a thread that sleeps
+ *     (one that found its rings empty within LINGER_MS of its last job does
+ *     not sleep: it looks again every POLL_MS, so a steady stream of pairs
+ *     costs the workers no wake-up syscall)
  *
  * Every worker has one ring into every comparator thread, so each ring has
  * one producer and one consumer and the client path takes no lock. A worker
@@ -51,6 +54,8 @@ typedef struct st_cmpthread {
     uv_async_t wake;            /* workers and main -> this thread */
     uv_idle_t work;             /* active while jobs wait: one slice per loop turn */
     _Atomic int sleeping;       /* 1: every ring was found empty; the next push must wake */
+    uv_timer_t linger;          /* rings empty, a job seen lately: look again soon, no wake */
+    uint64_t last_job;          /* uv_hrtime of the last job popped */
     _Atomic int stop;           /* main: drop what is queued instead of comparing it */
     _Atomic int producers_done; /* main: every worker finished; close once the rings are empty */
     _Atomic int finished;       /* set by this thread once its loop has returned */
@@ -118,6 +123,8 @@ typedef struct {
     size_t rr;          /* round robin start among equally loaded threads */
     uint64_t kick;      /* bit per thread pushed to since the last st_cmpfeed_kick */
     int last_skip;      /* enum st_cmpskip of the last refusal (admit or submit) */
+    size_t reserved;    /* tee pairs admitted by st_cmpfeed_reserve, not yet unreserved */
+    uint64_t est_bytes; /* running average of the jobs submitted (what a reserved pair will hold) */
 } st_cmpfeed_t;
 
 void st_cmpfeed_init(st_cmpfeed_t *f, st_cmpthread_t *threads, size_t nthreads, size_t ring,
@@ -127,6 +134,16 @@ void st_cmpfeed_init(st_cmpfeed_t *f, st_cmpthread_t *threads, size_t nthreads, 
  * full (by length or bytes): the pair is counted as dropped at once and its
  * responses are not captured (no copy made for a pair that would be dropped). */
 int st_cmpfeed_admit(st_cmpfeed_t *f);
+/* st_cmpfeed_admit for a tee'd pair, counting the pairs admitted and not
+ * yet handed over: 1 (the pair reserved its room: call st_cmpfeed_unreserve
+ * once it is submitted or abandoned) when the held jobs and bytes plus those
+ * of every reserved pair (at the running average size of a job) plus this
+ * one stay within the caps; else 0, counted as dropped at once. Without the
+ * reservations, a worker with many pairs in flight admits them all while
+ * the queue is just below a cap, copies their bodies and drops most at
+ * st_cmpfeed_submit. */
+int st_cmpfeed_reserve(st_cmpfeed_t *f);
+void st_cmpfeed_unreserve(st_cmpfeed_t *f);
 /* Hands job over to the least loaded thread. 0: queued, the thread owns the
  * job now; -1: over the length cap or the byte budget: counted and freed.
  * Never blocks; the thread is woken by the next st_cmpfeed_kick. */

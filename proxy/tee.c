@@ -137,6 +137,10 @@ static void end_probe(st_mirror_t *m)
 static void mirror_free(st_mirror_t *m)
 {
     st_worker_t *w = m->w;
+    if (m->compare) { /* handed over just before, or abandoned: its room is free */
+        st_cmpfeed_unreserve(&w->cmpfeed);
+        m->compare = 0;
+    }
     for (int i = 0; i < 2; i++)
         if (m->legs[i].writing) return; /* on_leg_written frees */
     st_list_remove(&m->link);
@@ -293,7 +297,7 @@ st_mirror_t *st_tee_begin(st_worker_t *w, const st_tee_request_t *r)
     m->has_body = r->has_body;
     /* a full comparator queue now: the pair is dropped (counted) before any
      * response byte is copied for it */
-    m->compare = w->cmpfeed.nthreads > 0 && st_cmpfeed_admit(&w->cmpfeed);
+    m->compare = w->cmpfeed.nthreads > 0 && st_cmpfeed_reserve(&w->cmpfeed);
     st_sbuf_init(&m->head);
     st_sbuf_init(&m->body);
     st_capture_init(&m->primary);

@@ -296,6 +296,42 @@ static void test_feed_admit_before_capturing(void **state)
     env_free(e);
 }
 
+/* Pairs admitted and still in flight count against the caps before their
+ * bodies are copied: at the running average size of a submitted job. */
+static void test_feed_reserve_counts_pairs_in_flight(void **state)
+{
+    (void)state;
+    feed_env_t *e = env_new();
+    st_cmpfeed_t f;
+    st_cmpfeed_init(&f, e->ct, 2, 0, 3, 1000);
+    assert_int_equal(st_cmpfeed_reserve(&f), 1); /* empty: admitted, no estimate yet */
+    assert_int_equal(st_cmpfeed_reserve(&f), 1);
+    assert_int_equal(st_cmpfeed_reserve(&f), 1);
+    assert_int_equal(st_cmpfeed_reserve(&f), 0); /* 3 in flight: the length cap */
+    assert_int_equal(skipped(e, ST_CMPSKIP_BUSY), 1);
+    assert_int_equal(st_cmpfeed_submit(&f, job_of(300)), 0); /* estimate now 300 */
+    st_cmpfeed_unreserve(&f);
+    assert_int_equal(held_jobs(&e->ct[0]) + held_jobs(&e->ct[1]), 1);
+    assert_int_equal(st_cmpfeed_reserve(&f), 0); /* 1 held + 2 in flight: still 3 */
+    assert_int_equal(skipped(e, ST_CMPSKIP_BUSY), 2);
+    st_cmpfeed_unreserve(&f); /* one abandoned (never submitted) */
+    /* 300 held, 1 in flight (300), this one (300): 900 <= 1000 */
+    assert_int_equal(st_cmpfeed_reserve(&f), 1);
+    assert_int_equal(skipped(e, ST_CMPSKIP_BYTES), 0);
+    st_cmpfeed_unreserve(&f);
+    st_cmpfeed_unreserve(&f);
+    assert_int_equal(f.reserved, 0);
+    st_cmpfeed_init(&f, e->ct, 2, 0, 100, 1000); /* the 300 still held */
+    f.est_bytes = 400;
+    assert_int_equal(st_cmpfeed_reserve(&f), 1); /* 300 + 400 */
+    assert_int_equal(st_cmpfeed_reserve(&f), 0); /* 300 + 2 * 400 > 1000 */
+    assert_int_equal(skipped(e, ST_CMPSKIP_BYTES), 1);
+    st_cmpfeed_unreserve(&f);
+    st_cmpfeed_unreserve(&f); /* one more than reserved: no underflow */
+    assert_int_equal(f.reserved, 0);
+    env_free(e);
+}
+
 static void test_feed_wakes_only_a_sleeping_thread(void **state)
 {
     (void)state;
@@ -335,6 +371,7 @@ int main(void)
         cmocka_unit_test(test_feed_length_cap_and_least_loaded),
         cmocka_unit_test(test_feed_byte_budget),
         cmocka_unit_test(test_feed_admit_before_capturing),
+        cmocka_unit_test(test_feed_reserve_counts_pairs_in_flight),
         cmocka_unit_test(test_feed_wakes_only_a_sleeping_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
