@@ -446,7 +446,7 @@ void st_cmp_bodies_free(st_cmp_bodies_t *bodies)
     if (!bodies) return;
     stc_tape_deinit(&bodies->tape[1]);
     stc_tape_deinit(&bodies->tape[0]);
-    free(bodies);
+    stc_mem_free(bodies);
 }
 
 /* Moves the primary's and shadow's tapes into a new st_cmp_bodies_t (the
@@ -455,8 +455,9 @@ static st_cmp_bodies_t *keep_bodies(const stc_policy_t *pol, body_t *bp, body_t 
 {
     int okp = bp->parsed && bp->st == STC_PARSE_OK, oks = bs->parsed && bs->st == STC_PARSE_OK;
     if (!okp && !oks) return NULL;
-    st_cmp_bodies_t *k = calloc(1, sizeof(*k));
+    st_cmp_bodies_t *k = stc_mem_alloc(sizeof(*k));
     if (!k) return NULL; /* the sample is redacted by a parse of its own */
+    memset(k, 0, sizeof(*k));
     k->max_depth = pol->max_depth;
     k->tape[0] = bp->tape;
     k->tape[1] = bs->tape;

@@ -184,7 +184,7 @@ static char *redact_tape(const stc_pattern_t *const *pats, size_t npats, const s
     if (!text) return NULL;
     char *out = count == 0 ? truncated_copy(body, len, max_len, out_len) /* keep the bytes */
                            : truncated_copy(text, tl, max_len, out_len);
-    free(text);
+    stc_mem_free(text);
     return out;
 }
 

@@ -14,7 +14,7 @@
 #include "tape_dump.h"
 
 typedef struct {
-    char *buf; /* malloc'ed (the result) */
+    char *buf; /* the result (stc_mem_alloc) */
     size_t used, cap;
     int failed;
     stc_arena_t *a; /* scratch: member tables and decoded strings */
@@ -31,11 +31,13 @@ static void put(dump_t *o, const char *s, size_t n)
         size_t cap = o->cap ? o->cap * 2 : 256;
         while (cap - o->used <= n)
             cap *= 2;
-        char *nb = realloc(o->buf, cap);
+        char *nb = stc_mem_alloc(cap);
         if (!nb) {
             o->failed = 1;
             return;
         }
+        if (o->used) memcpy(nb, o->buf, o->used);
+        stc_mem_free(o->buf);
         o->buf = nb;
         o->cap = cap;
     }
@@ -251,7 +253,7 @@ char *stc_tape_dump_redacted(stc_jv_t root, const stc_pattern_t *const *pats, si
     *count = o.count;
     *out_len = 0;
     if (o.failed || !o.buf) {
-        free(o.buf);
+        stc_mem_free(o.buf);
         return NULL;
     }
     o.buf[o.used] = '\0';

@@ -29,8 +29,8 @@ struct st_cmp_bodies {
  * replaced values with "[REDACTED]": unbounded, 17-digit reals, members in
  * insertion order with the last value of a duplicate key. *count receives
  * the number of values replaced (stc_redact_tree's result). Returns the
- * NUL-terminated text (malloc'ed, *out_len its length), or NULL when an
- * allocation failed. */
+ * NUL-terminated text (*out_len its length; free with stc_mem_free), or NULL
+ * when an allocation failed. */
 char *stc_tape_dump_redacted(stc_jv_t root, const stc_pattern_t *const *pats, size_t npats,
                              size_t *out_len, size_t *count);
 

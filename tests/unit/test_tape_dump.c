@@ -19,6 +19,7 @@
  * limit, another body) are checked to answer the same bytes too.
  */
 #include <dirent.h>
+#include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -677,6 +678,63 @@ static void test_aggregator_samples(void **state)
     assert_true(with_tapes > 600);
 }
 
+/* jansson allocations (the engine's too) fail after `budget` calls. */
+static long alloc_budget = -1;
+
+static void *failing_malloc(size_t n)
+{
+    if (alloc_budget == 0) return NULL;
+    if (alloc_budget > 0) alloc_budget--;
+    return malloc(n);
+}
+
+/* Whichever allocation fails, the comparison keeps nothing or its tapes,
+ * the sample body is NULL or jansson's bytes, and nothing leaks (ASan,
+ * valgrind). */
+static void test_allocation_failures(void **state)
+{
+    (void)state;
+    const char *a = "{\"k\":[1,{\"k\":\"\\u00e9\"}],\"a\":{\"b\":0.1,\"x\":[1e300]},\"z\":\"s\"}";
+    const char *b = "{\"k\":[1,{\"k\":\"\\u00e8\"}],\"a\":{\"b\":0.1,\"x\":[1e300]},\"z\":\"t\"}";
+    const size_t rs = 2; /* $..k */
+    size_t wl[2];
+    char *want[2] = {st_policy_redact_body(&C.pol[rs], a, strlen(a), 4096, &wl[0]),
+                     st_policy_redact_body(&C.pol[rs], b, strlen(b), 4096, &wl[1])};
+    assert_non_null(want[0]);
+    assert_non_null(want[1]);
+    st_response_t rp = resp(a, strlen(a), 200, 1), rsh = resp(b, strlen(b), 200, 1);
+    int kept_ok = 0, failed = 0;
+    json_set_alloc_funcs(failing_malloc, free);
+    for (long budget = 0; budget < 400 && kept_ok < 3; budget++) {
+        alloc_budget = budget;
+        st_diff_result_t res;
+        st_cmp_bodies_t *kept = NULL;
+        int rc = st_compare_policy_keep(&C.pol[rs], &rp, &rsh, NULL, &res, &kept);
+        assert_true(rc == 0 || rc == -1);
+        if (rc == -1) assert_null(kept);
+        for (int i = 0; i < 2; i++) {
+            size_t gl = 0;
+            const st_response_t *r = i ? &rsh : &rp;
+            char *got =
+                st_policy_redact_body_parsed(&C.pol[rs], kept, r->body, r->body_len, 4096, &gl);
+            if (got)
+                same("allocation failures", rs, 4096, r->body, r->body_len, want[i], wl[i], got,
+                     gl);
+            failed += !got;
+            free(got);
+        }
+        kept_ok += kept && kept->ok[0] && kept->ok[1] && alloc_budget > 0;
+        st_cmp_bodies_free(kept);
+        st_diff_result_free(&res);
+    }
+    alloc_budget = -1;
+    json_set_alloc_funcs(malloc, free);
+    assert_true(failed > 0);
+    assert_int_equal(kept_ok, 3);
+    free(want[0]);
+    free(want[1]);
+}
+
 /* Runs last: the totals, and that the tape path was really taken. */
 static void test_totals(void **state)
 {
@@ -720,9 +778,13 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_corners),       cmocka_unit_test(test_corpora),
-        cmocka_unit_test(test_unit_literals), cmocka_unit_test(test_bench_shaped),
-        cmocka_unit_test(test_generated),     cmocka_unit_test(test_aggregator_samples),
+        cmocka_unit_test(test_corners),
+        cmocka_unit_test(test_corpora),
+        cmocka_unit_test(test_unit_literals),
+        cmocka_unit_test(test_bench_shaped),
+        cmocka_unit_test(test_generated),
+        cmocka_unit_test(test_aggregator_samples),
+        cmocka_unit_test(test_allocation_failures),
         cmocka_unit_test(test_totals),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
