@@ -141,6 +141,9 @@ $(BUILD)/head_bench: bench/head_bench.c $(LIBPROXY) $(LIBCMP) $(LIBLLHTTP)
 $(BUILD)/cmp_bench: bench/cmp_bench.c $(LIBCMPREF) $(LIBCMP)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/sample_bench: bench/sample_bench.c $(LIBCMP)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $^ $(LDLIBS)
+
 bench: all $(BUILD)/cmp_bench
 	bash bench/run.sh
 

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tape.h"
+#include "tape_dump.h"
 
 /* ---- bodies -------------------------------------------------------------- */
 
@@ -438,6 +438,42 @@ int st_compare_policy(const stc_policy_t *pol, const st_response_t *primary,
                       const st_response_t *shadow, const st_response_t *noise,
                       st_diff_result_t *result)
 {
+    return st_compare_policy_keep(pol, primary, shadow, noise, result, NULL);
+}
+
+void st_cmp_bodies_free(st_cmp_bodies_t *bodies)
+{
+    if (!bodies) return;
+    stc_tape_deinit(&bodies->tape[1]);
+    stc_tape_deinit(&bodies->tape[0]);
+    stc_mem_free(bodies);
+}
+
+/* Moves the primary's and shadow's tapes into a new st_cmp_bodies_t (the
+ * bodies then own nothing), or leaves them when it cannot be allocated. */
+static st_cmp_bodies_t *keep_bodies(const stc_policy_t *pol, body_t *bp, body_t *bs)
+{
+    int okp = bp->parsed && bp->st == STC_PARSE_OK, oks = bs->parsed && bs->st == STC_PARSE_OK;
+    if (!okp && !oks) return NULL;
+    st_cmp_bodies_t *k = stc_mem_alloc(sizeof(*k));
+    if (!k) return NULL; /* the sample is redacted by a parse of its own */
+    memset(k, 0, sizeof(*k));
+    k->max_depth = pol->max_depth;
+    k->tape[0] = bp->tape;
+    k->tape[1] = bs->tape;
+    k->ok[0] = okp;
+    k->ok[1] = oks;
+    if (k->tape[1].guide == &bp->tape) k->tape[1].guide = &k->tape[0];
+    memset(&bp->tape, 0, sizeof(bp->tape));
+    memset(&bs->tape, 0, sizeof(bs->tape));
+    return k;
+}
+
+int st_compare_policy_keep(const stc_policy_t *pol, const st_response_t *primary,
+                           const st_response_t *shadow, const st_response_t *noise,
+                           st_diff_result_t *result, st_cmp_bodies_t **bodies)
+{
+    if (bodies) *bodies = NULL;
     memset(result, 0, sizeof(*result));
     if (!usable(primary) || !usable(shadow)) {
         result->verdict = ST_VERDICT_ERROR;
@@ -462,12 +498,17 @@ int st_compare_policy(const stc_policy_t *pol, const st_response_t *primary,
         result->noise_total = ns.total;
     }
     compare_pair(pol, &bp, &bs, &s, &scratch);
-    body_deinit(&bp);
-    body_deinit(&bs);
     stc_arena_deinit(&scratch);
     int failed = s.failed || ns.failed;
     stc_sink_deinit(&ns);
 
     stc_sink_result(&s, result);
+    /* a divergent pair's sample is redacted from these tapes (only the
+     * redaction by paths parses a body); the tapes own their nodes and keys,
+     * not the arena, so they outlive it */
+    if (bodies && !failed && result->verdict == ST_VERDICT_DIVERGED && pol->nredact > 0)
+        *bodies = keep_bodies(pol, &bp, &bs);
+    body_deinit(&bp);
+    body_deinit(&bs);
     return failed ? -1 : 0;
 }

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "cmp_internal.h"
+#include "tape_dump.h"
 
 #define REDACTED             "[REDACTED]"
 #define REDACTED_UNPARSEABLE "[REDACTED: body looks like JSON but does not parse]"
@@ -165,4 +165,37 @@ char *st_policy_redact_body(const st_policy_t *pol, const char *body, size_t len
                             size_t *out_len)
 {
     return redact_body(pol->redact, pol->nredact, pol->max_depth, body, len, max_len, out_len);
+}
+
+/* redact_body's answer from t, the tape of body[0..len) parsed with
+ * STC_PARSE_OK under the same nesting limit (so json_loadb, which accepts
+ * exactly what the tape parser accepts, gives the tree t describes). */
+static char *redact_tape(const stc_pattern_t *const *pats, size_t npats, const stc_tape_t *t,
+                         const char *body, size_t len, size_t max_len, size_t *out_len)
+{
+    *out_len = 0;
+    if (npats == 0 || !looks_like_json(body, len))
+        return truncated_copy(body, len, max_len, out_len);
+    stc_seg_t segs[1];
+    if (matches_any(pats, npats, segs, 0)) /* "$" itself */
+        return truncated_copy("\"" REDACTED "\"", strlen(REDACTED) + 2, max_len, out_len);
+    size_t tl, count;
+    char *text = stc_tape_dump_redacted(stc_jv_at(t, 0, t->int_as_real), pats, npats, &tl, &count);
+    if (!text) return NULL;
+    char *out = count == 0 ? truncated_copy(body, len, max_len, out_len) /* keep the bytes */
+                           : truncated_copy(text, tl, max_len, out_len);
+    stc_mem_free(text);
+    return out;
+}
+
+char *st_policy_redact_body_parsed(const st_policy_t *pol, const st_cmp_bodies_t *bodies,
+                                   const char *body, size_t len, size_t max_len, size_t *out_len)
+{
+    for (int i = 0; bodies && i < 2; i++) {
+        const stc_tape_t *t = &bodies->tape[i];
+        if (bodies->ok[i] && bodies->max_depth == pol->max_depth && t->body == body &&
+            t->len == len)
+            return redact_tape(pol->redact, pol->nredact, t, body, len, max_len, out_len);
+    }
+    return st_policy_redact_body(pol, body, len, max_len, out_len);
 }

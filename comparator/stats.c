@@ -339,8 +339,8 @@ static json_t *json_bytes(const char *p, size_t n)
     return j;
 }
 
-static json_t *sample_side(const st_agg_t *s, const st_policy_t *pol, const st_response_t *r,
-                           double seconds)
+static json_t *sample_side(const st_agg_t *s, const st_policy_t *pol, const st_cmp_bodies_t *bodies,
+                           const st_response_t *r, double seconds)
 {
     json_t *o = json_object();
     if (!o) return NULL;
@@ -367,9 +367,9 @@ static json_t *sample_side(const st_agg_t *s, const st_policy_t *pol, const st_r
     }
     json_object_set_new(o, ST_S_HEADERS, hdrs);
     size_t blen = 0;
-    char *body =
-        r->body ? st_policy_redact_body(pol, r->body, r->body_len, s->cfg.sample_body_max, &blen)
-                : NULL;
+    char *body = r->body ? st_policy_redact_body_parsed(pol, bodies, r->body, r->body_len,
+                                                        s->cfg.sample_body_max, &blen)
+                         : NULL;
     json_object_set_new(o, ST_S_BODY, body ? json_bytes(body, blen) : json_string(""));
     free(body);
     json_object_set_new(o, ST_S_BODY_TRUNCATED,
@@ -396,8 +396,10 @@ static char *sample_json(const st_agg_t *s, const st_stats_record_t *rec)
     json_object_set_new(o, ST_S_ENDPOINT, json_string(rec->endpoint ? rec->endpoint : ""));
     json_object_set_new(o, ST_S_VERDICT, json_string(st_verdict_name(rec->verdict)));
     json_object_set_new(o, ST_S_SOURCE, json_string(rec->source ? rec->source : ST_SOURCE_TEE));
-    json_object_set_new(o, ST_S_PRIMARY, sample_side(s, pol, rec->primary, rec->primary_seconds));
-    json_object_set_new(o, ST_S_SHADOW, sample_side(s, pol, rec->shadow, rec->shadow_seconds));
+    json_object_set_new(o, ST_S_PRIMARY,
+                        sample_side(s, pol, rec->bodies, rec->primary, rec->primary_seconds));
+    json_object_set_new(o, ST_S_SHADOW,
+                        sample_side(s, pol, rec->bodies, rec->shadow, rec->shadow_seconds));
     json_t *diffs = json_array();
     size_t n = rec->diff ? rec->diff->nentries : 0;
     for (size_t i = 0; diffs && i < n && i < SAMPLE_MAX_DIFFS; i++) {

@@ -77,6 +77,7 @@ int st_cmpjob_compare(const st_cmpjob_t *j, st_cmpjob_sink_t *sink)
     st_header_t *hp = capture_headers(&j->primary), *hs = capture_headers(&j->shadow);
     st_header_t *hn = j->has_noise ? capture_headers(&j->noise) : NULL;
     st_diff_result_t res;
+    st_cmp_bodies_t *bodies = NULL;
     memset(&res, 0, sizeof(res));
     if (!hp || !hs || (j->has_noise && !hn)) goto out;
     to_response(&j->primary, hp, &rp);
@@ -92,7 +93,10 @@ int st_cmpjob_compare(const st_cmpjob_t *j, st_cmpjob_sink_t *sink)
      * redaction both read this policy */
     st_policy_t pol;
     st_policy_resolve(sink->rules, key, &pol);
-    if (st_compare_policy(&pol, &rp, &rs, j->has_noise ? &rn : NULL, &res) != 0) goto out;
+    /* a divergent pair's parsed bodies come back for its sample (ours, freed
+     * below after the record, which only borrows them) */
+    if (st_compare_policy_keep(&pol, &rp, &rs, j->has_noise ? &rn : NULL, &res, &bodies) != 0)
+        goto out;
     st_stats_record_t rec = {
         .endpoint = ep,
         .method = j->method,
@@ -108,12 +112,14 @@ int st_cmpjob_compare(const st_cmpjob_t *j, st_cmpjob_sink_t *sink)
         .now_ms = j->wall_ms,
         .source = j->kind == ST_CMPJOB_HALF ? ST_SOURCE_MESH : ST_SOURCE_TEE,
         .policy = &pol,
+        .bodies = bodies,
     };
     st_stats_record(sink->stats, &rec);
     st_debug("msg=compared request_id=%s endpoint=\"%s\" verdict=%s differences=%zu", j->request_id,
              ep, st_verdict_name(res.verdict), res.total);
     rc = 0;
 out:
+    st_cmp_bodies_free(bodies);
     st_diff_result_free(&res);
     free(hp);
     free(hs);

@@ -178,6 +178,20 @@ int st_compare_policy(const st_policy_t *pol, const st_response_t *primary,
                       st_diff_result_t *result);
 void st_diff_result_free(st_diff_result_t *result);
 
+/* The parsed bodies of one comparison, kept for its sample's redaction
+ * (st_policy_redact_body_parsed), so a divergent sample's body is not parsed
+ * a second time. Opaque; it points into the compared responses' bodies,
+ * which must outlive it. */
+typedef struct st_cmp_bodies st_cmp_bodies_t;
+/* st_compare_policy, and when the verdict is ST_VERDICT_DIVERGED, the rules
+ * have redact paths and a body was parsed as JSON, *bodies receives the
+ * primary's and shadow's parsed bodies (the caller owns them: free with
+ * st_cmp_bodies_free after the record); else *bodies is NULL. */
+int st_compare_policy_keep(const st_policy_t *pol, const st_response_t *primary,
+                           const st_response_t *shadow, const st_response_t *noise,
+                           st_diff_result_t *result, st_cmp_bodies_t **bodies);
+void st_cmp_bodies_free(st_cmp_bodies_t *bodies); /* NULL: nothing */
+
 /* ---- redaction -------------------------------------------------------- */
 
 /* Returns a newly malloc'ed copy of `body` (at most max_len bytes kept; the
@@ -193,6 +207,11 @@ int st_redact_header(const st_rules_t *rules, const char *name, size_t name_len)
 char *st_policy_redact_body(const st_policy_t *pol, const char *body, size_t len, size_t max_len,
                             size_t *out_len);
 int st_policy_redact_header(const st_policy_t *pol, const char *name, size_t name_len);
+/* st_policy_redact_body's answer (the same bytes), from the body's tape in
+ * bodies (may be NULL) when the comparison parsed this very body (same
+ * pointer and length) under pol's nesting limit, else by st_policy_redact_body. */
+char *st_policy_redact_body_parsed(const st_policy_t *pol, const st_cmp_bodies_t *bodies,
+                                   const char *body, size_t len, size_t max_len, size_t *out_len);
 
 #ifdef __cplusplus
 }

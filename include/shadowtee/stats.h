@@ -59,6 +59,9 @@ typedef struct {
     /* the endpoint's policy the comparison was made under, which redacts the
      * sample (borrowed, for the call); NULL: resolved from cfg.rules */
     const st_policy_t *policy;
+    /* the comparison's parsed bodies (st_compare_policy_keep; borrowed, for
+     * the call; may be NULL): a sample's body is redacted from its tape */
+    const st_cmp_bodies_t *bodies;
 } st_stats_record_t;
 
 /* A new aggregator. cfg is copied; strings in it are borrowed and must

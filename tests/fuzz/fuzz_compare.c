@@ -9,8 +9,10 @@
  * the endpoint.
  * Oracle, besides the sanitizers: the result is consistent (entries <=
  * total, known kinds, a path on each, the verdict matches the entries), a
- * response compared with itself matches with no difference, and redaction
- * stays within its bound.
+ * response compared with itself matches with no difference, redaction
+ * stays within its bound, and a divergent pair's sample bodies redacted from
+ * the comparison's tapes (st_compare_policy_keep +
+ * st_policy_redact_body_parsed) are the bytes of st_policy_redact_body.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +121,32 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         if (out_len > max + 64) fail("redacted body beyond its bound");
         free(red);
     }
+
+    /* the sample's redaction from the tapes against jansson's */
+    st_policy_t pol;
+    st_policy_resolve(rules, ep, &pol);
+    st_cmp_bodies_t *kept = NULL;
+    memset(&res, 0, sizeof(res));
+    if (st_compare_policy_keep(&pol, &rp, &rs, (flags & 1) ? &rn : NULL, &res, &kept) == 0) {
+        if (kept && res.verdict != ST_VERDICT_DIVERGED)
+            fail("bodies kept for a pair not divergent");
+        const st_response_t *sides[2] = {&rp, &rs};
+        for (int i = 0; i < 2; i++) {
+            size_t wl = 0, gl = 0;
+            char *want = st_policy_redact_body(&pol, sides[i]->body, sides[i]->body_len, max, &wl);
+            char *got = st_policy_redact_body_parsed(&pol, kept, sides[i]->body, sides[i]->body_len,
+                                                     max, &gl);
+            if (want && got && (wl != gl || memcmp(want, got, wl) != 0)) {
+                fprintf(stderr, "side %d\nwant: %.*s\ngot:  %.*s\n", i, (int)wl, want, (int)gl,
+                        got);
+                fail("the sample body redacted from the tape differs from jansson's");
+            }
+            free(want);
+            free(got);
+        }
+    }
+    st_cmp_bodies_free(kept);
+    st_diff_result_free(&res);
     st_rules_free(rules);
     return 0;
 }

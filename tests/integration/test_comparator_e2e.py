@@ -203,3 +203,74 @@ def test_redis_url_with_an_acl_user(shadowtee, apps, redis_server, tmp_path):
     assert _wait(lambda: r.hget(key, "compared") == "5"), r.hgetall(key)
     assert admin.hget(key, "compared") is None  # db 0 untouched
     assert _metric(_metrics(st.admin_port), "shadowtee_redis_errors_total") == 0
+
+
+# Bodies written by hand (not json.dumps) so the sample shows jansson's own
+# format: 17-digit reals, its escapes, a duplicate key's last value, and with
+# an integer beyond int64 every integer read as a real.
+_REDACT_BODY = ('{ "model" : {"name": "m\\u00e9", "version": 1},\n'
+                ' "predictions": [{"label": "cat", "score": 0.1}, {"label": "dog", "score": 1e300}],'
+                ' "s": "caf\\u00e9 \\/ \\u0001\\ud83d\\ude00", "dup": 1, "dup": 2, "i": %d%s}')
+_REDACT_SAMPLE = ('{"model":{"name":"[REDACTED]","version":%s},"predictions":[{"label":"[REDACTED]",'
+                  '"score":0.10000000000000001},{"label":"[REDACTED]","score":1.0000000000000001e300}],'
+                  '"s":"caf\u00e9 / \\u0001\U0001F600","dup":%s,"i":%s%s}')
+
+
+class _RedactHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    role = "primary"
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        i = int(self.path.split("i=")[1])
+        big = ', "big": 18446744073709551616' if i % 2 else ""
+        body = (_REDACT_BODY % (i if self.role == "primary" else i + 1000, big)).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def redact_apps():
+    yield from http_role_servers(_RedactHandler)
+
+
+def test_divergent_samples_redacted_in_janssons_format(shadowtee, redact_apps, redis_server, tmp_path):
+    """The sample bodies of divergent pairs under redact paths (redacted from
+    the comparison's tapes) are exactly jansson's compact dump of the
+    redacted document."""
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"version": 1, "defaults": {"redact_paths": ["$..label", "$.model.name"]}}))
+    st = shadowtee(primary=redact_apps("primary"), shadow=redact_apps("shadow"), mirror_percent=100,
+                   redis="127.0.0.1:%d" % redis_server.port, service="redact", compare_rules=str(rules),
+                   redis_flush_interval="50ms")
+    n = 6
+    conn = http.client.HTTPConnection("127.0.0.1", st.port, timeout=10)
+    for i in range(n):
+        conn.request("GET", "/items/x?i=%d" % i)
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 200
+    conn.close()
+    r = redis.Redis(port=redis_server.port, decode_responses=True)
+    ep = "GET /items/x"
+    assert _wait(lambda: r.hget("shadowtee:{redact}:ep:%s:counts" % ep, "diverged") == str(n)), \
+        r.hgetall("shadowtee:{redact}:ep:%s:counts" % ep)
+    key = "shadowtee:{redact}:ep:%s:samples" % ep
+    assert _wait(lambda: r.llen(key) == n), r.llen(key)
+    seen = set()
+    for text in r.lrange(key, 0, -1):
+        s = json.loads(text)
+        i = int(s["path"].split("i=")[1])
+        seen.add(i)
+        for side, v in (("primary", i), ("shadow", i + 1000)):
+            if i % 2:  # an integer beyond int64: every integer is a real
+                want = _REDACT_SAMPLE % ("1.0", "2.0", "%d.0" % v, ',"big":1.8446744073709552e19')
+            else:
+                want = _REDACT_SAMPLE % ("1", "2", "%d" % v, "")
+            assert s[side]["body"] == want, (side, i)
+    assert seen == set(range(n))
