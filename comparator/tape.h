@@ -220,6 +220,15 @@ int stc_num_int_fits(const char *s, size_t len);
 double stc_num_double(const char *s, size_t len);
 /* 1 when strtod overflows on the token (jansson: "real number overflow"). */
 int stc_num_overflows(const char *s, size_t len);
+/* jansson 2.14's jsonp_dtostr (the snprintf build Debian ships): "%.*g",
+ * ".0" appended when there is neither '.' nor 'e', the exponent's '+' and
+ * leading zeros removed. Returns the length written to buf, or -1 when it
+ * does not fit. */
+int stc_num_dtostr(char *buf, size_t size, double v, int precision);
+/* jansson's dump_string escape for one decoded byte (valid UTF-8: only ASCII
+ * bytes are ever escaped, "/" and DEL pass through): 0 when c is written as
+ * it is, else the length of its escape in e. */
+size_t stc_json_escape_byte(unsigned char c, char e[6]);
 
 /* Decodes the JSON string whose text (without quotes) is s[0..len) into out
  * (room: len bytes). Returns the decoded length. */

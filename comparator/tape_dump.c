@@ -50,76 +50,19 @@ static void put(dump_t *o, const char *s, size_t n)
  * loop writes what its codepoint loop writes; "/" and DEL pass through). */
 static void put_escaped(dump_t *o, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789ABCDEF";
     put(o, "\"", 1);
     size_t from = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        if (c >= 0x20 && c != '"' && c != '\\') continue; /* most bytes: no call */
+        char e[6];
+        size_t el = stc_json_escape_byte(c, e);
         put(o, s + from, i - from);
-        from = i + 1;
-        char e[6] = {'\\', 0, 0, 0, 0, 0};
-        size_t el = 2;
-        switch (c) {
-        case '"':
-        case '\\':
-            e[1] = (char)c;
-            break;
-        case '\b':
-            e[1] = 'b';
-            break;
-        case '\f':
-            e[1] = 'f';
-            break;
-        case '\n':
-            e[1] = 'n';
-            break;
-        case '\r':
-            e[1] = 'r';
-            break;
-        case '\t':
-            e[1] = 't';
-            break;
-        default:
-            e[1] = 'u';
-            e[2] = '0';
-            e[3] = '0';
-            e[4] = hex[c >> 4];
-            e[5] = hex[c & 15];
-            el = 6;
-        }
         put(o, e, el);
+        from = i + 1;
     }
     put(o, s + from, n - from);
     put(o, "\"", 1);
-}
-
-/* jansson 2.14's jsonp_dtostr with precision 17 (json_dumps' default):
- * "%.17g", ".0" appended when there is neither '.' nor 'e', the exponent's
- * '+' and leading zeros removed. */
-static int dtostr17(char *buf, size_t size, double v)
-{
-    int ret = snprintf(buf, size, "%.17g", v);
-    if (ret < 0 || (size_t)ret >= size) return -1;
-    size_t len = (size_t)ret;
-    if (!strchr(buf, '.') && !strchr(buf, 'e')) {
-        if (len + 3 >= size) return -1;
-        memcpy(buf + len, ".0", 3);
-        len += 2;
-    }
-    char *start = strchr(buf, 'e');
-    if (start) {
-        start++;
-        char *end = start + 1;
-        if (*start == '-') start++;
-        while (*end == '0')
-            end++;
-        if (end != start) {
-            memmove(start, end, len - (size_t)(end - buf));
-            len -= (size_t)(end - start);
-        }
-    }
-    return (int)len;
 }
 
 static const char redacted_text[] = "\"[REDACTED]\"";
@@ -139,7 +82,7 @@ static __attribute__((noinline)) void put_number(dump_t *o, stc_jv_t v, int type
     if (type == STC_J_INT)
         l = snprintf(num, sizeof(num), "%lld", stc_num_int(stc_jv_text(v), n->len));
     else
-        l = dtostr17(num, sizeof(num), stc_num_double(stc_jv_text(v), n->len));
+        l = stc_num_dtostr(num, sizeof(num), stc_num_double(stc_jv_text(v), n->len), 17);
     if (l > 0)
         put(o, num, (size_t)l);
     else

@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -301,4 +302,64 @@ double stc_num_double(const char *s, size_t len)
     }
     int overflow;
     return slow_strtod(s, len, &overflow);
+}
+
+int stc_num_dtostr(char *buf, size_t size, double v, int precision)
+{
+    int ret = snprintf(buf, size, "%.*g", precision, v);
+    if (ret < 0 || (size_t)ret >= size) return -1;
+    size_t len = (size_t)ret;
+    if (!strchr(buf, '.') && !strchr(buf, 'e')) {
+        if (len + 3 >= size) return -1;
+        memcpy(buf + len, ".0", 3);
+        len += 2;
+    }
+    char *start = strchr(buf, 'e');
+    if (start) {
+        start++;
+        char *end = start + 1;
+        if (*start == '-') start++;
+        while (*end == '0')
+            end++;
+        if (end != start) {
+            memmove(start, end, len - (size_t)(end - buf));
+            len -= (size_t)(end - start);
+        }
+    }
+    return (int)len;
+}
+
+size_t stc_json_escape_byte(unsigned char c, char e[6])
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (c >= 0x20 && c != '"' && c != '\\') return 0;
+    e[0] = '\\';
+    switch (c) {
+    case '"':
+    case '\\':
+        e[1] = (char)c;
+        return 2;
+    case '\b':
+        e[1] = 'b';
+        return 2;
+    case '\f':
+        e[1] = 'f';
+        return 2;
+    case '\n':
+        e[1] = 'n';
+        return 2;
+    case '\r':
+        e[1] = 'r';
+        return 2;
+    case '\t':
+        e[1] = 't';
+        return 2;
+    default:
+        e[1] = 'u';
+        e[2] = '0';
+        e[3] = '0';
+        e[4] = hex[c >> 4];
+        e[5] = hex[c & 15];
+        return 6;
+    }
 }

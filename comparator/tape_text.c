@@ -161,74 +161,19 @@ static void put(out_t *o, const char *s, size_t n)
  * ever escaped, so a byte loop writes what its codepoint loop writes). */
 static void put_escaped(out_t *o, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789ABCDEF";
     put(o, "\"", 1);
     size_t from = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        if (c >= 0x20 && c != '"' && c != '\\') continue; /* most bytes: no call */
+        char e[6];
+        size_t el = stc_json_escape_byte(c, e);
         put(o, s + from, i - from);
-        from = i + 1;
-        char e[6] = {'\\', 0, 0, 0, 0, 0};
-        size_t el = 2;
-        switch (c) {
-        case '"':
-        case '\\':
-            e[1] = (char)c;
-            break;
-        case '\b':
-            e[1] = 'b';
-            break;
-        case '\f':
-            e[1] = 'f';
-            break;
-        case '\n':
-            e[1] = 'n';
-            break;
-        case '\r':
-            e[1] = 'r';
-            break;
-        case '\t':
-            e[1] = 't';
-            break;
-        default:
-            e[1] = 'u';
-            e[2] = '0';
-            e[3] = '0';
-            e[4] = hex[c >> 4];
-            e[5] = hex[c & 15];
-            el = 6;
-        }
         put(o, e, el);
+        from = i + 1;
     }
     put(o, s + from, n - from);
     put(o, "\"", 1);
-}
-
-/* jansson's jsonp_dtostr (the snprintf build Debian ships). */
-static int dtostr(char *buf, size_t size, double v, int precision)
-{
-    int ret = snprintf(buf, size, "%.*g", precision, v);
-    if (ret < 0 || (size_t)ret >= size) return -1;
-    size_t len = (size_t)ret;
-    if (!strchr(buf, '.') && !strchr(buf, 'e')) {
-        if (len + 3 >= size) return -1;
-        memcpy(buf + len, ".0", 3);
-        len += 2;
-    }
-    char *start = strchr(buf, 'e');
-    if (start) {
-        start++;
-        char *end = start + 1;
-        if (*start == '-') start++;
-        while (*end == '0')
-            end++;
-        if (end != start) {
-            memmove(start, end, len - (size_t)(end - buf));
-            len -= (size_t)(end - start);
-        }
-    }
-    return (int)len;
 }
 
 static double real_value(stc_jv_t v)
@@ -256,7 +201,7 @@ static __attribute__((noinline)) void put_number(out_t *o, stc_jv_t v, int type)
         put(o, num, (size_t)l);
         return;
     }
-    int l = dtostr(num, sizeof(num), real_value(v), o->precision);
+    int l = stc_num_dtostr(num, sizeof(num), real_value(v), o->precision);
     if (l > 0) put(o, num, (size_t)l);
 }
 
