@@ -608,7 +608,7 @@ void st_cmpthread_render_mesh(const st_config_t *cfg, st_metrics_t *const *worke
         fprintf(out,
                 "shadowtee_mesh_halves_total{role=\"%s\",outcome=\"dropped\",reason=\"%s\"} "
                 "%" PRIu64 "\n",
-                role, st_mesh_drop_names[r], dropped[r]);
+                role, st_mesh_drop_labels[r], dropped[r]);
     fprintf(out,
             "# HELP shadowtee_mesh_sampled_total Requests in the sampled share (a half captured).\n"
             "# TYPE shadowtee_mesh_sampled_total counter\n"

@@ -105,7 +105,7 @@ void st_exch_reject(st_conn_t *c, enum st_reject why)
 {
     if (st_conn_closed(c) || c->state == ST_CONN_LINGER) return;
     if (c->x.resp == ST_RESP_NONE) ST_INC(c->w->metrics.rejected[why]);
-    st_exch_reply_error(c, st_reqcheck_status(why), st_reject_names[why]);
+    st_exch_reply_error(c, st_reqcheck_status(why), st_reject_labels[why]);
 }
 
 /* The head went (or will go) out: a client waiting on Expect: 100-continue

@@ -5,35 +5,6 @@
 
 #include "log.h"
 
-const char *const st_skip_names[ST_SKIP_COUNT] = {
-    "sampling",           "method",    "body_too_large", "inflight_cap", "memory_budget",
-    "shadow_unavailable", "loop_guard"};
-const char *const st_mesh_drop_names[ST_MDROP_COUNT] = {
-    "comparator_busy", "queue_bytes", "aborted",   "redis_down",
-    "connection_lost", "error_reply", "duplicate", "shutdown"};
-const char *const st_accept_err_names[ST_ACCEPT_ERR_COUNT] = {"emfile", "enfile", "enobufs",
-                                                              "other"};
-
-const char *const st_reject_names[ST_REJ_COUNT] = {"none",
-                                                   "connect",
-                                                   "upgrade",
-                                                   "http09",
-                                                   "bad_request_line",
-                                                   "bad_header_name",
-                                                   "bad_header_value",
-                                                   "bad_host",
-                                                   "bare_lf",
-                                                   "bare_cr",
-                                                   "bad_framing",
-                                                   "malformed",
-                                                   "unknown_method",
-                                                   "transfer_coding",
-                                                   "version",
-                                                   "head_too_large",
-                                                   "uri_too_long",
-                                                   "body_too_large",
-                                                   "timeout"};
-
 static const char *const tls_sides[4] = {"listener", "primary", "shadow", "noise"};
 
 static const double bounds[ST_HIST_BUCKETS - 1] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -123,7 +94,7 @@ void st_metrics_render(st_metrics_t *const *all, size_t n, FILE *out)
     render_counters(out, "shadowtee_requests_rejected_total",
                     "Requests the proxy refused and answered itself, by reason (upgrade: forwarded "
                     "without their Upgrade). A refused head reaches no upstream.",
-                    "reason", st_reject_names, 1, ST_REJ_COUNT - 1, all, n,
+                    "reason", st_reject_labels, 1, ST_REJ_COUNT - 1, all, n,
                     offsetof(st_metrics_t, rejected));
     int64_t active = 0;
     for (size_t w = 0; w < n; w++)
@@ -150,7 +121,7 @@ void st_metrics_render(st_metrics_t *const *all, size_t n, FILE *out)
         "# TYPE shadowtee_mirror_requests_total counter\nshadowtee_mirror_requests_total %llu\n",
         (unsigned long long)SUM(mirror_requests));
     render_counters(out, "shadowtee_mirror_skipped_total", "Requests not mirrored, by reason.",
-                    "reason", st_skip_names, 0, ST_SKIP_COUNT - 1, all, n,
+                    "reason", st_skip_labels, 0, ST_SKIP_COUNT - 1, all, n,
                     offsetof(st_metrics_t, mirror_skipped));
     render_counters(out, "shadowtee_shadow_responses_total", "Shadow responses, by status class.",
                     "code", class_names, 1, 5, all, n, offsetof(st_metrics_t, shadow_responses));
@@ -198,7 +169,7 @@ void st_metrics_render(st_metrics_t *const *all, size_t n, FILE *out)
                     (unsigned long long)SUM(upstream_resolves[side][r]));
     render_counters(out, "shadowtee_accept_errors_total",
                     "Failed accepts of client connections, by reason (the listener pauses).",
-                    "reason", st_accept_err_names, 0, ST_ACCEPT_ERR_COUNT - 1, all, n,
+                    "reason", st_accept_err_labels, 0, ST_ACCEPT_ERR_COUNT - 1, all, n,
                     offsetof(st_metrics_t, accept_errors));
     fprintf(
         out,

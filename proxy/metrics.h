@@ -14,71 +14,10 @@
 
 #include "reasons.h"
 
-/* Reasons are static strings that are also the metric labels. Upstream and
- * shadow failures (enum st_upfail), TLS failures (enum st_tls_fail) and
- * client closes (enum st_close) are in reasons.h. */
-enum st_skip {
-    ST_SKIP_SAMPLING = 0,
-    ST_SKIP_METHOD,
-    ST_SKIP_BODY_TOO_LARGE,
-    ST_SKIP_INFLIGHT_CAP,
-    ST_SKIP_MEMORY_BUDGET,
-    ST_SKIP_SHADOW_UNAVAILABLE,
-    ST_SKIP_LOOP_GUARD, /* the request is a mirror already (x-shadowtee-mirror, Host *-shadow) */
-    ST_SKIP_COUNT
-};
-/* Why a mesh half was dropped (shadowtee_mesh_halves_total{outcome="dropped",reason}). The
- * first three are counted by the worker, the rest by the comparator thread. */
-enum st_mesh_drop {
-    ST_MDROP_COMPARATOR_BUSY = 0, /* the comparator queue's length cap */
-    ST_MDROP_QUEUE_BYTES,         /* its byte budget, or an allocation failed */
-    ST_MDROP_ABORTED,             /* the client went away before the exchange ended */
-    ST_MDROP_REDIS_DOWN,          /* not connected to Redis (or too many halves in flight) */
-    ST_MDROP_CONNECTION_LOST,     /* sent, the connection went before the reply */
-    ST_MDROP_ERROR_REPLY,         /* Redis answered an error */
-    ST_MDROP_DUPLICATE,           /* this side already published a half with this request id */
-    ST_MDROP_SHUTDOWN,            /* still queued when the drain timeout ran out */
-    ST_MDROP_COUNT
-};
-extern const char *const st_mesh_drop_names[ST_MDROP_COUNT];
-/* Why the proxy answered a request itself instead of forwarding it (each
- * with one status, st_reqcheck_status()), plus ST_REJ_UPGRADE: an Upgrade
- * not on --allow-upgrade, removed from a request that is forwarded. */
-enum st_reject {
-    ST_REJ_NONE = 0,
-    ST_REJ_CONNECT,          /* 405: CONNECT without --allow-connect */
-    ST_REJ_UPGRADE,          /* Upgrade removed, the request forwarded without it */
-    ST_REJ_HTTP09,           /* 400: a request line without an HTTP-version */
-    ST_REJ_BAD_REQUEST_LINE, /* 400: not method SP request-target SP HTTP-version, or a bad form */
-    ST_REJ_BAD_HEADER_NAME,  /* 400: empty, non-token or space-trailed field name, obs-fold */
-    ST_REJ_BAD_HEADER_VALUE, /* 400: a control byte in a field value */
-    ST_REJ_BAD_HOST,         /* 400: Host missing (1.1), repeated, invalid; bad target authority */
-    ST_REJ_BARE_LF,          /* 400: a head line ended by LF alone */
-    ST_REJ_BARE_CR,          /* 400: a CR not followed by LF in the head */
-    ST_REJ_BAD_FRAMING,      /* 400: Content-Length / Transfer-Encoding / chunk syntax */
-    ST_REJ_MALFORMED,        /* 400: anything else llhttp refuses */
-    ST_REJ_UNKNOWN_METHOD,   /* 501: a method llhttp does not know */
-    ST_REJ_TRANSFER_CODING,  /* 501: a transfer coding other than chunked */
-    ST_REJ_VERSION,          /* 505: HTTP major version other than 1 (HTTP/2 preface) */
-    ST_REJ_HEAD_TOO_LARGE,   /* 431 */
-    ST_REJ_URI_TOO_LONG,     /* 414 */
-    ST_REJ_BODY_TOO_LARGE,   /* 413 */
-    ST_REJ_TIMEOUT,          /* 408: head or body not sent in time */
-    ST_REJ_COUNT
-};
+/* Every reason family the counters are indexed by (enum st_upfail,
+ * st_tls_fail, st_close, st_skip, st_mesh_drop, st_reject, st_accept_err) is
+ * an X-macro table in reasons.h: enum value, name and metric label. */
 
-/* accept(2) failures of a client listener (listener.c). */
-enum st_accept_err {
-    ST_ACCEPT_EMFILE = 0, /* the process's descriptor limit */
-    ST_ACCEPT_ENFILE,     /* the system's descriptor limit */
-    ST_ACCEPT_ENOBUFS,    /* ENOBUFS / ENOMEM: socket memory */
-    ST_ACCEPT_OTHER,
-    ST_ACCEPT_ERR_COUNT
-};
-
-extern const char *const st_accept_err_names[ST_ACCEPT_ERR_COUNT];
-extern const char *const st_skip_names[ST_SKIP_COUNT];
-extern const char *const st_reject_names[ST_REJ_COUNT];
 enum st_tls_side { ST_TLS_LISTENER = 0, ST_TLS_PRIMARY, ST_TLS_SHADOW, ST_TLS_NOISE };
 
 #define ST_HIST_BUCKETS 14

@@ -102,7 +102,7 @@ static void check_case(const scan_case_t *t, enum st_reject got, const st_reqche
 {
     if (got != t->want)
         fail_msg("scan case %zu: %s gave %s, want %s", (size_t)(t - scan_cases), how,
-                 st_reject_names[got], st_reject_names[t->want]);
+                 st_reject_labels[got], st_reject_labels[t->want]);
     if (got == ST_REJ_NONE) {
         assert_int_equal(s->done, t->head_len > 0);
         if (t->head_len) assert_int_equal(s->pos, t->head_len);
@@ -259,8 +259,8 @@ static void test_head_targets_and_host(void **state)
         enum st_reject got =
             st_reqcheck_head(m, cases[i].method, cases[i].minor, cases[i].allow_connect);
         if (got != cases[i].want)
-            fail_msg("case %zu (%s): %s, want %s", i, cases[i].url, st_reject_names[got],
-                     st_reject_names[cases[i].want]);
+            fail_msg("case %zu (%s): %s, want %s", i, cases[i].url, st_reject_labels[got],
+                     st_reject_labels[cases[i].want]);
     }
 }
 
@@ -378,7 +378,7 @@ static void test_statuses_and_llhttp_errors(void **state)
     assert_int_equal(st_reqcheck_errno(HPE_USER), ST_REJ_MALFORMED);
     for (int r = 1; r < ST_REJ_COUNT; r++) /* every label is a distinct, non-empty name */
         for (int q = 1; q < r; q++)
-            assert_true(strcmp(st_reject_names[r], st_reject_names[q]) != 0);
+            assert_true(strcmp(st_reject_labels[r], st_reject_labels[q]) != 0);
 }
 
 int main(void)
