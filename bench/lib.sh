@@ -192,39 +192,45 @@ bench_pid_tree() {
         }'
 }
 
-# Prints utime+stime (clock ticks) of PID and its descendants, all threads.
+# Prints "TICKS MINFLT": utime+stime (clock ticks) and minor page faults of
+# PID and its descendants, all threads.
 bench_cpu_ticks() {
-    local total=0 p line
+    local total=0 faults=0 p line
     for p in $(bench_pid_tree "$1"); do
         line=$(cat "/proc/$p/stat" 2>/dev/null) || continue
         line=${line##*) }
-        # after "pid (comm) " field 1 is state: utime/stime are fields 12/13
+        # after "pid (comm) " field 1 is state: minflt is field 8, utime/stime 12/13
         read -r -a f <<<"$line"
         total=$((total + f[11] + f[12]))
+        faults=$((faults + f[7]))
     done
-    echo "$total"
+    echo "$total $faults"
 }
 
-# bench_cpu_sum PID...: bench_cpu_ticks of each tree, added up.
+# bench_cpu_sum PID...: bench_cpu_ticks of each tree, added up ("TICKS MINFLT").
 bench_cpu_sum() {
-    local total=0 p
-    for p in "$@"; do total=$((total + $(bench_cpu_ticks "$p"))); done
-    echo "$total"
+    local total=0 faults=0 p t f
+    for p in "$@"; do
+        read -r t f <<<"$(bench_cpu_ticks "$p")"
+        total=$((total + t))
+        faults=$((faults + f))
+    done
+    echo "$total $faults"
 }
 
 # bench_measure SECTION SHAPE TARGET SHADOW CONNS URL PROXY_PID [ADMIN_PORT]
 #   Runs a wrk warm-up, then the measured wrk --latency run (pinned with
 #   taskset to $BENCH_WRK_CPUS when set, with ${BENCH_WRK_EXTRA[@]}), stores the output under
 #   $BENCH_OUT/wrk/ and appends one row to $BENCH_OUT/results.tsv. PROXY_PID
-#   ("-" for none) is the process tree whose CPU per request is recorded
-#   (with the trees in ${BENCH_CPU_EXTRA[@]} added).
+#   ("-" for none) is the process tree whose CPU and minor page faults per
+#   request are recorded (with the trees in ${BENCH_CPU_EXTRA[@]} added).
 #   With ADMIN_PORT (shadowtee), GET /metrics is saved right before and after
 #   the measured run as wrk/LABEL.metrics0 and .metrics1; with BENCH_SNAPSHOT
 #   set, that function is called right before and after as well.
 bench_measure() {
     local section=$1 shape=$2 target=$3 shadow=$4 conns=$5 url=$6 pid=$7 admin=${8:-}
     local metrics=-
-    local threads=1 label file cpu=- note='' t0 t1 reqs
+    local threads=1 label file cpu=- faults=- note='' t0 t1 f0 f1 reqs
     [ "$conns" -ge 32 ] && [ -z "$BENCH_WRK_CPUS" ] && threads=2
     local wrk=(timeout -k 5 $((BENCH_SECS + 30)) wrk -t "$threads" -c "$conns" --timeout 2s "${BENCH_WRK_EXTRA[@]}")
     [ -n "$BENCH_WRK_CPUS" ] && wrk=(taskset -c "$BENCH_WRK_CPUS" "${wrk[@]}")
@@ -238,9 +244,9 @@ bench_measure() {
         curl -fsS -m 2 -o "$BENCH_OUT/$metrics"0 "http://127.0.0.1:$admin/metrics" 2>/dev/null || true
     fi
     [ -z "$BENCH_SNAPSHOT" ] || "$BENCH_SNAPSHOT" 0 "$label"
-    [ "$pid" = - ] || t0=$(bench_cpu_sum "$pid" "${BENCH_CPU_EXTRA[@]}")
+    [ "$pid" = - ] || read -r t0 f0 <<<"$(bench_cpu_sum "$pid" "${BENCH_CPU_EXTRA[@]}")"
     "${wrk[@]}" -d "${BENCH_SECS}s" --latency "$url" >"$file" 2>&1 || note="wrk exit $?"
-    [ "$pid" = - ] || t1=$(bench_cpu_sum "$pid" "${BENCH_CPU_EXTRA[@]}")
+    [ "$pid" = - ] || read -r t1 f1 <<<"$(bench_cpu_sum "$pid" "${BENCH_CPU_EXTRA[@]}")"
     if [ -n "$admin" ]; then
         curl -fsS -m 2 -o "$BENCH_OUT/$metrics"1 "http://127.0.0.1:$admin/metrics" 2>/dev/null || true
     fi
@@ -250,11 +256,12 @@ bench_measure() {
         if [ -n "$reqs" ] && [ "$reqs" -gt 0 ]; then
             cpu=$(awk -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$reqs" \
                 'BEGIN { printf "%.1f", d * 1e6 / hz / n }')
+            faults=$(awk -v d=$((f1 - f0)) -v n="$reqs" 'BEGIN { printf "%.2f", d / n }')
         fi
         bench_alive "$pid" || note="${note:+$note; }target process died"
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$shape" "$target" "$shadow" "$conns" \
-        "wrk/$label.txt" "$cpu" "$note" "$metrics" >>"$BENCH_OUT/results.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$shape" "$target" "$shadow" "$conns" \
+        "wrk/$label.txt" "$cpu" "$note" "$metrics" "$faults" >>"$BENCH_OUT/results.tsv"
 }
 
 # bench_skip SECTION REASON: prints and records "skipped: REASON".

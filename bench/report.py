@@ -145,8 +145,10 @@ def read_rows(d):
                 continue
             section, shape, target, shadow, conns, wrk, cpu, note = parts[:8]
             metrics = parts[8] if len(parts) > 8 else "-"
+            faults = parts[9] if len(parts) > 9 else "-"
             row = {"section": section, "shape": shape, "target": target, "shadow": shadow,
                    "conns": int(conns), "cpu": None if cpu == "-" else float(cpu), "note": note,
+                   "faults": None if faults == "-" else float(faults),
                    "mirror": None if metrics == "-" else mirror_share(d, metrics)}
             row.update(parse_wrk(os.path.join(d, wrk)))
             if section == "mesh":
@@ -449,7 +451,7 @@ def merge_rounds(rows):
         rounds = groups[r]
         first = rounds[min(rounds)]
         row = dict(first, shadow=r[3], rounds=rounds, mirror=merge_mirror(rounds))
-        for k in ("rps", "p50", "p99", "cpu"):
+        for k in ("rps", "p50", "p99", "cpu", "faults"):
             row[k] = median(x[k] for x in rounds.values())
         row["errors"] = sum(x["errors"] for x in rounds.values())
         if "mesh_window" in first:
@@ -625,7 +627,7 @@ def busy_share(m):
 
 def table(rows):
     head = ["section", "shape", "target", "shadow", "conns", "req/s", "p50 ms", "p99 ms", "errors",
-            "CPU µs/req", "mirrored", "req/s ratio", "p99 ratio", "note"]
+            "CPU µs/req", "faults/req", "mirrored", "req/s ratio", "p99 ratio", "note"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         refs = references(rows, r)
@@ -634,7 +636,7 @@ def table(rows):
         target = {"nginx-mirror": "nginx+mirror"}.get(r["target"], r["target"])
         cells = [r["section"], r["shape"], target, SHADOW_NAMES.get(r["shadow"], r["shadow"]),
                  str(r["conns"]), fmt(r["rps"], "%.0f"), fmt(r["p50"], "%.3f"), fmt(r["p99"], "%.3f"),
-                 str(r["errors"]), fmt(r["cpu"], "%.1f"), fmt_mirror(r),
+                 str(r["errors"]), fmt(r["cpu"], "%.1f"), fmt(r["faults"], "%.2f"), fmt_mirror(r),
                  " · ".join(x for x in rps if x) or "—", " · ".join(x for x in p99 if x) or "—",
                  r["note"] or ""]
         lines.append("| " + " | ".join(cells) + " |")

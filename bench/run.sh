@@ -31,6 +31,8 @@
 #   BENCH_PAYLOAD_ROUNDS=BENCH_ROUNDS  payload: rounds per load and payload
 #   BENCH_PAYLOAD_THINK="1 10 10 100"  payload: think ms at c4 and c32 of the
 #                                   paced loads, 24 KiB then 200 KiB body
+#   BENCH_PAYLOAD_SIZES="24KiB 200KiB", BENCH_PAYLOAD_LOADS="paced saturated",
+#   BENCH_PAYLOAD_CONNS="4 32"      payload: a subset of the bodies, loads, conns
 #   BENCH_PAYLOAD_KINDS="none off on"  payload: instances measured; "batch"
 #                                   adds --compare on with --compare-sched batch,
 #                                   "nolimit" --compare on with --compare-cpu 0
@@ -421,7 +423,20 @@ payload_section() {
         case $kind in none | off | on | batch | nolimit) ;; *) bench_die "BENCH_PAYLOAD_KINDS: unknown kind '$kind'" ;; esac
     done
     local BENCH_SECS=$ROUND_SECS # read by bench_measure
-    for payload in 24KiB 200KiB; do
+    local sizes=() loads=() conns=()
+    read -r -a sizes <<<"${BENCH_PAYLOAD_SIZES:-24KiB 200KiB}"
+    read -r -a loads <<<"${BENCH_PAYLOAD_LOADS:-paced saturated}"
+    read -r -a conns <<<"${BENCH_PAYLOAD_CONNS:-4 32}"
+    for payload in "${sizes[@]}"; do
+        case $payload in 24KiB | 200KiB) ;; *) bench_die "BENCH_PAYLOAD_SIZES: unknown body '$payload'" ;; esac
+    done
+    for load in "${loads[@]}"; do
+        case $load in paced | saturated) ;; *) bench_die "BENCH_PAYLOAD_LOADS: unknown load '$load'" ;; esac
+    done
+    for c in "${conns[@]}"; do
+        case $c in 4 | 32) ;; *) bench_die "BENCH_PAYLOAD_CONNS: only 4 and 32, got '$c'" ;; esac
+    done
+    for payload in "${sizes[@]}"; do
         file=small.json
         idx=0
         [ "$payload" = 24KiB ] || { file=big.json; idx=2; }
@@ -449,8 +464,8 @@ payload_section() {
                 bench_skip "payload/$payload/$kind" "$BENCH_FAIL_REASON"
             fi
         done
-        for load in paced saturated; do
-            for c in 4 32; do
+        for load in "${loads[@]}"; do
+            for c in "${conns[@]}"; do
                 BENCH_WRK_EXTRA=()
                 if [ "$load" = paced ]; then
                     t=${think[$idx]}

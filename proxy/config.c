@@ -136,6 +136,10 @@ static const opt_t options[] = {
      "pairs queued for comparison per process; beyond: dropped as comparator_busy"},
     {"compare-queue-bytes", OPT_SIZE, OFF(compare_queue_bytes), 0, 65536, 1e12, "32M",
      "memory of queued pairs per process; beyond: dropped as queue_bytes"},
+    {"heap-retain", OPT_SIZE, OFF(heap_retain), 0, 0, 1 << 30, "64M",
+     "freed memory the allocator keeps for reuse instead of giving it back to the OS (glibc "
+     "M_TRIM_THRESHOLD; blocks up to half of it, 128K to 32M, from the heap, not mmap); 0: "
+     "glibc's adaptive default"},
     {"compare-cpu", OPT_DOUBLE, OFF(compare_cpu), 0, 0, 64, "0.5",
      "CPU cores the comparator threads may use together (0: no limit)"},
     {"compare-sched", OPT_SCHED, OFF(compare_sched), 0, 0, 0, "idle",

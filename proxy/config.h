@@ -114,6 +114,7 @@ typedef struct st_config {
     int compare_threads;            /* --compare-threads */
     int compare_queue;              /* --compare-queue: pairs, per process */
     size_t compare_queue_bytes;     /* --compare-queue-bytes: per process */
+    size_t heap_retain;             /* --heap-retain: freed heap kept for reuse (0: glibc's) */
     double compare_cpu;             /* --compare-cpu: cores, all comparator threads; 0: no limit */
     int compare_sched;              /* --compare-sched: enum st_compare_sched */
     int compare_nice;               /* --compare-nice (SCHED_BATCH only) */
