@@ -2,9 +2,14 @@
 #include "buf.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 void st_sbuf_init(st_sbuf_t *b)
 {
@@ -35,6 +40,44 @@ int st_sbuf_grow(st_sbuf_t *b, size_t extra)
     b->p = p;
     b->cap = cap;
     return 0;
+}
+
+#if defined(__SSE2__)
+/* dst 16-byte aligned, n a multiple of 64: streaming stores, 64 bytes a turn. */
+static void copy_stream(char *dst, const char *src, size_t n)
+{
+    for (; n; n -= 64, src += 64, dst += 64) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)src);
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(src + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(src + 32));
+        __m128i d = _mm_loadu_si128((const __m128i *)(const void *)(src + 48));
+        _mm_stream_si128((__m128i *)(void *)dst, a);
+        _mm_stream_si128((__m128i *)(void *)(dst + 16), b);
+        _mm_stream_si128((__m128i *)(void *)(dst + 32), c);
+        _mm_stream_si128((__m128i *)(void *)(dst + 48), d);
+    }
+    _mm_sfence(); /* the stores are ordered before whatever publishes the buffer */
+}
+#endif
+
+int st_sbuf_append_nt(st_sbuf_t *b, const void *data, size_t n)
+{
+#if defined(__SSE2__)
+    if (n >= ST_SBUF_NT_MIN) {
+        if (st_sbuf_reserve(b, n) != 0) return -1;
+        char *dst = b->p + b->len;
+        const char *src = data;
+        size_t head = (16 - ((uintptr_t)dst & 15)) & 15; /* up to dst's alignment */
+        size_t body = (n - head) & ~(size_t)63;
+        memcpy(dst, src, head);
+        copy_stream(dst + head, src + head, body);
+        memcpy(dst + head + body, src + head + body, n - head - body);
+        b->len += n;
+        b->p[b->len] = '\0';
+        return 0;
+    }
+#endif
+    return st_sbuf_append(b, data, n);
 }
 
 int st_sbuf_appends(st_sbuf_t *b, const char *s)

@@ -42,6 +42,12 @@ static inline int st_sbuf_append(st_sbuf_t *b, const void *data, size_t n)
     b->p[b->len] = '\0';
     return 0;
 }
+/* Appends n bytes like st_sbuf_append, but writes runs of ST_SBUF_NT_MIN
+ * bytes or more with non-temporal stores (x86 SSE2; elsewhere a memcpy):
+ * for bytes another thread reads next, which would only evict this core's
+ * working set (a capture the comparator parses). 0 or -1. */
+#define ST_SBUF_NT_MIN 4096
+int st_sbuf_append_nt(st_sbuf_t *b, const void *data, size_t n);
 int st_sbuf_appends(st_sbuf_t *b, const char *s); /* NUL-terminated */
 /* Appends a string literal (length known at compile time). */
 #define ST_SBUF_LIT(b, lit) st_sbuf_append((b), (lit), sizeof(lit) - 1)

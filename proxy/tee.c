@@ -108,7 +108,7 @@ void st_capture_body(st_capture_t *c, const char *data, size_t len, size_t max)
         c->truncated = 1;
         len = room;
     }
-    if (len) st_sbuf_append(&c->body, data, len);
+    if (len) st_sbuf_append_nt(&c->body, data, len); /* the comparator reads it, not us */
 }
 
 /* ---- accounting ---------------------------------------------------------- */

@@ -1,9 +1,10 @@
 /*
  * Unit tests of proxy/buf.c: the growable string st_sbuf_t (appends, the
  * terminating NUL, growth by doubling from 256, reserve, decimal and printf
- * appends) and the read-buffer pool st_rpool_t (a block is reused LIFO, at
- * most maxfree blocks are kept, put empties the buffer, a put of an empty
- * buffer is a no-op, deinit frees the free list).
+ * appends, the non-temporal append for captures: the same bytes as memcpy
+ * at every alignment and size around its threshold) and the read-buffer pool st_rpool_t (a block is
+ * reused LIFO, at most maxfree blocks are kept, put empties the buffer, a put of an empty buffer is
+ * a no-op, deinit frees the free list).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -142,6 +143,52 @@ static void test_sbuf_appendf(void **state)
     st_sbuf_free(&b);
 }
 
+/* st_sbuf_append_nt must give exactly what st_sbuf_append gives: every
+ * source offset, destination misalignment (a prefix already in the buffer)
+ * and size around ST_SBUF_NT_MIN and the 64-byte streaming step. */
+static void test_sbuf_append_nt_equals_append(void **state)
+{
+    (void)state;
+    static char src[3 * ST_SBUF_NT_MIN + 256];
+    for (size_t i = 0; i < sizeof(src); i++)
+        src[i] = (char)(i * 131u + (i >> 8));
+    const size_t sizes[] = {0,
+                            1,
+                            63,
+                            ST_SBUF_NT_MIN - 1,
+                            ST_SBUF_NT_MIN,
+                            ST_SBUF_NT_MIN + 1,
+                            ST_SBUF_NT_MIN + 63,
+                            ST_SBUF_NT_MIN + 64,
+                            2 * ST_SBUF_NT_MIN + 17,
+                            3 * ST_SBUF_NT_MIN};
+    const size_t prefixes[] = {0, 1, 3, 15, 16, 17, 255};
+    for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+        for (size_t off = 0; off < 19; off += 3) {
+            for (size_t pi = 0; pi < sizeof(prefixes) / sizeof(prefixes[0]); pi++) {
+                st_sbuf_t nt, ref;
+                st_sbuf_init(&nt);
+                st_sbuf_init(&ref);
+                assert_int_equal(st_sbuf_append(&nt, src + 100, prefixes[pi]), 0);
+                assert_int_equal(st_sbuf_append(&ref, src + 100, prefixes[pi]), 0);
+                assert_int_equal(st_sbuf_append_nt(&nt, src + off, sizes[si]), 0);
+                assert_int_equal(st_sbuf_append(&ref, src + off, sizes[si]), 0);
+                /* a second append lands after the first, also when not aligned */
+                assert_int_equal(st_sbuf_append_nt(&nt, src + 7, sizes[si]), 0);
+                assert_int_equal(st_sbuf_append(&ref, src + 7, sizes[si]), 0);
+                assert_int_equal(nt.len, ref.len);
+                assert_int_equal(nt.len, prefixes[pi] + 2 * sizes[si]);
+                if (nt.len) {
+                    assert_memory_equal(nt.p, ref.p, ref.len + 1); /* with the NUL */
+                    assert_int_equal(nt.p[nt.len], '\0');
+                }
+                st_sbuf_free(&nt);
+                st_sbuf_free(&ref);
+            }
+        }
+    }
+}
+
 static void test_rpool_reuses_blocks_lifo(void **state)
 {
     (void)state;
@@ -266,6 +313,7 @@ int main(void)
         cmocka_unit_test(test_sbuf_reserve),
         cmocka_unit_test(test_sbuf_append_u64),
         cmocka_unit_test(test_sbuf_appendf),
+        cmocka_unit_test(test_sbuf_append_nt_equals_append),
         cmocka_unit_test(test_rpool_reuses_blocks_lifo),
         cmocka_unit_test(test_rpool_keeps_at_most_maxfree),
         cmocka_unit_test(test_rpool_put_of_an_empty_buffer_is_a_no_op),
