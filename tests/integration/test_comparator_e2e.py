@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from conftest import free_port
-from upstreams import http_role_servers
+from upstreams import http_role_servers, send_json
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -41,11 +41,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 doc["model"]["version"] = "1"                     # type change
             doc["predictions"][0]["score"] = 0.5 + 1e-9           # within tolerance: never counted
         body = json.dumps(doc).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, body)
 
 
 @pytest.fixture
@@ -227,11 +223,7 @@ class _RedactHandler(http.server.BaseHTTPRequestHandler):
         i = int(self.path.split("i=")[1])
         big = ', "big": 18446744073709551616' if i % 2 else ""
         body = (_REDACT_BODY % (i if self.role == "primary" else i + 1000, big)).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, body)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ import redis
 
 from conftest import free_port, require, shadowtee_bin
 from httpclient import Conn, build_request, metric, metrics
-from upstreams import http_role_servers, sanitized, upstream, wait_for, watchdog  # noqa: F401
+from upstreams import http_role_servers, send_json, sanitized, upstream, wait_for, watchdog  # noqa: F401
 
 WATCHDOG_SECONDS = 90
 EP = "POST /v1/models/{id}/predict"
@@ -53,11 +53,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.role == "shadow" and i % 3 == 0:
             doc["label"] = "dog"
         body = json.dumps(doc).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, body)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import redis
 
 from conftest import free_port, shadowtee_bin
 from httpclient import Conn, build_request, metric, metrics
-from upstreams import http_role_servers, upstream  # noqa: F401 (fixture)
+from upstreams import http_role_servers, send_json, upstream  # noqa: F401 (fixture)
 
 EP = "POST /v1/predict"
 
@@ -49,12 +49,7 @@ class _App(http.server.BaseHTTPRequestHandler):
         if self.role == "shadow" and req.get("i", 0) % 3 == 0:
             score = 0.75
         body = json.dumps({"label": "cat", "score": score}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Set-Cookie", "session=%s" % self.role)  # differs: digested, compared
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, body, [("Set-Cookie", "session=%s" % self.role)])  # the cookie differs: digested, compared
 
 
 @pytest.fixture

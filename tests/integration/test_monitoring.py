@@ -35,7 +35,7 @@ import yaml
 
 from conftest import ROOT, require
 from report_fill import REPORT, fill
-from upstreams import http_role_servers
+from upstreams import http_role_servers, send_json
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import validate_k8s as vk  # noqa: E402
@@ -342,11 +342,7 @@ class _Json(http.server.BaseHTTPRequestHandler):
         doc = {"path": self.path, "label": "dog" if self.role == "shadow" and self.path == "/b" else "cat",
                "nonce": self.role == "noise"}  # the noise replica always differs here
         body = json.dumps(doc).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, body)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ import redis
 from conftest import free_port, require
 from report_fill import (REPORT_SCHEMA, chromium_dump_dom, chromium_screenshot, fill,
                          find_chromium, report, wilson)
-from upstreams import http_role_servers
+from upstreams import http_role_servers, send_json
 
 
 # ---- upstreams for the end-to-end test ------------------------------------
@@ -40,11 +40,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _reply(self, obj):
         body = json.dumps(obj).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, body)
 
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))

@@ -729,6 +729,19 @@ def http_role_servers(handler):
         srv.server_close()
 
 
+def send_json(handler, body, headers=()):
+    """Answers an http.server handler's request: 200, Content-Type
+    application/json, the (name, value) pairs of `headers`, Content-Length,
+    then `body` (bytes)."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    for name, value in headers:
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 def closed_port():
     """A loopback port with nothing listening (connect gets ECONNREFUSED)."""
     return free_port()
