@@ -9,6 +9,9 @@
  * when it is the tape of that very body, parsed under the same nesting
  * limit, else redacts as before (jansson). The caller frees them after the
  * record (st_cmp_bodies_free).
+ *
+ * The dump is tape_text.c's writer (the one of the a/b and canonical texts)
+ * in its unbounded, insertion-order, counting mode.
  */
 #ifndef SHADOWTEE_TAPE_DUMP_H
 #define SHADOWTEE_TAPE_DUMP_H

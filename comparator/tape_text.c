@@ -10,13 +10,20 @@
  *              "[REDACTED]" (stc_value_text's contract);
  *   canonical  unbounded, keys sorted, precision 17 (json_dumps with
  *              JSON_COMPACT | JSON_SORT_KEYS): the sort key of unordered
- *              array elements.
+ *              array elements;
+ *   sample     unbounded, insertion order, precision 17, redact paths
+ *              applied and counted (json_dumps with JSON_COMPACT |
+ *              JSON_ENCODE_ANY after stc_redact_tree): a divergent sample's
+ *              body (stc_tape_dump_redacted, tape_dump.h).
+ *
+ * One writer (dump() below) does all three; out_t's fields choose.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tape.h"
+#include "tape_dump.h"
 
 /* ---- members ------------------------------------------------------------- */
 
@@ -117,31 +124,33 @@ const char *stc_jv_string(stc_jv_t v, stc_arena_t *a, size_t *len)
 typedef struct {
     char *buf;
     size_t used, cap;
-    int bounded;   /* 1: stop at cap (a/b text); 0: grow (buf on the heap) */
+    int bounded;   /* 1: stop at cap (a/b text); 0: grow (buf on the heap, room for a NUL) */
     int full;      /* bounded and cap reached: the rest is not written */
-    int failed;    /* an allocation failed */
-    int precision; /* of reals inside containers: 15 (a/b) or 17 (canonical) */
+    int failed;    /* an allocation failed (or a value jansson cannot dump) */
+    int precision; /* of reals inside containers: 15 (a/b) or 17 (canonical, sample) */
     int sort_keys;
     stc_arena_t *a;
     /* redaction (a/b text): patterns and the path of the value written */
     const stc_pattern_t *const *pats;
     size_t npats;
     stc_seg_t *segs;
+    size_t count; /* values replaced by "[REDACTED]" */
 } out_t;
 
 static void put(out_t *o, const char *s, size_t n)
 {
     if (o->full || o->failed) return;
-    if (o->cap - o->used < n) {
+    size_t room = o->cap - o->used;
+    if (room < n || (room == n && !o->bounded)) {
         if (o->bounded) {
-            memcpy(o->buf + o->used, s, o->cap - o->used);
+            memcpy(o->buf + o->used, s, room);
             o->used = o->cap;
             o->full = 1;
             return;
         }
         /* not in the arena: dump() releases arena marks while writing */
         size_t cap = o->cap * 2;
-        while (cap - o->used < n)
+        while (cap - o->used <= n)
             cap *= 2;
         char *nb = stc_mem_alloc(cap);
         if (!nb) {
@@ -196,13 +205,15 @@ static __attribute__((noinline)) void put_number(out_t *o, stc_jv_t v, int type)
 {
     char num[100];
     const stc_jnode_t *n = stc_jv_node(v);
-    if (type == STC_J_INT) {
-        int l = snprintf(num, sizeof(num), "%lld", stc_num_int(stc_jv_text(v), n->len));
+    int l;
+    if (type == STC_J_INT)
+        l = snprintf(num, sizeof(num), "%lld", stc_num_int(stc_jv_text(v), n->len));
+    else
+        l = stc_num_dtostr(num, sizeof(num), real_value(v), o->precision);
+    if (l > 0)
         put(o, num, (size_t)l);
-        return;
-    }
-    int l = stc_num_dtostr(num, sizeof(num), real_value(v), o->precision);
-    if (l > 0) put(o, num, (size_t)l);
+    else
+        o->failed = 1; /* json_dumps fails too */
 }
 
 /* An escaped string as jansson dumps it (out of dump()'s recursive frame). */
@@ -218,7 +229,8 @@ static __attribute__((noinline)) void put_string(out_t *o, stc_jv_t v)
     stc_arena_release(o->a, m);
 }
 
-/* jansson's do_dump. nsegs: depth of v's path in o->segs (redaction). */
+/* jansson's do_dump (of the redacted tree when o->npats). nsegs: depth of
+ * v's path in o->segs. */
 static void dump(out_t *o, stc_jv_t v, size_t nsegs)
 {
     const stc_jnode_t *n = stc_jv_node(v);
@@ -248,7 +260,8 @@ static void dump(out_t *o, stc_jv_t v, size_t nsegs)
     case STC_J_ARRAY: {
         put(o, "[", 1);
         uint32_t idx = 0;
-        for (uint32_t c = v.i + 1; c < n->next && !o->full; c = v.t->nodes[c].next, idx++) {
+        for (uint32_t c = v.i + 1; c < n->next && !o->full && !o->failed;
+             c = v.t->nodes[c].next, idx++) {
             if (idx) put(o, ",", 1);
             if (redact) {
                 o->segs[nsegs].key = NULL;
@@ -256,6 +269,7 @@ static void dump(out_t *o, stc_jv_t v, size_t nsegs)
                 o->segs[nsegs].index = idx;
                 if (redacted(o, nsegs + 1)) {
                     put(o, redacted_text, sizeof(redacted_text) - 1);
+                    o->count++;
                     continue;
                 }
             }
@@ -267,9 +281,11 @@ static void dump(out_t *o, stc_jv_t v, size_t nsegs)
     case STC_J_OBJECT:
         break;
     default:
+        o->failed = 1;
         return;
     }
-    /* objects: jansson's members, in insertion or (canonical) key order */
+    /* objects: jansson's members (first position, last value), in insertion
+     * or (canonical) key order */
     stc_arena_mark_t mark = stc_arena_mark(o->a);
     stc_members_t ms;
     if (stc_members_get(&ms, v, o->a) < 0) {
@@ -301,7 +317,7 @@ static void dump(out_t *o, stc_jv_t v, size_t nsegs)
         }
     }
     put(o, "{", 1);
-    for (size_t i = 0; i < ms.n && !o->full; i++) {
+    for (size_t i = 0; i < ms.n && !o->full && !o->failed; i++) {
         const stc_member_t *m = order ? order[i] : &ms.m[i];
         if (i) put(o, ",", 1);
         put_escaped(o, m->key, m->klen);
@@ -312,6 +328,7 @@ static void dump(out_t *o, stc_jv_t v, size_t nsegs)
             o->segs[nsegs].index = 0;
             if (redacted(o, nsegs + 1)) {
                 put(o, redacted_text, sizeof(redacted_text) - 1);
+                o->count++;
                 continue;
             }
         }
@@ -403,4 +420,36 @@ char *stc_tape_canon(stc_jv_t v, stc_arena_t *a)
     }
     stc_mem_free(o.buf);
     return text;
+}
+
+/* ---- a sample's body ------------------------------------------------------- */
+
+char *stc_tape_dump_redacted(stc_jv_t root, const stc_pattern_t *const *pats, size_t npats,
+                             size_t *out_len, size_t *count)
+{
+    stc_arena_t a;
+    stc_arena_init(&a);
+    stc_seg_t segs[STC_MAX_DEPTH_HARD + 2];
+    out_t o;
+    memset(&o, 0, sizeof(o));
+    *count = 0;
+    *out_len = 0;
+    o.cap = 256;
+    o.buf = stc_mem_alloc(o.cap);
+    if (!o.buf) return NULL;
+    o.precision = 17;
+    o.a = &a;
+    o.pats = pats;
+    o.npats = npats;
+    o.segs = segs;
+    dump(&o, root, 0);
+    stc_arena_deinit(&a);
+    *count = o.count;
+    if (o.failed) {
+        stc_mem_free(o.buf);
+        return NULL;
+    }
+    o.buf[o.used] = '\0';
+    *out_len = o.used;
+    return o.buf;
 }

@@ -634,19 +634,19 @@ static void test_aggregator_samples(void **state)
             with_tapes += kept != NULL;
             char *text[2] = {NULL, NULL};
             for (int k = 0; k < 2; k++) {
-                st_stats_record_t rec = {.endpoint = "GET /x",
-                                         .method = "GET",
-                                         .path = "/x",
-                                         .request_id = "r",
-                                         .verdict = res.verdict,
-                                         .diff = &res,
-                                         .primary_seconds = 0.001,
-                                         .shadow_seconds = 0.002,
-                                         .primary = &rp,
-                                         .shadow = &rsh,
-                                         .now_ms = 1700000000000 + (int64_t)seed * 1000,
-                                         .policy = &C.pol[rs],
-                                         .bodies = k ? kept : NULL};
+                st_agg_record_t rec = {.endpoint = "GET /x",
+                                       .method = "GET",
+                                       .path = "/x",
+                                       .request_id = "r",
+                                       .verdict = res.verdict,
+                                       .diff = &res,
+                                       .primary_seconds = 0.001,
+                                       .shadow_seconds = 0.002,
+                                       .primary = &rp,
+                                       .shadow = &rsh,
+                                       .now_ms = 1700000000000 + (int64_t)seed * 1000,
+                                       .policy = &C.pol[rs],
+                                       .bodies = k ? kept : NULL};
                 st_agg_record(agg[k], &rec);
                 st_batch_t bt;
                 st_batch_init(&bt);
