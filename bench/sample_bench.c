@@ -79,19 +79,19 @@ static __attribute__((noinline)) void pair(run_t *r)
             free(b);
         }
     } else {
-        st_stats_record_t rec = {.endpoint = "GET /x",
-                                 .method = "GET",
-                                 .path = "/x",
-                                 .request_id = "r",
-                                 .verdict = res.verdict,
-                                 .diff = &res,
-                                 .primary_seconds = 0.001,
-                                 .shadow_seconds = 0.001,
-                                 .primary = r->p,
-                                 .shadow = r->s,
-                                 .now_ms = r->now_ms += 1000, /* a new second: sampled */
-                                 .policy = r->pol,
-                                 .bodies = kept};
+        st_agg_record_t rec = {.endpoint = "GET /x",
+                               .method = "GET",
+                               .path = "/x",
+                               .request_id = "r",
+                               .verdict = res.verdict,
+                               .diff = &res,
+                               .primary_seconds = 0.001,
+                               .shadow_seconds = 0.001,
+                               .primary = r->p,
+                               .shadow = r->s,
+                               .now_ms = r->now_ms += 1000, /* a new second: sampled */
+                               .policy = r->pol,
+                               .bodies = kept};
         st_agg_record(r->agg, &rec);
     }
     st_cmp_bodies_free(kept);

@@ -15,7 +15,7 @@
  *               one batch at a time is in flight. A batch without all its
  *               replies after ST_SINK_REPLY_TIMEOUT_MS means Redis is stuck:
  *               the connection is torn down and re-established.
- *   CLOSED      st_stats_close ran its final flush; no more connects.
+ *   CLOSED      st_sink_close ran its final flush; no more connects.
  *
  * hiredis lifetimes: the context is only ever freed by us from our timers
  * (never inside one of its own callbacks); when hiredis frees it itself (a
@@ -56,10 +56,10 @@
 #define ST_SINK_CLOSE_WAIT_MS      1000
 
 static void on_ctl(uv_timer_t *t);
-static void send_batch(st_stats_t *s);
-static void request_teardown(st_stats_t *s);
-static void mesh_sweep(st_stats_t *s);
-static void sink_free(st_stats_t *s);
+static void send_batch(st_sink_t *s);
+static void request_teardown(st_sink_t *s);
+static void mesh_sweep(st_sink_t *s);
+static void sink_free(st_sink_t *s);
 
 #define ST_MESH_SWEEP_LIMIT   64    /* expired halves swept per script call */
 #define ST_MESH_SWEEP_IDLE_MS 1000  /* a sweep-only call after this long without a half */
@@ -119,7 +119,7 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void log_line(st_stats_t *s, int is_warning, const char *line)
+static void log_line(st_sink_t *s, int is_warning, const char *line)
 {
     if (s->cfg.log)
         s->cfg.log(s->cfg.log_arg, is_warning, line);
@@ -127,7 +127,7 @@ static void log_line(st_stats_t *s, int is_warning, const char *line)
         fprintf(stderr, "shadowtee stats: %s\n", line);
 }
 
-static void closed_line(st_stats_t *s)
+static void closed_line(st_sink_t *s)
 {
     uint64_t compared = st_agg_compared(s->agg);
     uint64_t lost = st_agg_lost(s->agg);
@@ -141,7 +141,7 @@ static void closed_line(st_stats_t *s)
     log_line(s, 0, line);
 }
 
-static void log_down(st_stats_t *s, const char *reason)
+static void log_down(st_sink_t *s, const char *reason)
 {
     if (s->logged_down) return;
     s->logged_down = 1;
@@ -157,12 +157,12 @@ static void log_down(st_stats_t *s, const char *reason)
     log_line(s, 1, line);
 }
 
-static void ctl_arm(st_stats_t *s, uint64_t ms)
+static void ctl_arm(st_sink_t *s, uint64_t ms)
 {
     uv_timer_start(&s->ctl_timer, on_ctl, ms, 0);
 }
 
-static void schedule_reconnect(st_stats_t *s)
+static void schedule_reconnect(st_sink_t *s)
 {
     s->state = ST_SINK_WAIT;
     ctl_arm(s, s->backoff_ms);
@@ -173,7 +173,7 @@ static void schedule_reconnect(st_stats_t *s)
 /* The connect to addrs[addr_idx] failed (the context is gone or freed): the
  * next address on the next loop turn, or the backoff once every address of
  * this round was tried (the attempt after it resolves the name again). */
-static void connect_failed(st_stats_t *s, const char *reason)
+static void connect_failed(st_sink_t *s, const char *reason)
 {
     atomic_fetch_add_explicit(&s->redis_errors, 1, memory_order_relaxed);
     if (s->closing) {
@@ -192,14 +192,14 @@ static void connect_failed(st_stats_t *s, const char *reason)
 
 /* Asks ctl_timer to free the context on the next loop turn (safe from any
  * hiredis callback). */
-static void request_teardown(st_stats_t *s)
+static void request_teardown(st_sink_t *s)
 {
     s->teardown = 1;
     ctl_arm(s, 0);
 }
 
 /* Forgets the in-flight batch; whatever had no reply is lost. */
-static void inflight_drop(st_stats_t *s)
+static void inflight_drop(st_sink_t *s)
 {
     if (s->inflight_deltas)
         atomic_fetch_add_explicit(&s->lost, s->inflight_deltas, memory_order_relaxed);
@@ -213,7 +213,7 @@ static void inflight_drop(st_stats_t *s)
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
-    st_stats_t *s = ac->data;
+    st_sink_t *s = ac->data;
     s->ac = NULL; /* hiredis frees it after this returns */
     atomic_store_explicit(&s->connected, 0, memory_order_relaxed);
     inflight_drop(s);
@@ -227,7 +227,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     schedule_reconnect(s);
 }
 
-static void finish_if_done(st_stats_t *s)
+static void finish_if_done(st_sink_t *s)
 {
     if (s->closing && s->inflight_left == 0 && s->mesh_inflight == 0) {
         if (st_agg_pending(s->agg) > 0) send_batch(s);
@@ -237,7 +237,7 @@ static void finish_if_done(st_stats_t *s)
 
 static void on_setup_reply(redisAsyncContext *ac, void *r, void *priv)
 {
-    st_stats_t *s = priv;
+    st_sink_t *s = priv;
     redisReply *reply = r;
     if (!reply) return; /* context going away: on_disconnect handles it */
     if (reply->type == REDIS_REPLY_ERROR) {
@@ -262,7 +262,7 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *priv)
 
 static void on_batch_reply(redisAsyncContext *ac, void *r, void *priv)
 {
-    st_stats_t *s = priv;
+    st_sink_t *s = priv;
     redisReply *reply = r;
     if (!reply || s->inflight_left == 0)
         return; /* dropped connection: on_disconnect counts the loss */
@@ -286,7 +286,7 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *priv)
 
 static void on_connect(const redisAsyncContext *cac, int status)
 {
-    st_stats_t *s = cac->data;
+    st_sink_t *s = cac->data;
     redisAsyncContext *ac = s->ac;
     if (s->teardown) { /* close or teardown already queued on ctl_timer: let it run */
         if (status != REDIS_OK) s->ac = NULL; /* hiredis frees it after this returns */
@@ -331,11 +331,11 @@ static void on_connect(const redisAsyncContext *cac, int status)
 
 /* ---- connection ------------------------------------------------------- */
 
-static void connect_next(st_stats_t *s);
+static void connect_next(st_sink_t *s);
 
 /* Takes up to ST_SINK_ADDR_MAX stream addresses of res, numeric, without
  * duplicates; the one that connected last goes first in this round. */
-static void take_addrs(st_stats_t *s, const struct addrinfo *res)
+static void take_addrs(st_sink_t *s, const struct addrinfo *res)
 {
     int n = 0;
     for (const struct addrinfo *ai = res; ai && n < ST_SINK_ADDR_MAX; ai = ai->ai_next) {
@@ -359,7 +359,7 @@ static void take_addrs(st_stats_t *s, const struct addrinfo *res)
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
-    st_stats_t *s = req->data;
+    st_sink_t *s = req->data;
     s->resolving = 0;
     int had = s->naddrs;
     if (status == 0) take_addrs(s, res);
@@ -388,7 +388,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 }
 
 /* Starts a resolution of cfg.redis_host; an IP literal needs none. */
-static void resolve(st_stats_t *s)
+static void resolve(st_sink_t *s)
 {
     unsigned char bin[sizeof(struct in6_addr)];
     const char *h = s->cfg.redis_host;
@@ -419,7 +419,7 @@ static void resolve(st_stats_t *s)
 }
 
 /* Connects to the next untried address, resolving first when none is left. */
-static void connect_next(st_stats_t *s)
+static void connect_next(st_sink_t *s)
 {
     if (s->closing) return;
     if (s->addr_left == 0) {
@@ -451,7 +451,7 @@ static void connect_next(st_stats_t *s)
 
 /* Frees our context. Only from a timer callback (ctl_timer, or flush_timer on
  * a broken poll), never inside one of the context's own callbacks. */
-static void free_context(st_stats_t *s)
+static void free_context(st_sink_t *s)
 {
     if (s->ac) {
         s->in_free = 1;
@@ -465,7 +465,7 @@ static void free_context(st_stats_t *s)
 
 static void on_handle_closed(uv_handle_t *h)
 {
-    st_stats_t *s = h->data;
+    st_sink_t *s = h->data;
     if (--s->handles_open > 0) return;
     void (*cb)(void *) = s->close_cb;
     void *arg = s->close_arg;
@@ -475,7 +475,7 @@ static void on_handle_closed(uv_handle_t *h)
 
 static void on_ctl(uv_timer_t *t)
 {
-    st_stats_t *s = t->data;
+    st_sink_t *s = t->data;
     if (s->close_stage == 2) { /* the context's poll handle is closed by now */
         if (s->resolving) {    /* s holds the request: on_resolved arms us again */
             uv_cancel((uv_req_t *)&s->gai);
@@ -514,7 +514,7 @@ static void on_ctl(uv_timer_t *t)
 
 /* ---- flushing --------------------------------------------------------- */
 
-static void send_batch(st_stats_t *s)
+static void send_batch(st_sink_t *s)
 {
     if (!s->ac || s->state != ST_SINK_READY || s->setup_pending || s->inflight_left ||
         st_agg_pending(s->agg) == 0)
@@ -546,7 +546,7 @@ static void send_batch(st_stats_t *s)
  * refused connect or a reset, by stopping the handle and passing a status
  * the adapter drops): hiredis would wait forever. A stopped poll handle that
  * still has events wanted means exactly that; the reason is in SO_ERROR. */
-static int poll_broken(const st_stats_t *s, char *why, size_t whylen)
+static int poll_broken(const st_sink_t *s, char *why, size_t whylen)
 {
     if (!s->ac || !s->ac->ev.data) return 0;
     const redisLibuvEvents *p = s->ac->ev.data;
@@ -561,7 +561,7 @@ static int poll_broken(const st_stats_t *s, char *why, size_t whylen)
 
 static void on_flush(uv_timer_t *t)
 {
-    st_stats_t *s = t->data;
+    st_sink_t *s = t->data;
     char why[128];
     if ((s->state == ST_SINK_CONNECTING || s->state == ST_SINK_READY) && !s->teardown &&
         poll_broken(s, why, sizeof(why))) {
@@ -593,7 +593,7 @@ static void on_flush(uv_timer_t *t)
 /* ---- mesh halves ----------------------------------------------------------- */
 
 typedef struct {
-    st_stats_t *s;
+    st_sink_t *s;
     st_mesh_cb cb; /* NULL: a sweep */
     void *arg;
     const char *half; /* the caller's, alive until cb */
@@ -603,7 +603,7 @@ typedef struct {
     char id[160];
 } mesh_req_t;
 
-static int mesh_ready(const st_stats_t *s)
+static int mesh_ready(const st_sink_t *s)
 {
     return s->cfg.mesh && s->ac && s->state == ST_SINK_READY && !s->setup_pending && !s->teardown &&
            !s->closing;
@@ -611,7 +611,7 @@ static int mesh_ready(const st_stats_t *s)
 
 static void on_mesh_reply(redisAsyncContext *ac, void *r, void *priv);
 
-static int mesh_send(st_stats_t *s, mesh_req_t *q)
+static int mesh_send(st_sink_t *s, mesh_req_t *q)
 {
     char ttl[24], limit[16];
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)s->cfg.mesh_pair_ttl_ms);
@@ -649,7 +649,7 @@ static long long reply_int(const redisReply *r)
 static void on_mesh_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     mesh_req_t *q = priv;
-    st_stats_t *s = q->s;
+    st_sink_t *s = q->s;
     redisReply *reply = r;
     (void)ac;
     s->mesh_inflight--;
@@ -691,8 +691,8 @@ static void on_mesh_reply(redisAsyncContext *ac, void *r, void *priv)
     if (reply && s->closing) finish_if_done(s);
 }
 
-int st_stats_mesh_publish(st_stats_t *s, const char *side, const char *partner, const char *id,
-                          const char *half, size_t len, st_mesh_cb cb, void *arg)
+int st_sink_mesh_publish(st_sink_t *s, const char *side, const char *partner, const char *id,
+                         const char *half, size_t len, st_mesh_cb cb, void *arg)
 {
     if (!mesh_ready(s) || s->mesh_inflight >= ST_MESH_INFLIGHT_MAX || !cb) return -1;
     mesh_req_t *q = calloc(1, sizeof(*q));
@@ -714,7 +714,7 @@ int st_stats_mesh_publish(st_stats_t *s, const char *side, const char *partner, 
 
 /* Sweep-only call (side ""), when no half went out for a while: halves
  * whose partner never came are counted even when traffic stops. */
-static void mesh_sweep(st_stats_t *s)
+static void mesh_sweep(st_sink_t *s)
 {
     if (!mesh_ready(s) || s->mesh_inflight) return;
     mesh_req_t *q = calloc(1, sizeof(*q));
@@ -723,19 +723,19 @@ static void mesh_sweep(st_stats_t *s)
     if (mesh_send(s, q) != 0) free(q);
 }
 
-size_t st_stats_mesh_inflight(const st_stats_t *s)
+size_t st_sink_mesh_inflight(const st_sink_t *s)
 {
     return s->mesh_inflight;
 }
 
-void st_stats_mesh_orphans(const st_stats_t *s, uint64_t out[3])
+void st_sink_mesh_orphans(const st_sink_t *s, uint64_t out[3])
 {
     for (int i = 0; i < 3; i++)
         out[i] = atomic_load_explicit(&s->mesh_orphans[i], memory_order_relaxed);
 }
 
 /* The script's SHA-1, what EVALSHA names it by. */
-static int mesh_sha(st_stats_t *s)
+static int mesh_sha(st_sink_t *s)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
@@ -749,7 +749,7 @@ static int mesh_sha(st_stats_t *s)
     return 0;
 }
 
-static int sink_start(st_stats_t *s)
+static int sink_start(st_sink_t *s)
 {
     if (s->cfg.mesh && mesh_sha(s) != 0) return -1;
     uv_timer_init(s->loop, &s->flush_timer);
@@ -767,7 +767,7 @@ static int sink_start(st_stats_t *s)
     return 0;
 }
 
-static void sink_close(st_stats_t *s)
+static void sink_close(st_sink_t *s)
 {
     if (s->closing) return;
     s->closing = 1;
@@ -785,7 +785,7 @@ static void sink_close(st_stats_t *s)
 
 /* ---- lifetime ---------------------------------------------------------- */
 
-void st_stats_config_init(st_stats_config_t *cfg)
+void st_sink_config_init(st_sink_config_t *cfg)
 {
     st_agg_config_t a;
     st_agg_config_init(&a);
@@ -804,9 +804,9 @@ void st_stats_config_init(st_stats_config_t *cfg)
     cfg->rules = NULL;
 }
 
-st_stats_t *st_stats_new(uv_loop_t *loop, const st_stats_config_t *cfg)
+st_sink_t *st_sink_new(uv_loop_t *loop, const st_sink_config_t *cfg)
 {
-    st_stats_t *s = calloc(1, sizeof(*s));
+    st_sink_t *s = calloc(1, sizeof(*s));
     if (!s) return NULL;
     s->loop = loop;
     s->cfg = *cfg;
@@ -843,7 +843,7 @@ fail:
 
 /* Frees the stats (after every handle is closed): what is still pending
  * never reaches Redis. */
-static void sink_free(st_stats_t *s)
+static void sink_free(st_sink_t *s)
 {
     if (!s) return;
     if (s->agg) {
@@ -857,17 +857,17 @@ static void sink_free(st_stats_t *s)
     free(s);
 }
 
-void st_stats_record(st_stats_t *s, const st_stats_record_t *rec)
+void st_sink_record(st_sink_t *s, const st_agg_record_t *rec)
 {
     st_agg_record(s->agg, rec);
 }
 
-st_agg_t *st_stats_agg(st_stats_t *s)
+st_agg_t *st_sink_agg(st_sink_t *s)
 {
     return s->agg;
 }
 
-void st_stats_close(st_stats_t *s, void (*cb)(void *arg), void *arg)
+void st_sink_close(st_sink_t *s, void (*cb)(void *arg), void *arg)
 {
     s->close_cb = cb;
     s->close_arg = arg;
@@ -886,7 +886,7 @@ static void prom_counter(FILE *out, const char *name, const char *help, uint64_t
     fprintf(out, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", name, help, name, name, v);
 }
 
-void st_stats_prometheus(st_stats_t *const *all, size_t n, FILE *out)
+void st_sink_prometheus(st_sink_t *const *all, size_t n, FILE *out)
 {
     st_agg_t *few[64];
     st_agg_t **aggs = n <= 64 ? few : calloc(n, sizeof(*aggs));
@@ -894,7 +894,7 @@ void st_stats_prometheus(st_stats_t *const *all, size_t n, FILE *out)
     uint64_t flushes = 0, dropped = 0, lost = 0, reconn = 0, rerr = 0;
     size_t with_redis = 0, connected = 0;
     for (size_t i = 0; i < n; i++) {
-        st_stats_t *s = all[i];
+        st_sink_t *s = all[i];
         aggs[i] = s ? s->agg : NULL;
         if (!s) continue;
         flushes += ld(&s->flushes);

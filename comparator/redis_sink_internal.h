@@ -25,13 +25,13 @@ typedef enum {
     ST_SINK_WAIT,       /* disconnected: reconnect timer armed (backoff), or resolving */
     ST_SINK_CONNECTING, /* redisAsyncConnect issued, connect timeout armed */
     ST_SINK_READY,      /* connected (AUTH/SELECT pipelined ahead of batches) */
-    ST_SINK_CLOSED      /* st_stats_close: no more connects */
+    ST_SINK_CLOSED      /* st_sink_close: no more connects */
 } st_sink_state_t;
 
-struct st_stats {
+struct st_sink {
     uv_loop_t *loop;
-    st_stats_config_t cfg; /* copy; strings borrowed */
-    st_agg_t *agg;         /* owned: what the sink drains */
+    st_sink_config_t cfg; /* copy; strings borrowed */
+    st_agg_t *agg;        /* owned: what the sink drains */
 
     /* Redis state, for Prometheus (atomics, relaxed) */
     _Atomic uint64_t flushes, lost, reconnects, redis_errors;
@@ -56,7 +56,7 @@ struct st_stats {
     int in_free;     /* inside our own redisAsyncFree (disconnect cb must not reschedule) */
     int close_stage; /* 0 running, 1 final flush, 2 handles closing */
     int logged_down; /* the current outage was logged once */
-    int closing;     /* st_stats_close called */
+    int closing;     /* st_sink_close called */
     uint64_t close_deadline;
     int handles_open; /* timers not yet closed */
     /* where Redis is: cfg.redis_host resolved with uv_getaddrinfo (never on

@@ -1,7 +1,7 @@
 /*
  * stats.c: one comparator thread's aggregation of comparison results (no I/O).
  *
- * st_stats_record() adds one comparison to atomics (for Prometheus) and to a
+ * st_sink_record() adds one comparison to atomics (for Prometheus) and to a
  * table of pending Redis deltas keyed by (key, field); the Redis sink
  * (redis_sink.c) turns that table into one pipelined batch per flush with
  * st_agg_build_batch(). Every key and field written here is spelled in
@@ -27,9 +27,9 @@
 /* 1 ms .. 60 s, 9 bounds per decade (shadowtee/schema.h). */
 #define BOUND_VALUE(b) b,
 #define BOUND_FIELD(b) #b,
-const double st_stats_hist_bounds_ms[ST_HIST_NBOUNDS] = {ST_HIST_BOUNDS_MS(BOUND_VALUE)};
-const char *const st_stats_hist_fields[ST_HIST_NBOUNDS + 1] = {ST_HIST_BOUNDS_MS(BOUND_FIELD)
-                                                                   ST_HIST_INF};
+const double st_agg_hist_bounds_ms[ST_HIST_NBOUNDS] = {ST_HIST_BOUNDS_MS(BOUND_VALUE)};
+const char *const st_agg_hist_fields[ST_HIST_NBOUNDS + 1] = {ST_HIST_BOUNDS_MS(BOUND_FIELD)
+                                                                 ST_HIST_INF};
 #define BOUND_ONE(b) +1
 _Static_assert(0 ST_HIST_BOUNDS_MS(BOUND_ONE) == ST_HIST_NBOUNDS,
                "ST_HIST_NBOUNDS is the bound count");
@@ -63,7 +63,7 @@ size_t st_agg_hist_bucket(double ms)
     size_t lo = 0, hi = ST_HIST_NBOUNDS; /* first bound >= ms */
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (st_stats_hist_bounds_ms[mid] < ms)
+        if (st_agg_hist_bounds_ms[mid] < ms)
             lo = mid + 1;
         else
             hi = mid;
@@ -215,7 +215,7 @@ drop:
 }
 
 /* key = ep->key + suffix (built in s->kbuf); field as given. */
-static int ep_delta(st_agg_t *s, st_stats_ep_t *ep, const char *suffix, const char *field,
+static int ep_delta(st_agg_t *s, st_agg_ep_t *ep, const char *suffix, const char *field,
                     int64_t ival, double fval, int is_float)
 {
     size_t sl = strlen(suffix);
@@ -226,15 +226,14 @@ static int ep_delta(st_agg_t *s, st_stats_ep_t *ep, const char *suffix, const ch
 }
 
 /* 0, or -1 when the increment was dropped (backlog full). */
-static int ep_incr(st_agg_t *s, st_stats_ep_t *ep, const char *suffix, const char *field,
-                   int64_t by)
+static int ep_incr(st_agg_t *s, st_agg_ep_t *ep, const char *suffix, const char *field, int64_t by)
 {
     return ep_delta(s, ep, suffix, field, by, 0, 0);
 }
 
 /* ---- endpoints --------------------------------------------------------- */
 
-static void ep_free(const st_agg_t *s, st_stats_ep_t *ep)
+static void ep_free(const st_agg_t *s, st_agg_ep_t *ep)
 {
     if (!ep) return;
     size_t cap = s->cfg.samples_per_endpoint;
@@ -246,9 +245,9 @@ static void ep_free(const st_agg_t *s, st_stats_ep_t *ep)
     free(ep);
 }
 
-static st_stats_ep_t *ep_new(st_agg_t *s, const char *name, size_t len, uint64_t h)
+static st_agg_ep_t *ep_new(st_agg_t *s, const char *name, size_t len, uint64_t h)
 {
-    st_stats_ep_t *ep = calloc(1, sizeof(*ep));
+    st_agg_ep_t *ep = calloc(1, sizeof(*ep));
     if (!ep) return NULL;
     ep->hash = h;
     ep->name = strndup(name, len);
@@ -262,7 +261,7 @@ static st_stats_ep_t *ep_new(st_agg_t *s, const char *name, size_t len, uint64_t
     if (s->neps == s->epcap) {
         size_t ncap = s->epcap ? s->epcap * 2 : 16;
         pthread_mutex_lock(&s->lock);
-        st_stats_ep_t **n = realloc(s->eps, ncap * sizeof(*n));
+        st_agg_ep_t **n = realloc(s->eps, ncap * sizeof(*n));
         if (n) {
             s->eps = n;
             s->epcap = ncap;
@@ -285,12 +284,12 @@ fail:
 
 /* The endpoint for `name`, created on first use; "{other}" once max_endpoints
  * distinct names exist. NULL only on allocation failure. */
-static st_stats_ep_t *ep_get(st_agg_t *s, const char *name)
+static st_agg_ep_t *ep_get(st_agg_t *s, const char *name)
 {
     if (!name || !*name) name = ST_ENDPOINT_OTHER;
     size_t len = strnlen(name, EP_NAME_MAX);
     uint64_t h = hash_bytes(0, name, len);
-    for (st_stats_ep_t *ep = s->ephash[h & (s->nephash - 1)]; ep; ep = ep->hnext)
+    for (st_agg_ep_t *ep = s->ephash[h & (s->nephash - 1)]; ep; ep = ep->hnext)
         if (ep->hash == h && strlen(ep->name) == len && memcmp(ep->name, name, len) == 0) return ep;
     size_t named = s->neps - (s->other ? 1 : 0);
     if (named >= s->cfg.max_endpoints || strcmp(name, ST_ENDPOINT_OTHER) == 0) {
@@ -378,7 +377,7 @@ static json_t *sample_side(const st_agg_t *s, const st_policy_t *pol, const st_c
 }
 
 /* The sample JSON of one divergent comparison (malloc'ed), or NULL. */
-static char *sample_json(const st_agg_t *s, const st_stats_record_t *rec)
+static char *sample_json(const st_agg_t *s, const st_agg_record_t *rec)
 {
     st_policy_t own;
     const st_policy_t *pol = rec->policy;
@@ -424,7 +423,7 @@ static char *sample_json(const st_agg_t *s, const st_stats_record_t *rec)
 
 /* Keeps at most samples_per_endpoint samples per endpoint per wall second and
  * the newest samples_per_endpoint pending (older pending ones are dropped). */
-static void sample_take(st_agg_t *s, st_stats_ep_t *ep, const st_stats_record_t *rec)
+static void sample_take(st_agg_t *s, st_agg_ep_t *ep, const st_agg_record_t *rec)
 {
     size_t cap = s->cfg.samples_per_endpoint;
     if (cap == 0) return;
@@ -470,7 +469,7 @@ static void minute_touch(st_agg_t *s, int64_t minute)
 }
 
 /* Adds to field "<counter>|<endpoint>" of minute:M. */
-static void minute_delta(st_agg_t *s, st_stats_ep_t *ep, int64_t minute, const char *counter,
+static void minute_delta(st_agg_t *s, st_agg_ep_t *ep, int64_t minute, const char *counter,
                          int64_t ival, double fval, int is_float)
 {
     if (minute != s->mkey_minute || !s->mkeylen) {
@@ -486,7 +485,7 @@ static void minute_delta(st_agg_t *s, st_stats_ep_t *ep, int64_t minute, const c
     delta_add(s, s->mkey, s->mkeylen, s->fbuf, cl + 1 + nl, ival, fval, is_float);
 }
 
-static void minute_incr(st_agg_t *s, st_stats_ep_t *ep, int64_t minute, const char *counter)
+static void minute_incr(st_agg_t *s, st_agg_ep_t *ep, int64_t minute, const char *counter)
 {
     minute_delta(s, ep, minute, counter, 1, 0, 0);
 }
@@ -494,23 +493,23 @@ static void minute_incr(st_agg_t *s, st_stats_ep_t *ep, int64_t minute, const ch
 /* One latency into the endpoint's all-time histogram `side` ("lat:primary",
  * "lat:shadow") and into the minute's (fields "<side>:<bound>|E" and
  * "<side>:sum_ms|E", schema 2), so that --since windows latency too. */
-static void latency_add(st_agg_t *s, st_stats_ep_t *ep, int64_t minute, const char *side,
+static void latency_add(st_agg_t *s, st_agg_ep_t *ep, int64_t minute, const char *side,
                         double seconds)
 {
     if (!(seconds >= 0) || !isfinite(seconds)) return;
     double ms = seconds * 1000.0;
     size_t b = st_agg_hist_bucket(ms);
-    ep_incr(s, ep, side, st_stats_hist_fields[b], 1);
+    ep_incr(s, ep, side, st_agg_hist_fields[b], 1);
     ep_incr(s, ep, side, ST_HIST_COUNT, 1);
     ep_delta(s, ep, side, ST_HIST_SUM_MS, 0, ms, 1);
     char counter[32];
-    snprintf(counter, sizeof(counter), "%s" ST_HIST_SEP "%s", side, st_stats_hist_fields[b]);
+    snprintf(counter, sizeof(counter), "%s" ST_HIST_SEP "%s", side, st_agg_hist_fields[b]);
     minute_incr(s, ep, minute, counter);
     snprintf(counter, sizeof(counter), "%s" ST_HIST_SEP ST_HIST_SUM_MS, side);
     minute_delta(s, ep, minute, counter, 0, ms, 1);
 }
 
-static void diff_paths_add(st_agg_t *s, st_stats_ep_t *ep, const st_diff_result_t *diff)
+static void diff_paths_add(st_agg_t *s, st_agg_ep_t *ep, const st_diff_result_t *diff)
 {
     char field[ST_STATS_MAX_FIELD + 1];
     for (size_t i = 0; diff && i < diff->nentries; i++) {
@@ -524,9 +523,9 @@ static void diff_paths_add(st_agg_t *s, st_stats_ep_t *ep, const st_diff_result_
     }
 }
 
-void st_agg_record(st_agg_t *s, const st_stats_record_t *rec)
+void st_agg_record(st_agg_t *s, const st_agg_record_t *rec)
 {
-    st_stats_ep_t *ep = ep_get(s, rec->endpoint);
+    st_agg_ep_t *ep = ep_get(s, rec->endpoint);
     if (!ep) {
         atomic_fetch_add_explicit(&s->dropped, 1, memory_order_relaxed);
         if (s->cfg.deltas) st_agg_lose(s, ST_CMP_LOSS_BACKLOG, 1);
@@ -632,7 +631,7 @@ void st_agg_pending_clear(st_agg_t *s)
 {
     deltas_clear(s);
     for (size_t i = 0; i < s->neps; i++) {
-        st_stats_ep_t *ep = s->eps[i];
+        st_agg_ep_t *ep = s->eps[i];
         size_t cap = s->cfg.samples_per_endpoint;
         for (size_t k = 0; k < ep->nsamples; k++)
             free(ep->samples[(ep->sample_head + k) % cap]);
@@ -691,7 +690,7 @@ int st_agg_build_batch(st_agg_t *s, st_batch_t *out, int with_meta, int64_t now_
     }
     size_t cap = s->cfg.samples_per_endpoint;
     for (size_t i = 0; i < s->neps && !err; i++) {
-        st_stats_ep_t *ep = s->eps[i];
+        st_agg_ep_t *ep = s->eps[i];
         if (ep->nsamples == 0) continue;
         const char **argv = calloc(ep->nsamples + 2, sizeof(char *));
         if (!argv) return -1;
@@ -720,7 +719,7 @@ int st_agg_build_batch(st_agg_t *s, st_batch_t *out, int with_meta, int64_t now_
         size_t o = 0;
         for (size_t i = 0; i < ST_HIST_NBOUNDS; i++)
             o += (size_t)snprintf(bounds + o, sizeof(bounds) - o, "%s%g", i ? "," : "",
-                                  st_stats_hist_bounds_ms[i]);
+                                  st_agg_hist_bounds_ms[i]);
         char spe[32], started[32];
         snprintf(spe, sizeof(spe), "%zu", cap);
         snprintf(started, sizeof(started), "%" PRId64, now_ms);
@@ -805,7 +804,7 @@ static prom_ep_t *prom_ep_rows(st_agg_t *const *all, size_t n, size_t maxeps, si
         if (!s) continue;
         pthread_mutex_lock(&s->lock);
         for (size_t k = 0; k < s->neps && neps < cap; k++) {
-            st_stats_ep_t *ep = s->eps[k];
+            st_agg_ep_t *ep = s->eps[k];
             if (ep->born_ns > cutoff) continue;
             eps[neps++] = (prom_ep_t){.name = ep->name,
                                       .born_ns = ep->born_ns,

@@ -7,7 +7,7 @@
  *
  * Data flow:
  *
- *   st_stats_record()  --adds-->  pending deltas (st_delta_t, one per key+field)
+ *   st_sink_record()  --adds-->  pending deltas (st_delta_t, one per key+field)
  *                                 pending samples (per endpoint ring of JSON)
  *   st_agg_build_batch --moves--> st_batch_t (argv of every command) --> the sink
  *
@@ -28,8 +28,8 @@
  * decade), plus one overflow bucket "+Inf". Hash field names are the bound
  * written with "%g" ("1", "1.5", ..., "60000", "+Inf"). */
 #define ST_HIST_NBOUNDS 44
-extern const double st_stats_hist_bounds_ms[ST_HIST_NBOUNDS];
-extern const char *const st_stats_hist_fields[ST_HIST_NBOUNDS + 1]; /* "%g" of each, "+Inf" */
+extern const double st_agg_hist_bounds_ms[ST_HIST_NBOUNDS];
+extern const char *const st_agg_hist_fields[ST_HIST_NBOUNDS + 1]; /* "%g" of each, "+Inf" */
 
 #define ST_STATS_MAX_FIELD 512 /* diff paths are cut to keep fields bounded */
 
@@ -46,10 +46,10 @@ typedef struct st_delta {
     char data[];
 } st_delta_t;
 
-/* Per-endpoint state. Counters are atomics read by st_stats_prometheus() from
+/* Per-endpoint state. Counters are atomics read by st_sink_prometheus() from
  * another thread (relaxed order); everything else is loop-thread only. */
-typedef struct st_stats_ep {
-    struct st_stats_ep *hnext; /* endpoint hash chain */
+typedef struct st_agg_ep {
+    struct st_agg_ep *hnext; /* endpoint hash chain */
     uint64_t hash;
     char *name;    /* endpoint key, or ST_ENDPOINT_OTHER; owned */
     char *key;     /* "shadowtee:{svc}:ep:<name>:"; owned */
@@ -62,7 +62,7 @@ typedef struct st_stats_ep {
     size_t samples_in_second; /* samples taken during sample_second */
     char **samples;           /* ring of pending sample JSON (owned), cap = samples_per_endpoint */
     size_t nsamples, sample_head; /* count pending, index of the oldest */
-} st_stats_ep_t;
+} st_agg_ep_t;
 
 /* One command of a batch, ready for redisAsyncCommandArgv. */
 typedef struct {
@@ -89,11 +89,11 @@ struct st_agg {
     /* endpoints: eps[0..neps) owned; the array grows under `lock` so the
      * Prometheus reader sees a consistent array */
     pthread_mutex_t lock;
-    st_stats_ep_t **eps;
+    st_agg_ep_t **eps;
     size_t neps, epcap;
-    st_stats_ep_t *other;   /* the "{other}" endpoint once the cap is hit; in eps */
-    st_stats_ep_t **ephash; /* lookup by name, nephash chains */
-    char *kbuf, *fbuf;      /* scratch key / field buffers (kbufcap, fbufcap bytes); owned */
+    st_agg_ep_t *other;   /* the "{other}" endpoint once the cap is hit; in eps */
+    st_agg_ep_t **ephash; /* lookup by name, nephash chains */
+    char *kbuf, *fbuf;    /* scratch key / field buffers (kbufcap, fbufcap bytes); owned */
     size_t kbufcap, fbufcap;
     char *mkey; /* "<prefix>minute:<mkey_minute>", mkeylen bytes; owned */
     size_t mkeylen;

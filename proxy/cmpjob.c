@@ -97,7 +97,7 @@ int st_cmpjob_compare(const st_cmpjob_t *j, st_cmpjob_sink_t *sink)
      * below after the record, which only borrows them) */
     if (st_compare_policy_keep(&pol, &rp, &rs, j->has_noise ? &rn : NULL, &res, &bodies) != 0)
         goto out;
-    st_stats_record_t rec = {
+    st_agg_record_t rec = {
         .endpoint = ep,
         .method = j->method,
         .path = path,
@@ -114,7 +114,7 @@ int st_cmpjob_compare(const st_cmpjob_t *j, st_cmpjob_sink_t *sink)
         .policy = &pol,
         .bodies = bodies,
     };
-    st_stats_record(sink->stats, &rec);
+    st_sink_record(sink->stats, &rec);
     st_debug("msg=compared request_id=%s endpoint=\"%s\" verdict=%s differences=%zu", j->request_id,
              ep, st_verdict_name(res.verdict), res.total);
     rc = 0;

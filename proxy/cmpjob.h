@@ -60,7 +60,7 @@ size_t st_cmpjob_size(const st_cmpjob_t *job);
 typedef struct {
     const st_rules_t *rules;
     st_endpoint_set_t *endpoints; /* interns endpoint keys (bounded) */
-    st_stats_t *stats;            /* aggregation + Redis sink */
+    st_sink_t *stats;             /* aggregation + Redis sink */
 } st_cmpjob_sink_t;
 
 /* Compares a PAIR job's primary and shadow (and noise) under the rules for

@@ -4,9 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const st_cmpskip_names[ST_CMPSKIP_COUNT] = {"comparator_busy", "queue_bytes",
-                                                        "shutdown"};
-
 /* A counter with one writer: a relaxed load and store, no lock prefix. */
 #define ONE_WRITER_ADD(field, n)                                                                   \
     atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n),    \

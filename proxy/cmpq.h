@@ -26,15 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Why a finished pair was not compared (metric label of
- * shadowtee_comparisons_skipped_total). */
-enum st_cmpskip {
-    ST_CMPSKIP_BUSY = 0, /* "comparator_busy": the length cap was reached */
-    ST_CMPSKIP_BYTES,    /* "queue_bytes": the byte budget was reached (or malloc failed) */
-    ST_CMPSKIP_SHUTDOWN, /* "shutdown": still queued when the drain timeout ran out */
-    ST_CMPSKIP_COUNT
-};
-extern const char *const st_cmpskip_names[ST_CMPSKIP_COUNT];
+#include "reasons.h" /* enum st_cmpskip: why a finished pair was not compared */
 
 typedef struct st_cmpq {
     /* producer side: written by the worker only */

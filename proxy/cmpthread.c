@@ -154,8 +154,8 @@ static void half_publish(st_cmpthread_t *ct, st_cmpq_t *q, st_cmpjob_t *job, int
         return;
     }
     int partner = job->role == ST_ROLE_STABLE ? ST_ROLE_SHADOW : ST_ROLE_STABLE;
-    if (st_stats_mesh_publish(ct->sink.stats, role_name(job->role), role_name(partner),
-                              job->request_id, job->wire.p, job->wire.len, on_half_reply, job) != 0)
+    if (st_sink_mesh_publish(ct->sink.stats, role_name(job->role), role_name(partner),
+                             job->request_id, job->wire.p, job->wire.len, on_half_reply, job) != 0)
         half_drop(ct, job, ST_MDROP_REDIS_DOWN);
 }
 
@@ -234,7 +234,7 @@ static void begin_close(st_cmpthread_t *ct)
                 dropped);
     st_info("msg=\"comparator finished\" thread=%d compared=%" PRIu64 " dropped_shutdown=%" PRIu64,
             ct->id, atomic_load(&ct->compared), dropped);
-    st_stats_close(ct->sink.stats, on_stats_closed, ct);
+    st_sink_close(ct->sink.stats, on_stats_closed, ct);
 }
 
 /* ---- the CPU budget --------------------------------------------------------- */
@@ -416,8 +416,8 @@ int st_cmpthread_init(st_cmpthread_t *ct, int id, const st_config_t *cfg, const 
         if (!(ct->rings[i] = st_cmpq_new(share))) return UV_ENOMEM;
     ct->sink.rules = rules;
     ct->sink.endpoints = st_endpoint_set_new((size_t)cfg->max_endpoints);
-    st_stats_config_t sc;
-    st_stats_config_init(&sc);
+    st_sink_config_t sc;
+    st_sink_config_init(&sc);
     sc.redis_host = cfg->redis_set ? cfg->redis_host : NULL; /* resolved by the sink */
     sc.redis_port = cfg->redis_port;
     sc.redis_user = cfg->redis_user[0] ? cfg->redis_user : NULL;
@@ -432,7 +432,7 @@ int st_cmpthread_init(st_cmpthread_t *ct, int id, const st_config_t *cfg, const 
     sc.mesh = cfg->mirror_mode == ST_MIRROR_MESH;
     sc.mesh_pair_ttl_ms = cfg->mesh_pair_ttl_ms;
     if (sc.mesh && st_mesh_hash_init(&ct->mesh_hash) != 0) return UV_ENOSYS;
-    ct->sink.stats = st_stats_new(&ct->loop, &sc);
+    ct->sink.stats = st_sink_new(&ct->loop, &sc);
     if (!ct->sink.endpoints || !ct->sink.stats) return UV_ENOMEM;
     ct->stats_pub = ct->sink.stats;
     return 0;
@@ -521,7 +521,7 @@ void st_cmpthread_render(st_cmpthread_t *all, size_t n, FILE *out)
                  "reason.\n# TYPE shadowtee_comparisons_skipped_total counter\n");
     for (int r = 0; r < ST_CMPSKIP_COUNT; r++)
         fprintf(out, "shadowtee_comparisons_skipped_total{reason=\"%s\"} %" PRIu64 "\n",
-                st_cmpskip_names[r], skipped[r]);
+                st_cmpskip_labels[r], skipped[r]);
     fprintf(out,
             "# HELP shadowtee_compare_queued_total Finished pairs handed to a comparator thread.\n"
             "# TYPE shadowtee_compare_queued_total counter\nshadowtee_compare_queued_total "
@@ -552,13 +552,13 @@ void st_cmpthread_render(st_cmpthread_t *all, size_t n, FILE *out)
     render_hist(out, all, n, offsetof(st_cmpthread_t, duration),
                 "shadowtee_compare_duration_seconds",
                 "Time a comparator thread spent on one comparison.");
-    st_stats_t *s[64];
+    st_sink_t *s[64];
     size_t ns = 0;
     for (size_t t = 0; t < n && t < 64; t++) /* held until rendered: none is freed meanwhile */
         pthread_mutex_lock(&all[t].pub_lock);
     for (size_t t = 0; t < n && t < 64; t++)
         if (all[t].stats_pub) s[ns++] = all[t].stats_pub;
-    if (ns) st_stats_prometheus(s, ns, out);
+    if (ns) st_sink_prometheus(s, ns, out);
     for (size_t t = 0; t < n && t < 64; t++)
         pthread_mutex_unlock(&all[t].pub_lock);
 }
@@ -590,7 +590,7 @@ void st_cmpthread_render_mesh(const st_config_t *cfg, st_metrics_t *const *worke
         pthread_mutex_lock(&all[t].pub_lock);
     for (size_t t = 0; t < n && t < 64; t++) {
         uint64_t o[3] = {0};
-        if (all[t].stats_pub) st_stats_mesh_orphans(all[t].stats_pub, o);
+        if (all[t].stats_pub) st_sink_mesh_orphans(all[t].stats_pub, o);
         for (int r = 0; r < 3; r++)
             orphans[r] += o[r];
     }

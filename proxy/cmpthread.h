@@ -8,7 +8,7 @@
  *
  *   worker k ──st_cmpfeed_submit──▶ ring (k, t) ──pop──▶ comparator t
  *     (job moved in, no copy)      st_cmpq_t SPSC        st_cmpjob_compare,
- *   st_cmpfeed_kick at the end ──uv_async_send──▶ wake   st_stats_record, free
+ *   st_cmpfeed_kick at the end ──uv_async_send──▶ wake   st_sink_record, free
  *     of the loop turn, only to a thread that sleeps
  *     (one that found its rings empty within LINGER_MS of its last job does
  *     not sleep: it looks again every POLL_MS, so a steady stream of pairs
@@ -28,7 +28,7 @@
  * Shutdown (main thread): st_cmpthread_stop() after --drain-timeout makes the
  * thread drop instead of compare; st_cmpthread_finish() once every worker
  * has finished (no producer is left) makes it close when its rings are
- * empty: a final Redis flush (st_stats_close), then its loop returns and it
+ * empty: a final Redis flush (st_sink_close), then its loop returns and it
  * signals done_async.
  */
 #ifndef ST_CMPTHREAD_H
@@ -65,7 +65,7 @@ typedef struct st_cmpthread {
     size_t next;              /* ring looked at first (round robin) */
     st_cmpjob_sink_t sink;    /* rules borrowed; endpoints and stats owned (this loop only) */
     pthread_mutex_t pub_lock; /* guards stats_pub against the admin thread */
-    st_stats_t *stats_pub;    /* sink.stats while /metrics may read it, NULL once closing */
+    st_sink_t *stats_pub;     /* sink.stats while /metrics may read it, NULL once closing */
     st_hist_t duration;       /* seconds per comparison (one writer: this thread) */
     _Atomic uint64_t compared;
     int closing;
@@ -80,7 +80,7 @@ typedef struct st_cmpthread {
     int paused;
     _Atomic uint64_t cpu_ns;    /* CPU this thread spent comparing (and dropping) */
     _Atomic uint64_t paused_ns; /* wall time spent paused by the budget */
-    /* mesh mode: halves published through sink.stats (st_stats_mesh_publish) */
+    /* mesh mode: halves published through sink.stats (st_sink_mesh_publish) */
     st_mesh_hash_t mesh_hash;        /* digests of redacted header values */
     _Atomic uint64_t mesh_published; /* stored in Redis, waiting for the partner */
     _Atomic uint64_t mesh_joined;    /* completed a pair here */
@@ -105,7 +105,7 @@ void st_cmpthread_join(st_cmpthread_t *ct);
 
 /* Prometheus text of the comparator queue (skips by reason, pairs queued,
  * queue length and bytes, comparison duration), summed over n threads, and
- * the statistics of each (st_stats_prometheus). Admin thread. */
+ * the statistics of each (st_sink_prometheus). Admin thread. */
 void st_cmpthread_render(st_cmpthread_t *all, size_t n, FILE *out);
 /* Prometheus text of mesh mode (shadowtee_mesh_*): the workers' counters
  * and the comparator threads', for this process's --mesh-role. */

@@ -8,6 +8,7 @@
 #define NAME_CLOSE(id, label)   "ST_CLOSE_" #id,
 #define NAME_SKIP(id, label)    "ST_SKIP_" #id,
 #define NAME_MDROP(id, label)   "ST_MDROP_" #id,
+#define NAME_CMPSKIP(id, label) "ST_CMPSKIP_" #id,
 #define NAME_REJ(id, label)     "ST_REJ_" #id,
 #define NAME_ACCEPT(id, label)  "ST_ACCEPT_" #id,
 #define LABEL(id, label)        label,
@@ -22,6 +23,8 @@ const char *const st_skip_names[ST_SKIP_COUNT] = {ST_SKIP_TABLE(NAME_SKIP)};
 const char *const st_skip_labels[ST_SKIP_COUNT] = {ST_SKIP_TABLE(LABEL)};
 const char *const st_mesh_drop_names[ST_MDROP_COUNT] = {ST_MDROP_TABLE(NAME_MDROP)};
 const char *const st_mesh_drop_labels[ST_MDROP_COUNT] = {ST_MDROP_TABLE(LABEL)};
+const char *const st_cmpskip_names[ST_CMPSKIP_COUNT] = {ST_CMPSKIP_TABLE(NAME_CMPSKIP)};
+const char *const st_cmpskip_labels[ST_CMPSKIP_COUNT] = {ST_CMPSKIP_TABLE(LABEL)};
 const char *const st_reject_names[ST_REJ_COUNT] = {ST_REJ_TABLE(NAME_REJ)};
 const char *const st_reject_labels[ST_REJ_COUNT] = {ST_REJ_TABLE(LABEL)};
 const char *const st_accept_err_names[ST_ACCEPT_ERR_COUNT] = {ST_ACCEPT_TABLE(NAME_ACCEPT)};

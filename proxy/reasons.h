@@ -13,6 +13,7 @@
  *   close   why a client connection closed: shadowtee_client_closes_total
  *   skip    why a request was not mirrored: shadowtee_mirror_skipped_total
  *   mdrop   why a mesh half was dropped: shadowtee_mesh_halves_total{outcome="dropped"}
+ *   cmpskip why a finished pair was not compared: shadowtee_comparisons_skipped_total
  *   rej     why the proxy answered a request itself: shadowtee_requests_rejected_total
  *   accept  why accept(2) failed: shadowtee_accept_errors_total
  */
@@ -74,6 +75,13 @@
     X(DUPLICATE, "duplicate")             /* this side already published this request id */        \
     X(SHUTDOWN, "shutdown")               /* still queued when the drain timeout ran out */
 
+/* The first two are counted by the worker (cmpq.c), SHUTDOWN by the
+ * comparator thread. */
+#define ST_CMPSKIP_TABLE(X)                                                                        \
+    X(BUSY, "comparator_busy") /* the length cap was reached */                                    \
+    X(BYTES, "queue_bytes")    /* the byte budget was reached (or malloc failed) */                \
+    X(SHUTDOWN, "shutdown")    /* still queued when the drain timeout ran out */
+
 /* Each with one status (st_reqcheck_status()); NONE is not a label the
  * render lists, UPGRADE counts removals (the request is forwarded without). */
 #define ST_REJ_TABLE(X)                                                                            \
@@ -109,6 +117,7 @@
 #define ST_REASON_ENUM_CLOSE(id, label)   ST_CLOSE_##id,
 #define ST_REASON_ENUM_SKIP(id, label)    ST_SKIP_##id,
 #define ST_REASON_ENUM_MDROP(id, label)   ST_MDROP_##id,
+#define ST_REASON_ENUM_CMPSKIP(id, label) ST_CMPSKIP_##id,
 #define ST_REASON_ENUM_REJ(id, label)     ST_REJ_##id,
 #define ST_REASON_ENUM_ACCEPT(id, label)  ST_ACCEPT_##id,
 
@@ -119,6 +128,7 @@ enum st_tls_fail { ST_TLSFAIL_TABLE(ST_REASON_ENUM_TLSFAIL) ST_TLSFAIL_COUNT };
 enum st_close { ST_CLOSE_TABLE(ST_REASON_ENUM_CLOSE) ST_CLOSE_COUNT };
 enum st_skip { ST_SKIP_TABLE(ST_REASON_ENUM_SKIP) ST_SKIP_COUNT };
 enum st_mesh_drop { ST_MDROP_TABLE(ST_REASON_ENUM_MDROP) ST_MDROP_COUNT };
+enum st_cmpskip { ST_CMPSKIP_TABLE(ST_REASON_ENUM_CMPSKIP) ST_CMPSKIP_COUNT };
 enum st_reject { ST_REJ_TABLE(ST_REASON_ENUM_REJ) ST_REJ_COUNT };
 enum st_accept_err { ST_ACCEPT_TABLE(ST_REASON_ENUM_ACCEPT) ST_ACCEPT_ERR_COUNT };
 
@@ -132,6 +142,8 @@ extern const char *const st_skip_names[ST_SKIP_COUNT];
 extern const char *const st_skip_labels[ST_SKIP_COUNT];
 extern const char *const st_mesh_drop_names[ST_MDROP_COUNT];
 extern const char *const st_mesh_drop_labels[ST_MDROP_COUNT];
+extern const char *const st_cmpskip_names[ST_CMPSKIP_COUNT];
+extern const char *const st_cmpskip_labels[ST_CMPSKIP_COUNT];
 extern const char *const st_reject_names[ST_REJ_COUNT];
 extern const char *const st_reject_labels[ST_REJ_COUNT];
 extern const char *const st_accept_err_names[ST_ACCEPT_ERR_COUNT];

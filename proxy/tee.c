@@ -180,15 +180,15 @@ static int shadow_admits(st_worker_t *w, int *probe)
     return 1;
 }
 
-static void shadow_down(st_worker_t *w, const char *why)
+static void shadow_down(st_worker_t *w, enum st_upfail why)
 {
     uint64_t now = uv_now(&w->loop);
     if (now < w->tee.shadow.down_until) return; /* copies sent before it went down count once */
     w->tee.shadow.backoff_ms = w->tee.shadow.backoff_ms ? w->tee.shadow.backoff_ms * 2 : 250;
     if (w->tee.shadow.backoff_ms > 8000) w->tee.shadow.backoff_ms = 8000;
     w->tee.shadow.down_until = now + w->tee.shadow.backoff_ms;
-    st_info("msg=\"shadow marked down\" worker=%d reason=%s backoff_ms=%llu", w->id, why,
-            (unsigned long long)w->tee.shadow.backoff_ms);
+    st_info("msg=\"shadow marked down\" worker=%d reason=%s backoff_ms=%llu", w->id,
+            st_upfail_labels[why], (unsigned long long)w->tee.shadow.backoff_ms);
 }
 
 static void shadow_answered(st_worker_t *w)
@@ -480,11 +480,10 @@ static void leg_fail(st_leg_t *leg, enum st_upfail why)
         ST_INC(w->metrics.shadow_errors[reason]);
         unsigned eject = (unsigned)w->cfg->shadow_eject_timeouts;
         if (why == ST_UPFAIL_CONNECT || why == ST_UPFAIL_TLS) {
-            shadow_down(w, why == ST_UPFAIL_TLS ? "tls" : "connect");
+            shadow_down(w, why);
         } else if (why == ST_UPFAIL_TIMEOUT) {
             w->tee.shadow.timeouts++;
-            if (leg->m->probe || (eject && w->tee.shadow.timeouts >= eject))
-                shadow_down(w, "timeout");
+            if (leg->m->probe || (eject && w->tee.shadow.timeouts >= eject)) shadow_down(w, why);
         } else {
             shadow_answered(w); /* it answered, wrongly: compared as an error, not ejected */
         }

@@ -5,11 +5,11 @@
  * connection. The Redis key schema is written down in
  * include/shadowtee/schema.h and docs/ARCHITECTURE.md.
  *
- * Threading: one st_stats_t per comparator thread (proxy/cmpthread.c), used
- * only from that thread's loop, except st_stats_prometheus(), which the
+ * Threading: one st_sink_t per comparator thread (proxy/cmpthread.c), used
+ * only from that thread's loop, except st_sink_prometheus(), which the
  * admin thread may call at any time (it only reads counters that are safe
  * to read concurrently) as long as the stats are not freed meanwhile (the
- * owner guards that). Redis is never on the client path: st_stats_record()
+ * owner guards that). Redis is never on the client path: st_sink_record()
  * only adds to memory, on the comparator thread.
  */
 #ifndef SHADOWTEE_REDIS_SINK_H
@@ -25,7 +25,7 @@
 extern "C" {
 #endif
 
-typedef struct st_stats st_stats_t;
+typedef struct st_sink st_sink_t;
 
 typedef struct {
     const char *redis_host;      /* NULL: no Redis, counters stay local (metrics only) */
@@ -45,32 +45,32 @@ typedef struct {
      * writes them to stderr; a proxy passes its own (non-blocking) logger. */
     void (*log)(void *arg, int is_warning, const char *line);
     void *log_arg;
-    /* Mesh mirroring (st_stats_mesh_publish): load the join script on each
+    /* Mesh mirroring (st_sink_mesh_publish): load the join script on each
      * connection and sweep expired halves on the flush timer. */
     int mesh;
     uint64_t mesh_pair_ttl_ms; /* a half waits this long for its partner */
-} st_stats_config_t;
+} st_sink_config_t;
 
 /* Sets every default (no Redis, service "default", 100 ms, ...). */
-void st_stats_config_init(st_stats_config_t *cfg);
+void st_sink_config_init(st_sink_config_t *cfg);
 
 /* Creates the stats of one comparator thread on `loop` (its aggregator and,
  * when cfg->redis_host is set, a connection started at once, with its own
  * reconnect backoff). cfg is copied; strings in it are borrowed and must
  * outlive the stats. NULL on allocation failure. */
-st_stats_t *st_stats_new(uv_loop_t *loop, const st_stats_config_t *cfg);
+st_sink_t *st_sink_new(uv_loop_t *loop, const st_sink_config_t *cfg);
 
 /* Adds one comparison to the aggregator (st_agg_record). O(paths), no I/O. */
-void st_stats_record(st_stats_t *stats, const st_stats_record_t *rec);
+void st_sink_record(st_sink_t *stats, const st_agg_record_t *rec);
 
 /* The aggregator the stats own and drain. */
-st_agg_t *st_stats_agg(st_stats_t *stats);
+st_agg_t *st_sink_agg(st_sink_t *stats);
 
 /* Flushes what is pending (best effort, bounded by a short timeout), then closes
  * the Redis connection and the timers; cb(arg) runs on the loop once every
  * handle is closed, after which the caller frees nothing more: the stats are
  * freed by the time cb runs. */
-void st_stats_close(st_stats_t *stats, void (*cb)(void *arg), void *arg);
+void st_sink_close(st_sink_t *stats, void (*cb)(void *arg), void *arg);
 
 /* ---- mesh halves (issue 16) ------------------------------------------------
  * One side's capture ("half") is published under its request id with one
@@ -100,20 +100,20 @@ typedef void (*st_mesh_cb)(void *arg, const st_mesh_reply_t *reply);
 
 /* Publishes one half (side: "stable", "shadow"; partner: the other side).
  * 0: sent, cb runs exactly once on the loop (ST_MESH_LOST when the
- * connection goes, including at st_stats_close); the caller keeps the
+ * connection goes, including at st_sink_close); the caller keeps the
  * bytes of half alive until then. -1: Redis is not connected (or no mesh
  * configured, or too many halves in flight): not sent, cb never runs. */
-int st_stats_mesh_publish(st_stats_t *s, const char *side, const char *partner, const char *id,
-                          const char *half, size_t len, st_mesh_cb cb, void *arg);
+int st_sink_mesh_publish(st_sink_t *s, const char *side, const char *partner, const char *id,
+                         const char *half, size_t len, st_mesh_cb cb, void *arg);
 /* Halves sent and not yet answered. */
-size_t st_stats_mesh_inflight(const st_stats_t *s);
+size_t st_sink_mesh_inflight(const st_sink_t *s);
 /* Orphans swept by this stats' calls so far, by side (stable, shadow, baseline). */
-void st_stats_mesh_orphans(const st_stats_t *s, uint64_t out[3]);
+void st_sink_mesh_orphans(const st_sink_t *s, uint64_t out[3]);
 
 /* Writes Prometheus text for all the threads' stats, summed: comparisons by
  * result, per-endpoint divergence counters (st_agg_prometheus), Redis state
  * (connected, flushed, dropped, reconnects). Safe to call from another thread. */
-void st_stats_prometheus(st_stats_t *const *all, size_t n, FILE *out);
+void st_sink_prometheus(st_sink_t *const *all, size_t n, FILE *out);
 
 #ifdef __cplusplus
 }

@@ -62,7 +62,7 @@ typedef struct {
     /* the comparison's parsed bodies (st_compare_policy_keep; borrowed, for
      * the call; may be NULL): a sample's body is redacted from its tape */
     const st_cmp_bodies_t *bodies;
-} st_stats_record_t;
+} st_agg_record_t;
 
 /* A new aggregator. cfg is copied; strings in it are borrowed and must
  * outlive it. NULL on allocation failure. */
@@ -70,7 +70,7 @@ st_agg_t *st_agg_new(const st_agg_config_t *cfg);
 void st_agg_free(st_agg_t *a);
 
 /* Adds one comparison to the in-memory aggregates. O(paths), no I/O. */
-void st_agg_record(st_agg_t *a, const st_stats_record_t *rec);
+void st_agg_record(st_agg_t *a, const st_agg_record_t *rec);
 
 /* Writes the Prometheus families of the comparisons, summed over the
  * aggregators: comparisons by result, the noise replica's, and the

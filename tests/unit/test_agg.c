@@ -34,9 +34,9 @@ static st_agg_t *agg_new(int deltas, size_t max_backlog)
     return a;
 }
 
-static st_stats_record_t rec(const char *endpoint, st_verdict_t v)
+static st_agg_record_t rec(const char *endpoint, st_verdict_t v)
 {
-    st_stats_record_t r;
+    st_agg_record_t r;
     memset(&r, 0, sizeof(r));
     r.endpoint = endpoint;
     r.method = "GET";
@@ -85,7 +85,7 @@ static void test_config_defaults(void **state)
 static void test_counters_only(void **state)
 {
     st_agg_t *a = agg_new(0, 0);
-    st_stats_record_t r = rec("GET /x", ST_VERDICT_MATCH);
+    st_agg_record_t r = rec("GET /x", ST_VERDICT_MATCH);
     for (int i = 0; i < 10; i++)
         st_agg_record(a, &r);
     r.verdict = ST_VERDICT_ERROR;
@@ -109,7 +109,7 @@ static void test_counters_only(void **state)
 static void test_drain_into_batch(void **state)
 {
     st_agg_t *a = agg_new(1, 0);
-    st_stats_record_t r = rec("GET /x", ST_VERDICT_MATCH);
+    st_agg_record_t r = rec("GET /x", ST_VERDICT_MATCH);
     st_agg_record(a, &r);
     st_agg_record(a, &r);
     r.verdict = ST_VERDICT_NOISE;
@@ -147,7 +147,7 @@ static void test_backlog_and_losses(void **state)
     st_agg_t *a = agg_new(1, 4);
     const char *eps[] = {"GET /a", "GET /b", "GET /c"};
     for (int i = 0; i < 3; i++) {
-        st_stats_record_t r = rec(eps[i], ST_VERDICT_MATCH);
+        st_agg_record_t r = rec(eps[i], ST_VERDICT_MATCH);
         st_agg_record(a, &r);
     }
     assert_true(st_agg_pending(a) <= 4);
@@ -169,7 +169,7 @@ static void test_backlog_and_losses(void **state)
 static void test_prometheus_sums(void **state)
 {
     st_agg_t *a = agg_new(0, 0), *b = agg_new(1, 0);
-    st_stats_record_t r = rec("GET /x", ST_VERDICT_DIVERGED);
+    st_agg_record_t r = rec("GET /x", ST_VERDICT_DIVERGED);
     st_agg_record(a, &r);
     st_agg_record(b, &r);
     r.verdict = ST_VERDICT_MATCH;

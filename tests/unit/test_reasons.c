@@ -107,19 +107,24 @@ static void test_counted_families(void **state)
                                       "body_too_large",
                                       "timeout"};
     static const char *const accept[] = {"emfile", "enfile", "enobufs", "other"};
+    static const char *const cmpskip[] = {"comparator_busy", "queue_bytes", "shutdown"};
 
     check_family(st_skip_names, st_skip_labels, ST_SKIP_COUNT, "ST_SKIP_");
     check_family(st_mesh_drop_names, st_mesh_drop_labels, ST_MDROP_COUNT, "ST_MDROP_");
+    check_family(st_cmpskip_names, st_cmpskip_labels, ST_CMPSKIP_COUNT, "ST_CMPSKIP_");
     check_family(st_reject_names, st_reject_labels, ST_REJ_COUNT, "ST_REJ_");
     check_family(st_accept_err_names, st_accept_err_labels, ST_ACCEPT_ERR_COUNT, "ST_ACCEPT_");
     assert_int_equal(ST_SKIP_COUNT, sizeof(skip) / sizeof(skip[0]));
     assert_int_equal(ST_MDROP_COUNT, sizeof(mdrop) / sizeof(mdrop[0]));
+    assert_int_equal(ST_CMPSKIP_COUNT, sizeof(cmpskip) / sizeof(cmpskip[0]));
     assert_int_equal(ST_REJ_COUNT, sizeof(rej) / sizeof(rej[0]));
     assert_int_equal(ST_ACCEPT_ERR_COUNT, sizeof(accept) / sizeof(accept[0]));
     for (int i = 0; i < ST_SKIP_COUNT; i++)
         assert_string_equal(st_skip_labels[i], skip[i]);
     for (int i = 0; i < ST_MDROP_COUNT; i++)
         assert_string_equal(st_mesh_drop_labels[i], mdrop[i]);
+    for (int i = 0; i < ST_CMPSKIP_COUNT; i++)
+        assert_string_equal(st_cmpskip_labels[i], cmpskip[i]);
     for (int i = 0; i < ST_REJ_COUNT; i++)
         assert_string_equal(st_reject_labels[i], rej[i]);
     for (int i = 0; i < ST_ACCEPT_ERR_COUNT; i++)

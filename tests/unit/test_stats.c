@@ -65,39 +65,39 @@ static void on_closed(void *arg)
 
 typedef struct {
     uv_loop_t loop;
-    st_stats_t *s;
+    st_sink_t *s;
     int closed;
 } fixture_t;
 
 /* A stats object pointed at a Redis address nobody listens on (port 1), so
  * deltas aggregate but nothing is sent while the test does not run the loop. */
-static fixture_t *fx_new(void (*tweak)(st_stats_config_t *))
+static fixture_t *fx_new(void (*tweak)(st_sink_config_t *))
 {
     fixture_t *f = calloc(1, sizeof(*f));
     assert_int_equal(uv_loop_init(&f->loop), 0);
-    st_stats_config_t cfg;
-    st_stats_config_init(&cfg);
+    st_sink_config_t cfg;
+    st_sink_config_init(&cfg);
     cfg.redis_host = "127.0.0.1";
     cfg.redis_port = 1;
     cfg.service = "svc";
     if (tweak) tweak(&cfg);
-    f->s = st_stats_new(&f->loop, &cfg);
+    f->s = st_sink_new(&f->loop, &cfg);
     assert_non_null(f->s);
     return f;
 }
 
 static void fx_free(fixture_t *f)
 {
-    st_stats_close(f->s, on_closed, &f->closed);
+    st_sink_close(f->s, on_closed, &f->closed);
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(f->closed, 1);
     assert_int_equal(uv_loop_close(&f->loop), 0);
     free(f);
 }
 
-static st_stats_record_t rec_base(const char *endpoint, st_verdict_t v, int64_t now_ms)
+static st_agg_record_t rec_base(const char *endpoint, st_verdict_t v, int64_t now_ms)
 {
-    st_stats_record_t r;
+    st_agg_record_t r;
     memset(&r, 0, sizeof(r));
     r.endpoint = endpoint;
     r.method = "POST";
@@ -116,9 +116,9 @@ static st_stats_record_t rec_base(const char *endpoint, st_verdict_t v, int64_t 
 
 static void test_config_defaults(void **state)
 {
-    st_stats_config_t cfg;
+    st_sink_config_t cfg;
     memset(&cfg, 0xff, sizeof(cfg));
-    st_stats_config_init(&cfg);
+    st_sink_config_init(&cfg);
     assert_null(cfg.redis_host);
     assert_int_equal(cfg.redis_port, 6379);
     assert_string_equal(cfg.service, "default");
@@ -134,17 +134,17 @@ static void test_hist_bucket(void **state)
     assert_int_equal(st_agg_hist_bucket(1.0), 0);
     assert_int_equal(st_agg_hist_bucket(1.01), 1);
     assert_int_equal(st_agg_hist_bucket(12), 10); /* 15 */
-    assert_true(st_stats_hist_bounds_ms[10] == 15);
+    assert_true(st_agg_hist_bounds_ms[10] == 15);
     assert_int_equal(st_agg_hist_bucket(60000), ST_HIST_NBOUNDS - 1);
     assert_int_equal(st_agg_hist_bucket(60001), ST_HIST_NBOUNDS);
     for (size_t i = 1; i < ST_HIST_NBOUNDS; i++)
-        assert_true(st_stats_hist_bounds_ms[i] > st_stats_hist_bounds_ms[i - 1]);
+        assert_true(st_agg_hist_bounds_ms[i] > st_agg_hist_bounds_ms[i - 1]);
     char name[32];
     for (size_t i = 0; i < ST_HIST_NBOUNDS; i++) { /* field names are "%g" of the bounds */
-        snprintf(name, sizeof(name), "%g", st_stats_hist_bounds_ms[i]);
-        assert_string_equal(st_stats_hist_fields[i], name);
+        snprintf(name, sizeof(name), "%g", st_agg_hist_bounds_ms[i]);
+        assert_string_equal(st_agg_hist_fields[i], name);
     }
-    assert_string_equal(st_stats_hist_fields[ST_HIST_NBOUNDS], "+Inf");
+    assert_string_equal(st_agg_hist_fields[ST_HIST_NBOUNDS], "+Inf");
 }
 
 static void test_batch_counts_paths_latency(void **state)
@@ -155,15 +155,15 @@ static void test_batch_counts_paths_latency(void **state)
         {ST_DIFF_VALUE, "$.ts", "1", "2", 1, 1},
     };
     st_diff_result_t diff = {ST_VERDICT_DIVERGED, entries, 2, 2, 0.49, 0, 0};
-    st_stats_record_t r = rec_base("POST /v1/predict", ST_VERDICT_MATCH, T0);
-    st_stats_record(f->s, &r);
+    st_agg_record_t r = rec_base("POST /v1/predict", ST_VERDICT_MATCH, T0);
+    st_sink_record(f->s, &r);
     r.verdict = ST_VERDICT_DIVERGED;
     r.diff = &diff;
-    st_stats_record(f->s, &r);
-    st_stats_record(f->s, &r);
+    st_sink_record(f->s, &r);
+    st_sink_record(f->s, &r);
     r = rec_base("POST /v1/predict", ST_VERDICT_ERROR, T0 + 61000);
     r.shadow_error = "timeout";
-    st_stats_record(f->s, &r);
+    st_sink_record(f->s, &r);
 
     st_batch_t b;
     st_batch_init(&b);
@@ -240,12 +240,12 @@ static void test_sample_json_redacted(void **state)
     st_response_t shadow = {500, ph, 1, "bad \xff\xfe bytes", 12, 0, NULL};
     st_diff_entry_t e = {ST_DIFF_STATUS, "status", "200", "500", 0, 0};
     st_diff_result_t diff = {ST_VERDICT_DIVERGED, &e, 1, 1, 0, 0, 0};
-    st_stats_record_t r = rec_base("GET /x", ST_VERDICT_DIVERGED, T0);
+    st_agg_record_t r = rec_base("GET /x", ST_VERDICT_DIVERGED, T0);
     r.diff = &diff;
     r.primary = &primary;
     r.shadow = &shadow;
     r.request_id = "abc-123";
-    st_stats_record(f->s, &r);
+    st_sink_record(f->s, &r);
 
     st_batch_t b;
     st_batch_init(&b);
@@ -288,7 +288,7 @@ static void test_sample_json_redacted(void **state)
     fx_free(f);
 }
 
-static void cfg_small_samples(st_stats_config_t *c)
+static void cfg_small_samples(st_sink_config_t *c)
 {
     c->samples_per_endpoint = 3;
 }
@@ -300,18 +300,18 @@ static void test_samples_capped_per_second(void **state)
     st_diff_result_t diff = {ST_VERDICT_DIVERGED, &e, 1, 1, 1, 0, 0};
     char rid[32];
     for (int i = 0; i < 10; i++) { /* 10 in one second, then 2 in the next */
-        st_stats_record_t r = rec_base("GET /x", ST_VERDICT_DIVERGED, T0 + (i < 10 ? 0 : 0));
+        st_agg_record_t r = rec_base("GET /x", ST_VERDICT_DIVERGED, T0 + (i < 10 ? 0 : 0));
         snprintf(rid, sizeof(rid), "r%d", i);
         r.request_id = rid;
         r.diff = &diff;
-        st_stats_record(f->s, &r);
+        st_sink_record(f->s, &r);
     }
     for (int i = 10; i < 12; i++) {
-        st_stats_record_t r = rec_base("GET /x", ST_VERDICT_DIVERGED, T0 + 1000);
+        st_agg_record_t r = rec_base("GET /x", ST_VERDICT_DIVERGED, T0 + 1000);
         snprintf(rid, sizeof(rid), "r%d", i);
         r.request_id = rid;
         r.diff = &diff;
-        st_stats_record(f->s, &r);
+        st_sink_record(f->s, &r);
     }
     st_batch_t b;
     st_batch_init(&b);
@@ -335,7 +335,7 @@ static void test_samples_capped_per_second(void **state)
     fx_free(f);
 }
 
-static void cfg_small_backlog(st_stats_config_t *c)
+static void cfg_small_backlog(st_sink_config_t *c)
 {
     c->max_backlog = 10;
 }
@@ -348,9 +348,9 @@ static void test_backlog_bounded(void **state)
     st_diff_result_t diff = {ST_VERDICT_NOISE, &e, 1, 1, 1, 0, 0};
     for (int i = 0; i < 50; i++) {
         snprintf(path, sizeof(path), "$.a[%d]", i);
-        st_stats_record_t r = rec_base("GET /x", ST_VERDICT_NOISE, T0);
+        st_agg_record_t r = rec_base("GET /x", ST_VERDICT_NOISE, T0);
         r.diff = &diff;
-        st_stats_record(f->s, &r);
+        st_sink_record(f->s, &r);
     }
     assert_true(st_agg_pending(f->s->agg) <= 10);
     assert_true(atomic_load(&f->s->agg->dropped) >= 50);
@@ -373,8 +373,8 @@ static void test_backlog_losses_accounted(void **state)
     fixture_t *f = fx_new(cfg_small_backlog);
     const char *eps[] = {"GET /a", "GET /b", "GET /c", "GET /d", "GET /e"};
     for (int i = 0; i < 50; i++) {
-        st_stats_record_t r = rec_base(eps[i % 5], ST_VERDICT_MATCH, T0);
-        st_stats_record(f->s, &r);
+        st_agg_record_t r = rec_base(eps[i % 5], ST_VERDICT_MATCH, T0);
+        st_sink_record(f->s, &r);
     }
     st_batch_t b;
     st_batch_init(&b);
@@ -399,7 +399,7 @@ static void capture_log(void *arg, int is_warning, const char *line)
     if (strstr(line, "event=stats_closed")) snprintf(closed_line, sizeof(closed_line), "%s", line);
 }
 
-static void cfg_capture_log(st_stats_config_t *c)
+static void cfg_capture_log(st_sink_config_t *c)
 {
     c->log = capture_log;
 }
@@ -410,9 +410,8 @@ static void test_closed_line_counts_what_redis_lacks(void **state)
     closed_line[0] = '\0';
     fixture_t *f = fx_new(cfg_capture_log);
     for (int i = 0; i < 7; i++) {
-        st_stats_record_t r =
-            rec_base("GET /x", i % 2 ? ST_VERDICT_DIVERGED : ST_VERDICT_MATCH, T0);
-        st_stats_record(f->s, &r);
+        st_agg_record_t r = rec_base("GET /x", i % 2 ? ST_VERDICT_DIVERGED : ST_VERDICT_MATCH, T0);
+        st_sink_record(f->s, &r);
     }
     fx_free(f);
     assert_non_null(strstr(closed_line, "event=stats_closed service=svc comparisons=7 redis=on "
@@ -429,9 +428,9 @@ static void test_many_fields_merge(void **state)
     for (int round = 0; round < 3; round++) {
         for (int i = 0; i < 5000; i++) {
             snprintf(path, sizeof(path), "$.a[%d]", i);
-            st_stats_record_t r = rec_base("GET /x", ST_VERDICT_DIVERGED, T0);
+            st_agg_record_t r = rec_base("GET /x", ST_VERDICT_DIVERGED, T0);
             r.diff = &diff;
-            st_stats_record(f->s, &r);
+            st_sink_record(f->s, &r);
         }
     }
     assert_true(f->s->agg->nbuckets >= 5000);
@@ -452,7 +451,7 @@ static void test_many_fields_merge(void **state)
     fx_free(f);
 }
 
-static void cfg_two_endpoints(st_stats_config_t *c)
+static void cfg_two_endpoints(st_sink_config_t *c)
 {
     c->max_endpoints = 2;
 }
@@ -464,14 +463,13 @@ static void test_endpoint_cap_and_prometheus(void **state)
     const char *names[] = {"GET /a", "GET /b", "GET /c\"q\\", "GET /d"};
     for (int i = 0; i < 4; i++) {
         for (int k = 0; k <= i; k++) {
-            st_stats_record_t r =
-                rec_base(names[i], k ? ST_VERDICT_DIVERGED : ST_VERDICT_MATCH, T0);
-            st_stats_record(f->s, &r);
+            st_agg_record_t r = rec_base(names[i], k ? ST_VERDICT_DIVERGED : ST_VERDICT_MATCH, T0);
+            st_sink_record(f->s, &r);
         }
     }
-    st_stats_record_t r = rec_base("GET /c\"q\\", ST_VERDICT_ERROR, T0);
+    st_agg_record_t r = rec_base("GET /c\"q\\", ST_VERDICT_ERROR, T0);
     r.shadow_error = "reset";
-    st_stats_record(g->s, &r); /* g: "GET /c\"q\\" is its first endpoint */
+    st_sink_record(g->s, &r); /* g: "GET /c\"q\\" is its first endpoint */
 
     st_batch_t b;
     st_batch_init(&b);
@@ -485,8 +483,8 @@ static void test_endpoint_cap_and_prometheus(void **state)
     char *text = NULL;
     size_t len = 0;
     FILE *out = open_memstream(&text, &len);
-    st_stats_t *all[] = {f->s, g->s, NULL};
-    st_stats_prometheus(all, 3, out);
+    st_sink_t *all[] = {f->s, g->s, NULL};
+    st_sink_prometheus(all, 3, out);
     fclose(out);
     assert_non_null(strstr(text, "shadowtee_comparisons_total{result=\"match\"} 4\n"));
     assert_non_null(strstr(text, "shadowtee_comparisons_total{result=\"diverged\"} 6\n"));
@@ -508,8 +506,8 @@ static void test_endpoint_cap_and_prometheus(void **state)
     g->s->cfg.max_endpoints = 10;
     text = NULL;
     out = open_memstream(&text, &len);
-    st_stats_t *one[] = {g->s};
-    st_stats_prometheus(one, 1, out);
+    st_sink_t *one[] = {g->s};
+    st_sink_prometheus(one, 1, out);
     fclose(out);
     assert_non_null(
         strstr(text, "shadowtee_endpoint_comparisons_total{endpoint=\"GET /c\\\"q\\\\\"} 1\n"));
@@ -518,12 +516,12 @@ static void test_endpoint_cap_and_prometheus(void **state)
     fx_free(g);
 }
 
-static char *prom_text(st_stats_t *const *all, size_t n)
+static char *prom_text(st_sink_t *const *all, size_t n)
 {
     char *text = NULL;
     size_t len = 0;
     FILE *out = open_memstream(&text, &len);
-    st_stats_prometheus(all, n, out);
+    st_sink_prometheus(all, n, out);
     fclose(out);
     return text;
 }
@@ -537,7 +535,7 @@ static long long prom_value(const char *text, const char *series)
     return -1;
 }
 
-static void cfg_one_endpoint(st_stats_config_t *c)
+static void cfg_one_endpoint(st_sink_config_t *c)
 {
     c->max_endpoints = 1;
 }
@@ -549,15 +547,15 @@ static void cfg_one_endpoint(st_stats_config_t *c)
 static void test_prometheus_labels_stable(void **state)
 {
     fixture_t *f = fx_new(cfg_one_endpoint), *g = fx_new(cfg_one_endpoint);
-    st_stats_t *all[] = {f->s, g->s};
-    st_stats_record_t r = rec_base("GET /early", ST_VERDICT_MATCH, T0);
-    st_stats_record(f->s, &r);
+    st_sink_t *all[] = {f->s, g->s};
+    st_agg_record_t r = rec_base("GET /early", ST_VERDICT_MATCH, T0);
+    st_sink_record(f->s, &r);
     st_diff_entry_t e = {ST_DIFF_VALUE, "$.x", "1", "2", 0, 0};
     st_diff_result_t diff = {ST_VERDICT_DIVERGED, &e, 1, 1, 0, 1, 0};
     for (int i = 0; i < 30; i++) { /* later and much busier, on another worker */
         r = rec_base("GET /late", i % 3 ? ST_VERDICT_MATCH : ST_VERDICT_DIVERGED, T0);
         r.diff = &diff; /* with a noise replica that agreed with the primary */
-        st_stats_record(g->s, &r);
+        st_sink_record(g->s, &r);
     }
     char *t = prom_text(all, 2);
     assert_int_equal(prom_value(t, "shadowtee_endpoint_comparisons_total{endpoint=\"GET /early\"}"),
@@ -575,13 +573,13 @@ static void test_prometheus_labels_stable(void **state)
     /* more of everything: the same label set, every series grown or equal */
     for (int i = 0; i < 5; i++) {
         r = rec_base("GET /late", ST_VERDICT_NOISE, T0);
-        st_stats_record(g->s, &r);
+        st_sink_record(g->s, &r);
         r = rec_base("GET /third", ST_VERDICT_ERROR, T0); /* g's cap: into its own {other} */
         r.shadow_error = "timeout";
-        st_stats_record(g->s, &r);
+        st_sink_record(g->s, &r);
     }
     r = rec_base("GET /early", ST_VERDICT_NOISE, T0);
-    st_stats_record(f->s, &r);
+    st_sink_record(f->s, &r);
     t = prom_text(all, 2);
     assert_int_equal(prom_value(t, "shadowtee_endpoint_comparisons_total{endpoint=\"GET /early\"}"),
                      2);
@@ -618,17 +616,17 @@ static void test_no_redis_keeps_only_counters(void **state)
 {
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
-    st_stats_config_t cfg;
-    st_stats_config_init(&cfg);
-    st_stats_t *s = st_stats_new(&loop, &cfg);
+    st_sink_config_t cfg;
+    st_sink_config_init(&cfg);
+    st_sink_t *s = st_sink_new(&loop, &cfg);
     assert_non_null(s);
-    st_stats_record_t r = rec_base("GET /x", ST_VERDICT_MATCH, T0);
+    st_agg_record_t r = rec_base("GET /x", ST_VERDICT_MATCH, T0);
     for (int i = 0; i < 100; i++)
-        st_stats_record(s, &r);
+        st_sink_record(s, &r);
     assert_int_equal(st_agg_pending(s->agg), 0);
     assert_int_equal(atomic_load(&s->agg->n_match), 100);
     int closed = 0;
-    st_stats_close(s, on_closed, &closed);
+    st_sink_close(s, on_closed, &closed);
     assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(closed, 1);
     assert_int_equal(uv_loop_close(&loop), 0);
@@ -644,7 +642,7 @@ static void on_later_close(uv_timer_t *t)
     fixture_t *f = t->data;
     assert_true(atomic_load(&f->s->reconnects) >= 1); /* backoff retried */
     assert_int_equal(atomic_load(&f->s->connected), 0);
-    st_stats_close(f->s, on_closed, &f->closed);
+    st_sink_close(f->s, on_closed, &f->closed);
     uv_close((uv_handle_t *)t, NULL);
 }
 
@@ -653,8 +651,8 @@ static void on_later_close(uv_timer_t *t)
 static void test_unreachable_redis_close(void **state)
 {
     fixture_t *f = fx_new(NULL);
-    st_stats_record_t r = rec_base("GET /x", ST_VERDICT_MATCH, T0);
-    st_stats_record(f->s, &r);
+    st_agg_record_t r = rec_base("GET /x", ST_VERDICT_MATCH, T0);
+    st_sink_record(f->s, &r);
     uv_timer_t later, dog;
     uv_timer_init(&f->loop, &later);
     uv_timer_init(&f->loop, &dog);
@@ -725,7 +723,7 @@ static void silent_stop(silent_t *sv)
 }
 
 typedef struct {
-    st_stats_t *s;
+    st_sink_t *s;
     silent_t *sv;
     int closed;
     uint64_t closed_at, close_called_at;
@@ -747,10 +745,10 @@ static void on_close_later(uv_timer_t *t)
     assert_int_equal(c->s->state, ST_SINK_READY);
     assert_true(c->s->setup_pending > 0);
     assert_int_equal(atomic_load(&c->s->connected), 0);
-    st_stats_record_t r = rec_base("GET /x", ST_VERDICT_MATCH, T0);
-    st_stats_record(c->s, &r);
+    st_agg_record_t r = rec_base("GET /x", ST_VERDICT_MATCH, T0);
+    st_sink_record(c->s, &r);
     c->close_called_at = uv_now(c->loop);
-    st_stats_close(c->s, on_case_closed, c);
+    st_sink_close(c->s, on_case_closed, c);
     uv_close((uv_handle_t *)t, NULL);
 }
 
@@ -761,12 +759,12 @@ static void test_close_with_silent_server(void **state)
     silent_t sv;
     assert_int_equal(uv_loop_init(&loop), 0);
     silent_start(&loop, &sv);
-    st_stats_config_t cfg;
-    st_stats_config_init(&cfg);
+    st_sink_config_t cfg;
+    st_sink_config_init(&cfg);
     cfg.redis_host = "127.0.0.1";
     cfg.redis_port = sv.port;
     close_case_t c = {.sv = &sv, .loop = &loop};
-    c.s = st_stats_new(&loop, &cfg);
+    c.s = st_sink_new(&loop, &cfg);
     assert_non_null(c.s);
     uv_timer_t later;
     uv_timer_init(&loop, &later);
@@ -785,15 +783,15 @@ static void test_close_while_connecting(void **state)
     silent_t sv;
     assert_int_equal(uv_loop_init(&loop), 0);
     silent_start(&loop, &sv);
-    st_stats_config_t cfg;
-    st_stats_config_init(&cfg);
+    st_sink_config_t cfg;
+    st_sink_config_init(&cfg);
     cfg.redis_host = "127.0.0.1";
     cfg.redis_port = sv.port;
     close_case_t c = {.sv = &sv, .loop = &loop};
-    c.s = st_stats_new(&loop, &cfg);
+    c.s = st_sink_new(&loop, &cfg);
     assert_non_null(c.s);
     assert_int_equal(c.s->state, ST_SINK_CONNECTING);
-    st_stats_close(c.s, on_case_closed, &c);
+    st_sink_close(c.s, on_case_closed, &c);
     assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(c.closed, 1);
     assert_int_equal(uv_loop_close(&loop), 0);
@@ -805,16 +803,16 @@ static void test_close_while_resolving(void **state)
 {
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
-    st_stats_config_t cfg;
-    st_stats_config_init(&cfg);
+    st_sink_config_t cfg;
+    st_sink_config_init(&cfg);
     cfg.redis_host = "localhost";
     cfg.redis_port = 1;
-    st_stats_t *s = st_stats_new(&loop, &cfg);
+    st_sink_t *s = st_sink_new(&loop, &cfg);
     assert_non_null(s);
     assert_int_equal(s->state, ST_SINK_WAIT);
     assert_true(s->resolving);
     int closed = 0;
-    st_stats_close(s, on_closed, &closed);
+    st_sink_close(s, on_closed, &closed);
     assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(closed, 1);
     assert_int_equal(uv_loop_close(&loop), 0);

@@ -1,6 +1,6 @@
 /*
  * A driver more than a test: writes a scripted set of comparisons into a real
- * Redis through the real stats module (st_stats_record + the Redis sink), so
+ * Redis through the real stats module (st_sink_record + the Redis sink), so
  * the report tests (tests/integration/test_report.py, report_fill.py) read
  * exactly what the proxy would write. Checks that everything was flushed,
  * nothing lost, no Redis error, and that close is clean.
@@ -72,13 +72,13 @@ static void response_of(json_t *j, st_response_t *r, st_header_t *h, size_t nh)
     r->error = json_string_value(json_object_get(j, "error"));
 }
 
-static int all_flushed(st_stats_t *s)
+static int all_flushed(st_sink_t *s)
 {
     return st_agg_pending(s->agg) == 0 && s->inflight_left == 0 && atomic_load(&s->flushes) >= 1;
 }
 
 typedef struct {
-    st_stats_t *s;
+    st_sink_t *s;
     int timed_out;
     uv_timer_t check, dog;
 } run_t;
@@ -116,8 +116,8 @@ static void test_fill_from_spec(void **state)
 
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
-    st_stats_config_t cfg;
-    st_stats_config_init(&cfg);
+    st_sink_config_t cfg;
+    st_sink_config_init(&cfg);
     cfg.redis_host = "127.0.0.1";
     cfg.redis_port = atoi(port);
     cfg.service = str(spec, "service", "default");
@@ -127,7 +127,7 @@ static void test_fill_from_spec(void **state)
     if (json_object_get(spec, "samples_per_endpoint"))
         cfg.samples_per_endpoint =
             (size_t)json_integer_value(json_object_get(spec, "samples_per_endpoint"));
-    st_stats_t *s = st_stats_new(&loop, &cfg);
+    st_sink_t *s = st_sink_new(&loop, &cfg);
     assert_non_null(s);
 
     /* "now" pinned to 1 s into the current minute: a run of repeated records
@@ -155,7 +155,7 @@ static void test_fill_from_spec(void **state)
             e->delta = json_number_value(json_object_get(dj, "delta"));
             e->noise = json_is_true(json_object_get(dj, "noise"));
         }
-        st_stats_record_t rec;
+        st_agg_record_t rec;
         memset(&rec, 0, sizeof(rec));
         rec.endpoint = str(rj, "endpoint", "GET /");
         rec.method = str(rj, "method", "GET");
@@ -182,7 +182,7 @@ static void test_fill_from_spec(void **state)
         double ago = json_number_value(json_object_get(rj, "ago_s"));
         for (json_int_t k = 0; k < (repeat > 0 ? repeat : 1); k++) {
             rec.now_ms = now - (int64_t)(ago * 1000) + (int64_t)k;
-            st_stats_record(s, &rec);
+            st_sink_record(s, &rec);
             recorded++;
         }
     }
@@ -204,7 +204,7 @@ static void test_fill_from_spec(void **state)
            (unsigned long long)atomic_load(&s->flushes),
            (unsigned long long)atomic_load(&s->agg->dropped));
     int closed = 0;
-    st_stats_close(s, on_closed, &closed);
+    st_sink_close(s, on_closed, &closed);
     uv_close((uv_handle_t *)&r.check, NULL);
     uv_close((uv_handle_t *)&r.dog, NULL);
     assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);

@@ -77,9 +77,9 @@ static long long int_reply(redisContext *c, const char *fmt, const char *arg)
 
 typedef struct {
     uv_loop_t loop;
-    st_stats_t *s;
+    st_sink_t *s;
     int closed;
-    int (*until)(st_stats_t *s, void *arg);
+    int (*until)(st_sink_t *s, void *arg);
     void *arg;
     uv_timer_t check, dog;
     int timed_out;
@@ -99,7 +99,7 @@ static void on_dog(uv_timer_t *t)
 }
 
 /* Runs the loop until until(s, arg) holds (checked every 5 ms) or ms pass. */
-static int run_until(fx_t *f, int (*until)(st_stats_t *, void *), void *arg, uint64_t ms)
+static int run_until(fx_t *f, int (*until)(st_sink_t *, void *), void *arg, uint64_t ms)
 {
     f->until = until;
     f->arg = arg;
@@ -120,8 +120,8 @@ static fx_t *fx_new_at(const char *host, int port, const char *service, const ch
     uv_timer_init(&f->loop, &f->check);
     uv_timer_init(&f->loop, &f->dog);
     f->check.data = f->dog.data = f;
-    st_stats_config_t cfg;
-    st_stats_config_init(&cfg);
+    st_sink_config_t cfg;
+    st_sink_config_init(&cfg);
     cfg.redis_host = host;
     cfg.redis_port = port;
     cfg.redis_password = password;
@@ -130,7 +130,7 @@ static fx_t *fx_new_at(const char *host, int port, const char *service, const ch
     cfg.flush_interval_ms = 20;
     cfg.samples_per_endpoint = 5;
     cfg.bucket_ttl_s = 3600;
-    f->s = st_stats_new(&f->loop, &cfg);
+    f->s = st_sink_new(&f->loop, &cfg);
     assert_non_null(f->s);
     return f;
 }
@@ -147,7 +147,7 @@ static void on_closed(void *arg)
 
 static void fx_free(fx_t *f)
 {
-    st_stats_close(f->s, on_closed, &f->closed);
+    st_sink_close(f->s, on_closed, &f->closed);
     uv_close((uv_handle_t *)&f->check, NULL);
     uv_close((uv_handle_t *)&f->dog, NULL);
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
@@ -156,33 +156,33 @@ static void fx_free(fx_t *f)
     free(f);
 }
 
-static int is_connected(st_stats_t *s, void *arg)
+static int is_connected(st_sink_t *s, void *arg)
 {
     return s->state == ST_SINK_READY && s->setup_pending == 0;
 }
 
-static int flushed_at_least(st_stats_t *s, void *arg)
+static int flushed_at_least(st_sink_t *s, void *arg)
 {
     return atomic_load(&s->flushes) >= *(uint64_t *)arg && st_agg_pending(s->agg) == 0 &&
            s->inflight_left == 0;
 }
 
-static int reconnected(st_stats_t *s, void *arg)
+static int reconnected(st_sink_t *s, void *arg)
 {
     return atomic_load(&s->reconnects) >= 1 && is_connected(s, NULL);
 }
 
-static int had_errors(st_stats_t *s, void *arg)
+static int had_errors(st_sink_t *s, void *arg)
 {
     return atomic_load(&s->redis_errors) >= *(uint64_t *)arg;
 }
 
-static void record_n(st_stats_t *s, const char *endpoint, st_verdict_t v, int n)
+static void record_n(st_sink_t *s, const char *endpoint, st_verdict_t v, int n)
 {
     static st_diff_entry_t e = {ST_DIFF_VALUE, "$.score", "0.9", "0.1", 0.8, 0};
     static st_diff_result_t d = {ST_VERDICT_DIVERGED, &e, 1, 1, 0.8, 0, 0};
     for (int i = 0; i < n; i++) {
-        st_stats_record_t r;
+        st_agg_record_t r;
         memset(&r, 0, sizeof(r));
         r.endpoint = endpoint;
         r.method = "GET";
@@ -194,7 +194,7 @@ static void record_n(st_stats_t *s, const char *endpoint, st_verdict_t v, int n)
         r.primary_seconds = 0.002;
         r.shadow_seconds = 0.003;
         r.now_ms = now_ms();
-        st_stats_record(s, &r);
+        st_sink_record(s, &r);
     }
 }
 
@@ -320,7 +320,7 @@ static void test_auth_and_select(void **state)
     redisFree(c);
 }
 
-static int paused_and_back(st_stats_t *s, void *arg)
+static int paused_and_back(st_sink_t *s, void *arg)
 {
     return atomic_load(&s->reconnects) >= 1 && atomic_load(&s->flushes) >= 2 &&
            st_agg_pending(s->agg) == 0 && s->inflight_left == 0;
@@ -351,17 +351,17 @@ static void test_stalled_server(void **state)
     redisFree(c);
 }
 
-static int flushed_once(st_stats_t *s, void *arg)
+static int flushed_once(st_sink_t *s, void *arg)
 {
     return atomic_load(&s->flushes) >= 1 && st_agg_pending(s->agg) == 0 && s->inflight_left == 0;
 }
 
-static int is_down(st_stats_t *s, void *arg)
+static int is_down(st_sink_t *s, void *arg)
 {
     return atomic_load(&s->connected) == 0;
 }
 
-/* st_stats_close sends what is pending before it frees (final flush). */
+/* st_sink_close sends what is pending before it frees (final flush). */
 static void test_close_flushes(void **state)
 {
     NEED_REDIS(port);
@@ -372,7 +372,7 @@ static void test_close_flushes(void **state)
     assert_true(run_until(f, is_connected, NULL, 5000));
     record_n(f->s, "GET /a", ST_VERDICT_DIVERGED, 7);
     assert_int_equal(atomic_load(&f->s->flushes), 0);
-    fx_free(f); /* st_stats_close + run the loop until the callback ran */
+    fx_free(f); /* st_sink_close + run the loop until the callback ran */
     assert_int_equal(hget_ll(c, "shadowtee:{closing}:ep:GET /a:counts", "compared"), 7);
     assert_int_equal(int_reply(c, "LLEN %s", "shadowtee:{closing}:ep:GET /a:samples"), 5);
     redisFree(c);
