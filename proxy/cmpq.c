@@ -69,6 +69,15 @@ void st_cmpq_count_skip(st_cmpq_t *q, enum st_cmpskip why)
     if (why == ST_CMPSKIP_BUSY || why == ST_CMPSKIP_BYTES) ONE_WRITER_ADD(q->skipped[why], 1);
 }
 
+uint64_t st_cmpq_skipped(const st_cmpq_t *q, enum st_cmpskip why)
+{
+    if (why == ST_CMPSKIP_SHUTDOWN)
+        return atomic_load_explicit(&q->dropped_shutdown, memory_order_relaxed);
+    if (why == ST_CMPSKIP_BUSY || why == ST_CMPSKIP_BYTES)
+        return atomic_load_explicit(&q->skipped[why], memory_order_relaxed);
+    return 0;
+}
+
 void *st_cmpq_pop(st_cmpq_t *q)
 {
     size_t head = atomic_load_explicit(&q->head, memory_order_relaxed);

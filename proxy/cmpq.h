@@ -32,7 +32,7 @@ typedef struct st_cmpq {
     /* producer side: written by the worker only */
     _Alignas(64) _Atomic size_t tail; /* jobs pushed so far */
     _Atomic uint64_t bytes_in;        /* bytes pushed so far */
-    _Atomic uint64_t skipped[2];      /* ST_CMPSKIP_BUSY, ST_CMPSKIP_BYTES counted here */
+    _Atomic uint64_t skipped[2];      /* [ST_CMPSKIP_BUSY], [ST_CMPSKIP_BYTES] */
     /* consumer side: written by the comparator thread only */
     _Alignas(64) _Atomic size_t head;  /* jobs popped so far */
     _Atomic size_t released;           /* jobs released so far (<= head) */
@@ -42,6 +42,10 @@ typedef struct st_cmpq {
     _Alignas(64) size_t mask; /* capacity - 1 */
     void **slot;
 } st_cmpq_t;
+
+/* the producer's counters are indexed by reason: these two must fit */
+_Static_assert(ST_CMPSKIP_BUSY < 2 && ST_CMPSKIP_BYTES < 2 && ST_CMPSKIP_SHUTDOWN >= 2,
+               "st_cmpq_t.skipped[] holds ST_CMPSKIP_BUSY and ST_CMPSKIP_BYTES");
 
 /* A ring of at least `capacity` slots (rounded up to a power of two).
  * NULL on allocation failure. */
@@ -60,6 +64,8 @@ int st_cmpq_push(st_cmpq_t *q, void *job, size_t bytes);
 void st_cmpq_held(const st_cmpq_t *q, size_t *jobs, uint64_t *bytes);
 /* Counts a pair the producer dropped instead of pushing here. */
 void st_cmpq_count_skip(st_cmpq_t *q, enum st_cmpskip why);
+/* Pairs skipped for `why` on this ring so far; any thread (relaxed). */
+uint64_t st_cmpq_skipped(const st_cmpq_t *q, enum st_cmpskip why);
 
 /* ---- consumer ---- */
 

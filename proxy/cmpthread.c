@@ -228,7 +228,7 @@ static void begin_close(st_cmpthread_t *ct)
     pthread_mutex_unlock(&ct->pub_lock);
     uint64_t dropped = 0;
     for (size_t i = 0; i < ct->nrings; i++)
-        dropped += atomic_load_explicit(&ct->rings[i]->dropped_shutdown, memory_order_relaxed);
+        dropped += st_cmpq_skipped(ct->rings[i], ST_CMPSKIP_SHUTDOWN);
     if (dropped)
         st_warn("msg=\"comparisons dropped at shutdown\" thread=%d count=%" PRIu64, ct->id,
                 dropped);
@@ -511,10 +511,8 @@ void st_cmpthread_render(st_cmpthread_t *all, size_t n, FILE *out)
             held_jobs += j;
             held_bytes += b;
             queued += atomic_load_explicit(&q->tail, memory_order_relaxed);
-            skipped[ST_CMPSKIP_BUSY] += atomic_load_explicit(&q->skipped[0], memory_order_relaxed);
-            skipped[ST_CMPSKIP_BYTES] += atomic_load_explicit(&q->skipped[1], memory_order_relaxed);
-            skipped[ST_CMPSKIP_SHUTDOWN] +=
-                atomic_load_explicit(&q->dropped_shutdown, memory_order_relaxed);
+            for (int r = 0; r < ST_CMPSKIP_COUNT; r++)
+                skipped[r] += st_cmpq_skipped(q, (enum st_cmpskip)r);
         }
     }
     fprintf(out, "# HELP shadowtee_comparisons_skipped_total Finished pairs not compared, by "

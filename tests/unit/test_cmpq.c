@@ -103,13 +103,13 @@ static void test_held_until_released(void **state)
     st_cmpq_held(q, &jobs, &bytes);
     assert_int_equal(jobs, 0);
     assert_int_equal(bytes, 0);
-    assert_int_equal(atomic_load(&q->dropped_shutdown), 2);
+    assert_int_equal(st_cmpq_skipped(q, ST_CMPSKIP_SHUTDOWN), 2);
     assert_int_equal(atomic_load(&q->tail), 3);
     st_cmpq_count_skip(q, ST_CMPSKIP_BUSY);
     st_cmpq_count_skip(q, ST_CMPSKIP_BYTES);
     st_cmpq_count_skip(q, ST_CMPSKIP_BYTES);
-    assert_int_equal(atomic_load(&q->skipped[ST_CMPSKIP_BUSY]), 1);
-    assert_int_equal(atomic_load(&q->skipped[ST_CMPSKIP_BYTES]), 2);
+    assert_int_equal(st_cmpq_skipped(q, ST_CMPSKIP_BUSY), 1);
+    assert_int_equal(st_cmpq_skipped(q, ST_CMPSKIP_BYTES), 2);
     st_cmpq_free(q);
 }
 
@@ -228,8 +228,7 @@ static size_t held_jobs(st_cmpthread_t *ct)
 
 static uint64_t skipped(feed_env_t *e, enum st_cmpskip why)
 {
-    return atomic_load(&e->ct[0].rings[0]->skipped[why]) +
-           atomic_load(&e->ct[1].rings[0]->skipped[why]);
+    return st_cmpq_skipped(e->ct[0].rings[0], why) + st_cmpq_skipped(e->ct[1].rings[0], why);
 }
 
 static void test_feed_length_cap_and_least_loaded(void **state)
