@@ -166,6 +166,19 @@ static void put(out_t *o, const char *s, size_t n)
     o->used += n;
 }
 
+/* A growing output on the heap (canonical text, a sample's body): reals at
+ * 17 significant digits, which round-trip a double. */
+static int out_open_growing(out_t *o, stc_arena_t *a)
+{
+    memset(o, 0, sizeof(*o));
+    o->cap = 256;
+    o->buf = stc_mem_alloc(o->cap);
+    if (!o->buf) return -1;
+    o->precision = 17;
+    o->a = a;
+    return 0;
+}
+
 /* jansson's dump_string on decoded bytes (valid UTF-8: only ASCII bytes are
  * ever escaped, so a byte loop writes what its codepoint loop writes). */
 static void put_escaped(out_t *o, const char *s, size_t n)
@@ -405,13 +418,8 @@ char *stc_tape_value_text(const stc_policy_t *pol, stc_jv_t v, const stc_seg_t *
 char *stc_tape_canon(stc_jv_t v, stc_arena_t *a)
 {
     out_t o;
-    memset(&o, 0, sizeof(o));
-    o.cap = 256;
-    o.buf = stc_mem_alloc(o.cap);
-    if (!o.buf) return NULL;
-    o.precision = 17;
+    if (out_open_growing(&o, a) != 0) return NULL;
     o.sort_keys = 1;
-    o.a = a;
     dump(&o, v, 0);
     char *text = o.failed ? NULL : stc_arena_alloc(a, o.used + 1);
     if (text) {
@@ -431,14 +439,12 @@ char *stc_tape_dump_redacted(stc_jv_t root, const stc_pattern_t *const *pats, si
     stc_arena_init(&a);
     stc_seg_t segs[STC_MAX_DEPTH_HARD + 2];
     out_t o;
-    memset(&o, 0, sizeof(o));
     *count = 0;
     *out_len = 0;
-    o.cap = 256;
-    o.buf = stc_mem_alloc(o.cap);
-    if (!o.buf) return NULL;
-    o.precision = 17;
-    o.a = &a;
+    if (out_open_growing(&o, &a) != 0) {
+        stc_arena_deinit(&a);
+        return NULL;
+    }
     o.pats = pats;
     o.npats = npats;
     o.segs = segs;
